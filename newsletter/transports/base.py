@@ -1,0 +1,131 @@
+"""One transport interface: send one complete message to one recipient, say what happened.
+
+Modelled on Django's email backends (open/close/context manager, one contract test suite
+over every backend) and on Mailman 3's split of delivery results into *sent*, *temporary*
+(retry later) and *permanent* (give up on this recipient), because the ledger records
+exactly that. A failure that concerns the whole send, not one recipient, is raised as
+:class:`StopSending` instead of being returned.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, ClassVar, Self
+
+from ..errors import TransportError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    TEMPORARY = "temporary"  # try again later (maybe: see SendResult.retry_safe)
+    PERMANENT = "permanent"  # this recipient cannot be reached with this message
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one message for one recipient."""
+
+    outcome: Outcome
+    message_id: str | None = None  # the provider's id: SES MessageId, SMTP queue id, outbox file name
+    error: str | None = None  # human-readable reason for failures
+    # TEMPORARY and we know the provider did not accept the message (throttled, refused
+    # before DATA, connection refused): resending cannot duplicate it. A timeout after the
+    # request went out is not retry-safe: the message may have been sent.
+    retry_safe: bool = False
+    throttled: bool = False  # the provider asked us to slow down: back off, then retry
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SENT
+
+    @classmethod
+    def sent(cls, message_id: str | None = None) -> SendResult:
+        return cls(Outcome.SENT, message_id=message_id)
+
+    @classmethod
+    def temporary(cls, error: str, *, retry_safe: bool = False, throttled: bool = False) -> SendResult:
+        return cls(Outcome.TEMPORARY, error=error, retry_safe=retry_safe, throttled=throttled)
+
+    @classmethod
+    def permanent(cls, error: str) -> SendResult:
+        return cls(Outcome.PERMANENT, error=error)
+
+
+class StopSending(TransportError):
+    """The whole send must stop (sending paused, account suspended, daily quota, auth failure).
+
+    Messages already handed over stay sent; the rest stay queued for a later resume.
+    """
+
+
+class Transport(ABC):
+    """Sends complete RFC 5322 messages, one recipient at a time.
+
+    ``send`` may be called from several threads at once between ``open`` and ``close``.
+    """
+
+    name: ClassVar[str]
+
+    def open(self) -> None:  # noqa: B027 - most transports need no set-up
+        """Acquire what sending needs (client, connection, folder); idempotent."""
+
+    def close(self) -> None:  # noqa: B027 - most transports hold nothing
+        """Release connections; idempotent."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def send(self, sender: str, recipient: str, raw: bytes) -> SendResult:
+        """Hand one message (complete, CRLF line endings) for one envelope recipient to the provider.
+
+        Raises StopSending when no further message can be sent either.
+        """
+
+    def max_rate(self) -> float | None:
+        """Messages per second the provider allows, or None when it does not say."""
+        return None
+
+    def check(self) -> None:  # noqa: B027 - nothing to check for local transports
+        """Pre-flight: raise TransportError with a clear message if sending cannot work."""
+
+
+def make_transport(
+    settings: Settings, name: str | None = None, *, outbox: Path | None = None, concurrency: int = 10
+) -> Transport:
+    """The transport named `name` (default: settings.transport), configured from settings.
+
+    `outbox` overrides the file transport's folder; `concurrency` is the number of threads
+    that will call `send` at once (SES sizes its connection pool for it).
+    """
+    chosen = name or settings.transport
+    if chosen == "file":
+        from .file import FileTransport
+
+        return FileTransport(outbox or settings.outbox_dir)
+    if chosen == "memory":
+        from .memory import MemoryTransport
+
+        return MemoryTransport()
+    if chosen == "ses":
+        from .ses import SesTransport
+
+        return SesTransport.from_settings(settings, concurrency=concurrency)
+    if chosen == "smtp":
+        from .smtp import SmtpTransport
+
+        return SmtpTransport.from_settings(settings)
+    raise TransportError(f"transport: expected one of file, memory, ses, smtp, got {chosen!r}")

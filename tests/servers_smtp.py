@@ -1,0 +1,97 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1, recording every envelope.
+
+Import the fixture into a test module: `from .servers_smtp import smtp_server`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes  # the message as the server received it (dot-unstuffed, CRLF)
+
+
+@dataclass
+class RecordingHandler:
+    """Accepts and records messages; answers chosen recipients with a chosen reply.
+
+    `refuse` maps a recipient address to an SMTP reply, e.g. "454 4.7.0 Throttling failure"
+    or "550 5.1.1 User unknown"; `refuse_data` does the same at the end of DATA.
+    """
+
+    received: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+    refuse_data: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue_ids: int = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self.refuse.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for address in envelope.rcpt_tos:
+            if address in self.refuse_data:
+                return self.refuse_data[address]
+        with self.lock:
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
+            self.queue_ids += 1
+            return f"250 2.0.0 Ok: queued as Q{self.queue_ids:05d}"
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: RecordingHandler
+    controller: Any
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_smtp_server(handler: RecordingHandler | None = None, **smtp_options: Any) -> SmtpServer:
+    """Start aiosmtpd on 127.0.0.1 (free port); call `.controller.stop()` when done.
+
+    `smtp_options` go to aiosmtpd's SMTP class (e.g. authenticator=..., auth_require_tls=False).
+    """
+    from aiosmtpd.controller import Controller
+
+    handler = handler or RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
+    controller.start()
+    return SmtpServer("127.0.0.1", controller.port, handler, controller)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A running aiosmtpd server that accepts everything and records what it got."""
+    server = start_smtp_server()
+    try:
+        yield server
+    finally:
+        server.controller.stop()
