@@ -1,0 +1,417 @@
+"""Rendering: Jinja2 → MJML → mjml-python → premailer, plus a real plain-text part.
+
+Each stage is one function. An issue is rendered once (per language); what differs
+per reader — the greeting and the unsubscribe link — is left as placeholders that
+survive every stage, so a send personalises by substitution, never by re-rendering.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import textwrap
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from .config import Settings, text_direction
+from .content import Issue, Library, Paper
+from .errors import RenderError
+
+# Per-recipient placeholders. Plain ASCII without '=' or URL-special characters, so
+# that MJML, premailer/lxml (which escape some characters in href values) and
+# quoted-printable encoding leave them byte-for-byte intact.
+UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
+GREETING = "%%GREETING%%"
+PLACEHOLDERS = (UNSUBSCRIBE_URL, GREETING)
+
+EXCERPT_CHARS = 300
+TEXT_WIDTH = 78
+EMAIL_TEMPLATE = "email/issue.mjml.j2"
+TEXT_TEMPLATE = "email/issue.txt.j2"
+STRINGS_FILE = "strings.toml"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One issue rendered for one language: what every recipient's message is made from."""
+
+    issue: Issue
+    papers: tuple[Paper, ...]
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    language: str
+    direction: str
+    strings: dict[str, Any]
+
+    def greeting(self, name: str | None) -> str:
+        """The greeting line for one reader, in the issue's language (plain text)."""
+        name = (name or "").strip()
+        return self.strings["greeting"].format(name=name) if name else self.strings["greeting_anonymous"]
+
+
+# ---------------------------------------------------------------------------
+# Markdown → safe HTML
+
+
+class Markdown:
+    """CommonMark without raw HTML, sanitised again with nh3 (imported text is untrusted)."""
+
+    TAGS = {"p", "a", "em", "strong", "code", "pre", "ul", "ol", "li", "blockquote", "br", "sub", "sup"}
+
+    @cached_property
+    def _parser(self):
+        from markdown_it import MarkdownIt
+
+        # "commonmark" with html disabled: <script> in an abstract becomes visible text
+        return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+    @cached_property
+    def _cleaner(self):
+        import nh3
+
+        return nh3.Cleaner(
+            tags=self.TAGS,
+            attributes={"a": {"href"}},
+            url_schemes={"http", "https", "mailto"},
+            attribute_filter=_absolute_links_only,
+            link_rel="noopener",
+            strip_comments=True,
+        )
+
+    def html(self, text: str) -> Markup:
+        return Markup(self._cleaner.clean(self._parser.render(text)).strip())
+
+    def plain(self, text: str) -> str:
+        """The visible text of markdown, whitespace collapsed (for excerpts and the text part)."""
+        rendered = _BLOCK_TAG.sub(" ", self._parser.render(text))
+        rendered = re.sub(r"<[^>]+>", "", rendered)
+        return " ".join(html.unescape(rendered).split())
+
+
+_BLOCK_TAG = re.compile(r"</?(p|li|ul|ol|br|h[1-6]|blockquote|pre|hr)\b[^>]*>", re.IGNORECASE)
+
+
+def _absolute_links_only(tag: str, attr: str, value: str) -> str | None:
+    # Relative links mean nothing in a mail client; drop the href, keep the text.
+    if attr == "href" and not re.match(r"^(https?://|mailto:)", value, re.IGNORECASE):
+        return None
+    return value
+
+
+MARKDOWN = Markdown()
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> tuple[str, bool]:
+    """About `limit` characters of plain text, cut at a sentence or word boundary.
+
+    Returns (excerpt, truncated).
+    """
+    plain = MARKDOWN.plain(text)
+    if len(plain) <= limit:
+        return plain, False
+    window = plain[: limit + 1]
+    # Prefer the last sentence end in the second half of the window.
+    ends = [m.end() for m in re.finditer(r"[.!?。！？](?=\s)", window)]
+    ends = [e for e in ends if e >= limit // 2]
+    if ends:
+        return window[: ends[-1]], True
+    cut = window.rfind(" ")
+    if cut < limit // 2:  # no spaces (e.g. CJK): cut at the limit
+        cut = limit
+    return window[:cut].rstrip(" ,;:–—-") + "…", True
+
+
+def short_authors(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
+    """'A, B, C +5' — the first `keep` authors and how many more."""
+    if len(authors) <= keep + 1:
+        return ", ".join(authors)
+    return ", ".join(authors[:keep]) + f" +{len(authors) - keep}"
+
+
+# ---------------------------------------------------------------------------
+# Chrome strings (translations of the email's own words)
+
+
+def load_strings(settings: Settings, language: str) -> dict[str, Any]:
+    """The chrome strings for `language` (falling back per key to its base language, then English)."""
+    path = settings.templates_dir / STRINGS_FILE
+    table = _read_strings(path)
+    chain = [language, language.split("-")[0], "en"]
+    merged: dict[str, Any] = {}
+    for lang in reversed(chain):
+        merged.update(table.get(lang, {}))
+    if not merged:
+        raise RenderError(f"{path}: expected a table [en] of chrome strings, found none")
+    return merged
+
+
+@lru_cache(maxsize=8)
+def _read_strings_cached(path: Path, mtime: float) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise RenderError(f"{path.name}: not valid TOML: {exc}") from None
+
+
+def _read_strings(path: Path) -> dict[str, Any]:
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        raise RenderError(f"{path}: the chrome strings file is missing") from None
+    return _read_strings_cached(path, mtime)
+
+
+def format_date(date, strings: dict[str, Any]) -> str:
+    months = strings.get("months")
+    month = months[date.month - 1] if months else date.strftime("%B")
+    return strings.get("date_format", "{day} {month} {year}").format(
+        day=date.day, month=month, year=date.year
+    )
+
+
+# ---------------------------------------------------------------------------
+# Stages
+
+
+def jinja_environment(templates_dir: Path):
+    """The Jinja environment for email and site templates: autoescaped, strict, deterministic."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        # Everything is escaped except the plain-text part (*.txt.j2).
+        autoescape=lambda name: name is None or not name.endswith(".txt.j2"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        markdown=MARKDOWN.html,
+        plain=MARKDOWN.plain,
+        excerpt=lambda text, limit=EXCERPT_CHARS: excerpt(text, limit)[0],
+        short_authors=short_authors,
+        wrap=wrap_text,
+    )
+    return env
+
+
+def render_template(env, name: str, context: dict[str, Any]) -> str:
+    from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
+
+    try:
+        return env.get_template(name).render(context)
+    except TemplateNotFound as exc:
+        raise RenderError(f"templates/{exc.name}: template not found") from None
+    except TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or name
+        raise RenderError(f"{_short(where)}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except TemplateError as exc:
+        raise RenderError(f"templates/{name}: template error: {exc}") from None
+
+
+def _short(path: str) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("templates") :]) if "templates" in parts else path
+
+
+def mjml_to_html(source: str, *, where: str = "MJML") -> str:
+    """Compile MJML with mjml-python (the Rust MRML port); no web fonts, no network."""
+    import mjml
+
+    try:
+        return mjml.mjml2html(source, fonts={}, disable_comments=False)
+    except ValueError as exc:
+        line = _mjml_error_line(source, str(exc))
+        raise RenderError(f"{where}: MJML error: {exc}{line}") from None
+
+
+def _mjml_error_line(source: str, message: str) -> str:
+    match = re.search(r"position (\d+)", message)
+    if not match:
+        return ""
+    return f" (line {source.count(chr(10), 0, int(match.group(1))) + 1} of the generated MJML)"
+
+
+def inline_css(document: str) -> str:
+    """Inline CSS for clients that ignore <style> (premailer), configured for email.
+
+    Keeps the <style> blocks so @media rules and their !important survive (premailer's
+    defaults strip both and break the mobile layout); never touches the network;
+    keeps class names (the @media rules target them); silences cssutils' chatter.
+    """
+    from premailer import Premailer
+
+    premailer = Premailer(
+        _mark_style_blocks(document),
+        allow_network=False,
+        keep_style_tags=False,
+        strip_important=False,
+        remove_classes=False,
+        disable_link_rewrites=True,
+        disable_validation=True,
+        exclude_pseudoclasses=True,
+        cssutils_logging_level=logging.CRITICAL,
+        cache_css_parsing=True,
+    )
+    return premailer.transform(pretty_print=False)
+
+
+INLINE_MARKER = "/* inline */"
+
+
+def _mark_style_blocks(document: str) -> str:
+    # Only the template's own rules (an mj-style starting with /* inline */) are inlined;
+    # MJML's resets, its responsive column rules and our @media block stay in <style> as
+    # they are. Inlining MJML's `table, td {…}` reset into every cell would add ~25% size.
+    def mark(match: re.Match[str]) -> str:
+        if INLINE_MARKER in match.group(2)[:200]:
+            return match.group(0)
+        return f'<style{match.group(1)} data-premailer="ignore">{match.group(2)}</style>'
+
+    return re.sub(r"<style([^>]*)>(.*?)</style>", mark, document, flags=re.DOTALL)
+
+
+def finish_html(document: str) -> str:
+    """Last touches: a doctype, no C1 controls, stable line endings."""
+    from .content import CONTROL_CHARS
+
+    document = CONTROL_CHARS.sub("", document).replace(' data-premailer="ignore"', "")
+    if not document.lstrip().lower().startswith("<!doctype"):
+        document = "<!doctype html>\n" + document
+    return document.replace("\r\n", "\n").rstrip("\n") + "\n"
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+    """Wrap prose at `width` columns without breaking URLs or words.
+
+    Text without spaces (Chinese, Japanese) is broken between wide characters,
+    each of which takes two columns.
+    """
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        if not paragraph.strip():
+            lines.append("")
+            continue
+        lines.extend(
+            textwrap.wrap(
+                paragraph,
+                width=width,
+                initial_indent=indent,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or [""]
+        )
+    return "\n".join(part for line in lines for part in _split_wide(line, width, indent))
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _split_wide(line: str, width: int, indent: str) -> list[str]:
+    if _width(line) <= width or not any(unicodedata.east_asian_width(c) in "WF" for c in line):
+        return [line]
+    parts, current, used = [], "", 0
+    for char in line:
+        w = _width(char)
+        # break before a wide character, never before closing punctuation
+        if used + w > width and current.strip() and unicodedata.category(char) not in ("Po", "Pe", "Pf"):
+            parts.append(current.rstrip())
+            current, used = indent, len(indent)
+        current += char
+        used += w
+    parts.append(current.rstrip())
+    return parts
+
+
+def _tidy_text(text: str) -> str:
+    from .content import CONTROL_CHARS
+
+    text = re.sub(r"\n{3,}", "\n\n", CONTROL_CHARS.sub("", text))
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
+
+
+# ---------------------------------------------------------------------------
+# The whole pipeline
+
+
+def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[str, Any]:
+    """What the email and site templates see."""
+    settings = library.settings
+    strings = load_strings(settings, issue.language)
+    direction = text_direction(issue.language)
+    web_url = issue.web_url(settings)
+    items = []
+    for paper in papers:
+        short, truncated = excerpt(paper.abstract)
+        items.append(
+            {
+                "paper": paper,
+                "link": paper.link(settings),
+                "authors": short_authors(paper.authors),
+                "excerpt": short,
+                "truncated": truncated,
+                "read_more": f"{web_url}#{paper.id}",
+            }
+        )
+    return {
+        "settings": settings,
+        "newsletter": settings.name,
+        "issue": issue,
+        "items": items,
+        "papers": papers,
+        "strings": strings,
+        "language": issue.language,
+        "dir": direction,
+        "align": "right" if direction == "rtl" else "left",
+        "date": format_date(issue.date, strings),
+        "web_url": web_url,
+        "unsubscribe_url": Markup(UNSUBSCRIBE_URL),
+        "greeting": Markup(GREETING),
+        "intro": issue.intro,
+        "reason": settings.subscribe_reason
+        or strings["reason"].format(newsletter=settings.name, site=settings.base_url),
+    }
+
+
+def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendered:
+    """Render one issue: subject, preheader, inlined HTML and the plain-text part."""
+    settings = library.settings
+    env = jinja_environment(settings.templates_dir)
+    context = issue_context(library, issue, papers)
+    source = render_template(env, EMAIL_TEMPLATE, context)
+    document = finish_html(inline_css(mjml_to_html(source, where=f"templates/{EMAIL_TEMPLATE}")))
+    text = _tidy_text(render_template(env, TEXT_TEMPLATE, context))
+    return Rendered(
+        issue=issue,
+        papers=tuple(papers),
+        subject=issue.subject,
+        preheader=issue.preheader,
+        html=document,
+        text=text,
+        language=issue.language,
+        direction=context["dir"],
+        strings=context["strings"],
+    )
+
+
+def personalise_preview(rendered: Rendered, *, name: str | None, unsubscribe_url: str) -> tuple[str, str]:
+    """(html, text) for one reader: substitution only, escaped for each context."""
+    greeting = rendered.greeting(name)
+    html_part = rendered.html.replace(UNSUBSCRIBE_URL, html.escape(unsubscribe_url)).replace(
+        GREETING, html.escape(greeting)
+    )
+    text_part = rendered.text.replace(UNSUBSCRIBE_URL, unsubscribe_url).replace(GREETING, greeting)
+    return html_part, text_part
