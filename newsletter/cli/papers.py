@@ -1,0 +1,201 @@
+"""`newsletter papers`: import candidate papers from listings, Hugging Face and arXiv; list them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+
+import click
+
+from . import Context, pass_context
+
+
+class IsoDate(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"expected YYYY-MM-DD, got {str(value)!r}", param, ctx)
+
+
+ISO_DATE = IsoDate()
+
+
+@click.group()
+def papers() -> None:
+    """Import candidate papers into papers/ and list them."""
+
+
+def _import_options(command: click.Command) -> click.Command:
+    for option in reversed(
+        [
+            click.option(
+                "--tag",
+                "tags",
+                multiple=True,
+                metavar="TAG",
+                help="Add this tag to every newly created paper (repeatable).",
+            ),
+            click.option("--dry-run", is_flag=True, help="Show what would change; write nothing."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _run(
+    obj: Context, sources: Sequence[str], fmt: str, date: dt.date | None, tags: Sequence[str], dry_run: bool
+) -> None:
+    from ..importers import import_papers
+
+    settings = obj.settings
+    report = import_papers(sources, settings.papers_dir, fmt=fmt, date=date, tags=tags, dry_run=dry_run)
+    for note in report.notes:
+        click.echo(f"note       {note}")
+    for change in report.created:
+        click.echo(f"created    {change.id}  {change.title}")
+    for change in report.updated:
+        click.echo(f"updated    {change.id}  {', '.join(change.fields)}")
+    for change in report.unchanged:
+        click.echo(f"unchanged  {change.id}")
+    for refusal in report.refused:
+        title = f" {refusal.title!r}" if refusal.title else ""
+        click.echo(f"refused    {refusal.where}{title}: {refusal.reason}")
+    click.echo(report.summary())
+
+
+@papers.command("import")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "listing", "hf", "arxiv"]),
+    default="auto",
+    show_default=True,
+    help="listing: plain title/abstract text; hf: Hugging Face daily-papers JSON; arxiv: arXiv API Atom.",
+)
+@click.option(
+    "--date",
+    type=ISO_DATE,
+    help="The date of a listing whose date line has no year (default: its most recent past occurrence).",
+)
+@_import_options
+@pass_context
+def import_(
+    obj: Context,
+    sources: tuple[str, ...],
+    fmt: str,
+    date: dt.date | None,
+    tags: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Import papers from files or http(s) URLs into papers/.
+
+    New papers get a file; papers already there (same arXiv id, or the same title) only
+    get their upvotes, code and project links refreshed: titles, tags, abstracts and
+    editor's notes are never overwritten. Items that cannot be used are refused with a
+    reason and the rest are imported; if a source cannot be read at all, nothing is written.
+
+    \b
+    Example:
+        newsletter papers import ../shared/data/papers-listing-multilingual.txt --date 2026-03-17
+    """
+    _run(obj, sources, fmt, date, tags, dry_run)
+
+
+@papers.command()
+@click.option("--hf-date", type=ISO_DATE, help="Import Hugging Face daily papers of this day.")
+@click.option(
+    "--arxiv-query", metavar="QUERY", help="Import the newest arXiv results for an API search query."
+)
+@click.option("--max", "max_results", type=click.IntRange(1, 500), default=50, show_default=True,
+              help="How many arXiv results to ask for.")  # fmt: skip
+@_import_options
+@pass_context
+def fetch(
+    obj: Context,
+    hf_date: dt.date | None,
+    arxiv_query: str | None,
+    max_results: int,
+    tags: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Fetch papers from Hugging Face or arXiv and import them.
+
+    \b
+    Examples:
+        newsletter papers fetch --hf-date 2026-03-17
+        newsletter papers fetch --arxiv-query 'cat:cs.CL AND abs:multilingual' --max 20
+    """
+    from ..importers import arxiv_url, hf_url
+
+    if (hf_date is None) == (arxiv_query is None):
+        raise click.UsageError("expected exactly one of --hf-date or --arxiv-query")
+    if hf_date is not None:
+        _run(obj, [hf_url(hf_date)], "hf", None, tags, dry_run)
+    else:
+        _run(obj, [arxiv_url(arxiv_query or "", max_results)], "arxiv", None, tags, dry_run)
+
+
+@papers.command("list")
+@click.option(
+    "--tag", "tags", multiple=True, metavar="TAG", help="Only papers with this tag (repeatable: any)."
+)
+@click.option("--since", type=ISO_DATE, help="Only papers published on or after this date.")
+@click.option("--until", type=ISO_DATE, help="Only papers published on or before this date.")
+@click.option(
+    "--min-upvotes", type=click.IntRange(min=0), help="Only papers with at least this many upvotes."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@pass_context
+def list_(
+    obj: Context,
+    tags: tuple[str, ...],
+    since: dt.date | None,
+    until: dt.date | None,
+    min_upvotes: int | None,
+    as_json: bool,
+) -> None:
+    """List the candidate papers in papers/, newest first.
+
+    \b
+    Example:
+        newsletter papers list --tag translation --since 2026-03-01
+    """
+    from ..content import load_papers
+
+    wanted = {t.lower() for t in tags}
+    found = [
+        p
+        for p in load_papers(obj.settings)
+        if (not wanted or wanted & set(p.tags))
+        and (since is None or (p.published is not None and p.published >= since))
+        and (until is None or (p.published is not None and p.published <= until))
+        and (min_upvotes is None or (p.upvotes or 0) >= min_upvotes)
+    ]
+    found.sort(key=lambda p: (p.published or dt.date.min, p.upvotes or 0, p.id), reverse=True)
+    if as_json:
+        rows = [
+            {
+                "id": p.id,
+                "title": p.title,
+                "authors": list(p.authors),
+                "published": p.published.isoformat() if p.published else None,
+                "upvotes": p.upvotes,
+                "tags": list(p.tags),
+                "path": str(p.path),
+            }
+            for p in found
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for p in found:
+        published = p.published.isoformat() if p.published else "-"
+        upvotes = "-" if p.upvotes is None else str(p.upvotes)
+        click.echo(f"{p.id}\t{published}\t{upvotes}\t{', '.join(p.tags)}\t{p.title}")
+    click.echo(f"{len(found)} paper{'s' if len(found) != 1 else ''}")
