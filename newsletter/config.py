@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from .errors import ConfigError, Problem, raise_for
 
 SETTINGS_FILE = "newsletter.toml"
-RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "ha", "he", "iw", "ks", "ps", "sd", "ug", "ur", "yi"})
+RTL_LANGUAGES = frozenset(
+    {"ar", "arc", "ckb", "dv", "fa", "ha", "he", "iw", "ks", "ps", "sd", "ug", "ur", "yi"}
+)
 TRANSPORTS = ("file", "ses", "smtp", "memory")
 
 
@@ -129,7 +131,13 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("send", "outbox"): ("outbox_dir", "path"),
 }
 _SES_KEYS = {"region": "text", "configuration_set": "text", "tags": "tags", "endpoint_url": "url"}
-_SMTP_KEYS = {"host": "text", "port": "port", "security": "security", "username": "text", "timeout": "positive_float"}
+_SMTP_KEYS = {
+    "host": "text",
+    "port": "port",
+    "security": "security",
+    "username": "text",
+    "timeout": "positive_float",
+}
 _REQUIRED = {
     "name": "newsletter.name",
     "base_url": "newsletter.base_url",

@@ -86,7 +86,7 @@ class ProblemsError(NewsletterError):
         self.warnings = [p for p in problems if p.warning]
         super().__init__(format_problems(self.problems))
 
-    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+    def show(self, file=None) -> None:
         click.echo(self.format_message(), err=True)
 
     def format_message(self) -> str:

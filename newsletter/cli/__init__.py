@@ -76,7 +76,7 @@ class Context:
         self._settings = None
 
     @property
-    def settings(self):  # noqa: ANN201 - avoid importing config at startup
+    def settings(self):
         if self._settings is None:
             from ..config import load_settings
 
