@@ -1,0 +1,251 @@
+"""`newsletter subscribers`: add, remove, unsubscribe, list, export, import and count subscribers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import Context, pass_context
+
+if TYPE_CHECKING:
+    from ..store import Store, Subscriber
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")  # as newsletter.store.STATUSES
+EXPORT_COLUMNS = ("email", "name", "language", "status", "consent_at", "source", "created_at", "attributes")
+
+
+@contextmanager
+def _open_store(obj: Context) -> Iterator[Store]:
+    from ..store import Store
+
+    with Store.open(obj.settings.database_url) as store:
+        yield store
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage the subscriber list (subscribers/subscribers.db by default).
+
+    \b
+    Example:
+        newsletter subscribers import subscribers/sample.csv
+    """
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", help="The subscriber's name, used in greetings.")
+@click.option("--language", help="Preferred language tag, e.g. 'en', 'ar', 'pt-BR'.")
+@click.option("--status", type=click.Choice(STATUSES), default="active", show_default=True)
+@pass_context
+def add(obj: Context, email: str, name: str | None, language: str | None, status: str) -> None:
+    """Add one subscriber (confirmed consent is assumed for 'active').
+
+    \b
+    Example:
+        newsletter subscribers add ana@example.com --name "Ana" --language pt-BR
+    """
+    from ..errors import NewsletterError
+    from ..subscribers import normalize_email, parse_language
+
+    try:
+        address = normalize_email(email)
+    except ValueError as exc:
+        raise NewsletterError(f"EMAIL: expected a usable email address, got {email!r}: {exc}") from None
+    if language is not None:
+        parsed = parse_language(language)
+        if parsed is None:
+            raise NewsletterError(
+                f"--language: expected a language tag like 'en' or 'pt-BR', got {language!r}"
+            )
+        language = parsed
+    with _open_store(obj) as store:
+        subscriber = store.add_subscriber(address, name=name, language=language, status=status, source="cli")
+    click.echo(f"Added {subscriber.email} ({subscriber.status}).")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_context
+def remove(obj: Context, email: str) -> None:
+    """Delete a subscriber and erase the address from delivery records (GDPR erasure).
+
+    To stop mail but remember the opt-out, use `unsubscribe` instead: a removed
+    address can be imported or added again.
+
+    \b
+    Example:
+        newsletter subscribers remove ana@example.com
+    """
+    with _open_store(obj) as store:
+        if not store.remove_subscriber(email):
+            _no_such(email)
+    click.echo(f"Removed {email}; its delivery records and events are anonymised.")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_context
+def unsubscribe(obj: Context, email: str) -> None:
+    """Unsubscribe an address: it never receives mail again, even if imported again.
+
+    \b
+    Example:
+        newsletter subscribers unsubscribe ana@example.com
+    """
+    with _open_store(obj) as store:
+        before = store.get_subscriber(email)
+        if before is None:
+            _no_such(email)
+        if before.status == "unsubscribed":
+            click.echo(f"{before.email} is already unsubscribed.")
+            return
+        store.set_status(before.id, "unsubscribed", reason="cli")
+    click.echo(f"Unsubscribed {before.email} (was {before.status}).")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of subscriber objects.")
+@pass_context
+def list_(obj: Context, status: str | None, as_json: bool) -> None:
+    """List subscribers: address, status, language and name, one per line.
+
+    \b
+    Example:
+        newsletter subscribers list --status active --json
+    """
+    with _open_store(obj) as store:
+        rows = store.iter_subscribers(status=status)
+        if as_json:
+            # written item by item so a large list is never held in memory
+            click.echo("[", nl=False)
+            for n, subscriber in enumerate(rows):
+                text = json.dumps(_as_dict(subscriber), ensure_ascii=False)
+                click.echo(("," if n else "") + "\n  " + text, nl=False)
+            click.echo("\n]")
+            return
+        for subscriber in rows:
+            fields = (subscriber.email, subscriber.status, subscriber.language or "-", subscriber.name or "")
+            click.echo("\t".join(fields).rstrip("\t"))
+
+
+@subscribers.command()
+@click.argument("file", default="-", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@pass_context
+def export(obj: Context, file: str, status: str | None) -> None:
+    """Write subscribers as CSV (UTF-8) to FILE, or to standard output with '-'.
+
+    The file can be imported again: statuses, names and languages survive.
+
+    \b
+    Example:
+        newsletter subscribers export --status active backup.csv
+    """
+    with _open_store(obj) as store, click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(EXPORT_COLUMNS)
+        count = 0
+        for subscriber in store.iter_subscribers(status=status):
+            row = _as_dict(subscriber)
+            row["attributes"] = json.dumps(row["attributes"], ensure_ascii=False) if row["attributes"] else ""
+            writer.writerow(["" if row[c] is None else row[c] for c in EXPORT_COLUMNS])
+            count += 1
+    if file != "-":
+        click.echo(f"Exported {count} subscribers to {file}.", err=True)
+
+
+@subscribers.command()
+@pass_context
+def stats(obj: Context) -> None:
+    """Count subscribers by status.
+
+    \b
+    Example:
+        newsletter subscribers stats
+    """
+    with _open_store(obj) as store:
+        counts = store.count_by_status()
+    width = max(len(s) for s in counts)
+    for status, n in counts.items():
+        click.echo(f"{status:<{width}}  {n:>7}")
+    click.echo(f"{'total':<{width}}  {sum(counts.values()):>7}")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Refuse the whole file (write nothing) if any row is refused.")
+@click.option("--check-dns", is_flag=True, help="Also check that each domain accepts mail (DNS; slow).")
+@pass_context
+def import_(obj: Context, file: Path, strict: bool, check_dns: bool) -> None:
+    """Merge subscribers from a CSV file (ours, or a Mailchimp, Substack or Buttondown export).
+
+    Columns are found by name: email (or 'Email Address'), name (or 'First Name' and
+    'Last Name'), language, status. Rows without a status become active. Unsubscribed,
+    bounced and complained addresses are never re-activated. Bad rows are refused
+    with their line number; the others are imported (unless --strict).
+
+    \b
+    Example:
+        newsletter subscribers import subscribers/sample.csv --strict
+    """
+    from ..subscribers import import_csv
+
+    with _open_store(obj) as store, _progress() as progress:
+        report = import_csv(store, file, strict=strict, check_dns=check_dns, progress=progress)
+    for refusal in report.refused:
+        click.echo(f"refused    {file}:{refusal.line}: {refusal.reason}")
+    click.echo(report.summary())
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("importing", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _as_dict(subscriber: Subscriber) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return None if value is None else value.isoformat(timespec="seconds")
+
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "language": subscriber.language,
+        "status": subscriber.status,
+        "source": subscriber.source,
+        "consent_at": iso(subscriber.consent_at),
+        "created_at": iso(subscriber.created_at),
+        "unsubscribed_at": iso(subscriber.unsubscribed_at),
+        "soft_bounces": subscriber.soft_bounces,
+        "attributes": subscriber.attributes,
+    }
+
+
+def _no_such(email: str) -> None:
+    from ..errors import NewsletterError
+
+    raise NewsletterError(
+        f"EMAIL: no subscriber {email!r}\n\nSee the list with `newsletter subscribers list`."
+    )
