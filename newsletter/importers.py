@@ -215,8 +215,13 @@ def arxiv_links(arxiv_id: str) -> dict[str, str]:
 
 
 def _is_abstract(block: str) -> bool:
-    """Abstracts are long paragraphs; titles, dates and site boilerplate are short lines."""
-    return len(block) >= 200 and len(block.split()) >= 25
+    """Abstracts are paragraphs of sentences; titles, dates and site boilerplate are short lines.
+
+    Titles run up to ~20 words and rarely end with a full stop; a short final paragraph of an
+    abstract still does.
+    """
+    words = len(block.split())
+    return words >= 25 or (words >= 12 and block.endswith("."))
 
 
 def _date_line(block: str) -> tuple[int, int] | None:
@@ -519,7 +524,7 @@ def parse_source(
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SourceError(
-                where, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                where, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             ) from None
         return parse_hf(data, where=where)
     if fmt == "listing":
