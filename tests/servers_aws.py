@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -99,13 +100,17 @@ def moto_sent_messages(endpoint: str) -> list[MotoSentMessage]:
 
     Works with any moto server, not only one in this process; moto keeps them as
     `ses.RawMessage` instances (sesv2 SendEmail with Content.Raw goes through the v1 backend).
-    moto adds the To/Cc header addresses to the envelope destinations, so they are de-duplicated.
+    moto appends the To/Cc header addresses to the envelope destinations; `destinations`
+    holds the bare addresses of both, de-duplicated, in order.
     """
     with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as answer:
         data = json.load(answer)
     return [
         MotoSentMessage(
-            m["id"], m["source"], list(dict.fromkeys(m["destinations"])), m["raw_data"].encode("utf-8")
+            m["id"],
+            m["source"],
+            list(dict.fromkeys(parseaddr(d)[1] for d in m["destinations"])),
+            m["raw_data"].encode("utf-8"),
         )
         for m in data.get("ses", {}).get("RawMessage", [])
     ]
@@ -171,7 +176,9 @@ class SesStub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ses-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ses-stub", daemon=True
+        )
         self._thread.start()
         return self
 

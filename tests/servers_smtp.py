@@ -63,9 +63,19 @@ class SmtpServer:
     handler: RecordingHandler
     controller: Any
 
+    options: dict[str, Any] = field(default_factory=dict)
+
     @property
     def received(self) -> list[Received]:
         return self.handler.received
+
+    def restart(self) -> None:
+        """Stop the server (dropping every client connection) and start it again on the same port."""
+        from aiosmtpd.controller import Controller
+
+        self.controller.stop()
+        self.controller = Controller(self.handler, hostname=self.host, port=self.port, **self.options)
+        self.controller.start()
 
 
 def free_port() -> int:
@@ -84,7 +94,7 @@ def start_smtp_server(handler: RecordingHandler | None = None, **smtp_options: A
     handler = handler or RecordingHandler()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
     controller.start()
-    return SmtpServer("127.0.0.1", controller.port, handler, controller)
+    return SmtpServer("127.0.0.1", controller.port, handler, controller, smtp_options)
 
 
 @pytest.fixture
