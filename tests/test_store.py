@@ -1,0 +1,351 @@
+"""The store on real SQLite files: schema and migrations, subscribers, the delivery ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from newsletter.store import (
+    ERASED,
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+    SubscriberRow,
+    normalize_email,
+)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "subscribers.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    with Store.open(f"sqlite:///{db_path}") as s:
+        yield s
+
+
+def _people(store: Store, n: int, prefix: str = "user") -> list[int]:
+    return [store.add_subscriber(f"{prefix}{i}@example.com").id for i in range(n)]
+
+
+# ------------------------------------------------------------------ schema and opening
+
+
+def test_fresh_database_is_created_with_folder_wal_and_current_version(db_path: Path, store: Store) -> None:
+    assert db_path.is_file()
+    assert store.version() == SCHEMA_VERSION == 1
+    conn = sqlite3.connect(db_path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"schema_version", "subscribers", "deliveries", "events", "snapshots"} <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"ix_deliveries_issue_state", "ix_deliveries_message_id"} <= indexes
+    conn.close()
+
+
+def test_reopening_keeps_data_and_does_not_migrate_again(db_path: Path, store: Store) -> None:
+    store.add_subscriber("ana@example.com")
+    store.close()
+    with Store.open(f"sqlite:///{db_path}") as again:
+        assert again.get_subscriber("ana@example.com").email == "ana@example.com"
+        assert again.version() == SCHEMA_VERSION
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+    conn.close()
+
+
+def test_newer_schema_is_refused(db_path: Path, store: Store) -> None:
+    store.close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE schema_version SET version = 7")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError) as err:
+        Store.open(f"sqlite:///{db_path}")
+    assert err.value.message == (
+        f"{db_path}: database schema version 7 is newer than this newsletter understands (version 1)\n\n"
+        "Upgrade newsletter (pip install -U newsletter), or use another database."
+    )
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are not the droids\n" * 100)
+    with pytest.raises(StoreError) as err:
+        Store.open(f"sqlite:///{path}")
+    assert err.value.message == f"{path}: cannot use the database: file is not a database"
+
+
+def test_bad_urls_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as err:
+        Store.open("subscribers.db")
+    assert err.value.message == (
+        "database url: expected a URL like 'sqlite:///subscribers/subscribers.db', got 'subscribers.db'"
+    )
+    with pytest.raises(StoreError) as err:
+        Store.open(f"sqlite:///{tmp_path}")
+    assert err.value.message == f"{tmp_path}: is a folder; expected a SQLite database file"
+
+
+# ------------------------------------------------------------------ subscribers
+
+
+def test_addresses_are_unique_regardless_of_case(store: Store) -> None:
+    ana = store.add_subscriber("Ana@Example.com", name="Ana", language="pt-BR")
+    assert (ana.email, ana.status, ana.source, ana.name) == ("Ana@Example.com", "active", "cli", "Ana")
+    assert ana.consent_at is not None and ana.created_at.tzinfo is not None
+    with pytest.raises(StoreError) as err:
+        store.add_subscriber("ana@EXAMPLE.com")
+    assert err.value.message == "subscriber 'ana@EXAMPLE.com' already exists (status active)"
+    assert store.get_subscriber("ANA@example.com").id == ana.id
+    assert store.get_subscriber(ana.id).email == "Ana@Example.com"
+    assert store.get_subscriber(str(ana.id)).email == "Ana@Example.com"
+    assert store.get_subscriber("nobody@example.com") is None
+
+
+def test_status_never_returns_from_unsubscribed_bounced_or_complained(store: Store) -> None:
+    store.add_subscriber("a@example.com", status="pending")
+    assert store.set_status("a@example.com", "active") is True
+    assert store.set_status("a@example.com", "unsubscribed", reason="link") is True
+    assert store.get_subscriber("a@example.com").unsubscribed_at is not None
+    assert store.set_status("a@example.com", "unsubscribed") is True  # idempotent
+    assert store.set_status("a@example.com", "active") is False
+    assert store.set_status("a@example.com", "pending") is False
+    assert store.set_status("a@example.com", "complained") is True  # a stronger suppression is fine
+    assert store.set_status("a@example.com", "active") is False
+    assert store.get_subscriber("a@example.com").status == "complained"
+    assert store.set_status("nobody@example.com", "unsubscribed") is False
+    moves = [
+        (e["detail"]["from"], e["detail"]["to"], e["detail"]["reason"])
+        for e in store.list_events(type="status")
+    ]
+    assert moves == [
+        ("pending", "active", None),
+        ("active", "unsubscribed", "link"),
+        ("unsubscribed", "complained", None),
+    ]
+    with pytest.raises(StoreError) as err:
+        store.set_status("a@example.com", "gone")
+    assert err.value.message == (
+        "status: expected one of pending, active, unsubscribed, bounced, complained, got 'gone'"
+    )
+
+
+def test_remove_erases_the_address_from_ledger_and_events(store: Store) -> None:
+    ana = store.add_subscriber("ana@example.com")
+    store.add_subscriber("bob@example.com")
+    store.create_ledger("2026-03-17")
+    store.record_event("bounce", "Ana@example.com", "m-1", {"type": "Transient"})
+    assert store.remove_subscriber("ana@example.com") is True
+    assert store.remove_subscriber("ana@example.com") is False
+    assert store.get_subscriber(ana.id) is None
+    emails = [d.email for d in store.ledger("2026-03-17")]
+    assert emails == [ERASED, "bob@example.com"]
+    assert [(e["email"], e["detail"]) for e in store.list_events(type="bounce")] == [(ERASED, None)]
+    assert store.ledger_counts("2026-03-17")["queued"] == 2
+    assert [d.email for d in store.claim_batch("2026-03-17", 5)] == ["bob@example.com"]
+    assert [(d.email, d.error) for d in store.failures("2026-03-17")] == [(ERASED, "skipped: removed")]
+
+
+def test_iter_subscribers_streams_in_pages(store: Store) -> None:
+    _people(store, 7)
+    store.set_status("user3@example.com", "bounced")
+    assert [s.email for s in store.iter_subscribers(batch=2)] == [f"user{i}@example.com" for i in range(7)]
+    assert [s.email for s in store.iter_subscribers(status="bounced", batch=2)] == ["user3@example.com"]
+    assert store.count_by_status() == {
+        "pending": 0,
+        "active": 6,
+        "unsubscribed": 0,
+        "bounced": 1,
+        "complained": 0,
+    }
+
+
+def test_upsert_many_merge_rules(store: Store) -> None:
+    store.add_subscriber("gone@example.com", status="unsubscribed")
+    store.add_subscriber("wait@example.com", status="pending")
+    store.add_subscriber("stay@example.com", status="pending")
+    store.add_subscriber("on@example.com", name="On")
+    counts = store.upsert_many(
+        [
+            SubscriberRow("GONE@example.com", status="active", name="Back"),
+            SubscriberRow("wait@example.com", status="active"),
+            SubscriberRow("stay@example.com"),
+            SubscriberRow("on@example.com", status="pending"),
+            SubscriberRow("new@example.com", language="ar"),
+            SubscriberRow("New@example.com", status="bounced"),
+        ]
+    )
+    assert (counts.added, counts.updated, counts.unchanged, counts.duplicates) == (1, 2, 2, 1)
+    status = {s.email: (s.status, s.name) for s in store.iter_subscribers()}
+    assert status == {
+        "gone@example.com": ("unsubscribed", "Back"),
+        "wait@example.com": ("active", None),
+        "stay@example.com": ("pending", None),
+        "on@example.com": ("active", "On"),
+        "new@example.com": ("bounced", None),
+    }
+    assert store.get_subscriber("new@example.com").source == "import"
+
+
+def test_soft_bounces_are_counted(store: Store) -> None:
+    store.add_subscriber("a@example.com")
+    assert [store.record_soft_bounce("A@example.com") for _ in range(3)] == [1, 2, 3]
+    assert store.record_soft_bounce("nobody@example.com") == 0
+
+
+def test_normalize_email() -> None:
+    assert normalize_email(" Ana@Bücher.Example ") == "Ana@xn--bcher-kva.example"
+    with pytest.raises(ValueError) as err:
+        normalize_email("jürgen@example.com")
+    assert str(err.value) == (
+        "the part before '@' has non-ASCII characters ('ü'); Amazon SES cannot send to such addresses"
+    )
+    with pytest.raises(ValueError, match="must have an @-sign"):
+        normalize_email("nobody")
+
+
+# ------------------------------------------------------------------ the ledger
+
+ISSUE = "2026-03-17-multilingual"
+
+
+def test_ledger_is_a_snapshot_of_active_subscribers(store: Store) -> None:
+    ids = _people(store, 3)
+    store.add_subscriber("pending@example.com", status="pending")
+    store.add_subscriber("left@example.com", status="unsubscribed")
+    assert store.create_ledger(ISSUE) == 3
+    store.add_subscriber("late@example.com")
+    assert store.create_ledger(ISSUE) == 0  # taken once: late joiners get the next issue
+    assert [d.subscriber_id for d in store.ledger(ISSUE)] == ids
+    assert store.ledger_counts(ISSUE) == {
+        "queued": 3,
+        "sending": 0,
+        "sent": 0,
+        "failed_temporary": 0,
+        "failed_permanent": 0,
+    }
+    assert store.issues_sent() == [ISSUE]
+
+
+def test_canary_limit_grows_then_completes(store: Store) -> None:
+    _people(store, 10)
+    assert store.create_ledger(ISSUE, limit=2) == 2
+    assert store.create_ledger(ISSUE, limit=2) == 0
+    assert store.create_ledger(ISSUE, limit=5) == 3
+    store.add_subscriber("late@example.com")
+    assert store.create_ledger(ISSUE) == 6  # completes the snapshot, including who joined meanwhile
+    assert store.create_ledger(ISSUE) == 0
+    assert store.create_ledger(ISSUE, limit=50) == 0
+
+
+def test_claim_send_fail_requeue_cycle(store: Store) -> None:
+    a, b, c, d = _people(store, 4)
+    store.create_ledger(ISSUE)
+    batch = store.claim_batch(ISSUE, 3)
+    assert [(x.subscriber_id, x.state, x.attempts) for x in batch] == [
+        (a, "sending", 1),
+        (b, "sending", 1),
+        (c, "sending", 1),
+    ]
+    assert batch[0].claimed_at is not None
+    store.mark_sent(ISSUE, a, "ses-1")
+    store.mark_failed(ISSUE, b, "temporary", "421 try later")
+    store.requeue(ISSUE, c)
+    assert store.ledger_counts(ISSUE) == {
+        "queued": 2,
+        "sending": 0,
+        "sent": 1,
+        "failed_temporary": 1,
+        "failed_permanent": 0,
+    }
+    assert [(f.subscriber_id, f.outcome, f.error) for f in store.failures(ISSUE)] == [
+        (b, "temporary", "421 try later")
+    ]
+    assert [x.subscriber_id for x in store.claim_batch(ISSUE, 10)] == [c, d]
+    store.mark_failed(ISSUE, c, "permanent", "550 no such user")
+    store.mark_sent(ISSUE, d, "ses-4")
+    assert store.claim_batch(ISSUE, 10) == []
+    assert store.requeue_temporary(ISSUE) == 1
+    again = store.claim_batch(ISSUE, 10)
+    assert [(x.subscriber_id, x.attempts) for x in again] == [(b, 2)]
+    store.mark_sent(ISSUE, b, "ses-2")
+    assert store.ledger_counts(ISSUE) == {
+        "queued": 0,
+        "sending": 0,
+        "sent": 3,
+        "failed_temporary": 0,
+        "failed_permanent": 1,
+    }
+    assert store.mark_delivered("ses-4") == ISSUE
+    assert store.mark_delivered("unknown") is None
+    assert [x.delivered_at is not None for x in store.ledger(ISSUE)] == [False, False, False, True]
+    with pytest.raises(ValueError, match="outcome: expected one of temporary, permanent, got 'soft'"):
+        store.mark_failed(ISSUE, b, "soft", "x")
+
+
+def test_rows_left_sending_are_uncertain_until_requeued(db_path: Path, store: Store) -> None:
+    _people(store, 3)
+    store.create_ledger(ISSUE)
+    store.claim_batch(ISSUE, 2)
+    store.close()  # the "crash": two rows stay in 'sending'
+    with Store.open(f"sqlite:///{db_path}") as after:
+        assert [d.email for d in after.uncertain(ISSUE)] == ["user0@example.com", "user1@example.com"]
+        # never re-sent silently: a plain claim only gets the queued row
+        (third,) = after.claim_batch(ISSUE, 10)
+        assert third.email == "user2@example.com"
+        after.mark_sent(ISSUE, third.subscriber_id, "ses-3")
+        assert after.requeue_uncertain(ISSUE) == 2
+        assert after.uncertain(ISSUE) == []
+        assert [(d.email, d.attempts) for d in after.claim_batch(ISSUE, 10)] == [
+            ("user0@example.com", 2),
+            ("user1@example.com", 2),
+        ]
+
+
+def test_people_who_leave_after_the_snapshot_are_skipped(store: Store) -> None:
+    _people(store, 4)
+    store.create_ledger(ISSUE)
+    store.set_status("user1@example.com", "unsubscribed")
+    store.set_status("user2@example.com", "complained")
+    claimed = store.claim_batch(ISSUE, 2)
+    assert [d.email for d in claimed] == ["user0@example.com", "user3@example.com"]
+    assert [(d.email, d.state, d.outcome, d.error) for d in store.failures(ISSUE)] == [
+        ("user1@example.com", "failed", "permanent", "skipped: unsubscribed"),
+        ("user2@example.com", "failed", "permanent", "skipped: complained"),
+    ]
+
+
+def test_concurrent_claimers_never_share_a_row(db_path: Path, store: Store) -> None:
+    store.upsert_many(SubscriberRow(f"p{i}@example.com") for i in range(300))
+    store.create_ledger(ISSUE)
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            with Store.open(f"sqlite:///{db_path}") as own:  # its own engine and connections
+                got: list[int] = []
+                while batch := own.claim_batch(ISSUE, 7):
+                    got.extend(d.id for d in batch)
+                    for d in batch:
+                        own.mark_sent(ISSUE, d.subscriber_id, f"m-{d.id}")
+                results[n] = got
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    claimed = [i for got in results.values() for i in got]
+    assert len(claimed) == len(set(claimed)) == 300
+    assert sum(1 for got in results.values() if got) >= 2  # they really did compete
+    assert store.ledger_counts(ISSUE)["sent"] == 300
