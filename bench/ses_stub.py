@@ -1,0 +1,81 @@
+"""Run the local SES v2 stub, or measure the SES transport against it.
+
+    python bench/ses_stub.py serve --rate 14            # prints the endpoint; Ctrl-C stops
+    python bench/ses_stub.py measure --rate 1000 --threads 4 --messages 400
+
+`serve` lets the sender be exercised end to end: point NEWSLETTER_SES_ENDPOINT_URL at
+the printed URL and set fake AWS credentials (AWS_ACCESS_KEY_ID=testing ...).
+`measure` sends through SesTransport from a thread pool, unpaced, and reports the
+achieved rate, the 429s the stub's token bucket gave, and the HTTP calls made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from newsletter.transports.ses import SesTransport
+from tests.servers_aws import FAKE_AWS_ENV, SesStub
+
+RAW = (
+    b"From: editor@example.org\r\nTo: reader@example.com\r\nSubject: bench\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + b"x" * 40_000 + b"\r\n"
+)
+
+
+def serve(rate: float) -> None:
+    with SesStub(max_send_rate=rate) as stub:
+        print(stub.endpoint_url, flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print(f"sent {len(stub.messages)}, throttled {stub.throttled}", file=sys.stderr)
+
+
+def measure(rate: float, threads: int, messages: int) -> None:
+    os.environ.update(FAKE_AWS_ENV)
+    with SesStub(max_send_rate=rate) as stub:
+        transport = SesTransport(endpoint_url=stub.endpoint_url, concurrency=threads)
+        with transport:
+            transport.send("editor@example.org", "warm@example.com", RAW)  # client creation, first connection
+            stub.reset()
+            start = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                results = list(
+                    pool.map(
+                        lambda i: transport.send("editor@example.org", f"r{i}@example.com", RAW),
+                        range(messages),
+                    )
+                )
+            elapsed = time.perf_counter() - start
+        sent = sum(r.ok for r in results)
+        print(
+            f"threads={threads} messages={messages} bytes={len(RAW)} elapsed={elapsed:.2f}s "
+            f"sent={sent} ({sent / elapsed:.0f}/s) throttled={stub.throttled} http_calls={stub.calls['SendEmail']}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=["serve", "measure"])
+    parser.add_argument("--rate", type=float, default=14.0, help="the stub's MaxSendRate (token bucket)")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--messages", type=int, default=200)
+    args = parser.parse_args()
+    if args.mode == "serve":
+        serve(args.rate)
+    else:
+        measure(args.rate, args.threads, args.messages)
+
+
+if __name__ == "__main__":
+    main()
