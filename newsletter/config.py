@@ -54,9 +54,9 @@ class Settings:
     name: str
     base_url: str  # the archive site; "view in browser" and "read more" point into it
     sender: str  # "Name <addr>"
-    reply_to: str | None
     list_id: str  # e.g. "multilingual.digest.example.org"
     postal_address: str
+    reply_to: str | None = None
     language: str = "en"
     description: str = ""
     subscribe_reason: str | None = None

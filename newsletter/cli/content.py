@@ -1,0 +1,142 @@
+"""Commands for an editor's content: build, check, issue new."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import click
+
+from . import Context, pass_context
+
+
+def _library(ctx: Context, ref: str | None = None):
+    from ..content import load_library
+
+    return load_library(ctx.settings, only=ref)
+
+
+@click.command()
+@click.argument("issues", nargs=-1, metavar="ISSUE...")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: build/]."
+)
+@click.option("--all", "all_issues", is_flag=True, help="Build every issue.")
+@pass_context
+def build(ctx: Context, issues: tuple[str, ...], out: Path | None, all_issues: bool) -> None:
+    """Render issues to OUT/<slug>/email.html, email.txt and preview.eml.
+
+    ISSUE is a path or a slug. email.html and email.txt keep the per-reader
+    placeholders; preview.eml is the complete message a sample reader receives.
+
+    \b
+    Example:
+        newsletter build 2026-03-17-multilingual-llms
+    """
+    from ..build import build_message, write_build
+
+    if not issues and not all_issues:
+        raise click.UsageError("name an ISSUE (a path or slug), or pass --all")
+    library = _library(ctx, issues[0] if len(issues) == 1 else None)
+    targets = library.issues if all_issues else [library.issue(ref) for ref in issues]
+    out = out or ctx.settings.build_dir
+    for issue in targets:
+        built = write_build(build_message(library, issue), out)
+        html_kb = len(built.rendered.html.encode()) / 1024
+        click.echo(
+            f"{issue.slug}: {len(built.rendered.papers)} papers, HTML {html_kb:.1f} KB "
+            f"-> {_display(built.folder)}/"
+        )
+
+
+def _display(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@click.command()
+@click.argument("issues", nargs=-1, metavar="ISSUE...")
+@click.option("--all", "all_issues", is_flag=True, help="Check every issue.")
+@click.option("--no-spam-score", is_flag=True, help="Skip the SpamAssassin score (it takes a few seconds).")
+@pass_context
+def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score: bool) -> None:
+    """Check an issue before sending: content, size, links, headers, unsubscribe, spam score.
+
+    Errors exit with status 1; warnings are printed and do not fail the check.
+
+    \b
+    Example:
+        newsletter check 2026-03-17-multilingual-llms
+    """
+    from ..checks import check_issue
+
+    if not issues and not all_issues:
+        raise click.UsageError("name an ISSUE (a path or slug), or pass --all")
+    library = _library(ctx, issues[0] if len(issues) == 1 else None)
+    targets = library.issues if all_issues else [library.issue(ref) for ref in issues]
+    failed = 0
+    for issue in targets:
+        report = check_issue(library, issue, spamassassin=not no_spam_score)
+        click.echo(f"{issue.slug}")
+        for line in report.passed:
+            click.echo(f"  ok    {line}")
+        for line in report.warnings:
+            click.echo(f"  warn  {line}")
+        for line in report.errors:
+            click.echo(f"  FAIL  {line}")
+        failed += bool(report.errors)
+    if failed:
+        raise click.ClickException(f"{failed} issue(s) failed the checks") from None
+
+
+@click.group()
+def issue() -> None:
+    """Create and inspect issues."""
+
+
+@issue.command("new")
+@click.argument("slug")
+@click.option("--title", help="The issue's title [default: from the slug].")
+@click.option("--date", "date_", type=click.DateTime(["%Y-%m-%d"]), help="Issue date [default: today].")
+@click.option("--language", help="The issue's language [default: from settings].")
+@click.option("--tag", "tags", multiple=True, help="Select papers with this tag (repeatable).")
+@click.option(
+    "--limit", type=click.IntRange(1), default=10, show_default=True, help="At most this many papers."
+)
+@pass_context
+def issue_new(
+    ctx: Context,
+    slug: str,
+    title: str | None,
+    date_: dt.datetime | None,
+    language: str | None,
+    tags: tuple[str, ...],
+    limit: int,
+) -> None:
+    """Start a new draft issue: issues/<date>-<SLUG>.md with selection rules.
+
+    The next number follows the highest existing one. Edit the file, then build it.
+
+    \b
+    Example:
+        newsletter issue new tokenizers --tag tokenization --limit 8
+    """
+    from ..content import load_issues
+    from ..issue_files import new_issue_file
+
+    settings = ctx.settings
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", slug):
+        raise click.BadParameter(
+            f"expected lowercase letters, digits and '-', got {slug!r}", param_hint="SLUG"
+        )
+    date = (date_ or dt.datetime.now()).date()
+    number = max((i.number for i in load_issues(settings)), default=0) + 1
+    path = new_issue_file(
+        settings, slug=slug, date=date, number=number, title=title, language=language, tags=tags, limit=limit
+    )
+    click.echo(f"Created {_display(path)} (issue {number}, draft)")
