@@ -210,6 +210,36 @@ def test_normalize_email() -> None:
         normalize_email("nobody")
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Reader.1@Example.COM",
+        "a+tag@sub.example.org",
+        "o'brien@example.com",
+        "x@bücher.example",
+        "a..b@example.com",
+        ".a@example.com",
+        "a@b",
+        "a@",
+        "a@-bad-.example",
+        '"quoted local"@example.com',
+        "a" * 65 + "@example.com",
+        "a@" + "b" * 250 + ".com",
+    ],
+)
+def test_the_fast_path_agrees_with_full_validation(address: str) -> None:
+    from newsletter.store import _validate
+
+    try:
+        expected = _validate(address, False)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as err:
+            normalize_email(address)
+        assert str(err.value) == str(exc)
+    else:
+        assert normalize_email(address) == expected
+
+
 # ------------------------------------------------------------------ the ledger
 
 ISSUE = "2026-03-17-multilingual"
