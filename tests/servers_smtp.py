@@ -6,9 +6,12 @@ Import the fixture into a test module: `from .servers_smtp import smtp_server`.
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,6 +104,45 @@ def start_smtp_server(handler: RecordingHandler | None = None, **smtp_options: A
 def smtp_server() -> Iterator[SmtpServer]:
     """A running aiosmtpd server that accepts everything and records what it got."""
     server = start_smtp_server()
+    try:
+        yield server
+    finally:
+        server.controller.stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path  # self-signed for 127.0.0.1; also the CA a client must trust
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throw-away self-signed certificate for 127.0.0.1 (openssl, EC key: fast)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return TlsFiles(cert, key)
+
+
+@pytest.fixture
+def smtp_tls_server(tls_files: TlsFiles) -> Iterator[SmtpServer]:
+    """aiosmtpd that requires STARTTLS before MAIL; trust `tls_files.client_context()`."""
+    server = start_smtp_server(tls_context=tls_files.server_context(), require_starttls=True)
     try:
         yield server
     finally:

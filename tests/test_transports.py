@@ -38,9 +38,24 @@ from .servers_aws import (
     ses_stub,
     verify_identity,
 )
-from .servers_smtp import RecordingHandler, SmtpServer, smtp_server, start_smtp_server
+from .servers_smtp import (
+    RecordingHandler,
+    SmtpServer,
+    TlsFiles,
+    smtp_server,
+    smtp_tls_server,
+    start_smtp_server,
+    tls_files,
+)
 
-__all__ = ["moto_reset", "moto_server", "ses_stub", "smtp_server"]  # fixtures, imported for pytest
+__all__ = [
+    "moto_reset",
+    "moto_server",
+    "ses_stub",
+    "smtp_server",
+    "smtp_tls_server",
+    "tls_files",
+]  # fixtures, imported for pytest
 
 SENDER = "editor@example.org"
 SUBJECT = "Neue Arbeiten: 多语言模型 — résumé № 7"
@@ -631,3 +646,38 @@ def test_smtp_login_failure_stops_the_send(smtp_auth_server: SmtpServer) -> None
     with pytest.raises(StopSending, match=r"Check smtp\.username and NEWSLETTER_SMTP_PASSWORD"):
         transport.send(SENDER, "a@example.com", build_message("a@example.com"))
     assert smtp_auth_server.received == []
+
+
+def test_smtp_starttls_with_a_trusted_certificate(smtp_tls_server: SmtpServer, tls_files: TlsFiles) -> None:
+    raw = build_message("a@example.com")
+    trusted = SmtpTransport(
+        smtp_tls_server.host,
+        smtp_tls_server.port,
+        security="starttls",
+        timeout=5,
+        context=tls_files.client_context(),
+    )
+    with trusted:
+        trusted.check()
+        assert trusted.send(SENDER, "a@example.com", raw).ok
+    assert [r.raw for r in smtp_tls_server.received] == [raw]
+
+    untrusted = SmtpTransport(smtp_tls_server.host, smtp_tls_server.port, security="starttls", timeout=5)
+    with pytest.raises(
+        StopSending, match=r"the server's TLS certificate is not valid: self-signed certificate"
+    ):
+        untrusted.send(SENDER, "b@example.com", build_message("b@example.com"))
+    with pytest.raises(TransportError, match="TLS certificate is not valid"):
+        untrusted.check()
+
+
+def test_smtp_refuses_to_send_in_the_clear_to_a_server_that_requires_starttls(
+    smtp_tls_server: SmtpServer,
+) -> None:
+    with pytest.raises(StopSending) as caught:
+        smtp_for(smtp_tls_server).send(SENDER, "a@example.com", build_message("a@example.com"))
+    assert caught.value.message == (
+        f"SMTP 127.0.0.1:{smtp_tls_server.port}: MAIL FROM refused: 530 Must issue a STARTTLS command first\n\n"
+        "Check smtp.security, smtp.username and NEWSLETTER_SMTP_PASSWORD."
+    )
+    assert smtp_tls_server.received == []

@@ -50,6 +50,7 @@ class SmtpTransport(Transport):
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         if security not in ("starttls", "ssl", "none"):
             raise TransportError(f"smtp.security: expected one of starttls, ssl, none, got {security!r}")
@@ -59,6 +60,8 @@ class SmtpTransport(Transport):
         self.username = username
         self.password = password
         self.timeout = timeout
+        # Certificates are verified against the system CAs unless a context says otherwise.
+        self.context = context or ssl.create_default_context()
         self._local = threading.local()
         self._all: list[smtplib.SMTP] = []  # every thread's connection, so close() can end them all
         self._lock = threading.Lock()
@@ -90,11 +93,18 @@ class SmtpTransport(Transport):
                 f"{self.where}: smtp.username is set but {PASSWORD_VARIABLE} is empty\n\n"
                 f"Export the SMTP password as {PASSWORD_VARIABLE} (it is never read from newsletter.toml)."
             )
-        context = ssl.create_default_context()
-        if self.security == "ssl":
-            conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        else:
-            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        context = self.context
+        try:
+            if self.security == "ssl":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=context
+                )
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise StopSending(
+                f"{self.where}: the server's TLS certificate is not valid: {exc.verify_message}"
+            ) from None
         try:
             conn.ehlo()
             if self.security == "starttls":
@@ -224,7 +234,8 @@ class SmtpTransport(Transport):
             except (smtplib.SMTPException, OSError):
                 self._drop()
         if code in _AUTH_CODES:
-            raise StopSending(f"{message}\n\nCheck smtp.username and {PASSWORD_VARIABLE}.")
+            # 530 is also "STARTTLS first": either way no message can go out on these settings.
+            raise StopSending(f"{message}\n\nCheck smtp.security, smtp.username and {PASSWORD_VARIABLE}.")
         if 400 <= code < 500 or code == 421 or code < 0:
             # A 4xx reply is the server saying "not now": it did not take the message.
             return SendResult.temporary(
