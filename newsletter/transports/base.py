@@ -92,7 +92,9 @@ class Transport(ABC):
     def send(self, sender: str, recipient: str, raw: bytes) -> SendResult:
         """Hand one message (complete, CRLF line endings) for one envelope recipient to the provider.
 
-        Raises StopSending when no further message can be sent either.
+        `sender` and `recipient` are bare envelope addresses ("a@example.org", no display
+        name); the headers inside `raw` carry names. Raises StopSending when no further
+        message can be sent either.
         """
 
     def max_rate(self) -> float | None:
