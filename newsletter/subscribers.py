@@ -139,7 +139,7 @@ class ImportReport:
 @dataclass(frozen=True)
 class _Layout:
     encoding: str
-    dialect: type[csv.Dialect] | csv.Dialect
+    delimiter: str
     header: list[str]
     columns: dict[str, int]  # our field -> index
     extras: dict[str, int]  # other columns, kept as attributes
@@ -255,8 +255,8 @@ def _inspect(path: Path) -> _Layout:
     sample = head[: _SNIFF_BYTES * 4].decode(encoding, errors="ignore").lstrip("\ufeff")
     if not sample.strip():
         raise ImportFileError(f"{where}: the file is empty; expected a header line with an 'email' column")
-    dialect = _dialect(sample)
-    header = next(csv.reader([sample.splitlines()[0]], dialect), [])
+    delimiter = _delimiter(sample)
+    header = next(csv.reader([sample.splitlines()[0]], delimiter=delimiter), [])
     columns: dict[str, int] = {}
     extras: dict[str, int] = {}
     for index, name in enumerate(header):
@@ -273,7 +273,7 @@ def _inspect(path: Path) -> _Layout:
             f"{where}:1: expected a header line with an 'email' column "
             f"(or 'Email Address', 'email_address'), got {shown or 'nothing'}"
         )
-    return _Layout(encoding, dialect, header, columns, extras, lines + (0 if sample.endswith("\n") else 1))
+    return _Layout(encoding, delimiter, header, columns, extras, lines + (0 if sample.endswith("\n") else 1))
 
 
 def _encoding(head: bytes) -> str:
@@ -282,24 +282,25 @@ def _encoding(head: bytes) -> str:
     return "utf-8-sig"
 
 
-def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
-    """The delimiter from the first KB (csv.Sniffer), else the most frequent of , ; tab in the header."""
+def _delimiter(sample: str) -> str:
+    """The delimiter: csv.Sniffer on the first KB, else the most frequent of , ; tab in the header.
+
+    Only the delimiter is taken from the sniffer; quoting stays Excel's, which every
+    export we read uses (the sniffer's quoting guesses are unreliable on short samples).
+    """
+    first = sample.splitlines()[0]
     try:
-        return csv.Sniffer().sniff(sample[:_SNIFF_BYTES], delimiters=",;\t")
+        delimiter = csv.Sniffer().sniff(sample[:_SNIFF_BYTES], delimiters=",;\t").delimiter
     except csv.Error:
-        first = sample.splitlines()[0]
+        delimiter = ""
+    if delimiter not in first or not delimiter:
         delimiter = max(",;\t", key=first.count)
-
-        class Fallback(csv.excel):
-            pass
-
-        Fallback.delimiter = delimiter
-        return Fallback
+    return delimiter
 
 
 def _rows(path: Path, layout: _Layout, check_dns: bool) -> Iterator[SubscriberRow | Refusal]:
     with path.open(encoding=layout.encoding, newline="") as f:
-        reader = csv.reader(f, layout.dialect)
+        reader = csv.reader(f, delimiter=layout.delimiter)
         next(reader, None)  # the header
         for record in reader:
             if not any(cell.strip() for cell in record):

@@ -91,6 +91,15 @@ def test_bom_and_semicolons(tmp_path: Path, store: Store) -> None:
     assert (ana.name, ana.language, ana.status) == ("Ana Lúcia", "pt-BR", "active")
 
 
+def test_semicolons_with_commas_in_names(tmp_path: Path, store: Store) -> None:
+    rows = "".join(f'p{i}@example.com;Doe, Jane {i};"de"\n' for i in range(40))
+    path = write(tmp_path, "email;name;language\n" + rows)
+    report = import_csv(store, path)
+    assert (report.added, report.refused) == (40, [])
+    assert store.get_subscriber("p7@example.com").name == "Doe, Jane 7"
+    assert store.get_subscriber("p7@example.com").language == "de"
+
+
 def test_tabs_and_utf16_from_excel(tmp_path: Path, store: Store) -> None:
     path = write(tmp_path, "email\tname\nmei@example.com\t美\n", encoding="utf-16")
     report = import_csv(store, path)
