@@ -156,6 +156,9 @@ def import_csv(
 ) -> ImportReport:
     """Merge the subscribers of a CSV file into `store`.
 
+    Rows are streamed and written in batches of BATCH, each batch its own
+    transaction (a re-run after a crash is harmless: merging is idempotent); only
+    the set of addresses already seen is kept, to count duplicates exactly.
     `progress(rows_done, rows_total)` is called after each batch. Raises
     ImportFileError for an unusable file and ProblemsError (nothing written) when
     `strict` and some row is refused.
