@@ -1,0 +1,571 @@
+"""The subscription web app, served for real by waitress on 127.0.0.1 and used over HTTP."""
+
+from __future__ import annotations
+
+import email
+import http.client
+import re
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter import tokens
+from newsletter.cli import main
+from newsletter.config import Settings, load_settings
+from newsletter.store import Store
+from newsletter.transports.memory import MemoryTransport
+from newsletter.web import Limit, RateLimits, SubscriptionApp, create_app
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-for-web-tests"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def write_newsletter(root: Path, web_url: str, *, transport: str = "memory") -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "newsletter.toml").write_text(
+        f"""
+[newsletter]
+name = "Test Digest"
+base_url = "https://digest.example.org/"
+language = "en"
+postal_address = "Test Digest, 1 Example Road, Springfield"
+
+[email]
+from = "Test Digest <digest@example.org>"
+reply_to = "editor@example.org"
+list_id = "test.digest.example.org"
+
+[web]
+url = "{web_url}"
+
+[paths]
+templates = "{REPO / "templates"}"
+outbox = "outbox"
+
+[send]
+transport = "{transport}"
+
+[database]
+url = "sqlite:///subscribers/subscribers.db"
+""",
+        encoding="utf-8",
+    )
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+@dataclass
+class Served:
+    """The app behind waitress, and what the tests need to look inside."""
+
+    url: str
+    settings: Settings
+    store: Store
+    transport: MemoryTransport
+    app: SubscriptionApp
+
+    def request(
+        self, method: str, path: str, body: bytes | str | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        host, port = urlsplit(self.url).hostname, urlsplit(self.url).port
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return Answer(response.status, response.headers, response.read().decode("utf-8"))
+        finally:
+            conn.close()
+
+    def post_form(self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> Answer:
+        return self.request(
+            "POST",
+            path,
+            urlencode(fields),
+            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+        )
+
+    def subscriber(self, address: str):
+        return self.store.get_subscriber(address)
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def serve_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A factory: start the app (with chosen limits) under waitress on a free port."""
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    monkeypatch.delenv("NEWSLETTER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)
+    started: list[tuple[object, threading.Thread, Store, SubscriptionApp]] = []
+
+    def start(limits: RateLimits | None = None, transport=None) -> Served:
+        import waitress.server
+
+        sock = _free_socket()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        root = tmp_path / f"nl{len(started)}"
+        write_newsletter(root, url)
+        settings = load_settings(root)
+        store = Store.open(settings.database_url)
+        transport = transport or MemoryTransport()
+        app = create_app(settings, store=store, transport=transport, limits=limits)
+        server = waitress.server.create_server(app, sockets=[sock], threads=8, ident="test")
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        started.append((server, thread, store, app))
+        return Served(url, settings, store, transport, app)
+
+    yield start
+    for server, thread, store, app in started:
+        server.close()
+        thread.join(timeout=5)
+        app.close()
+        store.close()
+
+
+@pytest.fixture
+def web(serve_app) -> Served:
+    return serve_app()
+
+
+def confirm_link(message: email.message.EmailMessage) -> str:
+    text = message.get_body(("plain",)).get_content()
+    match = re.search(r"(http://\S+/confirm\?token=\S+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def add_active(web: Served, address: str, **kw) -> int:
+    return web.store.add_subscriber(address, status="active", **kw).id
+
+
+def unsubscribe_path(subscriber_id: int) -> str:
+    return f"/u/{tokens.unsubscribe_token(SECRET.encode(), subscriber_id)}"
+
+
+def multipart(fields: dict[str, str], boundary: str = "----newsletter-test-boundary") -> tuple[bytes, str]:
+    lines = []
+    for name, value in fields.items():
+        lines += [f"--{boundary}", f'Content-Disposition: form-data; name="{name}"', "", value]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def status_events(web: Served, address: str) -> list[dict]:
+    return web.store.list_events(email=address, type="status")
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_healthz_and_security_headers_on_every_response(web: Served) -> None:
+    answers = {
+        "healthz": web.request("GET", "/healthz"),
+        "form": web.request("GET", "/"),
+        "404": web.request("GET", "/nope"),
+        "405": web.request("HEAD", "/healthz"),
+        "400": web.request("GET", "/u/forged.token"),
+    }
+    assert answers["healthz"].status == 200 and answers["healthz"].body == "ok\n"
+    assert answers["404"].status == 404 and "This page does not exist." in answers["404"].body
+    for name, answer in answers.items():
+        for header, value in HEADERS.items():
+            assert value in (answer.headers.get(header) or ""), (name, header, answer.headers)
+        assert "style-src 'unsafe-inline'" in answer.headers["Content-Security-Policy"]
+        assert answer.headers.get("Set-Cookie") is None
+
+
+def test_head_and_unknown_methods_are_405_with_allow(web: Served) -> None:
+    head = web.request("HEAD", "/u/anything")
+    put = web.request("PUT", "/subscribe", b"x")
+    delete = web.request("DELETE", "/confirm")
+    assert head.status == 405 and head.headers["Allow"] == "GET, POST"
+    assert put.status == 405 and put.headers["Allow"] == "GET, POST"
+    assert delete.status == 405 and delete.headers["Allow"] == "GET"
+    assert "does not accept this kind of request" in put.body
+
+
+def test_subscribe_form_is_accessible_and_localised(web: Served) -> None:
+    english = web.request("GET", "/subscribe")
+    german = web.request("GET", "/", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
+    arabic = web.request("GET", "/?language=ar")
+    assert '<html lang="en" dir="ltr">' in english.body
+    assert '<label for="email">Email address</label>' in english.body
+    assert 'name="website"' in english.body and 'aria-hidden="true"' in english.body
+    assert '<html lang="de" dir="ltr">' in german.body and "Abonnieren" in german.body
+    assert '<html lang="ar" dir="rtl">' in arabic.body and "اشترك" in arabic.body
+
+
+# --------------------------------------------------------------------------- subscribe and confirm
+
+
+def test_subscribe_sends_a_confirmation_whose_link_activates(web: Served) -> None:
+    answer = web.post_form("/subscribe", {"email": "Ann@Example.ORG", "name": "Ånn Ö", "language": "de"})
+    assert answer.status == 200 and "Bitte sehen Sie in Ihr Postfach" in answer.body
+    pending = web.subscriber("ann@example.org")
+    assert pending.status == "pending" and pending.source == "web" and pending.consent_at is None
+    assert pending.name == "Ånn Ö" and pending.language == "de"
+
+    [sent] = web.transport.messages
+    assert sent.sender == "digest@example.org" and sent.recipient == "Ann@example.org"
+    msg = sent.message
+    assert msg["From"] == "Test Digest <digest@example.org>"
+    assert msg["To"] == "Ånn Ö <Ann@example.org>"
+    assert msg["Subject"] == "Bitte bestätigen Sie Ihr Abonnement von Test Digest"
+    assert msg["Date"] and re.fullmatch(r"<[^<>@\s]+@example\.org>", msg["Message-ID"])
+    assert msg["Content-Language"] == "de" and msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert all(not part.defects for part in msg.walk())
+    assert b"\r\n" in sent.raw and all(len(line) <= 998 for line in sent.raw.split(b"\r\n"))
+    assert sent.raw.count(b"MIME-Version:") == 1
+    link = confirm_link(msg)
+    assert link.startswith(web.url + "confirm?token=")
+    assert f'href="{link}"' in msg.get_body(("html",)).get_content()
+
+    confirmed = web.request("GET", path_of(link))
+    assert confirmed.status == 200 and "Ann@example.org" in confirmed.body
+    active = web.subscriber("ann@example.org")
+    assert active.status == "active" and active.consent_at is not None
+
+    replay = web.request("GET", path_of(link))
+    assert replay.status == 200
+    assert web.subscriber("ann@example.org").consent_at == active.consent_at  # idempotent
+
+
+def test_confirmation_through_the_file_transport(serve_app, tmp_path: Path) -> None:
+    from newsletter.transports.file import FileTransport
+
+    outbox = tmp_path / "outbox"
+    web = serve_app(transport=FileTransport(outbox, fsync=False))
+    assert web.post_form("/subscribe", {"email": "file@example.org"}).status == 200
+    [eml] = list(outbox.glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert message["To"] == "file@example.org"
+    assert web.request("GET", path_of(confirm_link(message))).status == 200
+    assert web.subscriber("file@example.org").status == "active"
+
+
+def test_the_answer_is_the_same_whether_or_not_the_address_is_known(web: Served) -> None:
+    add_active(web, "known@example.org")
+    gone = add_active(web, "gone@example.org")
+    web.store.set_status(gone, "unsubscribed", reason="test")
+    bodies = {}
+    for address in ("new@example.org", "known@example.org", "gone@example.org"):
+        answer = web.post_form("/subscribe", {"email": address})
+        assert answer.status == 200
+        bodies[address] = answer.body.replace(address, "ADDRESS")
+    assert len(set(bodies.values())) == 1
+    # Only the new address gets mail; nothing is re-activated.
+    assert web.transport.recipients == ["new@example.org"]
+    assert web.subscriber("gone@example.org").status == "unsubscribed"
+    assert web.subscriber("known@example.org").status == "active"
+
+
+def test_a_second_subscribe_of_a_pending_address_resends(web: Served) -> None:
+    for _ in range(2):
+        assert web.post_form("/subscribe", {"email": "twice@example.org"}).status == 200
+    assert web.transport.recipients == ["twice@example.org", "twice@example.org"]
+    assert web.subscriber("twice@example.org").status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("not-an-address", "An email address must have an @-sign"),
+        ("bad@", "There must be something after the @-sign"),
+        ("josé@example.org", "non-ASCII characters"),
+        ("", "Please enter your email address."),
+    ],
+)
+def test_an_invalid_address_gets_400_naming_the_problem(web: Served, address: str, problem: str) -> None:
+    answer = web.post_form("/subscribe", {"email": address})
+    assert answer.status == 400
+    assert problem in answer.body
+    assert web.transport.messages == []
+
+
+def test_the_honeypot_answers_like_success_and_does_nothing(web: Served) -> None:
+    answer = web.post_form("/subscribe", {"email": "bot@example.org", "website": "http://spam.example"})
+    assert answer.status == 200 and "Check your inbox" in answer.body
+    assert web.subscriber("bot@example.org") is None
+    assert web.transport.messages == []
+
+
+def test_a_cross_site_subscribe_is_refused(web: Served) -> None:
+    evil = web.post_form("/subscribe", {"email": "x@example.org"}, {"Origin": "https://evil.example"})
+    null = web.post_form("/subscribe", {"email": "y@example.org"}, {"Origin": "null"})
+    referer = web.post_form("/subscribe", {"email": "z@example.org"}, {"Referer": "https://evil.example/f"})
+    assert (evil.status, null.status, referer.status) == (403, 403, 403)
+    assert "can only be sent from https://digest.example.org/" in evil.body
+    for address in ("x@example.org", "y@example.org", "z@example.org"):
+        assert web.subscriber(address) is None
+    # From the archive site (base_url) or the app itself: fine.
+    archive = web.post_form(
+        "/subscribe", {"email": "a@example.org"}, {"Origin": "https://digest.example.org"}
+    )
+    own = web.post_form("/subscribe", {"email": "b@example.org"}, {"Referer": web.url + "subscribe"})
+    assert (archive.status, own.status) == (200, 200)
+    assert web.transport.recipients == ["a@example.org", "b@example.org"]
+
+
+def test_rate_limits_per_client_and_per_address(serve_app) -> None:
+    web = serve_app(
+        limits=RateLimits(per_ip=Limit(burst=4, every=3600), per_address=Limit(burst=1, every=3600))
+    )
+    assert web.post_form("/subscribe", {"email": "one@example.org"}).status == 200
+    again = web.post_form("/subscribe", {"email": "ONE@example.org"})
+    assert again.status == 429 and int(again.headers["Retry-After"]) > 3000
+    assert "Too many requests" in again.body
+    assert web.post_form("/subscribe", {"email": "two@example.org"}).status == 200
+    assert web.post_form("/subscribe", {"email": "three@example.org"}).status == 200
+    over = web.post_form("/subscribe", {"email": "four@example.org"})  # fifth from this IP
+    assert over.status == 429
+    assert web.subscriber("four@example.org") is None
+    assert web.transport.recipients == ["one@example.org", "two@example.org", "three@example.org"]
+
+
+def test_expired_and_forged_confirm_tokens(web: Served) -> None:
+    web.post_form("/subscribe", {"email": "late@example.org"})
+    old = tokens.confirm_token(SECRET.encode(), "late@example.org", ttl=60, now=time.time() - 3600)
+    expired = web.request("GET", f"/confirm?token={old}")
+    assert expired.status == 400 and "has expired" in expired.body
+    forged_token = tokens.confirm_token(b"another secret", "late@example.org")
+    forged = web.request("GET", f"/confirm?token={forged_token}")
+    empty = web.request("GET", "/confirm")
+    wrong_purpose = web.request("GET", f"/confirm?token={tokens.unsubscribe_token(SECRET.encode(), 1)}")
+    for answer in (forged, empty, wrong_purpose):
+        assert answer.status == 400 and "not valid" in answer.body
+    assert web.subscriber("late@example.org").status == "pending"
+
+
+def test_a_replayed_confirm_never_reactivates(web: Served) -> None:
+    web.post_form("/subscribe", {"email": "back@example.org"})
+    link = path_of(confirm_link(web.transport.messages[0].message))
+    assert web.request("GET", link).status == 200
+    web.store.set_status("back@example.org", "unsubscribed", reason="test")
+    replay = web.request("GET", link)
+    assert replay.status == 409 and "editor@example.org" in replay.body
+    assert web.subscriber("back@example.org").status == "unsubscribed"
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+def test_get_never_unsubscribes(web: Served) -> None:
+    sid = add_active(web, "reader@example.org")
+    for _ in range(3):
+        page = web.request("GET", unsubscribe_path(sid))
+        assert page.status == 200
+        assert '<form method="post">' in page.body and "reader@example.org" in page.body
+    assert web.subscriber(sid).status == "active"
+    assert status_events(web, "reader@example.org") == []
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_post_unsubscribes(web: Served, encoding: str) -> None:
+    sid = add_active(web, "click@example.org", language="zh")
+    if encoding == "multipart":
+        body, content_type = multipart({"List-Unsubscribe": "One-Click"})
+    else:
+        body, content_type = b"List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"
+    # Mail providers post cross-site, without cookies: the token is the authority.
+    headers = {"Content-Type": content_type, "Origin": "https://mail.provider.example"}
+    for _ in range(2):  # idempotent
+        answer = web.request("POST", unsubscribe_path(sid), body, headers)
+        assert answer.status == 200 and "Location" not in answer.headers
+        assert "已退订" in answer.body and answer.headers.get("Set-Cookie") is None
+    assert web.subscriber(sid).status == "unsubscribed"
+    [event] = status_events(web, "click@example.org")
+    assert event["detail"]["reason"] == "one-click (RFC 8058)"
+
+
+def test_the_page_form_unsubscribes(web: Served) -> None:
+    sid = add_active(web, "form@example.org")
+    answer = web.post_form(unsubscribe_path(sid), {"unsubscribe": "yes"})
+    assert answer.status == 200 and "You are unsubscribed" in answer.body
+    assert web.subscriber(sid).status == "unsubscribed"
+    # the page now says so instead of offering the button again
+    assert "You are unsubscribed" in web.request("GET", unsubscribe_path(sid)).body
+
+
+def test_forged_token_or_empty_body_changes_nothing(web: Served) -> None:
+    sid = add_active(web, "safe@example.org")
+    forged = tokens.unsubscribe_token(b"not the secret", sid)
+    confirm = tokens.confirm_token(SECRET.encode(), str(sid))
+    tampered = unsubscribe_path(sid)[:-2] + ("AA" if not unsubscribe_path(sid).endswith("AA") else "BB")
+    for path in (f"/u/{forged}", f"/u/{confirm}", tampered, "/u/x"):
+        answer = web.post_form(path, {"List-Unsubscribe": "One-Click"})
+        assert answer.status == 400 and "not valid" in answer.body, path
+    empty = web.request("POST", unsubscribe_path(sid), b"", {"Content-Type": "text/plain"})
+    assert empty.status == 400
+    assert web.subscriber(sid).status == "active"
+    assert status_events(web, "safe@example.org") == []
+
+
+def test_bounced_or_complained_stays_so(web: Served) -> None:
+    sid = add_active(web, "hard@example.org")
+    web.store.set_status(sid, "complained", reason="test")
+    answer = web.post_form(unsubscribe_path(sid), {"List-Unsubscribe": "One-Click"})
+    assert answer.status == 200
+    assert web.subscriber(sid).status == "complained"
+
+
+def test_concurrent_one_click_posts_change_state_once(web: Served) -> None:
+    sid = add_active(web, "race@example.org")
+    path = unsubscribe_path(sid)
+    statuses: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def click() -> None:
+        barrier.wait()
+        statuses.append(web.post_form(path, {"List-Unsubscribe": "One-Click"}).status)
+
+    threads = [threading.Thread(target=click) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert statuses == [200] * 8
+    assert web.subscriber(sid).status == "unsubscribed"
+    assert len(status_events(web, "race@example.org")) == 1
+
+
+def test_an_erased_subscriber_gets_the_same_answer(web: Served) -> None:
+    sid = add_active(web, "erased@example.org")
+    web.store.remove_subscriber(sid)
+    answer = web.post_form(unsubscribe_path(sid), {"List-Unsubscribe": "One-Click"})
+    assert answer.status == 200 and "You are unsubscribed" in answer.body
+
+
+# --------------------------------------------------------------------------- failure and start-up
+
+
+def test_a_server_error_shows_a_page_and_no_traceback(web: Served, caplog: pytest.LogCaptureFixture) -> None:
+    sid = add_active(web, "boom@example.org")
+    database = web.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:  # break the database for real
+        conn.execute("DROP TABLE events")
+        conn.execute("ALTER TABLE subscribers RENAME TO gone")
+    answer = web.post_form(unsubscribe_path(sid), {"List-Unsubscribe": "One-Click"})
+    assert answer.status == 500
+    assert "Something went wrong on our side" in answer.body
+    for leak in ("Traceback", "sqlite", "OperationalError", 'File "', "no such table"):
+        assert leak not in answer.body
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert "Traceback" in caplog.text or "no such table" in caplog.text
+
+
+def test_an_oversized_body_is_refused(web: Served) -> None:
+    answer = web.post_form("/subscribe", {"email": "big@example.org", "name": "x" * 100_000})
+    assert answer.status == 413
+    assert web.subscriber("big@example.org") is None
+
+
+def test_the_app_refuses_to_start_without_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    write_newsletter(tmp_path, "https://digest.example.org/api/")
+    result = CliRunner().invoke(main, ["--root", str(tmp_path), "serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert "NEWSLETTER_SECRET is not set" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_app_from_env_reads_newsletter_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from werkzeug.test import Client
+
+    from newsletter.web import app_from_env
+
+    write_newsletter(tmp_path, "https://digest.example.org/api/")
+    monkeypatch.setenv("NEWSLETTER_ROOT", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    app = app_from_env()
+    try:
+        assert app.settings.root == tmp_path.resolve()
+        assert Client(app).get("/healthz").status_code == 200
+    finally:
+        app.close()
+    assert (tmp_path / "subscribers" / "subscribers.db").is_file()
+
+
+def test_serve_runs_waitress_over_http(tmp_path: Path) -> None:
+    """`newsletter serve` itself, as a subprocess, answering on its port."""
+    import os
+    import subprocess
+    import sys
+
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    write_newsletter(tmp_path, f"http://127.0.0.1:{port}/")
+    env = {**os.environ, "NEWSLETTER_SECRET": SECRET}
+    env.pop("NEWSLETTER_DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter.cli", "--root", str(tmp_path), "serve", "--port", str(port)]
+        if (REPO / "newsletter" / "cli" / "__main__.py").exists()
+        else [
+            sys.executable,
+            "-c",
+            "from newsletter.cli import main; main()",
+            "--root",
+            str(tmp_path),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "newsletter serve did not start"
+                time.sleep(0.1)
+        assert response.status == 200 and response.read() == b"ok\n"
+        assert response.getheader("X-Content-Type-Options") == "nosniff"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("NEWSLETTER_ROOT", raising=False)
+    yield
