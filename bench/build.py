@@ -1,0 +1,103 @@
+"""Benchmark: build the 45-paper example issue, stage by stage, and compare with the reference MJML.
+
+Run: .venv/bin/python bench/build.py [--runs 15] [--issue SLUG] [--mjml-js PATH/TO/node_modules/.bin/mjml]
+
+Prints the median time of each stage over the runs (after one warm-up build), the
+end-to-end median, and — when the JavaScript `mjml` CLI is available (npm install mjml) —
+the time the reference implementation takes to compile the same MJML, for a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from newsletter import render  # noqa: E402
+from newsletter.config import load_settings  # noqa: E402
+from newsletter.content import load_library  # noqa: E402
+from newsletter.message import MessageTemplate, Recipient  # noqa: E402
+from newsletter.selection import papers_for  # noqa: E402
+
+
+def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:
+    times: dict[str, float] = {}
+
+    def stage(name: str, func, *args, **kwargs):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        result = func(*args, **kwargs)
+        times[name] = time.perf_counter() - start
+        return result
+
+    settings = stage("settings", load_settings, root)
+    library = stage("read content", load_library, settings, only=slug)
+    issue = library.issue(slug)
+    papers = stage("select", papers_for, library, issue)
+    env = stage("jinja env", render.jinja_environment, settings.templates_dir)
+    context = stage("context", render.issue_context, library, issue, papers)
+    source = stage("jinja -> MJML", render.render_template, env, render.EMAIL_TEMPLATE, context)
+    compiled = stage("MJML -> HTML", render.mjml_to_html, source)
+    inlined = stage("premailer", render.inline_css, compiled)
+    document = stage("finish", render.finish_html, inlined)
+    text = stage("text part", render.render_template, env, render.TEXT_TEMPLATE, context)
+    rendered = render.Rendered(issue, tuple(papers), issue.subject, issue.preheader, document, text,
+                               issue.language, context["dir"], context["strings"])
+    template = stage("MIME template", MessageTemplate.build, rendered, settings)
+    stage("personalise x1", template.personalise, Recipient("reader@example.org", "Ada", "t" * 40))
+    return times, source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--issue", default="2026-03-17-multilingual-llms")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--mjml-js", help="path to the mjml CLI (default: `mjml` on PATH or /tmp/mjmljs)")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    _, source = build_once(args.root, args.issue)  # warm-up: imports, template compilation, caches
+    print(f"first build (cold, with imports): {(time.perf_counter() - start) * 1000:.0f} ms")
+
+    runs = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        times, _ = build_once(args.root, args.issue)
+        times["total"] = time.perf_counter() - start
+        runs.append(times)
+    print(f"\nmedian of {args.runs} warm builds of {args.issue}:")
+    for name in runs[0]:
+        print(f"  {name:<16} {statistics.median(r[name] for r in runs) * 1000:8.2f} ms")
+    total = statistics.median(r["total"] for r in runs)
+    python_mjml = statistics.median(r["MJML -> HTML"] for r in runs)
+
+    js = args.mjml_js or shutil.which("mjml") or "/tmp/mjmljs/node_modules/.bin/mjml"
+    if Path(js).exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "issue.mjml"
+            src.write_text(source, encoding="utf-8")
+            samples = []
+            for _ in range(5):
+                start = time.perf_counter()
+                subprocess.run([js, str(src), "-o", str(Path(tmp) / "out.html")], check=True,
+                               capture_output=True)
+                samples.append(time.perf_counter() - start)
+            js_time = statistics.median(samples)
+        print(f"\nreference mjml (JavaScript CLI, includes node start-up): {js_time * 1000:.0f} ms")
+        print(f"mjml-python compile: {python_mjml * 1000:.2f} ms -> {js_time / python_mjml:.0f}x faster")
+    else:
+        print("\n(reference mjml not found: `npm install --prefix /tmp/mjmljs mjml` to compare)")
+    goal = 0.3
+    print(f"\nend to end: {total * 1000:.1f} ms (goal <= {goal * 1000:.0f} ms: {'met' if total <= goal else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
