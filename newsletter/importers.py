@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from . import __version__
+from .content import ARXIV_ID, NOTE_HEADING
 from .errors import NewsletterError, Problem
 
 FORMATS = ("listing", "hf", "arxiv")
@@ -52,10 +53,7 @@ VOLATILE = ("upvotes", "code", "project_page", "thumbnail")
 FILL_IF_MISSING = ("authors", "published", "url", "arxiv", "pdf", "thumbnail_alt")
 
 PAPER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}$")
 ARXIV_ABS = re.compile(r"arxiv\.org/abs/(?P<id>[^\s?#]+?)(?:v\d+)?$")
-# Must agree with content.NOTE_HEADING: an abstract line like this would be read back as the note.
-NOTE_HEADING = re.compile(r"^##\s+(editor'?s\s+)?note\s*$", re.IGNORECASE | re.MULTILINE)
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but \t \n, DEL, C1
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 MONTHS = {m: i for i, m in enumerate(MONTH_NAMES, start=1)}
