@@ -52,7 +52,6 @@ EDITOR_OWNED = frozenset({"id", "title", "tags", "source", "imported"})  # and t
 VOLATILE = ("upvotes", "code", "project_page", "thumbnail")
 FILL_IF_MISSING = ("authors", "published", "url", "arxiv", "pdf", "thumbnail_alt")
 
-PAPER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARXIV_ABS = re.compile(r"arxiv\.org/abs/(?P<id>[^\s?#]+?)(?:v\d+)?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but \t \n, DEL, C1
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
