@@ -1,0 +1,361 @@
+"""`newsletter send` and `newsletter status`: thin wiring over newsletter.sending."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from . import Context, pass_context
+
+if TYPE_CHECKING:
+    from ..sending import SendReport
+
+
+@click.command()
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option(
+    "--transport",
+    "transport_name",
+    type=click.Choice(["ses", "smtp", "file"]),
+    help="How messages leave [default: send.transport in newsletter.toml].",
+)
+@click.option(
+    "--outbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the file transport [default: outbox/].",
+)
+@click.option(
+    "--rate",
+    type=float,
+    help="Messages per second [default: send.rate, else the SES quota, else unlimited].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="Sending processes (each gets rate/N), for when one CPU cannot keep up.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 128),
+    default=8,
+    show_default=True,
+    help="Concurrent sends per process.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help="Send to at most N readers now (a canary); a later run continues with the rest.",
+)
+@click.option("--resend-uncertain", is_flag=True, help="Resend messages an interrupted send may have sent.")
+@click.option("--retry-failed", is_flag=True, help="Retry readers whose message failed temporarily.")
+@click.option("--dry-run", is_flag=True, help="Count the readers and run the checks; send nothing.")
+@click.option(
+    "--test",
+    "test_addresses",
+    multiple=True,
+    metavar="ADDR",
+    help='Send only to ADDR (repeatable), subject prefixed "[TEST] ", not recorded.',
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--skip-checks", is_flag=True, help="Send even if the pre-flight checks find errors.")
+@click.option("--no-spam-score", is_flag=True, help="Skip the SpamAssassin check (it takes a few seconds).")
+@pass_context
+def send(
+    ctx: Context,
+    issue_ref: str,
+    transport_name: str | None,
+    outbox: Path | None,
+    rate: float | None,
+    workers: int,
+    threads: int,
+    limit: int | None,
+    resend_uncertain: bool,
+    retry_failed: bool,
+    dry_run: bool,
+    test_addresses: tuple[str, ...],
+    yes: bool,
+    skip_checks: bool,
+    no_spam_score: bool,
+) -> None:
+    """Send ISSUE to every active subscriber, once, recorded in the ledger.
+
+    ISSUE is a path or a slug. Re-running continues an interrupted send and never
+    reaches a reader twice; messages that were being sent when a send was killed
+    are reported as uncertain and resent only with --resend-uncertain. Ctrl-C stops
+    after the messages in flight are recorded.
+
+    \b
+    Example:
+        newsletter send 2026-03-17-multilingual-llms --test me@example.org
+        newsletter send 2026-03-17-multilingual-llms --limit 50
+        newsletter send 2026-03-17-multilingual-llms
+    """
+    from ..build import build_message
+    from ..content import load_library
+    from ..errors import NewsletterError
+    from ..message import MessageTemplate
+    from ..sending import eligible_count, resolve_secret, send_issue, send_test
+    from ..store import Store
+    from ..transports import make_transport
+
+    settings = ctx.settings
+    name = transport_name or settings.transport
+    if rate is not None and rate <= 0:
+        raise NewsletterError(f"--rate: expected a positive number of messages per second, got {rate:g}")
+    secret, warning = resolve_secret(settings, name)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+    library = load_library(settings, only=issue_ref)
+    issue = library.issue(issue_ref)
+    built = build_message(library, issue)
+    if not skip_checks:
+        _preflight(built, spamassassin=not no_spam_score)
+
+    transport = make_transport(settings, name, outbox=outbox, concurrency=threads)
+    transport.check()
+
+    if test_addresses:
+        addresses = [_address(a) for a in test_addresses]
+        with Store.open(settings.database_url) as store:
+            results = send_test(
+                settings,
+                library,
+                issue,
+                addresses,
+                transport=transport,
+                store=store,
+                secret=secret,
+                rendered=built.rendered,
+            )
+        for r in results:
+            click.echo(f"{r.email}: {r.outcome}" + (f" ({r.error})" if r.error else ""))
+        failed = [r for r in results if r.outcome != "sent"]
+        if failed:
+            raise NewsletterError(f"{len(failed)} of {len(results)} test message(s) were not sent")
+        click.echo(
+            f"Sent {len(results)} test message(s) of {issue.slug}; nothing was recorded in the ledger."
+        )
+        return
+
+    with Store.open(settings.database_url) as store:
+        eligible = eligible_count(store, issue.slug, limit)
+        counts = store.ledger_counts(issue.slug)
+        uncertain = counts["sending"]
+        to_send = (
+            eligible
+            + (uncertain if resend_uncertain else 0)
+            + (counts["failed_temporary"] if retry_failed else 0)
+        )
+        if dry_run:
+            click.echo(f"Issue:      {issue.slug}")
+            click.echo(f"Subject:    {issue.subject}")
+            click.echo(f"Transport:  {name}")
+            click.echo(f"Recipients: {to_send}")
+            if uncertain:
+                click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
+            click.echo(
+                "Checks:     " + ("skipped" if skip_checks else "passed") + "\nDry run: nothing was sent."
+            )
+            return
+        if to_send > 0 and not yes:
+            _confirm(issue.slug, issue.subject, to_send, name, limit)
+        template = MessageTemplate.build(built.rendered, settings)
+        stop = threading.Event()
+        with _progress(to_send) as progress, _stop_on_sigint(stop):
+            report = send_issue(
+                settings,
+                library,
+                issue,
+                transport=transport,
+                store=store,
+                rate=rate,
+                workers=workers,
+                threads=threads,
+                limit=limit,
+                resend_uncertain=resend_uncertain,
+                retry_failed=retry_failed,
+                progress=progress,
+                stop_event=stop,
+                secret=secret,
+                template=template,
+            )
+    _finish(report)
+
+
+def _address(text: str) -> str:
+    from ..errors import NewsletterError
+    from ..store import normalize_email
+
+    try:
+        return normalize_email(text)
+    except ValueError as exc:
+        raise NewsletterError(f"--test: expected an email address, got {text!r}: {exc}") from None
+
+
+def _preflight(built, *, spamassassin: bool) -> None:
+    from ..checks import check_built
+    from ..errors import NewsletterError
+
+    report = check_built(built, spamassassin=spamassassin)
+    for line in report.warnings:
+        click.echo(f"Warning: check: {line}", err=True)
+    if report.errors:
+        lines = "\n".join(f"Error: check: {line}" for line in report.errors)
+        raise NewsletterError(
+            f"{built.rendered.issue.slug}: the pre-flight checks failed; nothing was sent\n{lines}\n\n"
+            "Fix the issue (see `newsletter check`), or pass --skip-checks to send anyway."
+        )
+
+
+def _confirm(slug: str, subject: str, count: int, transport: str, limit: int | None) -> None:
+    from ..errors import NewsletterError
+
+    if not sys.stdin.isatty():
+        raise NewsletterError(
+            "send: refusing to send without confirmation (no terminal to ask on)\n\n"
+            "Pass --yes to send non-interactively."
+        )
+    canary = " (canary, --limit)" if limit is not None else ""
+    click.echo(f"Issue:      {slug}", err=True)
+    click.echo(f"Subject:    {subject}", err=True)
+    click.echo(f"Recipients: {count}{canary}", err=True)
+    click.echo(f"Transport:  {transport}", err=True)
+    if not click.confirm("Send now?", default=False, err=True):
+        raise click.Abort()
+
+
+@contextmanager
+def _progress(total: int) -> Iterator:
+    """A rich progress bar on stderr with rate and ETA; silent when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.0f}/s" if task.speed else "–/s")
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("Sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task("send", total=total or None)
+
+    def update(done: int, todo: int) -> None:
+        bar.update(task, completed=done, total=todo or None)
+
+    with bar:
+        yield update
+
+
+@contextmanager
+def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: finish the messages in flight, then stop. Second: stop now (leaves uncertain rows)."""
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _finish(report: SendReport) -> None:
+    click.echo(report.summary())
+    if report.tally.failures:
+        click.echo("Failures:")
+        for f in report.tally.failures[:20]:
+            click.echo(f"  {f.email}: {f.outcome}: {f.error}")
+    if report.stopped:
+        click.echo(f"Error: {report.stopped}", err=True)
+    if report.tally.crashed:
+        click.echo(f"Error: the send stopped on an unexpected error:\n{report.tally.crashed}", err=True)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@click.command()
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (for scripts).")
+@pass_context
+def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
+    """Show how the send of ISSUE went: counts by state, failures, deliveries, complaints.
+
+    \b
+    Example:
+        newsletter status 2026-03-17-multilingual-llms --json
+    """
+    from ..errors import NewsletterError
+    from ..sending import COMPLAINT_WARNING, issue_status
+    from ..store import Store
+
+    slug = Path(issue_ref).name.removesuffix(".md")
+    with Store.open(ctx.settings.database_url) as store:
+        result = issue_status(store, slug)
+        if result.total == 0:
+            known = ", ".join(store.issues_sent()) or "none"
+            raise NewsletterError(
+                f"{issue_ref}: no send recorded for this issue (issues with a send: {known})"
+            )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        c = result.counts
+        click.echo(f"Issue:      {slug}")
+        click.echo(f"Recipients: {result.total}")
+        click.echo(f"Sent:       {c['sent']}")
+        click.echo(f"Delivered:  {result.delivered}")
+        click.echo(f"Queued:     {c['queued']}")
+        click.echo(f"Uncertain:  {len(result.uncertain)}")
+        click.echo(f"Failed:     {c['failed_permanent']} permanent, {c['failed_temporary']} temporary")
+        if result.events:
+            click.echo(
+                f"Bounces:    {result.events.get('bounce', 0)}\n"
+                f"Complaints: {result.events.get('complaint', 0)} ({result.complaint_rate:.2%} of sent)"
+            )
+        if result.failures:
+            click.echo("Failures:")
+            for f in result.failures:
+                click.echo(f"  {f.email}: {f.outcome}: {f.error}")
+        if result.uncertain:
+            click.echo("Uncertain (maybe delivered; resend with `newsletter send --resend-uncertain`):")
+            for address in result.uncertain:
+                click.echo(f"  {address}")
+    if result.complaint_rate > COMPLAINT_WARNING:
+        click.echo(
+            f"Warning: complaint rate {result.complaint_rate:.2%} is above {COMPLAINT_WARNING:.1%}; "
+            "SES reviews accounts at this level",
+            err=True,
+        )
