@@ -1,0 +1,462 @@
+"""Content: reading papers and issues, and every class of bad input reported exactly.
+
+Each case under tests/fixtures/bad/<case>/ is a small newsletter folder with one kind of
+mistake; the CLI must name file, field, what it expected and what it got, report every
+problem at once, exit 1 and never show a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.content import load_library, read_issue, read_paper
+from newsletter.errors import Problem, ProblemsError
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+GOOD = FIXTURES / "good" / "digest"
+BAD = FIXTURES / "bad"
+TEMPLATES = REPO / "templates"
+
+
+# ---------------------------------------------------------------------------
+# Helpers other test modules import
+
+
+def copy_newsletter(source: Path, dest: Path, *, copy_templates: bool = False) -> Path:
+    """Copy a fixture newsletter to `dest`, pointing [paths] templates at a real templates folder."""
+    shutil.copytree(source, dest)
+    templates = TEMPLATES
+    if copy_templates:
+        templates = dest / "templates"
+        shutil.copytree(TEMPLATES, templates)
+    toml = dest / "newsletter.toml"
+    text = re.sub(r'(?m)^templates = ".*"$', f'templates = "{templates.as_posix()}"', toml.read_text())
+    toml.write_text(text)
+    return dest
+
+
+def run(root: Path, *args: str, monkeypatch: pytest.MonkeyPatch | None = None):
+    """Invoke the real CLI on `root`; with monkeypatch, from inside it (so paths print relative)."""
+    if monkeypatch is not None:
+        monkeypatch.chdir(root)
+    return CliRunner().invoke(main, ["--root", str(root), *args], catch_exceptions=False)
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("Error: ")]
+
+
+def build_bad(case: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str):
+    result = run(
+        BAD / case, "build", *(args or ("--all",)), "--out", str(tmp_path / "out"), monkeypatch=monkeypatch
+    )
+    assert "Traceback" not in result.output
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Every class of bad input, through the CLI
+
+
+def test_missing_front_matter(monkeypatch, tmp_path):
+    result = build_bad("no-front-matter", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: papers/no-front-matter.md: expected front matter between '---' lines at the top, found none"
+    ]
+    assert result.output.rstrip().endswith("Aborted with 1 error.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_yaml_is_reported_with_its_reason(monkeypatch, tmp_path):
+    result = build_bad("bad-yaml", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    [line] = error_lines(result.output)
+    assert re.fullmatch(
+        r"Error: papers/bad-yaml\.md:\d+: front matter is not valid YAML: mapping values are not allowed here",
+        line,
+    )
+    assert "Aborted with 1 error." in result.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="content.read_front_matter adds 2 to the YAML mark's line, but python-frontmatter's split keeps "
+    "the newline after the opening '---', so the mark already counts that line: the line is one too high",
+)
+def test_malformed_yaml_names_the_right_line(monkeypatch, tmp_path):
+    # 'title: Colons: everywhere' is line 3 of the file (line 1 is '---')
+    result = build_bad("bad-yaml", monkeypatch, tmp_path)
+    assert error_lines(result.output) == [
+        "Error: papers/bad-yaml.md:3: front matter is not valid YAML: mapping values are not allowed here"
+    ]
+
+
+def test_bad_date(monkeypatch, tmp_path):
+    result = build_bad("bad-date", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: issues/2024-01-10-one.md: date: expected a date YYYY-MM-DD, got '17/3'"
+    ]
+    assert result.output.rstrip().endswith("Aborted with 1 error.")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="YAML turns 2024-01-32 into a timestamp whose construction raises ValueError; "
+    "read_front_matter catches ValueError as 'front matter is not closed by a ---- line'",
+)
+def test_impossible_calendar_date_is_a_date_error(monkeypatch, tmp_path):
+    result = build_bad("impossible-date", monkeypatch, tmp_path)
+    assert error_lines(result.output) == [
+        "Error: issues/2024-01-10-one.md: date: expected a date YYYY-MM-DD, got '2024-01-32'"
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="YAML reads an unquoted arXiv-style id 2401.10010 as the float 2401.1001: the trailing zero is "
+    "lost, so id (and arxiv) silently change; read_front_matter should not resolve floats/timestamps",
+)
+def test_unquoted_arxiv_style_id_keeps_its_digits(monkeypatch, tmp_path):
+    result = build_bad("float-id", monkeypatch, tmp_path)
+    assert result.exit_code == 0, result.output
+    problems: list[Problem] = []
+    paper = read_paper(BAD / "float-id" / "papers" / "2401.10010.md", problems)
+    assert paper is not None and (paper.id, paper.arxiv) == ("2401.10010", "2401.10010")
+
+
+def test_missing_required_fields_all_reported(monkeypatch, tmp_path):
+    result = build_bad("missing-fields", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: papers/missing.md: id: missing (required)",
+        "Error: papers/missing.md: title: missing (required)",
+        "Error: issues/2024-01-10-one.md: title: missing (required)",
+        "Error: issues/2024-01-10-one.md: date: missing (required)",
+        "Error: issues/2024-01-10-one.md: number: missing (required)",
+    ]
+    assert result.output.rstrip().endswith("Aborted with 5 errors.")
+
+
+def test_wrong_types(monkeypatch, tmp_path):
+    result = build_bad("wrong-types", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    lines = error_lines(result.output)
+    assert len(lines) == 3
+    # "5 (a int)" reads oddly; only the part that names field, expectation and value is pinned
+    assert lines[0].startswith("Error: papers/good-paper.md: tags: expected a list of strings, got 5")
+    assert lines[1:] == [
+        "Error: issues/2024-01-10-one.md: number: expected a whole number >= 1, got 'one'",
+        "Error: issues/2024-01-10-one.md: include: expected a list of strings, got a mapping",
+    ]
+    assert result.output.rstrip().endswith("Aborted with 3 errors.")
+
+
+def test_unknown_paper_in_include_with_a_hint_when_close(monkeypatch, tmp_path):
+    result = build_bad("unknown-include", monkeypatch, tmp_path, "2024-01-10-one")
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: issues/2024-01-10-one.md: include: unknown paper id 'good-papr' (no papers/good-papr.md)",
+        "Error: issues/2024-01-10-one.md: include: unknown paper id 'zzz-nothing-like-it' "
+        "(no papers/zzz-nothing-like-it.md)",
+    ]
+    # one hint, for the close one only, after a blank line
+    assert "\n\nDid you mean 'good-paper'?\n\nAborted with 2 errors." in result.output
+    assert result.output.count("Did you mean") == 1
+
+
+def test_two_files_claiming_one_paper_id(monkeypatch, tmp_path):
+    result = build_bad("duplicate-ids", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: papers/copy-of-good.md: id: must match the file name: expected 'copy-of-good', got 'good-paper'"
+    ]
+
+
+def test_duplicate_issue_numbers(monkeypatch, tmp_path):
+    result = build_bad("duplicate-numbers", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: issues/2024-01-17-two.md: number: duplicate issue number 1 (also in 2024-01-10-one)"
+    ]
+
+
+def test_problems_in_another_issue_do_not_block_building_one(monkeypatch, tmp_path):
+    # building the first issue: the second one's duplicate number is only a warning
+    result = build_bad("duplicate-numbers", monkeypatch, tmp_path, "2024-01-10-one")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Warning: issues/2024-01-17-two.md: number: duplicate issue number 1 (also in 2024-01-10-one)"
+        in result.output
+    )
+    assert (tmp_path / "out" / "2024-01-10-one" / "email.html").is_file()
+
+
+def test_unknown_fields_are_warned_by_name_but_not_fatal(monkeypatch, tmp_path):
+    result = build_bad("unknown-fields", monkeypatch, tmp_path)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning: ")]
+    assert warnings == [
+        "Warning: papers/good-paper.md: venue: unknown field (ignored)",
+        "Warning: issues/2024-01-10-one.md: colour: unknown field (ignored)",
+        "Warning: issues/2024-01-10-one.md: select.order: unknown field (ignored)",
+    ]
+    assert "Error" not in result.output
+    assert (tmp_path / "out" / "2024-01-10-one" / "preview.eml").is_file()
+
+
+def test_every_problem_in_a_file_is_reported_at_once(monkeypatch, tmp_path):
+    result = build_bad("three-problems", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert error_lines(result.output) == [
+        "Error: issues/2024-01-10-one.md: date: expected a date YYYY-MM-DD, got '17/3'",
+        "Error: issues/2024-01-10-one.md: language: expected a language tag like 'en' or 'ar', got 'en gb'",
+        "Error: issues/2024-01-10-one.md: status: expected one of draft, published, got 'sent'",
+    ]
+    assert result.output.rstrip().endswith("Aborted with 3 errors.")
+
+
+def test_bad_settings_all_reported_and_unknown_keys_warned(monkeypatch, tmp_path):
+    result = build_bad("bad-settings", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Warning: newsletter.toml: newsletter.colour: unknown setting (ignored)",
+        "Warning: newsletter.toml: [extras]: unknown section (ignored)",
+        "Error: newsletter.toml: newsletter.base_url: expected an absolute http(s) URL, got 'example.org/bad'",
+        "Error: newsletter.toml: newsletter.name: missing (required)",
+        "",
+        "Aborted with 2 errors.",
+    ]
+
+
+def test_invalid_toml(monkeypatch, tmp_path):
+    result = build_bad("invalid-toml", monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    [line] = error_lines(result.output)
+    assert line.startswith("Error: newsletter.toml: not valid TOML: ")
+    assert "(at line 2, column 19)" in line  # the unclosed string of `name = "Bad Digest`
+
+
+def test_missing_settings_file_points_to_init(tmp_path, monkeypatch):
+    result = run(tmp_path, "build", "--all", monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: newsletter.toml: no settings file found\n")
+    assert "newsletter init DIR" in result.output
+
+
+def _broken_templates(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    root = copy_newsletter(GOOD, tmp_path / "digest", copy_templates=True)
+    template = root / "templates" / name
+    text = template.read_text()
+    assert old in text
+    template.write_text(text.replace(old, new, 1))
+    return root
+
+
+def test_template_syntax_error_names_file_and_line(tmp_path, monkeypatch):
+    root = _broken_templates(tmp_path, "email/issue.mjml.j2", "{{ p.title }}", "{{ p.title | }}")
+    source = (root / "templates/email/issue.mjml.j2").read_text()
+    line = 1 + source[: source.index("{{ p.title | }}")].count("\n")
+    result = run(root, "build", "2024-01-10-first", "--out", str(tmp_path / "out"), monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert error_lines(result.output) == [
+        f"Error: templates/email/issue.mjml.j2:{line}: template syntax error: expected token 'name', got 'end of print statement'"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_mjml_error_names_the_template(tmp_path, monkeypatch):
+    root = _broken_templates(tmp_path, "email/issue.mjml.j2", "</mjml>", "<not-mjml/></mjml>")
+    result = run(root, "build", "2024-01-10-first", "--out", str(tmp_path / "out"), monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    [error] = error_lines(result.output)
+    assert re.fullmatch(
+        r"Error: templates/email/issue\.mjml\.j2: MJML error: unexpected element in root template "
+        r"at position \d+:\d+ \(line \d+ of the generated MJML\)",
+        error,
+    ), error
+
+
+def test_missing_strings_toml(tmp_path, monkeypatch):
+    root = copy_newsletter(GOOD, tmp_path / "digest", copy_templates=True)
+    (root / "templates" / "strings.toml").unlink()
+    result = run(root, "build", "2024-01-10-first", "--out", str(tmp_path / "out"), monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    [error] = error_lines(result.output)
+    assert error.startswith("Error: ") and error.endswith(
+        "templates/strings.toml: the chrome strings file is missing"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Single files read directly
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"---\nid: x\ntitle: \xff\n---\nBody.\n", "x.md: not UTF-8 text (byte 17)"),
+        (
+            "---\nid: x\ntitle: T\nBody without a closing line.\n",
+            "x.md: front matter is not closed by a '---' line",
+        ),
+        (
+            "---\n- a\n- b\n---\nBody.\n",
+            "x.md: expected front matter as 'key: value' lines, got a list (['a', 'b'])",
+        ),
+        (
+            "---\nid: x\ntitle: T\n---\n\n",
+            "x.md: expected the abstract as the body after the front matter, found none",
+        ),
+        (
+            "---\nid: X Y\ntitle: T\n---\nBody.\n",
+            "x.md: id: expected lowercase letters, digits, '.', '_' or '-', got 'X Y'",
+        ),
+        (
+            "---\nid: x\ntitle: T\nurl: /relative\n---\nBody.\n",
+            "x.md: url: expected an absolute http(s) URL, got '/relative'",
+        ),
+        (
+            "---\nid: x\ntitle: T\nupvotes: -3\n---\nBody.\n",
+            "x.md: upvotes: expected a whole number >= 0, got -3 (a int)",
+        ),
+        (
+            "---\nid: x\ntitle: T\narxiv: 'abc'\n---\nBody.\n",
+            "x.md: arxiv: expected an arXiv id like 2412.04003, got 'abc'",
+        ),
+    ],
+)
+def test_read_paper_problems(tmp_path, text, expected):
+    problems: list[Problem] = []
+    assert read_paper(_write(tmp_path / "x.md", text), problems) is None
+    assert [str(p) for p in problems if not p.warning] == [expected]
+
+
+def test_read_paper_cleans_untrusted_text_and_splits_the_note(tmp_path):
+    path = _write(
+        tmp_path / "p.md",
+        '\ufeff---\nid: p\ntitle: "Bad\\x85 title\\x07 %%GREETING%%"\nauthors: A\npublished: 2024-01-02\n'
+        "tags: [NLP, nlp, Arabic]\n---\nAbstract %%UNSUBSCRIBE_URL%% here.\n\n## Editor's note\nRead it.\n",
+    )
+    problems: list[Problem] = []
+    paper = read_paper(path, problems)
+    assert problems == []
+    assert paper is not None
+    assert paper.title == "Bad title %\u2060%GREETING%\u2060%"  # C1/C0 controls gone, placeholder broken
+    assert paper.authors == ("A",)
+    assert paper.tags == ("nlp", "arabic")
+    assert paper.published == dt.date(2024, 1, 2)
+    assert paper.abstract == "Abstract %\u2060%UNSUBSCRIBE_URL%\u2060% here."
+    assert paper.note == "Read it."
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "notes.md",
+            "---\ntitle: T\n---\n",
+            ["notes.md: expected a file name like issues/2026-03-17-some-slug.md, got 'notes.md'"],
+        ),
+        (
+            "2024-01-10-x.md",
+            "---\ntitle: T\ndate: 2024-01-11\nnumber: 1\ninclude: [a]\n---\n",
+            ["2024-01-10-x.md: date: must match the file name: expected 2024-01-10, got 2024-01-11"],
+        ),
+        (
+            "2024-01-10-x.md",
+            "---\ntitle: T\ndate: 2024-01-10\nnumber: 1\n---\n",
+            ["2024-01-10-x.md: include: expected paper ids in 'include' or rules in 'select', found neither"],
+        ),
+        (
+            "2024-01-10-x.md",
+            "---\ntitle: T\ndate: 2024-01-10\nnumber: 1\nselect:\n  since: 2024-02-01\n  until: 2024-01-01\n"
+            "  sort: random\n  limit: 0\n  has_code: 'yes'\n---\n",
+            [
+                "2024-01-10-x.md: select.has_code: expected true or false, got 'yes'",
+                "2024-01-10-x.md: select.sort: expected one of upvotes, published, title, id, got 'random'",
+                "2024-01-10-x.md: select.limit: expected a whole number >= 1, got 0 (a int)",
+                "2024-01-10-x.md: select.until: must not be before select.since (2024-02-01)",
+            ],
+        ),
+        (
+            "2024-01-10-x.md",
+            "---\ntitle: T\ndate: 2024-01-10\nnumber: 1\nselect: [a]\n---\n",
+            [
+                "2024-01-10-x.md: select: expected a mapping of rules, got a list (['a'])",
+                "2024-01-10-x.md: include: expected paper ids in 'include' or rules in 'select', found neither",
+            ],
+        ),
+    ],
+)
+def test_read_issue_problems(tmp_path, name, text, expected):
+    settings = load_settings(GOOD)
+    problems: list[Problem] = []
+    assert read_issue(_write(tmp_path / name, text), settings, problems) is None
+    assert [str(p) for p in problems if not p.warning] == expected
+
+
+def test_read_issue_defaults(tmp_path):
+    settings = load_settings(GOOD)
+    path = _write(
+        tmp_path / "2024-02-01-x.md",
+        "---\ntitle: Only a title\ndate: 2024-02-01\nnumber: 3\ninclude: [a]\n---\nHi.\n",
+    )
+    problems: list[Problem] = []
+    issue = read_issue(path, settings, problems)
+    assert problems == []
+    assert issue is not None
+    assert (issue.slug, issue.subject, issue.language, issue.status, issue.preheader) == (
+        "2024-02-01-x",
+        "Only a title",
+        "en",
+        "draft",
+        "",
+    )
+    assert issue.web_url(settings) == "https://example.org/digest/issues/2024-02-01-x/"
+
+
+def test_the_good_fixture_and_the_example_load_cleanly():
+    library = load_library(load_settings(GOOD))
+    assert sorted(library.papers) == ["2401.00001", "arabic-dialects", "cjk-tokenizers"]
+    assert [i.slug for i in library.issues] == ["2024-01-10-first", "2024-01-17-arabic"]
+    assert library.issue("issues/2024-01-17-arabic.md").language == "ar"
+    example = load_library(load_settings(REPO))
+    assert len(example.papers) == 45
+    assert [i.number for i in example.issues] == [1, 2, 3]
+
+
+def test_problems_error_formats_hints_once():
+    error = ProblemsError(
+        [
+            Problem("a.md", "x", "bad", hint="Fix it."),
+            Problem("b.md", None, "worse", hint="Fix it."),
+            Problem("c.md", "y", "just a warning", warning=True),
+        ]
+    )
+    assert (
+        error.format_message()
+        == "Error: a.md: x: bad\nError: b.md: worse\n\nFix it.\n\nAborted with 2 errors."
+    )
