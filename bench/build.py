@@ -31,7 +31,7 @@ from newsletter.selection import papers_for  # noqa: E402
 def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:
     times: dict[str, float] = {}
 
-    def stage(name: str, func, *args, **kwargs):  # noqa: ANN001, ANN202
+    def stage(name: str, func, *args, **kwargs):
         start = time.perf_counter()
         result = func(*args, **kwargs)
         times[name] = time.perf_counter() - start
