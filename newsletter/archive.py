@@ -98,8 +98,18 @@ class _Memo:
         self.stored = stored
         self.used: dict[str, str] = {}
 
+    @staticmethod
+    def _key(kind: str, source: str) -> str:
+        return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
+
+    def keep(self, kind: str, source: str) -> None:
+        """Carry a stored entry over to the next build although no page asked for it this time."""
+        key = self._key(kind, source)
+        if key not in self.used and key in self.stored:
+            self.used[key] = self.stored[key]
+
     def get(self, kind: str, source: str, compute: Callable[[], str]) -> str:
-        key = hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
+        key = self._key(kind, source)
         value = self.used.get(key)
         if value is None:
             value = self.stored.get(key)
@@ -286,6 +296,18 @@ class _Site:
 
     def _key(self, *parts: object) -> str:
         return _digest(self.chrome, *parts)
+
+    def keep_memo(self) -> None:
+        """Keep what skipped pages would have asked the memo for, so the next build finds it."""
+        for issue in self.issues:
+            self.memo.keep("html", issue.intro)
+            self.memo.keep("excerpt", issue.intro)
+            self.memo.keep("fragment", self._key("feed-entry", self._issue_full(issue)))
+        for paper in self.papers.values():
+            self.memo.keep("html", paper.abstract)
+            self.memo.keep("excerpt", paper.abstract)
+            if paper.note:
+                self.memo.keep("html", paper.note)
 
     def _issue_summary(self, issue: Issue) -> tuple:
         return (self.issue_fp[issue.slug], len(self.papers_of[issue.slug]))
@@ -492,6 +514,7 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
             continue
         _write_atomic(target, data)
         report.written.append(page.path)
+    site.keep_memo()
     for path in sorted(set(old_files) - set(new_files)):
         target = out / path
         if target.is_file():
@@ -520,3 +543,55 @@ def _remove_empty_parents(folder: Path, out: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+# ---------------------------------------------------------------------------
+# Local preview
+
+
+def site_server(out: Path | str, host: str = "127.0.0.1", port: int = 8000):
+    """An HTTP server for a built site: folders answer with index.html, misses with 404.html.
+
+    Returns a started-but-not-serving `ThreadingHTTPServer`; call `serve_forever()`.
+    """
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = Path(out)
+    if not (root / "index.html").is_file():
+        raise ArchiveError(
+            f"{root}: no built site here (no index.html)\n\nRun `newsletter archive build` first."
+        )
+
+    class Handler(SimpleHTTPRequestHandler):
+        extensions_map = {
+            **SimpleHTTPRequestHandler.extensions_map,
+            ".html": "text/html; charset=utf-8",
+            ".css": "text/css; charset=utf-8",
+            ".json": "application/json; charset=utf-8",
+            ".xml": "application/xml; charset=utf-8",
+            ".txt": "text/plain; charset=utf-8",
+        }
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            page = root / "404.html"
+            if code != 404 or not page.is_file():
+                super().send_error(code, message, explain)
+                return
+            body = page.read_bytes()
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the CLI prints its own line per request
+
+    try:
+        server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(root)))
+    except OSError as exc:
+        raise ArchiveError(f"{host}:{port}: cannot listen there: {exc.strerror}") from None
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,127 @@
+"""`newsletter archive`: build the static archive site, preview it, publish it to S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import Context, pass_context
+
+OUT_OPTION = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The site folder (default: paths.site in newsletter.toml, usually site/).",
+)
+
+
+@click.group()
+def archive() -> None:
+    """Build, preview and publish the archive site (published issues only)."""
+
+
+@archive.command()
+@OUT_OPTION
+@pass_context
+def build(obj: Context, out: Path | None) -> None:
+    """Build the archive site: pages, feeds, sitemap; writes only what changed.
+
+    \b
+    Example:
+        newsletter archive build --out site/
+    """
+    from ..archive import build_site
+    from ..content import load_library
+
+    settings = obj.settings
+    target = out or settings.site_dir
+    report = build_site(load_library(settings), target)
+    for path in report.written:
+        click.echo(f"wrote      {path}")
+    for path in report.removed:
+        click.echo(f"removed    {path}")
+    click.echo(
+        f"{target}: {len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed"
+    )
+
+
+@archive.command()
+@click.option("--bucket", required=True, metavar="NAME", help="The S3 bucket to publish to.")
+@click.option("--prefix", default="", metavar="P", help="Publish under this key prefix (a sub-folder).")
+@click.option("--delete", is_flag=True, help="Delete objects under the prefix that the site no longer has.")
+@click.option("--dry-run", is_flag=True, help="Show what would be uploaded and deleted; change nothing.")
+@click.option(
+    "--endpoint-url",
+    metavar="URL",
+    envvar="NEWSLETTER_S3_ENDPOINT_URL",
+    help="An S3-compatible endpoint (env NEWSLETTER_S3_ENDPOINT_URL).",
+)
+@OUT_OPTION
+@pass_context
+def publish(
+    obj: Context,
+    bucket: str,
+    prefix: str,
+    delete: bool,
+    dry_run: bool,
+    endpoint_url: str | None,
+    out: Path | None,
+) -> None:
+    """Upload the built site to S3: only changed files, with Content-Type and Cache-Control.
+
+    AWS credentials come from the usual places (environment, ~/.aws, instance role).
+
+    \b
+    Example:
+        newsletter archive publish --bucket digest.example.org --delete
+    """
+    from ..publish import publish_site
+
+    site_dir = out or obj.settings.site_dir
+    report = publish_site(
+        site_dir, bucket, prefix=prefix, delete=delete, dry_run=dry_run, endpoint_url=endpoint_url
+    )
+    verb = "would " if dry_run else ""
+    for key in report.uploaded:
+        click.echo(f"{verb}upload     s3://{bucket}/{key}")
+    for key in report.deleted:
+        click.echo(f"{verb}delete     s3://{bucket}/{key}")
+    if report.stale:
+        click.echo(
+            f"{len(report.stale)} object(s) under s3://{bucket}/{report.prefix} are not in the site (kept; use --delete)"
+        )
+    summary = (
+        f"s3://{bucket}/{report.prefix}: {len(report.uploaded)} {verb}uploaded, "
+        f"{len(report.unchanged)} unchanged, {len(report.deleted)} {verb}deleted"
+    )
+    click.echo(summary + (" (dry run: nothing changed)" if dry_run else ""))
+
+
+@archive.command()
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
+)
+@click.option(
+    "--bind", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="Address to listen on."
+)
+@OUT_OPTION
+@pass_context
+def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
+    """Preview the built site over HTTP (folders serve index.html; misses serve 404.html).
+
+    \b
+    Example:
+        newsletter archive serve --port 8000
+    """
+    from ..archive import site_server
+
+    server = site_server(out or obj.settings.site_dir, bind, port)
+    host, real_port = server.server_address[:2]
+    click.echo(f"Serving {out or obj.settings.site_dir} at http://{host}:{real_port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

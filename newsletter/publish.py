@@ -1,0 +1,240 @@
+"""Publishing the built archive site to an S3 bucket (or any S3-compatible store).
+
+Only files whose MD5 differs from the object's ETag are uploaded, each with a
+Content-Type carrying its charset and a Cache-Control suited to it: HTML and feeds
+are revalidated after a few minutes, fingerprinted assets are cached for a year.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import mimetypes
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .archive import MANIFEST
+from .errors import NewsletterError
+
+ENDPOINT_ENV = "NEWSLETTER_S3_ENDPOINT_URL"
+SHORT_CACHE = "public, max-age=300"
+IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+# assets/site.1a2b3c4d.css: the name changes whenever the content does
+FINGERPRINTED = re.compile(r"(^|/)assets/.+\.[0-9a-f]{8}\.[A-Za-z0-9]+$")
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml; charset=utf-8",
+    ".webmanifest": "application/manifest+json; charset=utf-8",
+}
+SPECIAL_TYPES = {
+    "feed.xml": "application/atom+xml; charset=utf-8",
+    "feed.json": "application/feed+json; charset=utf-8",
+}
+DELETE_BATCH = 1000  # the most DeleteObjects takes at once
+
+
+class PublishError(NewsletterError):
+    """The site cannot be published (not built, bucket, credentials, permissions)."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: str  # relative to the site folder, '/'-separated
+    key: str  # the object key (prefix + path)
+    md5: str
+    size: int
+    content_type: str
+    cache_control: str
+
+
+@dataclass
+class PublishReport:
+    """What a publish did (or, with dry_run, would do)."""
+
+    bucket: str
+    prefix: str
+    uploaded: list[str] = field(default_factory=list)  # object keys
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # objects not in the site, kept (no --delete)
+    dry_run: bool = False
+
+
+def content_type(path: str) -> str:
+    """The Content-Type for a site file, with a charset for every text type."""
+    name = path.rsplit("/", 1)[-1]
+    if name in SPECIAL_TYPES and "/" not in path:
+        return SPECIAL_TYPES[name]
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+def cache_control(path: str) -> str:
+    return IMMUTABLE_CACHE if FINGERPRINTED.search(path) else SHORT_CACHE
+
+
+def normalise_prefix(prefix: str | None) -> str:
+    """'' or 'a/b/': no leading slash, one trailing slash."""
+    prefix = (prefix or "").strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+def local_files(site_dir: Path, prefix: str = "") -> list[LocalFile]:
+    """Every file of a built site (but the build manifest), with its key, MD5 and headers."""
+    if not (site_dir / MANIFEST).is_file():
+        raise PublishError(
+            f"{site_dir}: no built site here (expected {MANIFEST} from a build)\n\n"
+            "Run `newsletter archive build` first, or pass the folder with --out."
+        )
+    files = []
+    for path in sorted(p for p in site_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(site_dir).as_posix()
+        if rel == MANIFEST or (
+            path.name.startswith(".") and path.name.endswith(".tmp")
+        ):  # a build in progress
+            continue
+        data = path.read_bytes()
+        files.append(
+            LocalFile(
+                path=rel,
+                key=prefix + rel,
+                md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+                size=len(data),
+                content_type=content_type(rel),
+                cache_control=cache_control(rel),
+            )
+        )
+    return files
+
+
+def s3_client(endpoint_url: str | None = None):
+    """A boto3 S3 client; the endpoint from the argument or NEWSLETTER_S3_ENDPOINT_URL."""
+    import boto3
+
+    # A fresh session: boto3's default one caches the credentials it first found.
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
+
+
+def remote_etags(client, bucket: str, prefix: str) -> dict[str, str]:
+    """Object key -> ETag (quotes removed) for every object under the prefix."""
+    found: dict[str, str] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            found[item["Key"]] = item["ETag"].strip('"')
+    return found
+
+
+def publish_site(
+    site_dir: Path | str,
+    bucket: str,
+    *,
+    prefix: str | None = None,
+    delete: bool = False,
+    dry_run: bool = False,
+    endpoint_url: str | None = None,
+    client: Any = None,
+) -> PublishReport:
+    """Upload the changed files of a built site to s3://bucket/prefix; optionally delete stale objects."""
+    site_dir = Path(site_dir)
+    prefix = normalise_prefix(prefix)
+    files = local_files(site_dir, prefix)
+    report = PublishReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
+    with _s3_errors(bucket, prefix):
+        client = client or s3_client(endpoint_url)
+        remote = remote_etags(client, bucket, prefix)
+        for item in files:
+            # A multipart ETag ("…-3") is not an MD5: such an object is simply uploaded again.
+            if remote.get(item.key) == item.md5:
+                report.unchanged.append(item.key)
+                continue
+            if not dry_run:
+                data = (site_dir / item.path).read_bytes()
+                client.put_object(
+                    Bucket=bucket,
+                    Key=item.key,
+                    Body=data,
+                    ContentType=item.content_type,
+                    CacheControl=item.cache_control,
+                    ContentMD5=base64.b64encode(bytes.fromhex(item.md5)).decode(),
+                )
+            report.uploaded.append(item.key)
+        stale = sorted(set(remote) - {f.key for f in files})
+        if not delete:
+            report.stale = stale
+            return report
+        for batch in _batches(stale, DELETE_BATCH):
+            if not dry_run:
+                answer = client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    raise PublishError(
+                        f"s3://{bucket}/{first.get('Key', '')}: cannot delete: "
+                        f"{first.get('Code', 'error')}: {first.get('Message', '')}".rstrip(": ")
+                    )
+            report.deleted.extend(batch)
+    return report
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@contextmanager
+def _s3_errors(bucket: str, prefix: str) -> Iterator[None]:
+    """Turn botocore's exceptions into one-line errors that say what to check."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    where = f"s3://{bucket}/{prefix}"
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        raise PublishError(
+            f"{where}: no AWS credentials found\n\n"
+            "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment."
+        ) from None
+    except EndpointConnectionError as exc:
+        raise PublishError(
+            f"{where}: cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}"
+        ) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = error.get("Message", "")
+        if code in ("NoSuchBucket", "404", "NotFound"):
+            raise PublishError(
+                f"s3://{bucket}: no such bucket\n\n"
+                "Check --bucket and the endpoint or region; the bucket must exist before publishing."
+            ) from None
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            raise PublishError(
+                f"{where}: access denied\n\n"
+                "The credentials need s3:ListBucket, s3:PutObject and (with --delete) s3:DeleteObject."
+            ) from None
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+            raise PublishError(f"{where}: the AWS credentials were refused ({code}: {message})") from None
+        raise PublishError(f"{where}: S3 error {code}: {message}") from None
+    except BotoCoreError as exc:
+        raise PublishError(f"{where}: {exc}") from None

@@ -1,0 +1,668 @@
+"""The archive site, its feeds, the local preview server and publishing to S3 (moto over HTTP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.archive import MANIFEST, ArchiveError, build_site, site_server
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.content import Library, load_library
+from newsletter.publish import PublishError, publish_site
+
+from .servers_aws import moto_server  # noqa: F401  (a fixture)
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "good" / "digest"
+GOLDEN = REPO / "tests" / "fixtures" / "archive"
+GOLDEN_FILES = [
+    "index.html",
+    "issues/2024-01-10-first/index.html",
+    "papers/cjk-tokenizers/index.html",
+    "tags/tokenization/index.html",
+    "feed.xml",
+    "feed.json",
+    "sitemap.xml",
+    "robots.txt",
+]
+BASE = "https://example.org/digest/"
+FIRST = "2024-01-10-first"
+DRAFT = "2024-01-17-arabic"
+PAPERS = {"2401.00001", "arabic-dialects", "cjk-tokenizers"}
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def digest(tmp_path: Path) -> Path:
+    """A copy of the fixture newsletter whose templates point at the repository's templates."""
+    root = tmp_path / "digest"
+    shutil.copytree(FIXTURE, root)
+    toml = root / "newsletter.toml"
+    text = re.sub(
+        r"(?m)^templates = .*$", f'templates = "{(REPO / "templates").as_posix()}"', toml.read_text()
+    )
+    toml.write_text(text, encoding="utf-8")
+    return root
+
+
+def load(root: Path) -> Library:
+    return load_library(load_settings(root))
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def publish_draft(root: Path) -> None:
+    edit(root / "issues" / f"{DRAFT}.md", "status: draft", "status: published")
+
+
+@pytest.fixture
+def built(digest: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "site"
+    build_site(load(digest), out)
+    return out
+
+
+def site_files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+# -- an HTML checker on html.parser (no html5lib, no tidy needed) -----------------------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class PageCheck(HTMLParser):
+    """Collects problems: unbalanced tags, duplicate ids, missing alt, heading order, landmarks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.ids: list[str] = []
+        self.headings: list[int] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.doctype = False
+        self.text: list[str] = []
+
+    def handle_decl(self, decl: str) -> None:
+        self.doctype = decl.lower() == "doctype html"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if "id" in attributes:
+            self.ids.append(attributes["id"] or "")
+        if tag == "img" and "alt" not in attributes:
+            self.problems.append(f"<img> without alt: {attributes}")
+        if re.fullmatch(r"h[1-6]", tag):
+            level = int(tag[1])
+            if self.headings and level > self.headings[-1] + 1:
+                self.problems.append(f"heading <{tag}> after <h{self.headings[-1]}>")
+            self.headings.append(level)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            self.problems.append(f"end tag for void element </{tag}>")
+        elif not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def check(self, html: str, *, fragment: bool = False) -> list[str]:
+        self.feed(html)
+        self.close()
+        problems = list(self.problems)
+        if self.stack:
+            problems.append(f"unclosed: {self.stack}")
+        duplicates = {i for i in self.ids if self.ids.count(i) > 1}
+        if duplicates:
+            problems.append(f"duplicate ids {duplicates}")
+        if not fragment:
+            names = [t for t, _ in self.tags]
+            if not self.doctype:
+                problems.append("no <!doctype html>")
+            if names.count("h1") != 1:
+                problems.append(f"{names.count('h1')} <h1> elements")
+            for landmark in ("header", "main", "footer", "nav"):
+                if landmark not in names:
+                    problems.append(f"no <{landmark}>")
+            html_attrs = self.tags[0][1] if self.tags and self.tags[0][0] == "html" else {}
+            if not html_attrs.get("lang") or html_attrs.get("dir") not in ("ltr", "rtl"):
+                problems.append(f"<html> lacks lang/dir: {html_attrs}")
+        return problems
+
+
+def parse_page(html: str) -> PageCheck:
+    checker = PageCheck()
+    problems = checker.check(html)
+    assert not problems, problems
+    return checker
+
+
+def target_of(url: str, out: Path) -> Path | None:
+    """The site file an absolute URL inside BASE names (None: outside the site)."""
+    if not url.startswith(BASE):
+        return None
+    path = unquote(urlsplit(url).path[len(urlsplit(BASE).path) :])
+    target = out / path
+    return target / "index.html" if path == "" or path.endswith("/") else target
+
+
+# -- the build ----------------------------------------------------------------------------------
+
+
+def test_golden_output(built: Path) -> None:
+    """Key files of the fixture site, byte for byte. Regenerate: NEWSLETTER_UPDATE_GOLDEN=1."""
+    if os.environ.get("NEWSLETTER_UPDATE_GOLDEN") == "1":
+        shutil.rmtree(GOLDEN, ignore_errors=True)
+        for name in GOLDEN_FILES:
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built / name, GOLDEN / name)
+    for name in GOLDEN_FILES:
+        expected = (GOLDEN / name).read_text(encoding="utf-8")
+        assert (built / name).read_text(encoding="utf-8") == expected, (
+            f"{name} differs from tests/fixtures/archive/{name} (NEWSLETTER_UPDATE_GOLDEN=1 regenerates it)"
+        )
+
+
+def test_site_has_the_pages_the_email_links_to(built: Path) -> None:
+    files = set(site_files(built))
+    css = [f for f in files if f.startswith("assets/")]
+    assert len(css) == 1 and re.fullmatch(r"assets/site\.[0-9a-f]{8}\.css", css[0])
+    assert files == {
+        MANIFEST,
+        *css,
+        "index.html",
+        "404.html",
+        "robots.txt",
+        "sitemap.xml",
+        "feed.xml",
+        "feed.json",
+        f"issues/{FIRST}/index.html",
+        *(f"papers/{p}/index.html" for p in PAPERS),
+        "tags/index.html",
+        *(
+            f"tags/{t}/index.html"
+            for t in ("transfer", "evaluation", "arabic", "low-resource", "tokenization")
+        ),
+    }
+    issue = (built / f"issues/{FIRST}/index.html").read_text()
+    for pid in PAPERS:  # the email's "read more" anchors
+        assert f'id="{pid}"' in issue
+    # every page links the fingerprinted stylesheet by its fingerprinted name
+    assert f'href="../../{css[0]}"' in issue
+    assert f'href="{css[0]}"' in (built / "index.html").read_text()
+    # a paper without its own URL links to its archive page, as the email does
+    assert '<a href="../../papers/cjk-tokenizers/">中文分词' in issue
+
+
+def test_issue_page_carries_the_full_content_and_nothing_personal(built: Path) -> None:
+    page = (built / f"issues/{FIRST}/index.html").read_text()
+    checker = parse_page(page)
+    text = " ".join(" ".join(checker.text).split())
+    # full abstract (the email only has an excerpt), authors, upvotes, tags, note, links
+    assert "and smaller gains elsewhere." in text
+    assert "Ada Lovelace, Alan Turing, Grace Hopper, Edsger Dijkstra, Barbara Liskov, Donald Knuth" in text
+    assert "▲ 42 upvotes" in text
+    assert "A clear baseline for anyone working on transfer." in text
+    assert '<a href="https://github.com/example/xlt">Code</a>' in page
+    assert '<a href="https://arxiv.org/pdf/2401.00001">PDF</a>' in page
+    assert '<a class="tag" href="../../tags/transfer/" rel="tag">transfer</a>' in page
+    assert (
+        '<img class="thumb" src="https://example.org/img/arabic.png" alt="A map of Arabic dialect regions"'
+        in page
+    )
+    assert "<strong>first issue</strong>" in page  # the intro's markdown, rendered
+    # the sanitiser ran: no raw HTML from the abstract, no relative link
+    assert "<img src=x" not in page and 'href="/etc/passwd"' not in page
+    for word in ("%%UNSUBSCRIBE_URL%%", "%%GREETING%%", "nsubscribe", "Hi,"):
+        assert word not in page
+
+
+def test_every_page_is_valid_and_every_link_resolves_under_a_sub_path(built: Path) -> None:
+    settings = load_settings(built.parent / "digest")
+    assert settings.base_url == BASE
+    pages = [p for p in site_files(built) if p.endswith(".html")]
+    assert len(pages) == 12
+    for name in pages:
+        checker = parse_page((built / name).read_text(encoding="utf-8"))
+        page_url = BASE + name.removesuffix("index.html")
+        for tag, attrs in checker.tags:
+            href = attrs.get("href") if tag in ("a", "link") else attrs.get("src") if tag == "img" else None
+            if tag == "form":
+                assert attrs["action"] == "https://example.org/api/subscribe"
+            if not href:
+                continue
+            if href.startswith("/"):
+                pytest.fail(f"{name}: root-relative link {href!r} breaks under a sub-path")
+            url = urljoin(page_url, href).split("#")[0]
+            target = target_of(url, built)
+            if target is not None:
+                assert target.is_file(), f"{name}: {href!r} -> {url} has no file"
+                if "#" in href and href.split("#")[1] not in ("issues", "subscribe", "main"):
+                    assert f'id="{href.split("#")[1]}"' in target.read_text(encoding="utf-8")
+
+
+def test_index_lists_issues_and_the_subscribe_form(built: Path) -> None:
+    page = (built / "index.html").read_text()
+    parse_page(page)
+    assert '<form method="post" action="https://example.org/api/subscribe">' in page
+    for field in ('name="email" type="email" required', 'name="name"', 'name="website"'):
+        assert field in page
+    assert (
+        '<a href="issues/2024-01-10-first/">Test Digest #1 — transfer, dialects &amp; tokenizers</a>' in page
+    )
+    assert "10 January 2024 · Issue 1 · 3 papers" in " ".join(page.split()).replace("</time>", "").replace(
+        '<time datetime="2024-01-10">', ""
+    )
+    assert "Welcome to the first issue." in page  # the intro excerpt, as plain text
+
+
+def test_no_subscribe_form_without_a_web_url(digest: Path, tmp_path: Path) -> None:
+    edit(digest / "newsletter.toml", '[web]\nurl = "https://example.org/api"\n', "")
+    build_site(load(digest), tmp_path / "out")
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "<form" not in page and 'name="website"' not in page and "#subscribe" not in page
+    parse_page(page)
+
+
+def test_hostile_titles_are_escaped_everywhere(built: Path) -> None:
+    for name, data in site_files(built).items():
+        text = data.decode("utf-8")
+        assert "<script" not in text, name
+        assert "</mj-text>" not in text, name
+        assert "%%UNSUBSCRIBE_URL%%" not in text and "%%GREETING%%" not in text, name
+        assert "alert(1)</" not in text, name
+    issue = (built / f"issues/{FIRST}/index.html").read_text()
+    assert (
+        "Cross-Lingual Transfer with &lt;script&gt;alert(1)&lt;/script&gt; {{ 7*7 }} &lt;/mj-text&gt;"
+        in issue
+    )
+    assert "with 49" not in issue  # template syntax in data is never evaluated
+
+
+def test_feeds_carry_every_published_issue_in_full(digest: Path, tmp_path: Path) -> None:
+    import feedparser
+
+    publish_draft(digest)
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    atom = feedparser.parse((out / "feed.xml").read_bytes())
+    assert not atom.bozo, atom.get("bozo_exception")
+    assert atom.version == "atom10"
+    assert [e.link for e in atom.entries] == [BASE + f"issues/{DRAFT}/", BASE + f"issues/{FIRST}/"]
+    assert atom.feed.updated == "2024-01-17T00:00:00+00:00"  # the newest issue, never "now"
+    first = atom.entries[1]
+    assert first.title == "Test Digest #1 — transfer, dialects & tokenizers"
+    content = first.content[0].value
+    assert "and smaller gains elsewhere." in content
+    assert "<script" not in content and "&lt;script&gt;alert(1)" in content
+    assert {t.term for t in first.tags} == {
+        "transfer",
+        "evaluation",
+        "arabic",
+        "low-resource",
+        "tokenization",
+    }
+    assert 'href="https://example.org/digest/papers/cjk-tokenizers/"' in content  # absolute links only
+    assert not re.search(r'href="(?!https?://)', content)
+    assert not PageCheck().check(content, fragment=True)
+
+    # JSON Feed 1.1 (feedparser 6.0 cannot read it): the spec's required fields, RFC 3339 dates
+    feed = json.loads((out / "feed.json").read_text(encoding="utf-8"))
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert feed["title"] == "Test Digest"
+    assert feed["feed_url"] == BASE + "feed.json" and feed["home_page_url"] == BASE
+    assert [i["id"] for i in feed["items"]] == [BASE + f"issues/{DRAFT}/", BASE + f"issues/{FIRST}/"]
+    for item in feed["items"]:
+        assert set(item) >= {"id", "url", "title", "content_html", "date_published"}
+        dt.datetime.fromisoformat(item["date_published"])
+        assert not PageCheck().check(item["content_html"], fragment=True)
+    arabic = feed["items"][0]
+    assert arabic["language"] == "ar" and arabic["content_html"].startswith('<div lang="ar" dir="rtl">')
+    assert "<script" not in feed["items"][1]["content_html"]
+
+
+def test_drafts_never_appear(built: Path) -> None:
+    draft = load(built.parent / "digest").issue(DRAFT)
+    assert not draft.published
+    for name, data in site_files(built).items():
+        text = data.decode("utf-8")
+        for leak in (DRAFT, draft.title, draft.subject, "أهلًا بكم"):
+            assert leak not in text, f"{name} shows the draft ({leak!r})"
+
+
+def test_right_to_left_issue_page(digest: Path, tmp_path: Path) -> None:
+    publish_draft(digest)
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    page = (out / f"issues/{DRAFT}/index.html").read_text()
+    parse_page(page)
+    assert '<html lang="ar" dir="rtl">' in page
+    assert "العدد 2" in page and "الأرشيف" in page  # chrome in the issue's language
+    assert '<article class="paper" id="arabic-dialects" lang="en" dir="auto">' in page
+    index = (out / "index.html").read_text()
+    assert '<li lang="ar" dir="rtl">' in index and '<html lang="en" dir="ltr">' in index
+    # the pages link each other, newest first in the index
+    assert index.index(DRAFT) < index.index(FIRST)
+    assert 'rel="prev"' in page and 'rel="next"' in (out / f"issues/{FIRST}/index.html").read_text()
+
+
+def test_build_is_deterministic(digest: Path, tmp_path: Path) -> None:
+    build_site(load(digest), tmp_path / "a")
+    build_site(load(digest), tmp_path / "b")
+    assert site_files(tmp_path / "a") == site_files(tmp_path / "b")
+
+
+def test_incremental_rebuild(digest: Path, built: Path) -> None:
+    before = mtimes(built)
+    report = build_site(load(digest), built)
+    assert report.written == [] and report.removed == [] and report.unchanged == 17
+    assert mtimes(built) == before  # not even the manifest was rewritten
+
+    # one issue's intro changes: its page, the index excerpt and the feeds, nothing else
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome, readers, to the")
+    report = build_site(load(digest), built)
+    assert sorted(report.written) == sorted(
+        ["index.html", f"issues/{FIRST}/index.html", "feed.xml", "feed.json"]
+    )
+    assert "Welcome, readers, to the" in (built / f"issues/{FIRST}/index.html").read_text()
+
+    # a paper changes: its pages and the pages showing it
+    edit(digest / "papers" / "cjk-tokenizers.md", "upvotes: 7", "upvotes: 8")
+    report = build_site(load(digest), built)
+    assert sorted(report.written) == sorted(
+        [f"issues/{FIRST}/index.html", "papers/cjk-tokenizers/index.html", "feed.xml", "feed.json"]
+    )
+
+    # an issue published, then set back to draft: its files go, and only files the build made
+    publish_draft(digest)
+    report = build_site(load(digest), built)
+    assert f"issues/{DRAFT}/index.html" in report.written
+    (built / "CNAME").write_text("digest.example.org\n")
+    edit(digest / "issues" / f"{DRAFT}.md", "status: published", "status: draft")
+    report = build_site(load(digest), built)
+    assert report.removed == [f"issues/{DRAFT}/index.html"]
+    assert not (built / "issues" / DRAFT).exists()  # the emptied folder too
+    assert (built / "CNAME").read_text() == "digest.example.org\n"
+    assert DRAFT not in (built / "index.html").read_text()
+    manifest = json.loads((built / MANIFEST).read_text())
+    assert f"issues/{DRAFT}/index.html" not in manifest["files"]
+
+
+def test_a_template_change_rebuilds_pages(digest: Path, tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    edit(digest / "newsletter.toml", (REPO / "templates").as_posix(), templates.as_posix())
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    old_css = next((out / "assets").iterdir()).name
+    with (templates / "site" / "site.css").open("a") as css:
+        css.write(".extra { color: red; }\n")
+    report = build_site(load(digest), out)
+    new_css = next((out / "assets").iterdir()).name
+    assert new_css != old_css and report.removed == [f"assets/{old_css}"]
+    assert f"../../assets/{new_css}" in (out / f"issues/{FIRST}/index.html").read_text()
+    assert "index.html" in report.written and "robots.txt" not in report.written
+
+
+def test_refuses_a_folder_it_did_not_build(digest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "index.html").write_text("my own page")
+    with pytest.raises(ArchiveError, match=r"mine: the folder is not empty and was not built by newsletter"):
+        build_site(load(digest), out)
+    assert (out / "index.html").read_text() == "my own page"
+
+
+def test_cli_build(digest: Path) -> None:
+    result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build"])
+    assert result.exit_code == 0, result.output
+    assert "wrote      index.html" in result.output
+    assert result.output.strip().endswith("site: 17 written, 0 unchanged, 0 removed")
+    assert (digest / "site" / f"issues/{FIRST}/index.html").is_file()
+    again = CliRunner().invoke(main, ["--root", str(digest), "archive", "build"])
+    assert again.output.strip().endswith("site: 0 written, 17 unchanged, 0 removed")
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+def fetch(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_serve(built: Path) -> None:
+    server = site_server(built, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        base = f"http://{host}:{port}/"
+        status, kind, body = fetch(base)
+        assert (status, kind) == (200, "text/html; charset=utf-8") and "<h1>Test Digest</h1>" in body
+        status, _, body = fetch(base + f"issues/{FIRST}")  # redirected to the folder, then index.html
+        assert status == 200 and 'id="cjk-tokenizers"' in body
+        status, kind, body = fetch(base + "no/such/page/")
+        assert (status, kind) == (404, "text/html; charset=utf-8")
+        assert "This page does not exist." in body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- publish (moto S3 in server mode, over HTTP) -------------------------------------------------
+
+
+@pytest.fixture
+def bucket(moto_server: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:  # noqa: F811
+    import boto3
+
+    name = "site-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    yield moto_server, name
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+def s3(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def keys(endpoint: str, name: str) -> set[str]:
+    pages = s3(endpoint).get_paginator("list_objects_v2").paginate(Bucket=name)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def test_publish_uploads_once_with_headers(built: Path, bucket: tuple[str, str]) -> None:
+    endpoint, name = bucket
+    report = publish_site(built, name, endpoint_url=endpoint)
+    expected = set(site_files(built)) - {MANIFEST}
+    assert set(report.uploaded) == expected and report.unchanged == []
+    assert keys(endpoint, name) == expected  # the manifest stays local
+
+    client = s3(endpoint)
+    css = next(k for k in expected if k.startswith("assets/"))
+    want = {
+        "index.html": ("text/html; charset=utf-8", "public, max-age=300"),
+        f"issues/{FIRST}/index.html": ("text/html; charset=utf-8", "public, max-age=300"),
+        "feed.xml": ("application/atom+xml; charset=utf-8", "public, max-age=300"),
+        "feed.json": ("application/feed+json; charset=utf-8", "public, max-age=300"),
+        "sitemap.xml": ("application/xml; charset=utf-8", "public, max-age=300"),
+        "robots.txt": ("text/plain; charset=utf-8", "public, max-age=300"),
+        css: ("text/css; charset=utf-8", "public, max-age=31536000, immutable"),
+    }
+    for key, (kind, cache) in want.items():
+        head = client.head_object(Bucket=name, Key=key)
+        assert (head["ContentType"], head["CacheControl"]) == (kind, cache), key
+    body = client.get_object(Bucket=name, Key="index.html")["Body"].read()
+    assert body == (built / "index.html").read_bytes()
+
+    again = publish_site(built, name, endpoint_url=endpoint)
+    assert again.uploaded == [] and set(again.unchanged) == expected
+
+
+def test_publish_changed_files_prefix_delete_and_dry_run(
+    digest: Path, built: Path, bucket: tuple[str, str]
+) -> None:
+    endpoint, name = bucket
+    client = s3(endpoint)
+    client.put_object(Bucket=name, Key="outside.txt", Body=b"not ours")
+    first = publish_site(built, name, prefix="/digest", endpoint_url=endpoint)
+    assert first.prefix == "digest/" and "digest/index.html" in first.uploaded
+
+    client.put_object(Bucket=name, Key="digest/old/page.html", Body=b"stale")
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    build_site(load(digest), built)
+
+    dry = publish_site(built, name, prefix="digest", delete=True, dry_run=True, endpoint_url=endpoint)
+    assert sorted(dry.uploaded) == [
+        f"digest/{k}" for k in sorted(["feed.json", "feed.xml", "index.html", f"issues/{FIRST}/index.html"])
+    ]
+    assert dry.deleted == ["digest/old/page.html"]
+    assert "digest/old/page.html" in keys(endpoint, name)  # a dry run changes nothing
+    assert b"Welcome back" not in client.get_object(Bucket=name, Key="digest/index.html")["Body"].read()
+
+    kept = publish_site(built, name, prefix="digest", endpoint_url=endpoint)
+    assert len(kept.uploaded) == 4 and kept.stale == ["digest/old/page.html"] and kept.deleted == []
+    assert "digest/old/page.html" in keys(endpoint, name)
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "--root",
+            str(digest),
+            "archive",
+            "publish",
+            "--bucket",
+            name,
+            "--prefix",
+            "digest",
+            "--delete",
+            "--out",
+            str(built),
+        ],
+        env={"NEWSLETTER_S3_ENDPOINT_URL": endpoint},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"delete     s3://{name}/digest/old/page.html" in result.output
+    assert result.output.strip().endswith(f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 1 deleted")
+    assert "digest/old/page.html" not in keys(endpoint, name)
+    assert "outside.txt" in keys(endpoint, name)  # outside the prefix: never touched
+
+
+def test_publish_missing_bucket_is_a_clear_error(built: Path, digest: Path, moto_server: str) -> None:  # noqa: F811
+    result = CliRunner().invoke(
+        main,
+        [
+            "--root",
+            str(digest),
+            "archive",
+            "publish",
+            "--bucket",
+            "no-such-bucket",
+            "--out",
+            str(built),
+            "--endpoint-url",
+            moto_server,
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: s3://no-such-bucket: no such bucket\n\n"
+        "Check --bucket and the endpoint or region; the bucket must exist before publishing.\n"
+    )
+
+
+def test_publish_without_credentials(built: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str) -> None:  # noqa: F811
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(built / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(built / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(PublishError, match=r"s3://b/: no AWS credentials found"):
+        publish_site(built, "b", endpoint_url=moto_server)
+
+
+class _Refuse(BaseHTTPRequestHandler):
+    """Answers every S3 request the way S3 answers a caller without permission."""
+
+    def _deny(self) -> None:
+        body = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_HEAD = _deny
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_publish_access_denied(built: Path, moto_server: str) -> None:  # noqa: F811  (for its credentials)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(PublishError, match=r"^s3://private/site/: access denied"):
+            publish_site(built, "private", prefix="site", endpoint_url=endpoint)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_publish_needs_a_built_site(digest: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["--root", str(digest), "archive", "publish", "--bucket", "b", "--out", str(tmp_path / "nothing")],
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {tmp_path / 'nothing'}: no built site here")
+    assert "newsletter archive build" in result.output
