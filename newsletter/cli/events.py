@@ -1,0 +1,128 @@
+"""`newsletter events`: SES bounce, complaint and delivery notifications → subscriber status."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from . import Context, pass_context
+
+_limit = click.option(
+    "--soft-bounce-limit",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Transient bounces after which an address is suppressed as bounced.",
+)
+
+
+@click.group()
+def events() -> None:
+    """Process Amazon SES event notifications (bounces, complaints, deliveries)."""
+
+
+@events.command()
+@click.option(
+    "--queue-url", required=True, envvar="NEWSLETTER_EVENTS_QUEUE_URL", help="The SQS queue to read."
+)
+@click.option("--once", is_flag=True, help="Process what the queue holds now, then exit.")
+@click.option(
+    "--endpoint-url",
+    envvar="NEWSLETTER_SQS_ENDPOINT_URL",
+    default=None,
+    help="SQS endpoint (for tests and SQS-compatible services).",
+)
+@click.option("--region", default=None, help="AWS region of the queue [default: the [ses] region].")
+@click.option(
+    "--dead-letter-queue-url",
+    default=None,
+    help="Move malformed messages here; without it they stay for the queue's redrive policy.",
+)
+@click.option(
+    "--wait-seconds", default=20, show_default=True, type=click.IntRange(0, 20), help="SQS long-poll wait."
+)
+@_limit
+@pass_context
+def poll(
+    obj: Context,
+    queue_url: str,
+    once: bool,
+    endpoint_url: str | None,
+    region: str | None,
+    dead_letter_queue_url: str | None,
+    wait_seconds: int,
+    soft_bounce_limit: int,
+) -> None:
+    """Read SES notifications from SQS and apply them to the subscribers.
+
+    Permanent bounces and complaints suppress the address at once; transient bounces
+    do after --soft-bounce-limit of them; deliveries are noted in the ledger. A message
+    is deleted only after its changes are saved. Stop with Ctrl-C.
+
+    \b
+    Example:
+        newsletter events poll --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events
+    """
+    from ..events import poll_queue
+    from ..store import Store
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = obj.settings
+    with Store.open(settings.database_url) as store:
+        if not once:
+            click.echo(f"Polling {queue_url} (Ctrl-C to stop)", err=True)
+        result = poll_queue(
+            store,
+            queue_url,
+            endpoint_url=endpoint_url,
+            region=region or settings.ses.region,
+            once=once,
+            wait_seconds=wait_seconds,
+            dead_letter_queue_url=dead_letter_queue_url,
+            soft_bounce_limit=soft_bounce_limit,
+        )
+    s = result.summary
+    if result.interrupted:
+        click.echo("Stopped.", err=True)
+    click.echo(
+        f"Received {result.received}, deleted {result.deleted}: {s.processed} processed, {s.bounced} bounced, "
+        f"{s.complained} complained, {s.delivered} delivered, {s.malformed} malformed"
+        + (f" ({result.dead_lettered} moved to the dead-letter queue)" if result.dead_lettered else "")
+        + (f", {result.failed} failed and left in the queue" if result.failed else "")
+        + "."
+    )
+
+
+@events.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_limit
+@pass_context
+def import_(obj: Context, file: Path, soft_bounce_limit: int) -> None:
+    """Process saved SES notifications from FILE (a JSON list, or one JSON object per line).
+
+    Each entry may be an SNS envelope, a raw SES event, or an EventBridge event.
+    Malformed entries are reported by position and skipped (exit code 1).
+
+    \b
+    Example:
+        newsletter events import saved-bounces.json
+    """
+    from ..errors import NewsletterError
+    from ..events import import_file
+    from ..store import Store
+
+    with Store.open(obj.settings.database_url) as store:
+        s = import_file(store, file, soft_bounce_limit=soft_bounce_limit)
+    for error in s.errors:
+        click.echo(f"Error: {error}", err=True)
+    click.echo(
+        f"{s.processed} processed, {s.bounced} bounced, {s.soft_bounces} soft bounces, {s.complained} "
+        f"complained, {s.delivered} delivered, {s.ignored} ignored, {s.duplicates} duplicates, "
+        f"{s.malformed} malformed."
+    )
+    if s.malformed:
+        raise NewsletterError(
+            f"{file}: {s.malformed} malformed notification{'s' if s.malformed != 1 else ''} skipped"
+        )

@@ -1,0 +1,449 @@
+"""SES event notifications (bounce, complaint, delivery) → subscriber status and the ledger.
+
+Notifications arrive through SQS, either wrapped in an SNS envelope (the event JSON is a
+*string* in ``Message``), raw (SNS raw message delivery), or as an EventBridge event
+(the event in ``detail``). Parsing is tolerant: ``eventType`` (configuration-set events)
+or ``notificationType`` (identity notifications), unknown fields ignored, several
+recipients per notification.
+
+What each event does:
+- Bounce, Permanent: the address becomes ``bounced`` (never mailed again).
+- Bounce, Transient or Undetermined: counted; after `soft_bounce_limit` of them, ``bounced``.
+- Complaint: ``complained`` (never mailed again), unless the feedback type is ``not-spam``.
+- Delivery: the ledger row of ``mail.messageId`` gets its delivery time.
+Every event is recorded (``Store.record_event``). SQS delivers at least once, so an event
+already recorded for the same (type, address, message id) is skipped: processing a
+redelivered message changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger(__name__)
+
+SOFT_BOUNCE_LIMIT = 3
+_BOUNCE_DETAIL = ("bounceType", "bounceSubType", "feedbackId", "timestamp", "reportingMTA", "remoteMtaIp")
+_RECIPIENT_DETAIL = ("action", "status", "diagnosticCode")
+
+
+class MalformedNotification(ValueError):
+    """The message is not an SES notification this module can act on."""
+
+
+@dataclass
+class EventSummary:
+    """What processing did. Counts are per recipient, except `processed` and `malformed` (per message)."""
+
+    processed: int = 0  # notifications acted on (or knowingly ignored)
+    bounced: int = 0  # addresses suppressed as bounced (permanent, or over the soft-bounce limit)
+    soft_bounces: int = 0  # transient/undetermined bounces counted
+    complained: int = 0  # addresses suppressed as complained
+    delivered: int = 0  # recipients reported delivered
+    duplicates: int = 0  # recipient events already recorded (a redelivered message)
+    ignored: int = 0  # notifications of other types (Send, Open, Click, ...) or not for us
+    malformed: int = 0
+    errors: list[str] = field(default_factory=list)  # why each malformed message was set aside
+
+    def __iadd__(self, other: EventSummary) -> EventSummary:
+        for f in fields(self):
+            if f.name == "errors":
+                self.errors.extend(other.errors)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def line(self) -> str:
+        return (
+            f"{self.processed} processed, {self.bounced} bounced, {self.soft_bounces} soft bounces, "
+            f"{self.complained} complained, {self.delivered} delivered, {self.ignored} ignored, "
+            f"{self.duplicates} duplicates, {self.malformed} malformed"
+        )
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One SES event, reduced to what is acted on."""
+
+    type: str  # "Bounce", "Complaint", "Delivery", or another SES event type
+    message_id: str | None
+    recipients: tuple[str, ...]
+    detail: dict[str, Any]  # per notification, stored with each recipient's event
+    per_recipient: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bounce_type: str | None = None
+    feedback_type: str | None = None
+
+
+def parse_notification(body: str | bytes | dict[str, Any]) -> Notification | None:
+    """The SES event in `body`, or None for a notification that is not an event (SNS housekeeping).
+
+    Raises MalformedNotification with the reason.
+    """
+    event = _unwrap(body)
+    if event is None:
+        return None
+    kind = event.get("eventType") or event.get("notificationType")
+    if not isinstance(kind, str) or not kind:
+        raise MalformedNotification("expected 'eventType' or 'notificationType', found neither")
+    mail = event.get("mail")
+    mail = mail if isinstance(mail, dict) else {}
+    message_id = mail.get("messageId") if isinstance(mail.get("messageId"), str) else None
+    base = {"eventType": kind}
+    for key in ("timestamp", "source"):
+        if isinstance(mail.get(key), str):
+            base[f"mail_{key}"] = mail[key]
+    if isinstance(mail.get("tags"), dict):
+        base["tags"] = mail["tags"]
+
+    if kind == "Bounce":
+        bounce = _section(event, "bounce")
+        per = _recipients(bounce, "bouncedRecipients", "bounce")
+        bounce_type = (
+            bounce.get("bounceType") if isinstance(bounce.get("bounceType"), str) else "Undetermined"
+        )
+        detail = {**base, **{k: bounce[k] for k in _BOUNCE_DETAIL if k in bounce}}
+        return Notification(kind, message_id, tuple(per), detail, per, bounce_type=bounce_type)
+    if kind == "Complaint":
+        complaint = _section(event, "complaint")
+        per = _recipients(complaint, "complainedRecipients", "complaint")
+        feedback = complaint.get("complaintFeedbackType")
+        feedback = feedback if isinstance(feedback, str) else None
+        keys = ("complaintFeedbackType", "complaintSubType", "feedbackId", "timestamp", "userAgent")
+        detail = {**base, **{k: complaint[k] for k in keys if k in complaint}}
+        return Notification(kind, message_id, tuple(per), detail, per, feedback_type=feedback)
+    if kind == "Delivery":
+        delivery = _section(event, "delivery")
+        raw = delivery.get("recipients")
+        if not isinstance(raw, list) or not raw:
+            raise MalformedNotification("delivery.recipients: expected a list of addresses, got none")
+        recipients = tuple(dict.fromkeys(a for a in (_address(r) for r in raw) if a))
+        if not recipients:
+            raise MalformedNotification(f"delivery.recipients: expected addresses, got {raw!r:.80}")
+        keys = ("timestamp", "processingTimeMillis", "smtpResponse", "reportingMTA")
+        detail = {**base, **{k: delivery[k] for k in keys if k in delivery}}
+        return Notification(kind, message_id, recipients, detail)
+    destination = mail.get("destination")
+    recipients = tuple(a for a in (_address(r) for r in destination or () if isinstance(r, str)) if a)
+    return Notification(kind, message_id, recipients if isinstance(destination, list) else (), base)
+
+
+def _unwrap(body: str | bytes | dict[str, Any]) -> dict[str, Any] | None:
+    """The SES event inside an SQS body: SNS envelope, EventBridge event, or the event itself."""
+    event: Any = body
+    for _ in range(3):  # envelope → event; never loop on a pathological self-nesting body
+        if isinstance(event, (str, bytes)):
+            try:
+                event = json.loads(event)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise MalformedNotification(f"not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise MalformedNotification(f"expected a JSON object, got {type(event).__name__}")
+        sns_type = event.get("Type")
+        if sns_type in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+            # Never confirm a subscription automatically: that is for the operator to do.
+            log.warning("SNS %s for topic %s ignored", sns_type, event.get("TopicArn"))
+            return None
+        if sns_type == "Notification" and "Message" in event:
+            event = event["Message"]
+            continue
+        if isinstance(event.get("detail"), dict) and "detail-type" in event:
+            event = event["detail"]
+            continue
+        if event.get("notificationType") == "AmazonSnsSubscriptionSucceeded":
+            return None
+        return event
+    raise MalformedNotification("expected an SES event, found envelopes nested too deep")
+
+
+def _section(event: dict[str, Any], key: str) -> dict[str, Any]:
+    section = event.get(key)
+    if not isinstance(section, dict):
+        raise MalformedNotification(f"{key}: expected an object, got {type(section).__name__}")
+    return section
+
+
+def _recipients(section: dict[str, Any], key: str, where: str) -> dict[str, dict[str, Any]]:
+    raw = section.get(key)
+    if not isinstance(raw, list) or not raw:
+        raise MalformedNotification(f"{where}.{key}: expected a list of recipients, got none")
+    found: dict[str, dict[str, Any]] = {}
+    for item in raw:
+        address = _address(item.get("emailAddress")) if isinstance(item, dict) else _address(item)
+        if address:
+            extra = {k: item[k] for k in _RECIPIENT_DETAIL if isinstance(item, dict) and k in item}
+            found.setdefault(address, extra)
+    if not found:
+        raise MalformedNotification(f"{where}.{key}: expected entries with 'emailAddress', got {raw!r:.80}")
+    return found
+
+
+def _address(value: Any) -> str | None:
+    """The bare address from 'a@b' or 'Name <a@b>'."""
+    if not isinstance(value, str):
+        return None
+    address = parseaddr(value)[1].strip()
+    return address if "@" in address else None
+
+
+# --------------------------------------------------------------------------- acting
+
+
+def process_notification(
+    store: Store, body: str | bytes | dict[str, Any], *, soft_bounce_limit: int = SOFT_BOUNCE_LIMIT
+) -> EventSummary:
+    """Apply one notification to the store; a malformed one is counted (with its reason), never raised."""
+    summary = EventSummary()
+    try:
+        notification = parse_notification(body)
+    except MalformedNotification as exc:
+        summary.malformed = 1
+        summary.errors.append(str(exc))
+        return summary
+    summary.processed = 1
+    if notification is None or notification.type not in ("Bounce", "Complaint", "Delivery"):
+        summary.ignored = 1
+        if notification is not None:
+            store.record_event(
+                notification.type.lower(),
+                _first(notification.recipients),
+                notification.message_id,
+                notification.detail,
+            )
+        return summary
+    kind = notification.type.lower()
+    if kind == "delivery" and notification.message_id:
+        store.mark_delivered(notification.message_id)  # idempotent: sets delivered_at again
+    for address in notification.recipients:
+        if _already_recorded(store, kind, address, notification.message_id):
+            summary.duplicates += 1
+            continue
+        detail = {**notification.detail, **notification.per_recipient.get(address, {})}
+        if kind == "bounce":
+            _bounce(
+                store, address, notification.bounce_type or "Undetermined", detail, soft_bounce_limit, summary
+            )
+        elif kind == "complaint":
+            if (notification.feedback_type or "").lower() == "not-spam":
+                detail["action"] = "none: feedback type not-spam"
+            elif _suppress(store, address, "complained", "complaint (SES)"):
+                summary.complained += 1
+        else:
+            summary.delivered += 1
+        # Recorded last: a crash before this line leaves the message to be processed again.
+        store.record_event(kind, address, notification.message_id, detail)
+    return summary
+
+
+def _bounce(
+    store: Store, address: str, bounce_type: str, detail: dict[str, Any], limit: int, summary: EventSummary
+) -> None:
+    if bounce_type == "Permanent":
+        if _suppress(store, address, "bounced", f"permanent bounce ({detail.get('bounceSubType', '?')})"):
+            summary.bounced += 1
+        return
+    # Transient, Undetermined, or a type SES may add later: a soft bounce.
+    count = store.record_soft_bounce(address)
+    summary.soft_bounces += 1
+    detail["soft_bounces"] = count
+    if count >= limit and _suppress(store, address, "bounced", f"{count} soft bounces"):
+        summary.bounced += 1
+
+
+def _suppress(store: Store, address: str, status: str, reason: str) -> bool:
+    """Move a known address to `status`; True if that changed it.
+
+    A complaint is never overwritten by a bounce: it is the stronger reason not to write.
+    """
+    subscriber = store.get_subscriber(address)
+    if subscriber is None or subscriber.status == status:
+        return False
+    if subscriber.status == "complained":
+        return False
+    return store.set_status(subscriber.id, status, reason=reason)
+
+
+def _already_recorded(store: Store, kind: str, address: str, message_id: str | None) -> bool:
+    if message_id is None:
+        return False
+    return any(e["message_id"] == message_id for e in store.list_events(email=address, type=kind))
+
+
+def _first(items: tuple[str, ...]) -> str | None:
+    return items[0] if items else None
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def read_saved(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, notification) pairs from a saved file: a JSON list, one object, or one JSON per line.
+
+    A line that is not JSON is yielded as its text, so processing reports it as malformed.
+    """
+    text = path.read_text(encoding="utf-8")
+    stripped = text.strip()
+    if not stripped:
+        return
+    try:
+        data = json.loads(stripped)
+    except ValueError:
+        data = None
+    else:
+        if isinstance(data, list):
+            for n, item in enumerate(data, start=1):
+                yield f"{path}[{n}]", item
+            return
+        if isinstance(data, dict):
+            yield str(path), data
+            return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield f"{path}:{n}", line
+
+
+def import_file(store: Store, path: Path, *, soft_bounce_limit: int = SOFT_BOUNCE_LIMIT) -> EventSummary:
+    """Process saved notifications (see `read_saved`); malformed ones are reported by position."""
+    total = EventSummary()
+    for where, item in read_saved(path):
+        summary = process_notification(store, item, soft_bounce_limit=soft_bounce_limit)
+        summary.errors = [f"{where}: {e}" for e in summary.errors]
+        total += summary
+    return total
+
+
+@dataclass
+class PollResult:
+    summary: EventSummary
+    received: int = 0
+    deleted: int = 0
+    dead_lettered: int = 0
+    failed: int = 0  # messages left in the queue because processing raised (retried later)
+    interrupted: bool = False
+
+
+def poll_queue(
+    store: Store,
+    queue_url: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    once: bool = False,
+    wait_seconds: int = 20,
+    visibility_timeout: int | None = None,
+    dead_letter_queue_url: str | None = None,
+    soft_bounce_limit: int = SOFT_BOUNCE_LIMIT,
+    max_batches: int | None = None,
+    on_batch: Any = None,
+) -> PollResult:
+    """Receive SES notifications from SQS (long polling, 10 at a time) and process them.
+
+    A message is deleted only after its changes are committed. A malformed message is
+    moved to `dead_letter_queue_url` when given, else left for the queue's own redrive
+    policy; either way the loop goes on. `once`: stop at the first empty receive.
+    Ctrl-C stops after deleting what was already processed.
+    """
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "sqs",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, read_timeout=wait_seconds + 10),
+    )
+    result = PollResult(EventSummary())
+    batches = 0
+    try:
+        while max_batches is None or batches < max_batches:
+            request: dict[str, Any] = {
+                "QueueUrl": queue_url,
+                "MaxNumberOfMessages": 10,
+                "WaitTimeSeconds": wait_seconds,
+                "AttributeNames": ["ApproximateReceiveCount"],
+            }
+            if visibility_timeout is not None:
+                request["VisibilityTimeout"] = visibility_timeout
+            messages = client.receive_message(**request).get("Messages", [])
+            batches += 1
+            if not messages:
+                if once:
+                    break
+                continue
+            result.received += len(messages)
+            _process_batch(
+                client, store, queue_url, messages, result, dead_letter_queue_url, soft_bounce_limit
+            )
+            if on_batch is not None:
+                on_batch(result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    return result
+
+
+def _process_batch(
+    client: Any,
+    store: Store,
+    queue_url: str,
+    messages: list[dict[str, Any]],
+    result: PollResult,
+    dead_letter_queue_url: str | None,
+    soft_bounce_limit: int,
+) -> None:
+    done: list[dict[str, Any]] = []
+    try:
+        for message in messages:
+            try:
+                summary = process_notification(
+                    store, message.get("Body", ""), soft_bounce_limit=soft_bounce_limit
+                )
+            except Exception:
+                # The database (not the message) failed: leave it in the queue to be retried.
+                log.exception(
+                    "SQS message %s: processing failed; left in the queue", message.get("MessageId")
+                )
+                result.failed += 1
+                continue
+            result.summary += summary
+            if summary.malformed:
+                log.warning(
+                    "SQS message %s: malformed notification: %s",
+                    message.get("MessageId"),
+                    "; ".join(summary.errors),
+                )
+                if dead_letter_queue_url is None:
+                    continue  # the queue's redrive policy moves it after maxReceiveCount
+                client.send_message(
+                    QueueUrl=dead_letter_queue_url,
+                    MessageBody=message.get("Body", ""),
+                    MessageAttributes={
+                        "error": {"DataType": "String", "StringValue": "; ".join(summary.errors)[:1000]},
+                        "source_queue": {"DataType": "String", "StringValue": queue_url},
+                    },
+                )
+                result.dead_lettered += 1
+            done.append(message)
+    finally:
+        # Even on Ctrl-C: what was committed must not come back.
+        if done:
+            result.deleted += _delete(client, queue_url, done)
+
+
+def _delete(client: Any, queue_url: str, messages: Iterable[dict[str, Any]]) -> int:
+    entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+    answer = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    for failure in answer.get("Failed", []):
+        # The message comes back after its visibility timeout; processing it again is a no-op.
+        log.warning("SQS delete failed (%s): %s", failure.get("Code"), failure.get("Message"))
+    return len(answer.get("Successful", []))

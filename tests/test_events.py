@@ -1,0 +1,398 @@
+"""SES event notifications: parsing, their effect on a real SQLite store, SQS and SNS through moto."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.events import import_file, parse_notification, poll_queue, process_notification
+from newsletter.store import Store
+
+from .servers_aws import REGION, moto_server  # noqa: F401 - a fixture
+
+FIXTURES = Path(__file__).parent / "fixtures" / "events"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def raw_event(name: str) -> dict:
+    """The SES event inside a fixture (unwrapping an SNS envelope)."""
+    data = fixture(name)
+    return json.loads(data["Message"]) if data.get("Type") == "Notification" else data
+
+
+ADDRESSES = (
+    "gone@example.org",
+    "also-gone@example.org",
+    "full@example.org",
+    "unsure@example.org",
+    "angry@example.org",
+    "annoyed@example.org",
+    "happy@example.org",
+    "reader1@example.org",
+    "reader2@example.org",
+    "reader3@example.org",
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'subscribers.db'}") as store:
+        for address in ADDRESSES:
+            store.add_subscriber(address, status="active")
+        yield store
+
+
+def status(store: Store, address: str) -> str:
+    return store.get_subscriber(address).status
+
+
+def with_message_id(event: dict, message_id: str) -> dict:
+    return {**event, "mail": {**event["mail"], "messageId": message_id}}
+
+
+# --------------------------------------------------------------------------- parsing and effects
+
+
+def test_permanent_bounce_in_an_sns_envelope_suppresses_every_recipient(store: Store) -> None:
+    summary = process_notification(store, json.dumps(fixture("bounce-permanent-sns.json")))
+    assert (summary.processed, summary.bounced, summary.malformed) == (1, 2, 0)
+    assert status(store, "gone@example.org") == "bounced"
+    assert status(store, "also-gone@example.org") == "bounced"  # from '"Also Gone" <also-gone@...>'
+    [event] = store.list_events(email="gone@example.org", type="bounce")
+    assert event["message_id"] == "0102018e-perm-000000"
+    assert event["detail"]["bounceSubType"] == "General"
+    assert event["detail"]["diagnosticCode"] == "smtp; 550 5.1.1 user unknown"
+    assert "somethingNew" not in event["detail"]  # unknown fields are ignored, not stored
+    [change] = store.list_events(email="gone@example.org", type="status")
+    assert change["detail"]["reason"] == "permanent bounce (General)"
+
+
+def test_transient_bounces_suppress_after_the_limit(store: Store) -> None:
+    event = fixture("bounce-transient-raw.json")
+    for n in (1, 2):
+        summary = process_notification(store, with_message_id(event, f"soft-{n}"), soft_bounce_limit=3)
+        assert (summary.soft_bounces, summary.bounced) == (1, 0)
+        assert status(store, "full@example.org") == "active"
+    assert store.get_subscriber("full@example.org").soft_bounces == 2
+    third = process_notification(store, with_message_id(event, "soft-3"), soft_bounce_limit=3)
+    assert third.bounced == 1 and status(store, "full@example.org") == "bounced"
+    assert store.list_events(email="full@example.org", type="bounce")[-1]["detail"]["soft_bounces"] == 3
+
+
+def test_a_redelivered_notification_changes_nothing(store: Store) -> None:
+    body = json.dumps(fixture("bounce-transient-raw.json"))
+    first = process_notification(store, body)
+    again = process_notification(store, body)
+    assert (first.soft_bounces, again.soft_bounces, again.duplicates) == (1, 0, 1)
+    assert store.get_subscriber("full@example.org").soft_bounces == 1
+    assert len(store.list_events(email="full@example.org", type="bounce")) == 1
+
+
+def test_undetermined_identity_notification_is_a_soft_bounce(store: Store) -> None:
+    summary = process_notification(store, fixture("bounce-undetermined-identity.json"), soft_bounce_limit=1)
+    assert (summary.soft_bounces, summary.bounced) == (1, 1)
+    assert status(store, "unsure@example.org") == "bounced"
+
+
+def test_complaint_suppresses_and_is_never_overwritten_by_a_bounce(store: Store) -> None:
+    summary = process_notification(store, fixture("complaint-sns.json"))
+    assert summary.complained == 2
+    assert status(store, "angry@example.org") == "complained"
+    assert status(store, "annoyed@example.org") == "complained"
+    bounce = raw_event("bounce-permanent-sns.json")
+    bounce["bounce"]["bouncedRecipients"] = [{"emailAddress": "angry@example.org"}]
+    assert process_notification(store, bounce).bounced == 0
+    assert status(store, "angry@example.org") == "complained"
+
+
+def test_a_not_spam_complaint_is_recorded_only(store: Store) -> None:
+    summary = process_notification(store, fixture("complaint-not-spam.json"))
+    assert summary.complained == 0 and summary.processed == 1
+    assert status(store, "happy@example.org") == "active"
+    [event] = store.list_events(email="happy@example.org", type="complaint")
+    assert event["detail"]["complaintFeedbackType"] == "not-spam"
+
+
+def test_delivery_marks_the_ledger(store: Store) -> None:
+    store.create_ledger("2026-03-17")
+    rows = {d.email: d for d in store.claim_batch("2026-03-17", 100)}
+    store.mark_sent("2026-03-17", rows["reader1@example.org"].subscriber_id, "0102018e-deliv-000005")
+    store.mark_sent("2026-03-17", rows["reader3@example.org"].subscriber_id, "0102018e-deliv-000006")
+    summary = process_notification(store, fixture("delivery-batched.json"))
+    assert summary.delivered == 2  # batched recipients, one a "Name <addr>"
+    assert process_notification(store, fixture("delivery-eventbridge.json")).delivered == 1
+    delivered = {d.email: d.delivered_at for d in store.ledger("2026-03-17")}
+    assert delivered["reader1@example.org"] is not None
+    assert delivered["reader3@example.org"] is not None
+    assert delivered["reader2@example.org"] is None  # its message id was not the notified one
+    assert [e["email"] for e in store.list_events(type="delivery")] == [
+        "reader1@example.org",
+        "reader2@example.org",
+        "reader3@example.org",
+    ]
+    assert all(status(store, a) == "active" for a in ("reader1@example.org", "reader2@example.org"))
+
+
+def test_other_events_and_sns_housekeeping_are_ignored(store: Store) -> None:
+    opened = process_notification(store, fixture("open-ignored.json"))
+    confirmation = process_notification(store, fixture("subscription-confirmation.json"))
+    assert (opened.ignored, confirmation.ignored, opened.malformed, confirmation.malformed) == (1, 1, 0, 0)
+    assert [e["type"] for e in store.list_events(type="open")] == ["open"]
+    assert all(status(store, a) == "active" for a in ADDRESSES)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        (json.dumps(fixture("malformed-no-type.json")), "expected 'eventType' or 'notificationType'"),
+        (
+            json.dumps(fixture("malformed-bounce-without-recipients.json")),
+            "bounce.bouncedRecipients: expected a list of recipients, got none",
+        ),
+        (json.dumps({"eventType": "Complaint", "complaint": "no"}), "complaint: expected an object, got str"),
+        (json.dumps({"eventType": "Delivery", "delivery": {"recipients": []}}), "delivery.recipients"),
+    ],
+)
+def test_malformed_notifications_are_counted_with_a_reason(store: Store, body: str, reason: str) -> None:
+    summary = process_notification(store, body)
+    assert (summary.malformed, summary.processed) == (1, 0)
+    assert reason in summary.errors[0]
+    assert store.list_events(type="bounce") == []
+
+
+def test_parse_accepts_bytes_and_raw_events() -> None:
+    parsed = parse_notification(json.dumps(raw_event("bounce-permanent-sns.json")).encode())
+    assert parsed.type == "Bounce" and parsed.bounce_type == "Permanent"
+    assert parsed.recipients == ("gone@example.org", "also-gone@example.org")
+
+
+# --------------------------------------------------------------------------- events import
+
+
+def test_import_a_json_list(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "saved.json"
+    path.write_text(
+        json.dumps([fixture("bounce-permanent-sns.json"), fixture("complaint-sns.json")]), encoding="utf-8"
+    )
+    summary = import_file(store, path)
+    assert (summary.processed, summary.bounced, summary.complained, summary.malformed) == (2, 2, 2, 0)
+
+
+def test_events_import_cli_with_json_lines_reports_malformed_lines(tmp_path: Path) -> None:
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
+        store.add_subscriber("gone@example.org", status="active")
+        store.add_subscriber("angry@example.org", status="active")
+    lines = [
+        json.dumps(fixture("bounce-permanent-sns.json")),
+        "{broken",
+        "",
+        json.dumps(fixture("complaint-sns.json")),
+    ]
+    saved = tmp_path / "saved.jsonl"
+    saved.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "import", str(saved)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: {saved}:2: not JSON" in result.output
+    assert "2 processed, 1 bounced" in result.output and "1 complained" in result.output
+    assert "1 malformed" in result.output and "Traceback" not in result.output
+    with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
+        assert status(store, "gone@example.org") == "bounced"
+        assert status(store, "angry@example.org") == "complained"
+
+
+# --------------------------------------------------------------------------- SQS and SNS (moto server)
+
+
+@pytest.fixture
+def sqs(moto_server: str):  # noqa: F811 - the fixture imported above
+    import boto3
+
+    return boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
+
+
+def new_queue(sqs, **attributes: str) -> str:
+    return sqs.create_queue(QueueName=f"ses-events-{uuid.uuid4().hex[:8]}", Attributes=attributes)["QueueUrl"]
+
+
+def queued(sqs, queue_url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_poll_once_processes_everything_and_deletes_after_processing(
+    store: Store,
+    sqs,
+) -> None:
+    queue = new_queue(sqs)
+    names = [
+        "bounce-permanent-sns.json",
+        "complaint-sns.json",
+        "bounce-transient-raw.json",
+        "delivery-batched.json",
+        "open-ignored.json",
+        "subscription-confirmation.json",
+    ]
+    bodies = [json.dumps(fixture(n)) for n in names]
+    bodies.insert(2, "this is not JSON")  # a malformed message in the middle of the batch
+    bodies += [json.dumps(with_message_id(raw_event("bounce-transient-raw.json"), f"m{n}")) for n in range(6)]
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+
+    result = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        visibility_timeout=1,
+    )
+    s = result.summary
+    assert result.received == 13 and result.deleted == 12 and result.failed == 0
+    assert (s.processed, s.malformed, s.bounced, s.complained, s.delivered) == (12, 1, 3, 2, 2)
+    assert status(store, "gone@example.org") == "bounced"
+    assert status(store, "full@example.org") == "bounced"  # 7 soft bounces > 3
+    assert status(store, "annoyed@example.org") == "complained"
+    # Only the malformed message is left, for the queue's redrive policy.
+    time.sleep(1.2)
+    left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+    assert [m["Body"] for m in left] == ["this is not JSON"]
+
+
+def test_malformed_messages_go_to_the_dead_letter_queue(
+    store: Store,
+    sqs,
+) -> None:
+    queue, dead = new_queue(sqs), new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody="{oops")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("complaint-sns.json")))
+    result = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        dead_letter_queue_url=dead,
+    )
+    assert (result.dead_lettered, result.deleted, result.summary.complained) == (1, 2, 2)
+    assert queued(sqs, queue) == 0
+    [moved] = sqs.receive_message(QueueUrl=dead, MessageAttributeNames=["All"])["Messages"]
+    assert moved["Body"] == "{oops"
+    assert "not JSON" in moved["MessageAttributes"]["error"]["StringValue"]
+
+
+def test_a_message_whose_processing_fails_stays_in_the_queue(
+    store: Store,
+    sqs,
+    tmp_path: Path,
+) -> None:
+    queue = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
+    with sqlite3.connect(tmp_path / "subscribers.db") as conn:  # the database fails for real
+        conn.execute("ALTER TABLE subscribers RENAME TO elsewhere")
+    result = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        visibility_timeout=1,
+    )
+    assert (result.received, result.failed, result.deleted) == (1, 1, 0)
+    with sqlite3.connect(tmp_path / "subscribers.db") as conn:
+        conn.execute("ALTER TABLE elsewhere RENAME TO subscribers")
+    time.sleep(1.2)  # the visibility timeout: the message comes back and now succeeds
+    again = poll_queue(
+        store, queue, endpoint_url=sqs.meta.endpoint_url, region=REGION, once=True, wait_seconds=0
+    )
+    assert (again.deleted, again.summary.bounced) == (1, 2)
+    assert queued(sqs, queue) == 0
+
+
+@pytest.mark.parametrize("raw_delivery", [False, True])
+def test_sns_topic_to_sqs_subscription(store: Store, sqs, raw_delivery: bool) -> None:
+    import boto3
+
+    sns = boto3.client("sns", region_name=REGION, endpoint_url=sqs.meta.endpoint_url)
+    topic = sns.create_topic(Name=f"ses-events-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue = new_queue(sqs)
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    subscription = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)
+    if raw_delivery:
+        sns.set_subscription_attributes(
+            SubscriptionArn=subscription["SubscriptionArn"],
+            AttributeName="RawMessageDelivery",
+            AttributeValue="true",
+        )
+    sns.publish(TopicArn=topic, Message=json.dumps(raw_event("bounce-permanent-sns.json")))
+    sns.publish(TopicArn=topic, Message=json.dumps(raw_event("complaint-sns.json")))
+
+    result = poll_queue(
+        store, queue, endpoint_url=sqs.meta.endpoint_url, region=REGION, once=True, wait_seconds=0
+    )
+    assert (result.received, result.deleted, result.summary.malformed) == (2, 2, 0)
+    assert (result.summary.bounced, result.summary.complained) == (2, 2)
+    assert status(store, "also-gone@example.org") == "bounced"
+    assert status(store, "angry@example.org") == "complained"
+
+
+def test_events_poll_cli(
+    tmp_path: Path,
+    sqs,
+) -> None:
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
+        store.add_subscriber("gone@example.org", status="active")
+    queue = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
+    sqs.send_message(QueueUrl=queue, MessageBody="nope")
+    result = CliRunner().invoke(
+        main,
+        [
+            "--root",
+            str(root),
+            "events",
+            "poll",
+            "--queue-url",
+            queue,
+            "--once",
+            "--wait-seconds",
+            "0",
+            "--endpoint-url",
+            sqs.meta.endpoint_url,
+            "--region",
+            REGION,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "Received 2, deleted 1: 1 processed, 1 bounced, 0 complained, 0 delivered, 1 malformed."
+        in result.output
+    )
+    with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
+        assert status(store, "gone@example.org") == "bounced"
