@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import NewsletterError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -34,6 +37,10 @@ log = logging.getLogger(__name__)
 SOFT_BOUNCE_LIMIT = 3
 _BOUNCE_DETAIL = ("bounceType", "bounceSubType", "feedbackId", "timestamp", "reportingMTA", "remoteMtaIp")
 _RECIPIENT_DETAIL = ("action", "status", "diagnosticCode")
+
+
+class EventsError(NewsletterError):
+    """The queue cannot be read (wrong URL, no access, no network)."""
 
 
 class MalformedNotification(ValueError):
@@ -340,7 +347,7 @@ def poll_queue(
     endpoint_url: str | None = None,
     region: str | None = None,
     once: bool = False,
-    wait_seconds: int = 20,
+    wait_seconds: int | None = None,
     visibility_timeout: int | None = None,
     dead_letter_queue_url: str | None = None,
     soft_bounce_limit: int = SOFT_BOUNCE_LIMIT,
@@ -352,10 +359,18 @@ def poll_queue(
     A message is deleted only after its changes are committed. A malformed message is
     moved to `dead_letter_queue_url` when given, else left for the queue's own redrive
     policy; either way the loop goes on. `once`: stop at the first empty receive.
+    `wait_seconds` is the long-poll wait (default 20, or 1 with `once` so it ends promptly).
     Ctrl-C stops after deleting what was already processed.
+
+    Raises EventsError when the first receive fails (a wrong URL or missing access); later
+    failures (the network) are logged and retried with backoff, except with `once`.
     """
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if wait_seconds is None:
+        wait_seconds = 1 if once else 20
 
     client = boto3.client(
         "sqs",
@@ -364,7 +379,7 @@ def poll_queue(
         config=Config(retries={"mode": "standard", "max_attempts": 5}, read_timeout=wait_seconds + 10),
     )
     result = PollResult(EventSummary())
-    batches = 0
+    batches = failures = 0
     try:
         while max_batches is None or batches < max_batches:
             request: dict[str, Any] = {
@@ -375,7 +390,17 @@ def poll_queue(
             }
             if visibility_timeout is not None:
                 request["VisibilityTimeout"] = visibility_timeout
-            messages = client.receive_message(**request).get("Messages", [])
+            try:
+                messages = client.receive_message(**request).get("Messages", [])
+            except (BotoCoreError, ClientError) as exc:
+                if once or batches == 0:
+                    raise EventsError(f"{queue_url}: cannot receive from SQS: {exc}") from None
+                backoff = min(60.0, 2.0 ** min(failures, 6))
+                failures += 1
+                log.warning("SQS receive failed (%s); retrying in %.0f s", exc, backoff)
+                time.sleep(backoff)
+                continue
+            failures = 0
             batches += 1
             if not messages:
                 if once:
@@ -401,6 +426,8 @@ def _process_batch(
     dead_letter_queue_url: str | None,
     soft_bounce_limit: int,
 ) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     done: list[dict[str, Any]] = []
     try:
         for message in messages:
@@ -424,14 +451,20 @@ def _process_batch(
                 )
                 if dead_letter_queue_url is None:
                     continue  # the queue's redrive policy moves it after maxReceiveCount
-                client.send_message(
-                    QueueUrl=dead_letter_queue_url,
-                    MessageBody=message.get("Body", ""),
-                    MessageAttributes={
-                        "error": {"DataType": "String", "StringValue": "; ".join(summary.errors)[:1000]},
-                        "source_queue": {"DataType": "String", "StringValue": queue_url},
-                    },
-                )
+                try:
+                    client.send_message(
+                        QueueUrl=dead_letter_queue_url,
+                        MessageBody=message.get("Body", ""),
+                        MessageAttributes={
+                            "error": {"DataType": "String", "StringValue": "; ".join(summary.errors)[:1000]},
+                            "source_queue": {"DataType": "String", "StringValue": queue_url},
+                        },
+                    )
+                except (BotoCoreError, ClientError) as exc:
+                    log.warning(
+                        "dead-letter queue %s: cannot move the message: %s", dead_letter_queue_url, exc
+                    )
+                    continue  # not deleted: it stays where it is
                 result.dead_lettered += 1
             done.append(message)
     finally:
@@ -441,8 +474,14 @@ def _process_batch(
 
 
 def _delete(client: Any, queue_url: str, messages: Iterable[dict[str, Any]]) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
-    answer = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    try:
+        answer = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("SQS delete failed: %s; the messages come back and are skipped as duplicates", exc)
+        return 0
     for failure in answer.get("Failed", []):
         # The message comes back after its visibility timeout; processing it again is a no-op.
         log.warning("SQS delete failed (%s): %s", failure.get("Code"), failure.get("Message"))

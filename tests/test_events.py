@@ -396,3 +396,60 @@ def test_events_poll_cli(
     )
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
         assert status(store, "gone@example.org") == "bounced"
+
+
+def test_events_poll_cli_with_a_missing_queue_fails_clearly(tmp_path: Path, sqs) -> None:
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    missing = f"{sqs.meta.endpoint_url}/123456789012/no-such-queue"
+    result = CliRunner().invoke(
+        main,
+        ["--root", str(root), "events", "poll", "--queue-url", missing, "--once", "--wait-seconds", "0",
+         "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"Error: {missing}: cannot receive from SQS:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
+    """`newsletter events poll` in a subprocess: SIGINT ends it with a summary, exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    database = root / "subscribers" / "subscribers.db"
+    with Store.open(f"sqlite:///{database}") as store:
+        store.add_subscriber("gone@example.org", status="active")
+    queue = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
+    env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(root), "events", "poll",
+         "--queue-url", queue, "--wait-seconds", "1", "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        with Store.open(f"sqlite:///{database}") as store:
+            while status(store, "gone@example.org") != "bounced":
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the poller did not process the message"
+                time.sleep(0.1)
+        time.sleep(0.3)  # let it delete the message and go back to waiting
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Stopped." in err and "Traceback" not in err
+    assert "Received 1, deleted 1: 1 processed, 1 bounced" in out
+    assert queued(sqs, queue) == 0

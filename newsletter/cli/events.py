@@ -41,7 +41,10 @@ def events() -> None:
     help="Move malformed messages here; without it they stay for the queue's redrive policy.",
 )
 @click.option(
-    "--wait-seconds", default=20, show_default=True, type=click.IntRange(0, 20), help="SQS long-poll wait."
+    "--wait-seconds",
+    default=None,
+    type=click.IntRange(0, 20),
+    help="SQS long-poll wait in seconds [default: 20; 1 with --once].",
 )
 @_limit
 @pass_context
@@ -52,7 +55,7 @@ def poll(
     endpoint_url: str | None,
     region: str | None,
     dead_letter_queue_url: str | None,
-    wait_seconds: int,
+    wait_seconds: int | None,
     soft_bounce_limit: int,
 ) -> None:
     """Read SES notifications from SQS and apply them to the subscribers.
