@@ -70,7 +70,7 @@ class TokenBucket:
                 self._remember(now, n)
                 return n
             self._refill(now)
-            got = min(n, int(self._tokens))
+            got = min(n, int(self._tokens + 1e-9))  # 0.05 s × 100/s is 4.999… in floats
             self._tokens -= got
             return got
 
@@ -88,7 +88,7 @@ class TokenBucket:
             if self.current is None:
                 return 0.0
             self._refill(self._clock())
-            missing = 1.0 - self._tokens
+            missing = 1.0 - self._tokens - 1e-9
             return 0.0 if missing <= 0 else missing / self.current
 
     def acquire(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
