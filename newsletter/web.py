@@ -27,6 +27,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -263,6 +264,12 @@ class SubscriptionApp:
             self._own.append(transport)
         self.store = store
         self.transport = transport
+        # Confirmation mail leaves on a worker thread, so the answer to /subscribe takes
+        # the same time whether or not a mail is sent (no enumeration by timing), and a
+        # slow provider does not hold a request thread.
+        self._mailer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="confirmation-mail")
+        self._mail_lock = threading.Lock()
+        self._mail_pending: set[Future[None]] = set()
         limits = limits or RateLimits()
         self.ip_buckets = TokenBuckets(limits.per_ip, clock=clock)
         self.address_buckets = TokenBuckets(limits.per_address, clock=clock)
@@ -276,8 +283,15 @@ class SubscriptionApp:
             "/confirm": {"GET": self.confirm},
         }
 
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until the confirmation mails accepted so far have been handed to the transport."""
+        with self._mail_lock:
+            pending = list(self._mail_pending)
+        wait(pending, timeout=timeout)
+
     def close(self) -> None:
-        """Close the store and transport this app opened itself (not ones passed in)."""
+        """Send what is queued, then close the store and transport this app opened (not ones passed in)."""
+        self._mailer.shutdown(wait=True)
         for thing in reversed(self._own):
             thing.close()
         self._own.clear()
@@ -423,7 +437,7 @@ class SubscriptionApp:
         # (unsubscribed, bounced, complained) are never re-activated from the web: the
         # editor re-adds them by hand. The page below is the same in every case.
         if subscriber is not None and subscriber.status == "pending":
-            self.send_confirmation(subscriber, language)
+            self.queue_confirmation(subscriber, language)
         return self.html(
             200,
             "page.html",
@@ -546,6 +560,22 @@ class SubscriptionApp:
             del part["MIME-Version"]  # add_alternative() puts one on the new part; once is enough
         msg["Content-Language"] = language  # after the body: set_content drops Content-* headers
         return msg.as_bytes(policy=policy.SMTP)
+
+    def queue_confirmation(self, subscriber: Subscriber, language: str) -> None:
+        future = self._mailer.submit(self._send_logged, subscriber, language)
+        with self._mail_lock:
+            self._mail_pending.add(future)
+        future.add_done_callback(self._mail_done)
+
+    def _mail_done(self, future: Future[None]) -> None:
+        with self._mail_lock:
+            self._mail_pending.discard(future)
+
+    def _send_logged(self, subscriber: Subscriber, language: str) -> None:
+        try:
+            self.send_confirmation(subscriber, language)
+        except Exception:
+            log.exception("confirmation to subscriber %s failed", subscriber.id)
 
     def send_confirmation(self, subscriber: Subscriber, language: str) -> None:
         from .transports import StopSending

@@ -97,12 +97,15 @@ class Served:
             conn.close()
 
     def post_form(self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> Answer:
-        return self.request(
+        """POST a form, then wait for any confirmation mail it queued to reach the transport."""
+        answer = self.request(
             "POST",
             path,
             urlencode(fields),
             {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
         )
+        self.app.flush()
+        return answer
 
     def subscriber(self, address: str):
         return self.store.get_subscriber(address)
@@ -121,7 +124,7 @@ def serve_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
     monkeypatch.delenv("NEWSLETTER_DATABASE_URL", raising=False)
     monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)
-    started: list[tuple[object, threading.Thread, Store, SubscriptionApp]] = []
+    started: list[tuple[threading.Event, threading.Thread, Store, SubscriptionApp]] = []
 
     def start(limits: RateLimits | None = None, transport=None) -> Served:
         import waitress.server
@@ -135,14 +138,25 @@ def serve_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         transport = transport or MemoryTransport()
         app = create_app(settings, store=store, transport=transport, limits=limits)
         server = waitress.server.create_server(app, sockets=[sock], threads=8, ident="test")
-        thread = threading.Thread(target=server.run, daemon=True)
+        stop = threading.Event()
+
+        def run() -> None:
+            # waitress's own run() cannot be stopped from another thread cleanly:
+            # loop in short slices instead, and close the server from this thread.
+            try:
+                while not stop.is_set():
+                    server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+            finally:
+                server.close()
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        started.append((server, thread, store, app))
+        started.append((stop, thread, store, app))
         return Served(url, settings, store, transport, app)
 
     yield start
-    for server, thread, store, app in started:
-        server.close()
+    for stop, thread, store, app in started:
+        stop.set()
         thread.join(timeout=5)
         app.close()
         store.close()
