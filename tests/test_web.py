@@ -148,6 +148,7 @@ def serve_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                     server.asyncore.loop(timeout=0.05, map=server._map, count=1)
             finally:
                 server.close()
+                server.task_dispatcher.shutdown(timeout=2)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
