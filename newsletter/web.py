@@ -306,7 +306,9 @@ class SubscriptionApp:
             response = self.dispatch(request)
         except Exception:
             # The client gets a page, the log gets the traceback; never the other way round.
-            log.exception("%s %s failed", request.method, request.path)
+            # The token in /u/<token> is a capability: keep it out of the log.
+            shown = "/u/…" if request.path.startswith("/u/") else request.path
+            log.exception("%s %s failed", request.method, shown)
             response = self.server_error()
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
