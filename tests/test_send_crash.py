@@ -106,7 +106,7 @@ def test_sigkill_mid_send_then_resume_and_resend_uncertain(tmp_path: Path, sink)
     for row in rows:
         by_state.setdefault(row.state, set()).add(row.email)
     uncertain = by_state.get("sending", set())
-    assert 60 <= counts["sent"] < 300, counts
+    assert counts["sent"] + counts["sending"] >= 60 and counts["sent"] < 300, counts
     assert len(uncertain) <= THREADS
     if isinstance(sink, Ses):
         assert uncertain  # 50 ms per message: the kill always catches some in flight
@@ -121,7 +121,7 @@ def test_sigkill_mid_send_then_resume_and_resend_uncertain(tmp_path: Path, sink)
     with Store.open(settings.database_url) as store:
         store.set_status(leaver, "unsubscribed")
 
-    resume = subprocess.run(send, env=env, capture_output=True, text=True, timeout=60)
+    resume = subprocess.run([*send, "--threads", "16"], env=env, capture_output=True, text=True, timeout=60)
     assert resume.returncode == 0, resume.stderr
     if uncertain:
         assert f"Uncertain: {len(uncertain)} message(s)" in resume.stdout
@@ -131,7 +131,9 @@ def test_sigkill_mid_send_then_resume_and_resend_uncertain(tmp_path: Path, sink)
     assert got[leaver] == 0
     assert not set(got) & set(people["never"])
 
-    final = subprocess.run([*send, "--resend-uncertain"], env=env, capture_output=True, text=True, timeout=60)
+    final = subprocess.run(
+        [*send, "--resend-uncertain", "--threads", "16"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert final.returncode == 0, final.stderr
     got = sink.received()
     assert all(got[e] == 1 for e in eligible - uncertain)
