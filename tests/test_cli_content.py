@@ -94,13 +94,8 @@ def test_check_fails_with_exit_1_on_a_failing_issue(tmp_path):
     assert result.output.endswith("Error: 1 issue(s) failed the checks\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='issue_files.new_issue_file writes `preheader: ""`, which content.read_issue rejects '
-    "(preheader: expected a non-empty string, got ''): the new file does not load and blocks every later "
-    "build/check/issue new; omit the key when empty (or let read_issue accept an empty preheader)",
-)
 def test_issue_new_creates_a_file_that_loads_and_builds(tmp_path, monkeypatch):
+    """Regression: `issue new` wrote `preheader: \"\"`, which the reader rejected."""
     root = copy_newsletter(GOOD, tmp_path / "digest")
     (root / "papers" / "new-tokenizer.md").write_text(
         "---\nid: new-tokenizer\ntitle: A New Tokenizer\npublished: 2024-01-20\ntags: [fairness]\n---\n"

@@ -88,12 +88,8 @@ def test_malformed_yaml_is_reported_with_its_reason(monkeypatch, tmp_path):
     assert "Aborted with 1 error." in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="content.read_front_matter adds 2 to the YAML mark's line, but python-frontmatter's split keeps "
-    "the newline after the opening '---', so the mark already counts that line: the line is one too high",
-)
 def test_malformed_yaml_names_the_right_line(monkeypatch, tmp_path):
+    """Regression: the YAML line was one too high (the split keeps the newline after '---')."""
     # 'title: Colons: everywhere' is line 3 of the file (line 1 is '---')
     result = build_bad("bad-yaml", monkeypatch, tmp_path)
     assert error_lines(result.output) == [
@@ -110,24 +106,16 @@ def test_bad_date(monkeypatch, tmp_path):
     assert result.output.rstrip().endswith("Aborted with 1 error.")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="YAML turns 2024-01-32 into a timestamp whose construction raises ValueError; "
-    "read_front_matter catches ValueError as 'front matter is not closed by a ---- line'",
-)
 def test_impossible_calendar_date_is_a_date_error(monkeypatch, tmp_path):
+    """Regression: YAML raised ValueError inside the timestamp, reported as an unclosed front matter."""
     result = build_bad("impossible-date", monkeypatch, tmp_path)
     assert error_lines(result.output) == [
         "Error: issues/2024-01-10-one.md: date: expected a date YYYY-MM-DD, got '2024-01-32'"
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="YAML reads an unquoted arXiv-style id 2401.10010 as the float 2401.1001: the trailing zero is "
-    "lost, so id (and arxiv) silently change; read_front_matter should not resolve floats/timestamps",
-)
 def test_unquoted_arxiv_style_id_keeps_its_digits(monkeypatch, tmp_path):
+    """Regression: YAML read 2401.10010 as the float 2401.1001, losing the trailing zero."""
     result = build_bad("float-id", monkeypatch, tmp_path)
     assert result.exit_code == 0, result.output
     problems: list[Problem] = []

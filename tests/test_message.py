@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import html
+import itertools
 import re
 from email import policy
 from email.header import decode_header, make_header
@@ -252,15 +253,28 @@ def test_html_name_shows_as_text(english):
     assert "\nHi <b>x</b>,\r\n" in text
 
 
+def test_a_long_non_ascii_name_is_folded_into_short_encoded_words(english):
+    """Regression: formataddr put a long name in one RFC 2047 word on one ~1200-octet line."""
+    name = " ".join(["محمد"] * 100)
+    raw = english.template.personalise(Recipient("reader@example.org", name, "t"))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    head = header_block(raw).split("\r\n")
+    start = next(i for i, line in enumerate(head) if line.startswith("To:"))
+    to_lines = [head[start], *itertools.takewhile(lambda line: line[:1] in (" ", "\t"), head[start + 1 :])]
+    assert len(to_lines) > 3 and all(len(line) <= 78 for line in to_lines)  # folded, not one long word
+    [address] = parse(raw)["To"].addresses
+    assert address.addr_spec == "reader@example.org"
+    # CPython's parser may add spaces between folded encoded words, and a fix may cap long names
+    assert name.replace(" ", "").startswith(address.display_name.replace(" ", "")[:150])
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="message._to_header uses formataddr, which puts a long display name in one RFC 2047 word on one "
-    "line: a 100-word name makes a To line of ~1200 octets (limit 998; encoded words max 75 chars). Fold it "
-    "with policy.SMTP, e.g. policy.SMTP.fold('To', str(Address(display_name=name, addr_spec=email)))",
+    reason="a display name that is one unbreakable 1200-character ASCII word cannot be folded: the To line "
+    "stays over 998 octets; message._to_header (or subscriber import/subscribe) should cap names, e.g. at 200",
 )
-@pytest.mark.parametrize("name", ["محمد " * 100, "A" * 1200])
-def test_long_names_keep_lines_under_998_octets(english, name):
-    raw = english.template.personalise(Recipient("reader@example.org", name, "t"))
+def test_an_absurdly_long_name_keeps_lines_under_998_octets(english):
+    raw = english.template.personalise(Recipient("reader@example.org", "A" * 1200, "t"))
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
 
 

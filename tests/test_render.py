@@ -237,13 +237,8 @@ def test_layout_tables_are_presentational(english):
     assert tables and all(t.get("role") == "presentation" for t in tables)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='premailer copies CSS width/height onto <img> as attributes (width="100%", height="auto"), '
-    "replacing the template's pixel width that Outlook needs; pass disable_basic_attributes=['width', "
-    "'height'] to Premailer in render.inline_css",
-)
 def test_thumbnail_keeps_its_pixel_width(english):
+    """Regression: premailer copied CSS width/height onto <img> (width=\"100%\", height=\"auto\")."""
     [img] = Tags(english.rendered.html).named("img")
     assert img.get("width") == "536"
     assert "height" not in img
@@ -291,12 +286,8 @@ def test_excerpt_strips_markdown():
     assert excerpt("We **study** [links](https://x.org) and `code`.") == ("We study links and code.", False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render.excerpt looks for sentence ends followed by whitespace; Chinese and Japanese put no space "
-    "after '。', so CJK excerpts are cut mid-sentence at 300 characters instead of after the last '。'",
-)
 def test_cjk_excerpt_ends_at_a_full_stop():
+    """Regression: sentence ends needed a following space, which Chinese and Japanese do not use."""
     sentence = "大型语言模型的分词器对中文、日文和韩文的效率差异很大。"
     short, truncated = excerpt(sentence * 20)
     assert truncated
