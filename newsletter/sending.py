@@ -330,8 +330,7 @@ class _SendLoop:
                     timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
                 if in_flight:
                     done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        self._record(future.result())
+                    self._record_all([future.result() for future in done])
                 else:
                     self.halt.wait(timeout)
         return self.tally
@@ -389,14 +388,28 @@ class _SendLoop:
             answer.retries += 1
 
     # runs on the loop's thread: the only writer of this process
-    def _record(self, answer: _Answer) -> None:
+    def _record_all(self, answers: list[_Answer]) -> None:
+        """Record answers; successes in one transaction when the store can (one commit per row
+        costs ~0.5 ms of CPU, most of a message's cost without boto3)."""
+        mark_many = getattr(self.store, "mark_sent_many", None)
+        sent = [a for a in answers if a.kind == "sent"]
+        if mark_many is not None and len(sent) > 1:
+            mark_many(self.issue, [(a.delivery.subscriber_id, a.message_id) for a in sent])
+            for a in sent:
+                self._record(a, recorded=True)
+            answers = [a for a in answers if a.kind != "sent"]
+        for a in answers:
+            self._record(a)
+
+    def _record(self, answer: _Answer, *, recorded: bool = False) -> None:
         d = answer.delivery
         sid: int = d.subscriber_id  # type: ignore[assignment]
         t = self.tally
         t.retries += answer.retries
         t.throttled += answer.throttled
         if answer.kind == "sent":
-            self.store.mark_sent(self.issue, sid, answer.message_id)
+            if not recorded:
+                self.store.mark_sent(self.issue, sid, answer.message_id)
             t.sent += 1
         elif answer.kind in ("temporary", "permanent"):
             self.store.mark_failed(self.issue, sid, answer.kind, answer.error or answer.kind)
