@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,10 +74,6 @@ class Selection:
     sort: str = "published"
     limit: int | None = None
 
-    @property
-    def empty(self) -> bool:
-        return self == Selection()
-
 
 @dataclass(frozen=True)
 class Issue:
@@ -94,7 +91,7 @@ class Issue:
     status: str = "draft"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    select: Selection = field(default_factory=Selection)
+    select: Selection | None = None  # None: no rules, only `include`
 
     @property
     def published(self) -> bool:
@@ -140,6 +137,10 @@ def _text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise _Expected("a non-empty string")
     return clean_text(v)
+
+
+def _optional_text(v: Any) -> str:
+    return "" if v == "" else _text(v)
 
 
 def _date(v: Any) -> dt.date:
@@ -241,13 +242,15 @@ def read_front_matter(path: Path, problems: list[Problem], where: str) -> tuple[
         return None
     try:
         raw, body = handler.split(text)
-        data = yaml.safe_load(raw)
     except ValueError:
         problems.append(Problem(where, None, "front matter is not closed by a '---' line"))
         return None
+    try:
+        data = yaml.load(raw, Loader=_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 2}" if mark is not None else ""  # +1 for 0-based, +1 for the opening '---'
+        # the split keeps the newline after the opening '---', so the mark counts that line already
+        line = f":{mark.line + 1}" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         problems.append(Problem(f"{where}{line}", None, f"front matter is not valid YAML: {reason}"))
         return None
@@ -257,6 +260,27 @@ def read_front_matter(path: Path, problems: list[Problem], where: str) -> tuple[
         problems.append(Problem.expected(where, None, "front matter as 'key: value' lines", data))
         return None
     return data, body
+
+
+@lru_cache(maxsize=1)
+def _loader() -> type:
+    """A YAML SafeLoader that leaves floats and timestamps as text.
+
+    An unquoted arXiv id like 2401.10010 must not become the float 2401.1001, and
+    an impossible date like 2024-01-32 must reach the date converter as text (with a
+    clear error) instead of failing inside YAML. Dates are parsed by `_date`.
+    """
+    import yaml
+
+    class ContentLoader(yaml.SafeLoader):
+        pass
+
+    dropped = {"tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+    ContentLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in dropped]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return ContentLoader
 
 
 def _warn_unknown(where: str, data: dict[str, Any], known: Iterable[str], problems: list[Problem]) -> None:
@@ -367,7 +391,7 @@ def read_issue(
                 where, "date", f"must match the file name: expected {match.group(1)}, got {date.isoformat()}"
             )
         )
-    select = Selection()
+    select = None
     raw_select = data.get("select")
     if raw_select is not None:
         if not isinstance(raw_select, dict):
@@ -396,13 +420,13 @@ def read_issue(
     issue_kwargs = dict(
         subject=f.get("subject", _text, default=title),
         number=f.get("number", _positive_int, required=True),
-        preheader=f.get("preheader", _text, default=""),
+        preheader=f.get("preheader", _optional_text, default=""),
         language=f.get("language", _language, default=settings.language),
         status=f.get("status", _one_of("draft", "published"), default="draft"),
         include=f.get("include", _ids, default=()),
         exclude=f.get("exclude", _ids, default=()),
     )
-    if not issue_kwargs["include"] and select.empty and "include" not in data:
+    if not issue_kwargs["include"] and select is None and "include" not in data:
         problems.append(
             Problem(where, "include", "expected paper ids in 'include' or rules in 'select', found neither")
         )
@@ -453,7 +477,6 @@ def load_papers(settings: Settings, problems: list[Problem] | None = None) -> li
     own = problems is None
     problems = [] if problems is None else problems
     papers: list[Paper] = []
-    seen: dict[str, Paper] = {}
     directory = settings.papers_dir
     if not directory.is_dir():
         problems.append(
@@ -461,19 +484,8 @@ def load_papers(settings: Settings, problems: list[Problem] | None = None) -> li
         )
     for path in sorted(directory.glob("*.md")) if directory.is_dir() else ():
         paper = read_paper(path, problems, _relative(path, settings))
-        if paper is None:
-            continue
-        if paper.id in seen:
-            problems.append(
-                Problem(
-                    _relative(path, settings),
-                    "id",
-                    f"duplicate id {paper.id!r} (also in {_relative(seen[paper.id].path, settings)})",
-                )
-            )
-            continue
-        seen[paper.id] = paper
-        papers.append(paper)
+        if paper is not None:  # ids are unique: each must equal its file's name
+            papers.append(paper)
     if own:
         raise_for(problems)
     return papers

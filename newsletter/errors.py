@@ -48,6 +48,8 @@ def describe(value: object) -> str:
         return f"a list ({describe_short(value)})"
     if isinstance(value, dict):
         return "a mapping"
+    if isinstance(value, (int, float)):
+        return f"{value!r} (a number)"
     return f"{value!r} (a {type(value).__name__})"
 
 

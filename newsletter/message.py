@@ -16,6 +16,7 @@ import html
 import re
 from dataclasses import dataclass
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -212,11 +213,16 @@ def _list_unsubscribe(settings: Settings) -> str:
     return mail_link
 
 
+NAME_LIMIT = 200  # characters of a display name kept in the To header; an unbroken word can't fold
+
+
 def _to_header(recipient: Recipient) -> str:
     if not recipient.name:
         return recipient.email
-    # formataddr quotes specials and RFC 2047-encodes a non-ASCII display name
-    value = formataddr(
-        (recipient.name.replace("\r", " ").replace("\n", " "), recipient.email), charset="utf-8"
-    )
-    return value
+    name = " ".join(recipient.name.split())[:NAME_LIMIT]  # no CR/LF or runs of spaces in a header
+    if len(name.encode("utf-8")) <= 45:
+        # quotes specials; a non-ASCII name fits one RFC 2047 word (at most 75 characters)
+        return formataddr((name, recipient.email), charset="utf-8")
+    # Longer names: the email package folds them into several short encoded words (~0.4 ms, rare)
+    header = policy.SMTP.header_factory("To", str(Address(display_name=name, addr_spec=recipient.email)))
+    return header.fold(policy=policy.SMTP).removeprefix("To: ").removesuffix("\r\n")

@@ -120,7 +120,8 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> tuple[str, bool]:
         return plain, False
     window = plain[: limit + 1]
     # Prefer the last sentence end in the second half of the window.
-    ends = [m.end() for m in re.finditer(r"[.!?。！？](?=\s)", window)]
+    # Latin sentences end before a space; Chinese and Japanese ones need none after '。'.
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)|[。！？]", window)]
     ends = [e for e in ends if e >= limit // 2]
     if ends:
         return window[: ends[-1]], True
@@ -262,6 +263,8 @@ def inline_css(document: str) -> str:
         exclude_pseudoclasses=True,
         cssutils_logging_level=logging.CRITICAL,
         cache_css_parsing=True,
+        # keep the template's pixel width on <img>: Outlook needs it, CSS "100%" is no substitute
+        disable_basic_attributes=["width", "height"],
     )
     return premailer.transform(pretty_print=False)
 

@@ -12,15 +12,20 @@ def select_papers(
 ) -> list[Paper]:
     """Pinned papers (`include`, in order) first, then the papers the `select` rules pick.
 
-    Rules never pick a paper in `exclude`, a pinned one, or one an earlier issue
-    featured (`featured_before`); only an explicit `include` repeats a paper.
+    Rules never pick a paper in `exclude`, a pinned one, one an earlier issue
+    featured (`featured_before`), or one published after the issue's date (so a past
+    issue keeps its papers when new ones arrive); only `include` repeats a paper.
     """
     pinned = [pool[pid] for pid in dict.fromkeys(issue.include) if pid in pool]
     rules = issue.select
-    if rules.empty:
+    if rules is None:
         return pinned
     skip = set(issue.exclude) | set(issue.include) | set(featured_before)
-    chosen = [p for p in pool.values() if p.id not in skip and _matches(p, rules)]
+    chosen = [
+        p
+        for p in pool.values()
+        if p.id not in skip and (p.published is None or p.published <= issue.date) and _matches(p, rules)
+    ]
     chosen.sort(key=_sort_key(rules.sort))
     if rules.limit is not None:
         chosen = chosen[: rules.limit]

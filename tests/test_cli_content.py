@@ -53,7 +53,7 @@ def test_build_defaults_to_the_build_folder(tmp_path, monkeypatch):
     root = copy_newsletter(GOOD, tmp_path / "digest")
     result = run(root, "build", "2024-01-17-arabic", monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
-    assert result.output == "2024-01-17-arabic: 1 papers, HTML " + result.output.split("HTML ")[1]
+    assert result.output == "2024-01-17-arabic: 1 paper, HTML " + result.output.split("HTML ")[1]
     assert result.output.endswith("-> build/2024-01-17-arabic/\n")
     assert all((root / "build" / "2024-01-17-arabic" / name).is_file() for name in FILES)
 
@@ -133,7 +133,7 @@ def test_issue_new_creates_a_file_that_loads_and_builds(tmp_path, monkeypatch):
     assert [i.slug for i in load_library(settings).issues][-1] == "2024-02-01-tokenizers"
     built = run(root, "build", "2024-02-01-tokenizers", "--out", str(tmp_path / "out"))
     assert built.exit_code == 0, built.output
-    assert built.output.startswith("2024-02-01-tokenizers: 1 papers,")
+    assert built.output.startswith("2024-02-01-tokenizers: 1 paper,")
 
 
 def test_issue_new_refuses_to_overwrite(tmp_path, monkeypatch):

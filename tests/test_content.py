@@ -141,7 +141,7 @@ def test_wrong_types(monkeypatch, tmp_path):
     assert result.exit_code == 1
     lines = error_lines(result.output)
     assert len(lines) == 3
-    # "5 (a int)" reads oddly; only the part that names field, expectation and value is pinned
+    # "5 (a number)" reads oddly; only the part that names field, expectation and value is pinned
     assert lines[0].startswith("Error: papers/good-paper.md: tags: expected a list of strings, got 5")
     assert lines[1:] == [
         "Error: issues/2024-01-10-one.md: number: expected a whole number >= 1, got 'one'",
@@ -328,7 +328,7 @@ def _write(path: Path, text: str | bytes) -> Path:
         ),
         (
             "---\nid: x\ntitle: T\nupvotes: -3\n---\nBody.\n",
-            "x.md: upvotes: expected a whole number >= 0, got -3 (a int)",
+            "x.md: upvotes: expected a whole number >= 0, got -3 (a number)",
         ),
         (
             "---\nid: x\ntitle: T\narxiv: 'abc'\n---\nBody.\n",
@@ -385,7 +385,7 @@ def test_read_paper_cleans_untrusted_text_and_splits_the_note(tmp_path):
             [
                 "2024-01-10-x.md: select.has_code: expected true or false, got 'yes'",
                 "2024-01-10-x.md: select.sort: expected one of upvotes, published, title, id, got 'random'",
-                "2024-01-10-x.md: select.limit: expected a whole number >= 1, got 0 (a int)",
+                "2024-01-10-x.md: select.limit: expected a whole number >= 1, got 0 (a number)",
                 "2024-01-10-x.md: select.until: must not be before select.since (2024-02-01)",
             ],
         ),

@@ -45,9 +45,13 @@ def build(ctx: Context, issues: tuple[str, ...], out: Path | None, all_issues: b
         built = write_build(build_message(library, issue), out)
         html_kb = len(built.rendered.html.encode()) / 1024
         click.echo(
-            f"{issue.slug}: {len(built.rendered.papers)} papers, HTML {html_kb:.1f} KB "
+            f"{issue.slug}: {_papers(len(built.rendered.papers))}, HTML {html_kb:.1f} KB "
             f"-> {_display(built.folder)}/"
         )
+
+
+def _papers(n: int) -> str:
+    return "1 paper" if n == 1 else f"{n} papers"
 
 
 def _display(path: Path | None) -> str:
@@ -96,7 +100,12 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
 
 @click.group()
 def issue() -> None:
-    """Create and inspect issues."""
+    """Create issues.
+
+    \b
+    Example:
+        newsletter issue new tokenizers --tag tokenization
+    """
 
 
 @issue.command("new")
