@@ -98,9 +98,16 @@ class _Memo:
         self.stored = stored
         self.used: dict[str, str] = {}
 
+    # Kept between builds: what the feeds and the index need from every issue. Markdown
+    # of abstracts is only memoised within a build: a rebuild renders just the changed pages.
+    PERSISTENT = ("fragment", "excerpt")
+
+    def kept(self) -> dict[str, str]:
+        return {k: v for k, v in self.used.items() if k.startswith(self.PERSISTENT)}
+
     @staticmethod
     def _key(kind: str, source: str) -> str:
-        return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
+        return kind + ":" + hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
 
     def keep(self, kind: str, source: str) -> None:
         """Carry a stored entry over to the next build although no page asked for it this time."""
@@ -125,6 +132,20 @@ def tag_segment(tag: str) -> str:
     return segment or "tag-" + hashlib.sha256(tag.encode()).hexdigest()[:8]
 
 
+def meta_description(html: str, limit: int = 160) -> str:
+    """About `limit` characters of an HTML fragment's text, cut at a word, for <meta name=description>.
+
+    Made from the already rendered (and memoised) HTML, so a paper's abstract is parsed once.
+    """
+    import html as html_module
+
+    text = " ".join(html_module.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:.") + "…"
+
+
 def published_issues(library: Library) -> list[Issue]:
     """Published issues, oldest first."""
     return [i for i in library.issues if i.published]
@@ -143,10 +164,13 @@ class _Site:
         self.settings: Settings = library.settings
         self.memo = memo
         self.env = jinja_environment(self.settings.templates_dir)
+        # nh3 adds rel="noopener" to every <a>, also to those whose relative href it dropped;
+        # HTML5 allows rel only with an href, so those become plain placeholder links.
         self.env.filters["markdown"] = lambda text: Markup(
-            memo.get("html", text, lambda: str(MARKDOWN.html(text)))
+            memo.get("html", text, lambda: str(MARKDOWN.html(text)).replace('<a rel="noopener">', "<a>"))
         )
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
+        self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
         self._strings: dict[str, dict[str, Any]] = {}
         self.issues = published_issues(library)
         planned = plan(library)
@@ -166,6 +190,7 @@ class _Site:
         self.paper_fp = {pid: _digest(p) for pid, p in self.papers.items()}
         self.issue_fp = {i.slug: _digest(i) for i in self.issues}
         self.chrome = self._chrome_key()
+        self._full: dict[str, str] = {}
 
     # -- inputs
 
@@ -300,20 +325,19 @@ class _Site:
     def keep_memo(self) -> None:
         """Keep what skipped pages would have asked the memo for, so the next build finds it."""
         for issue in self.issues:
-            self.memo.keep("html", issue.intro)
             self.memo.keep("excerpt", issue.intro)
             self.memo.keep("fragment", self._key("feed-entry", self._issue_full(issue)))
-        for paper in self.papers.values():
-            self.memo.keep("html", paper.abstract)
-            self.memo.keep("excerpt", paper.abstract)
-            if paper.note:
-                self.memo.keep("html", paper.note)
 
     def _issue_summary(self, issue: Issue) -> tuple:
         return (self.issue_fp[issue.slug], len(self.papers_of[issue.slug]))
 
-    def _issue_full(self, issue: Issue) -> tuple:
-        return (self.issue_fp[issue.slug], [self.paper_fp[p.id] for p in self.papers_of[issue.slug]])
+    def _issue_full(self, issue: Issue) -> str:
+        """A fingerprint of the issue and its papers (cached: feeds and pages all ask)."""
+        found = self._full.get(issue.slug)
+        if found is None:
+            papers = [self.paper_fp[p.id] for p in self.papers_of[issue.slug]]
+            found = self._full[issue.slug] = _digest(self.issue_fp[issue.slug], papers)
+        return found
 
     def _featured_summary(self, pid: str) -> list[tuple]:
         return [(i.slug, i.title, i.number, i.date) for i in self.featured[pid]]
@@ -397,6 +421,7 @@ class _Site:
         fg.link(href=s.url(), rel="alternate", type="text/html")
         fg.link(href=s.url("feed.xml"), rel="self", type="application/atom+xml")
         fg.language(s.language)
+        fg.author(name=s.name)  # Atom wants an author for the feed when entries have none
         fg.generator("newsletter")
         fg.updated(self.feed_updated())
         for issue in self.issues:  # feedgen prepends: the newest ends up first
@@ -439,6 +464,7 @@ class _Site:
             "home_page_url": s.url(),
             "feed_url": s.url("feed.json"),
             "language": s.language,
+            "authors": [{"name": s.name}],
             **({"description": s.description} if s.description else {}),
             "items": items,
         }
@@ -525,7 +551,7 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
         "version": MANIFEST_VERSION,
         "generator": "newsletter",
         "files": dict(sorted(new_files.items())),
-        "memo": dict(sorted(memo.used.items())),
+        "memo": dict(sorted(memo.kept().items())),
     }
     encoded = json.dumps(new_manifest, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
     manifest_path = out / MANIFEST
@@ -549,7 +575,7 @@ def _remove_empty_parents(folder: Path, out: Path) -> None:
 # Local preview
 
 
-def site_server(out: Path | str, host: str = "127.0.0.1", port: int = 8000):
+def site_server(out: Path | str, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False):
     """An HTTP server for a built site: folders answer with index.html, misses with 404.html.
 
     Returns a started-but-not-serving `ThreadingHTTPServer`; call `serve_forever()`.
@@ -587,7 +613,8 @@ def site_server(out: Path | str, host: str = "127.0.0.1", port: int = 8000):
                 self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass  # the CLI prints its own line per request
+            if not quiet:
+                super().log_message(format, *args)
 
     try:
         server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(root)))

@@ -250,6 +250,7 @@ def test_issue_page_carries_the_full_content_and_nothing_personal(built: Path) -
     assert "<strong>first issue</strong>" in page  # the intro's markdown, rendered
     # the sanitiser ran: no raw HTML from the abstract, no relative link
     assert "<img src=x" not in page and 'href="/etc/passwd"' not in page
+    assert "A <a>relative link</a> and a" in page  # no rel without href (invalid HTML5)
     for word in ("%%UNSUBSCRIBE_URL%%", "%%GREETING%%", "nsubscribe", "Hi,"):
         assert word not in page
 
@@ -356,6 +357,22 @@ def test_feeds_carry_every_published_issue_in_full(digest: Path, tmp_path: Path)
     arabic = feed["items"][0]
     assert arabic["language"] == "ar" and arabic["content_html"].startswith('<div lang="ar" dir="rtl">')
     assert "<script" not in feed["items"][1]["content_html"]
+
+
+def test_a_site_without_published_issues(digest: Path, tmp_path: Path) -> None:
+    import feedparser
+
+    edit(digest / "issues" / f"{FIRST}.md", "status: published", "status: draft")
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    files = [f for f in site_files(out) if f != MANIFEST and not f.startswith("assets/")]
+    assert sorted(files) == [
+        "404.html", "feed.json", "feed.xml", "index.html", "robots.txt", "sitemap.xml", "tags/index.html"
+    ]  # fmt: skip
+    assert "No issues yet." in (out / "index.html").read_text()
+    atom = feedparser.parse((out / "feed.xml").read_bytes())
+    assert not atom.bozo and atom.entries == []
+    assert json.loads((out / "feed.json").read_text())["items"] == []
 
 
 def test_drafts_never_appear(built: Path) -> None:
@@ -472,7 +489,7 @@ def fetch(url: str) -> tuple[int, str, str]:
 
 
 def test_serve(built: Path) -> None:
-    server = site_server(built, "127.0.0.1", 0)
+    server = site_server(built, "127.0.0.1", 0, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
