@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from . import Context, pass_context
+
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
@@ -49,3 +51,58 @@ def init(directory: Path, name: str) -> None:
     for path in ["newsletter.toml", "templates/", *created, "subscribers/"]:
         click.echo(f"  {path}")
     click.echo(f"\nNext: edit {directory}/newsletter.toml, then `newsletter --root {directory} build --all`.")
+
+
+@click.command()
+@click.option("--issue", "issue_ref", help="The issue to send [default: the first published one].")
+@pass_context
+def demo(ctx: Context, issue_ref: str | None) -> None:
+    """Run the example newsletter end to end on the embedded defaults.
+
+    Builds every issue into build/, checks them, imports subscribers/sample.csv
+    into the SQLite list, sends the first published issue through the `file`
+    transport into outbox/ (one .eml per reader), and builds the archive in site/.
+    Safe to run again: a finished send sends nothing twice.
+
+    \b
+    Example:
+        newsletter demo
+    """
+    from ..content import load_library
+    from .archive import build as archive_build
+    from .content import build, check
+    from .send import send, status
+    from .subscribers import import_ as subscribers_import
+
+    click.get_current_context().obj = ctx
+    settings = ctx.settings
+    library = load_library(settings)
+    published = [i for i in library.issues if i.published]
+    if issue_ref is None and not published:
+        raise click.ClickException("no published issue to send: set 'status: published' in an issue")
+    target = issue_ref or published[0].slug
+    sample = settings.root / "subscribers" / "sample.csv"
+
+    steps = [
+        ("Build every issue", build, {"issues": (), "all_issues": True}),
+        ("Check every issue", check, {"issues": (), "all_issues": True}),
+        ("Import the sample subscribers", subscribers_import, {"file": sample}),
+        (f"Send {target} to the outbox", send, {"issue_ref": target, "transport_name": "file", "yes": True}),
+        ("Ledger", status, {"issue_ref": target}),
+        ("Build the archive", archive_build, {}),
+    ]
+    for title, command, params in steps:
+        click.secho(f"\n== {title}", bold=True)
+        click.get_current_context().invoke(command, **params)
+    click.echo(
+        f"\nDone. Open {_shown(settings.build_dir)}/{target}/email.html, the messages in "
+        f"{_shown(settings.outbox_dir)}/ and {_shown(settings.site_dir)}/index.html, "
+        "or run `newsletter archive serve`."
+    )
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
