@@ -394,7 +394,7 @@ def test_right_to_left_issue_page(digest: Path, tmp_path: Path) -> None:
     assert "العدد 2" in page and "الأرشيف" in page  # chrome in the issue's language
     assert '<article class="paper" id="arabic-dialects" lang="en" dir="auto">' in page
     index = (out / "index.html").read_text()
-    assert '<li lang="ar" dir="rtl">' in index and '<html lang="en" dir="ltr">' in index
+    assert '<h3 lang="ar" dir="rtl">' in index and '<html lang="en" dir="ltr">' in index
     # the pages link each other, newest first in the index
     assert index.index(DRAFT) < index.index(FIRST)
     assert 'rel="prev"' in page and 'rel="next"' in (out / f"issues/{FIRST}/index.html").read_text()
