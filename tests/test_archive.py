@@ -258,8 +258,29 @@ def test_issue_page_carries_the_full_content_and_nothing_personal(built: Path) -
 def test_every_page_is_valid_and_every_link_resolves_under_a_sub_path(built: Path) -> None:
     settings = load_settings(built.parent / "digest")
     assert settings.base_url == BASE
+    assert check_pages(built) == 12
+
+
+def test_tags_with_spaces_symbols_and_other_scripts(digest: Path, tmp_path: Path) -> None:
+    edit(
+        digest / "papers" / "cjk-tokenizers.md",
+        "tags: [tokenization]",
+        "tags: [tokenization, 分词, c++ & rust]",
+    )
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    assert (out / "tags" / "分词" / "index.html").is_file()
+    assert (out / "tags" / "c-rust" / "index.html").is_file()
+    assert (
+        "<loc>https://example.org/digest/tags/%E5%88%86%E8%AF%8D/</loc>" in (out / "sitemap.xml").read_text()
+    )
+    assert '“<span dir="auto">c++ &amp; rust</span>”' in (out / "tags/c-rust/index.html").read_text()
+    check_pages(out)
+
+
+def check_pages(built: Path) -> int:
+    """Parse every page; follow every link into the site (relative, or absolute under BASE)."""
     pages = [p for p in site_files(built) if p.endswith(".html")]
-    assert len(pages) == 12
     for name in pages:
         checker = parse_page((built / name).read_text(encoding="utf-8"))
         page_url = BASE + name.removesuffix("index.html")
@@ -277,6 +298,7 @@ def test_every_page_is_valid_and_every_link_resolves_under_a_sub_path(built: Pat
                 assert target.is_file(), f"{name}: {href!r} -> {url} has no file"
                 if "#" in href and href.split("#")[1] not in ("issues", "subscribe", "main"):
                     assert f'id="{href.split("#")[1]}"' in target.read_text(encoding="utf-8")
+    return len(pages)
 
 
 def test_index_lists_issues_and_the_subscribe_form(built: Path) -> None:
