@@ -37,27 +37,6 @@ CSS_OUTPUT = "assets/site.{hash}.css"
 
 # The site's own words that strings.toml may not have (yet) in every language: English
 # defaults, overridden per key by the strings file.
-SITE_STRINGS = {
-    "skip_to_content": "Skip to content",
-    "site_navigation": "Site",
-    "issue_navigation": "More issues",
-    "tags": "Tags",
-    "all_tags": "All tags",
-    "feed": "Feed",
-    "previous_issue": "Previous issue",
-    "next_issue": "Next issue",
-    "featured_in": "Featured in",
-    "name_label": "Name (optional)",
-    "honeypot_label": "Leave this field empty",
-    "published_on": "Published",
-    "arxiv": "arXiv",
-    "editor_note": "Editor's note",
-    "paper_page": "Paper page",
-    "home": "Home",
-    "no_issues": "No issues yet.",
-}
-
-
 class ArchiveError(NewsletterError):
     """The site cannot be built into the chosen folder."""
 
@@ -164,11 +143,7 @@ class _Site:
         self.settings: Settings = library.settings
         self.memo = memo
         self.env = jinja_environment(self.settings.templates_dir)
-        # nh3 adds rel="noopener" to every <a>, also to those whose relative href it dropped;
-        # HTML5 allows rel only with an href, so those become plain placeholder links.
-        self.env.filters["markdown"] = lambda text: Markup(
-            memo.get("html", text, lambda: str(MARKDOWN.html(text)).replace('<a rel="noopener">', "<a>"))
-        )
+        self.env.filters["markdown"] = lambda text: Markup(memo.get("html", text, lambda: str(MARKDOWN.html(text))))
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
         self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
         self._strings: dict[str, dict[str, Any]] = {}
@@ -234,7 +209,7 @@ class _Site:
         if language not in self._strings:
             from .render import load_strings
 
-            self._strings[language] = {**SITE_STRINGS, **load_strings(self.settings, language)}
+            self._strings[language] = load_strings(self.settings, language)
         return self._strings[language]
 
     # -- contexts

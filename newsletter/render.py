@@ -83,7 +83,9 @@ class Markdown:
             attributes={"a": {"href"}},
             url_schemes={"http", "https", "mailto"},
             attribute_filter=_absolute_links_only,
-            link_rel="noopener",
+            # no rel: links never open in a new browsing context here, and nh3 would also put
+            # rel on an <a> whose relative href it dropped (invalid HTML5)
+            link_rel=None,
             strip_comments=True,
         )
 
