@@ -63,7 +63,7 @@ def main(ctx: click.Context, root: Path) -> None:
 
     \b
     Example:
-        newsletter build 2026-03-17-multilingual
+        newsletter build 2026-03-17-multilingual-llms
     """
     ctx.obj = Context(root)
 
