@@ -10,10 +10,11 @@ What each event does:
 - Bounce, Permanent: the address becomes ``bounced`` (never mailed again).
 - Bounce, Transient or Undetermined: counted; after `soft_bounce_limit` of them, ``bounced``.
 - Complaint: ``complained`` (never mailed again), unless the feedback type is ``not-spam``.
-- Delivery: the ledger row of ``mail.messageId`` gets its delivery time.
-Every event is recorded (``Store.record_event``). SQS delivers at least once, so an event
-already recorded for the same (type, address, message id) is skipped: processing a
-redelivered message changes nothing.
+- Delivery: the ledger row of ``mail.messageId`` gets its delivery time, and the address's
+  soft-bounce count starts again (the limit counts soft bounces since the last delivery).
+Every event is recorded. Each recipient's event is applied in one transaction
+(``Store.apply_event``); SQS delivers at least once, so an event already recorded for the
+same (type, address, message id) is skipped: processing a redelivered message changes nothing.
 """
 
 from __future__ import annotations
@@ -210,7 +211,12 @@ def _address(value: Any) -> str | None:
 def process_notification(
     store: Store, body: str | bytes | dict[str, Any], *, soft_bounce_limit: int = SOFT_BOUNCE_LIMIT
 ) -> EventSummary:
-    """Apply one notification to the store; a malformed one is counted (with its reason), never raised."""
+    """Apply one notification to the store; a malformed one is counted (with its reason), never raised.
+
+    Each recipient's event is applied in one transaction (`Store.apply_event`): a crash
+    leaves it either fully applied (a redelivery is then skipped as a duplicate) or not
+    at all (a redelivery applies it).
+    """
     summary = EventSummary()
     try:
         notification = parse_notification(body)
@@ -222,7 +228,7 @@ def process_notification(
     if notification is None or notification.type not in ("Bounce", "Complaint", "Delivery"):
         summary.ignored = 1
         if notification is not None:
-            store.record_event(
+            store.apply_event(
                 notification.type.lower(),
                 _first(notification.recipients),
                 notification.message_id,
@@ -230,61 +236,48 @@ def process_notification(
             )
         return summary
     kind = notification.type.lower()
-    if kind == "delivery" and notification.message_id:
-        store.mark_delivered(notification.message_id)  # idempotent: sets delivered_at again
     for address in notification.recipients:
-        if _already_recorded(store, kind, address, notification.message_id):
+        detail = {**notification.detail, **notification.per_recipient.get(address, {})}
+        if kind == "bounce" and notification.bounce_type == "Permanent":
+            result = store.apply_event(
+                kind,
+                address,
+                notification.message_id,
+                detail,
+                status="bounced",
+                reason=f"permanent bounce ({detail.get('bounceSubType', '?')})",
+            )
+        elif kind == "bounce":
+            # Transient, Undetermined, or a type SES may add later: a soft bounce.
+            result = store.apply_event(
+                kind,
+                address,
+                notification.message_id,
+                detail,
+                soft_bounce=True,
+                soft_bounce_limit=soft_bounce_limit,
+            )
+        elif kind == "complaint" and (notification.feedback_type or "").lower() == "not-spam":
+            detail["action"] = "none: feedback type not-spam"
+            result = store.apply_event(kind, address, notification.message_id, detail)
+        elif kind == "complaint":
+            result = store.apply_event(
+                kind, address, notification.message_id, detail, status="complained", reason="complaint (SES)"
+            )
+        else:
+            result = store.apply_event(kind, address, notification.message_id, detail, delivered=True)
+        if result.duplicate:
             summary.duplicates += 1
             continue
-        detail = {**notification.detail, **notification.per_recipient.get(address, {})}
-        if kind == "bounce":
-            _bounce(
-                store, address, notification.bounce_type or "Undetermined", detail, soft_bounce_limit, summary
-            )
-        elif kind == "complaint":
-            if (notification.feedback_type or "").lower() == "not-spam":
-                detail["action"] = "none: feedback type not-spam"
-            elif _suppress(store, address, "complained", "complaint (SES)"):
-                summary.complained += 1
-        else:
+        if kind == "delivery":
             summary.delivered += 1
-        # Recorded last: a crash before this line leaves the message to be processed again.
-        store.record_event(kind, address, notification.message_id, detail)
-    return summary
-
-
-def _bounce(
-    store: Store, address: str, bounce_type: str, detail: dict[str, Any], limit: int, summary: EventSummary
-) -> None:
-    if bounce_type == "Permanent":
-        if _suppress(store, address, "bounced", f"permanent bounce ({detail.get('bounceSubType', '?')})"):
+        elif kind == "bounce" and notification.bounce_type != "Permanent":
+            summary.soft_bounces += 1
+        if result.changed and result.status == "bounced":
             summary.bounced += 1
-        return
-    # Transient, Undetermined, or a type SES may add later: a soft bounce.
-    count = store.record_soft_bounce(address)
-    summary.soft_bounces += 1
-    detail["soft_bounces"] = count
-    if count >= limit and _suppress(store, address, "bounced", f"{count} soft bounces"):
-        summary.bounced += 1
-
-
-def _suppress(store: Store, address: str, status: str, reason: str) -> bool:
-    """Move a known address to `status`; True if that changed it.
-
-    A complaint is never overwritten by a bounce: it is the stronger reason not to write.
-    """
-    subscriber = store.get_subscriber(address)
-    if subscriber is None or subscriber.status == status:
-        return False
-    if subscriber.status == "complained":
-        return False
-    return store.set_status(subscriber.id, status, reason=reason)
-
-
-def _already_recorded(store: Store, kind: str, address: str, message_id: str | None) -> bool:
-    if message_id is None:
-        return False
-    return any(e["message_id"] == message_id for e in store.list_events(email=address, type=kind))
+        elif result.changed and result.status == "complained":
+            summary.complained += 1
+    return summary
 
 
 def _first(items: tuple[str, ...]) -> str | None:

@@ -80,6 +80,18 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class ApplyResult:
+    """What `Store.apply_event` did for one (event, address)."""
+
+    duplicate: bool  # already recorded for this (type, address, message id): nothing changed
+    known: bool  # the address is a subscriber
+    changed: bool  # the subscriber's status changed
+    status: str | None  # the subscriber's status afterwards (None: unknown address)
+    soft_bounces: int  # the subscriber's soft-bounce count afterwards
+    delivered: int = 0  # ledger rows newly marked delivered
+
+
+@dataclass(frozen=True)
 class SubscriberRow:
     """One subscriber as an import wants it. `status=None`: the source did not say."""
 
@@ -265,8 +277,13 @@ def _migration_1(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[subscribers, deliveries, snapshots, events])
 
 
+def _migration_2(conn: Connection) -> None:
+    """An index on events(message_id): `apply_event` looks up every notification by it."""
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_message_id ON events (message_id)"))
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1]
+MIGRATIONS = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -602,6 +619,125 @@ class Store:
         with self._read() as conn:
             return [r._asdict() for r in conn.execute(query)]
 
+    def apply_event(
+        self,
+        type: str,
+        email: str | None,
+        message_id: str | None,
+        detail: dict[str, Any],
+        *,
+        status: str | None = None,
+        reason: str | None = None,
+        soft_bounce: bool = False,
+        soft_bounce_limit: int | None = None,
+        delivered: bool = False,
+    ) -> ApplyResult:
+        """Apply one notification event for one address, all of it in ONE transaction.
+
+        SQS delivers at least once: when an event of the same `type`, address (any case)
+        and `message_id` is already recorded, nothing is done (`duplicate`). Events without
+        a message id are never deduplicated. Otherwise, in this order:
+        - `soft_bounce`: the subscriber's soft-bounce count goes up by one; reaching
+          `soft_bounce_limit` moves it to ``bounced`` (reason "N soft bounces");
+        - `status`: the subscriber moves there (with `reason`), except that a suppressed
+          address never goes back to active or pending, and ``complained`` is never
+          replaced (it is the strongest reason not to write);
+        - `delivered`: ledger rows of `message_id` get their delivery time (the first
+          one only), and the subscriber's soft-bounce count starts again from 0;
+        - the event is recorded (with ``soft_bounces`` in its detail when counted), plus a
+          ``status`` event when the status changed.
+        A failure anywhere rolls all of it back, so processing the notification again is safe.
+        """
+        if status is not None:
+            _check_status(status)
+        now = _now()
+        key = email_key(email) if email else None
+        with self._write() as conn:
+            if message_id is not None:
+                seen = conn.execute(
+                    sa.select(events.c.id)
+                    .where(
+                        events.c.message_id == message_id,
+                        events.c.type == type,
+                        sa.func.lower(events.c.email) == key if key else events.c.email.is_(None),
+                    )
+                    .limit(1)
+                ).first()
+                if seen is not None:
+                    return ApplyResult(
+                        duplicate=True, known=False, changed=False, status=None, soft_bounces=0
+                    )
+            row = None
+            if key is not None:
+                row = conn.execute(
+                    sa.select(
+                        subscribers.c.id,
+                        subscribers.c.email,
+                        subscribers.c.status,
+                        subscribers.c.soft_bounces,
+                    ).where(subscribers.c.email_key == key)
+                ).first()
+            detail = dict(detail)
+            current = row.status if row else None
+            soft_bounces = row.soft_bounces if row else 0
+            values: dict[str, Any] = {}
+            target = status
+            if soft_bounce and row is not None:
+                soft_bounces += 1
+                values["soft_bounces"] = soft_bounces
+                detail["soft_bounces"] = soft_bounces
+                if target is None and soft_bounce_limit is not None and soft_bounces >= soft_bounce_limit:
+                    target, reason = "bounced", f"{soft_bounces} soft bounces"
+            marked = 0
+            if delivered:
+                if message_id is not None:
+                    marked = conn.execute(
+                        deliveries.update()
+                        .where(deliveries.c.message_id == message_id, deliveries.c.delivered_at.is_(None))
+                        .values(delivered_at=now, updated_at=now)
+                    ).rowcount
+                if row is not None and soft_bounces:
+                    soft_bounces = values["soft_bounces"] = 0
+            changed = (
+                row is not None
+                and target is not None
+                and target != current
+                and current != "complained"
+                and not (current in SUPPRESSED and target not in SUPPRESSED)
+            )
+            if changed:
+                values["status"] = target
+                if target == "unsubscribed":
+                    values["unsubscribed_at"] = now
+                if target == "active" and current == "pending":
+                    values["consent_at"] = now
+            if values and row is not None:
+                values["updated_at"] = now
+                conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(values))
+            conn.execute(
+                events.insert().values(
+                    type=type, email=email, message_id=message_id, detail=detail, received_at=now
+                )
+            )
+            if changed:
+                conn.execute(
+                    events.insert().values(
+                        type="status",
+                        email=row.email,
+                        message_id=None,
+                        detail={"from": current, "to": target, "reason": reason},
+                        received_at=now,
+                    )
+                )
+        return ApplyResult(
+            duplicate=False,
+            known=row is not None,
+            changed=changed,
+            status=target if changed else current,
+            soft_bounces=soft_bounces,
+            delivered=marked,
+        )
+
     # ----------------------------------------------------------------- the ledger
 
     def create_ledger(self, issue: str, *, limit: int | None = None) -> int:
@@ -726,6 +862,31 @@ class Store:
             subscriber_id,
             {"state": "sent", "message_id": message_id, "sent_at": _now(), "outcome": None, "error": None},
         )
+
+    def mark_sent_many(self, issue: str, sent: Iterable[tuple[int, str | None]]) -> None:
+        """Record several (subscriber_id, message_id) as sent in one transaction.
+
+        One commit per message costs more CPU than building the message; a sender
+        records the messages that finished together at once.
+        """
+        now = _now()
+        rows = [{"sid": sid, "mid": mid} for sid, mid in sent]
+        if not rows:
+            return
+        statement = (
+            deliveries.update()
+            .where(deliveries.c.issue == issue, deliveries.c.subscriber_id == sa.bindparam("sid"))
+            .values(
+                state="sent",
+                message_id=sa.bindparam("mid"),
+                sent_at=now,
+                outcome=None,
+                error=None,
+                updated_at=now,
+            )
+        )
+        with self._write() as conn:
+            conn.execute(statement, rows)
 
     def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
         if outcome not in OUTCOMES:

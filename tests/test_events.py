@@ -179,6 +179,155 @@ def test_parse_accepts_bytes_and_raw_events() -> None:
     assert parsed.recipients == ("gone@example.org", "also-gone@example.org")
 
 
+# --------------------------------------------------------------------------- one transaction per event
+
+
+def break_commits(database: Path) -> None:
+    """Make every COMMIT that recorded an event fail, for real, inside SQLite.
+
+    The trigger inserts a row that violates a deferred foreign key: the statements all
+    succeed, and the violation is only detected at COMMIT.
+    """
+    with sqlite3.connect(database) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE commit_guard (
+                ref INTEGER REFERENCES subscribers(id) DEFERRABLE INITIALLY DEFERRED
+            );
+            CREATE TRIGGER fail_commit AFTER INSERT ON events
+            BEGIN INSERT INTO commit_guard VALUES (-1); END;
+            """
+        )
+
+
+def mend_commits(database: Path) -> None:
+    with sqlite3.connect(database) as conn:
+        conn.executescript("DROP TRIGGER fail_commit; DROP TABLE commit_guard;")
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "field", "before"),
+    [
+        ("bounce-transient-raw.json", "full@example.org", "soft_bounces", 0),
+        ("bounce-permanent-sns.json", "gone@example.org", "status", "active"),
+        ("complaint-sns.json", "angry@example.org", "status", "active"),
+    ],
+)
+def test_a_failing_commit_leaves_nothing_half_applied(
+    store: Store, tmp_path: Path, name: str, address: str, field: str, before: object
+) -> None:
+    database = tmp_path / "subscribers.db"
+    body = json.dumps(fixture(name))
+    break_commits(database)
+    with pytest.raises(Exception, match="FOREIGN KEY constraint failed"):
+        process_notification(store, body, soft_bounce_limit=1)
+    # Neither the count, nor the status, nor any event: the whole change was rolled back.
+    assert getattr(store.get_subscriber(address), field) == before
+    assert store.get_subscriber(address).soft_bounces == 0
+    assert store.list_events() == []
+
+    mend_commits(database)  # SQS redelivers the message: it is applied exactly once
+    for _ in range(2):
+        process_notification(store, body, soft_bounce_limit=3)
+    subscriber = store.get_subscriber(address)
+    assert subscriber.soft_bounces == (1 if field == "soft_bounces" else 0)
+    assert subscriber.status == ("active" if field == "soft_bounces" else status(store, address))
+    assert len(store.list_events(email=address, type=raw_event(name)["eventType"].lower())) == 1
+
+
+def test_a_soft_bounce_is_counted_once_when_pollers_race(tmp_path: Path) -> None:
+    """Eight stores (connections) apply the same redelivered bounce at once: one count, one event."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with Store.open(url) as first:
+        first.add_subscriber("full@example.org", status="active")
+    body = json.dumps(fixture("bounce-transient-raw.json"))
+    barrier = threading.Barrier(8)
+    results = []
+
+    def poller() -> None:
+        with Store.open(url) as own:
+            barrier.wait()
+            results.append(process_notification(own, body))
+
+    threads = [threading.Thread(target=poller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted((r.soft_bounces, r.duplicates) for r in results) == [(0, 1)] * 7 + [(1, 0)]
+    with Store.open(url) as check:
+        assert check.get_subscriber("full@example.org").soft_bounces == 1
+        assert len(check.list_events(type="bounce")) == 1
+
+
+def test_apply_event_rules(store: Store) -> None:
+    # Complaint beats bounce; nothing brings a suppressed address back.
+    store.apply_event("complaint", "angry@example.org", "m-1", {}, status="complained", reason="x")
+    late = store.apply_event("bounce", "ANGRY@example.org", "m-2", {}, status="bounced", reason="y")
+    assert (late.duplicate, late.changed, late.status) == (False, False, "complained")
+    store.set_status("gone@example.org", "unsubscribed")
+    assert store.apply_event("x", "gone@example.org", "m-3", {}, status="active").changed is False
+    assert status(store, "gone@example.org") == "unsubscribed"
+    # Dedupe is on (type, address in any case, message id); no message id: never deduplicated.
+    assert store.apply_event("complaint", "Angry@Example.org", "m-1", {}).duplicate is True
+    assert store.apply_event("delivery", "angry@example.org", "m-1", {}).duplicate is False
+    assert store.apply_event("open", None, None, {}).duplicate is False
+    assert store.apply_event("open", None, None, {}).duplicate is False
+    unknown = store.apply_event("bounce", "stranger@example.org", "m-4", {}, soft_bounce=True)
+    assert (unknown.known, unknown.soft_bounces, unknown.changed) == (False, 0, False)
+    # A status change is recorded as its own event, as set_status does.
+    [change] = store.list_events(email="angry@example.org", type="status")
+    assert change["detail"] == {"from": "active", "to": "complained", "reason": "x"}
+
+
+def test_a_delivery_restarts_the_soft_bounce_count(store: Store) -> None:
+    store.create_ledger("2026-03-17")
+    row = next(d for d in store.claim_batch("2026-03-17", 100) if d.email == "full@example.org")
+    store.mark_sent("2026-03-17", row.subscriber_id, "m-delivered")
+    event = fixture("bounce-transient-raw.json")
+    for n in (1, 2):
+        process_notification(store, with_message_id(event, f"soft-{n}"), soft_bounce_limit=3)
+    assert store.get_subscriber("full@example.org").soft_bounces == 2
+    delivery = {
+        "eventType": "Delivery",
+        "mail": {"messageId": "m-delivered"},
+        "delivery": {"recipients": ["full@example.org"]},
+    }
+    assert process_notification(store, delivery).delivered == 1
+    assert store.get_subscriber("full@example.org").soft_bounces == 0
+    first = next(d for d in store.ledger("2026-03-17") if d.email == "full@example.org").delivered_at
+    assert first is not None
+    # Two more soft bounces after the delivery: still under the limit of 3.
+    for n in (3, 4):
+        process_notification(store, with_message_id(event, f"soft-{n}"), soft_bounce_limit=3)
+    assert status(store, "full@example.org") == "active"
+
+
+def test_an_old_database_gains_the_message_id_index(tmp_path: Path) -> None:
+    from newsletter.store import SCHEMA_VERSION
+
+    database = tmp_path / "old.db"
+    with Store.open(f"sqlite:///{database}"):
+        pass
+    with sqlite3.connect(database) as conn:  # back to what version 1 looked like
+        conn.execute("DROP INDEX ix_events_message_id")
+        conn.execute("UPDATE schema_version SET version = 1")
+    with Store.open(f"sqlite:///{database}") as store:
+        assert store.version() == SCHEMA_VERSION == 2
+        store.add_subscriber("full@example.org", status="active")
+        process_notification(store, fixture("bounce-transient-raw.json"))
+    with sqlite3.connect(database) as conn:
+        plan = " ".join(
+            str(row)
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM events WHERE message_id = ? AND type = ?", ("m", "bounce")
+            )
+        )
+    assert "ix_events_message_id" in plan
+
+
 # --------------------------------------------------------------------------- events import
 
 
