@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from . import __version__
@@ -34,6 +34,7 @@ MANIFEST = ".newsletter-manifest.json"
 MANIFEST_VERSION = 1
 CSS_SOURCE = "site/site.css"
 CSS_OUTPUT = "assets/site.{hash}.css"
+
 
 # The site's own words that strings.toml may not have (yet) in every language: English
 # defaults, overridden per key by the strings file.
@@ -143,7 +144,9 @@ class _Site:
         self.settings: Settings = library.settings
         self.memo = memo
         self.env = jinja_environment(self.settings.templates_dir)
-        self.env.filters["markdown"] = lambda text: Markup(memo.get("html", text, lambda: str(MARKDOWN.html(text))))
+        self.env.filters["markdown"] = lambda text: Markup(
+            memo.get("html", text, lambda: str(MARKDOWN.html(text)))
+        )
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
         self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
         self._strings: dict[str, dict[str, Any]] = {}
@@ -349,7 +352,21 @@ class _Site:
         return self.render("404.html.j2", context)
 
     def robots(self) -> str:
-        return f"User-agent: *\nAllow: /\n\nSitemap: {self.settings.url('sitemap.xml')}\n"
+        """Allow everything and name the sitemap.
+
+        Crawlers only read /robots.txt at the root of a host. Under a sub-path
+        (base_url https://example.org/digest/) this file is published but ignored, so it
+        says so and gives the line to add to the host's own robots.txt.
+        """
+        sitemap = f"Sitemap: {self.settings.url('sitemap.xml')}\n"
+        path = urlsplit(self.settings.base_url).path
+        if path in ("", "/"):
+            return "User-agent: *\nAllow: /\n\n" + sitemap
+        return (
+            f"# This site lives under {path}; crawlers only read /robots.txt at the root of the host,\n"
+            "# so this file is ignored there. Add the Sitemap line below to the host's /robots.txt.\n"
+            + sitemap
+        )
 
     def sitemap(self) -> str:
         urls: list[tuple[str, dt.date | None]] = [("", self.issues[-1].date if self.issues else None)]
@@ -487,14 +504,29 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
         raise ArchiveError(f"{out}: expected a folder for the site, found a file")
     manifest = _read_manifest(out)
     if manifest is None:
-        if out.is_dir() and any(out.iterdir()):
+        # Hidden entries (.git of a GitHub Pages checkout, .nojekyll, .DS_Store) are never
+        # written by a build, so they do not make the folder someone else's.
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ArchiveError(
-                f"{out}: the folder is not empty and was not built by newsletter (no {MANIFEST})\n\n"
-                "Choose an empty or new folder with --out, or empty this one first."
+                f"{out}: not a folder newsletter built (no {MANIFEST}), and not empty: {shown}\n\n"
+                "The build will not overwrite files it did not make. Build into a new or empty folder "
+                "with --out DIR, or move these files out of the way first."
             )
         manifest = {"version": MANIFEST_VERSION, "files": {}, "memo": {}}
-    old_files: dict[str, dict[str, Any]] = manifest.get("files", {})
-    memo = _Memo(manifest.get("memo", {}))
+    files = manifest.get("files")
+    # The manifest says what an earlier build may remove: only plain relative paths inside
+    # the folder, whatever a hand-edited or hostile manifest claims.
+    old_files: dict[str, dict[str, Any]] = {
+        path: record
+        for path, record in (files.items() if isinstance(files, dict) else ())
+        if _safe_site_path(path) and isinstance(record, dict)
+    }
+    stored_memo = manifest.get("memo")
+    memo = _Memo(
+        {k: v for k, v in stored_memo.items() if isinstance(v, str)} if isinstance(stored_memo, dict) else {}
+    )
     site = _Site(library, memo)
     report = BuildReport(out=out)
     new_files: dict[str, dict[str, Any]] = {}
@@ -533,6 +565,19 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
     if not manifest_path.is_file() or manifest_path.read_bytes() != encoded:
         _write_atomic(manifest_path, encoded)
     return report
+
+
+def _safe_site_path(path: object) -> bool:
+    """A '/'-separated relative path with no '..', '.', empty or absolute part (a manifest entry)."""
+    if not isinstance(path, str) or not path or "\\" in path or "\0" in path:
+        return False
+    parts = path.split("/")
+    return (
+        not (
+            path.startswith("/") or re.match(r"^[A-Za-z]:", path) or any(p in ("", ".", "..") for p in parts)
+        )
+        and parts[-1] != MANIFEST
+    )
 
 
 def _remove_empty_parents(folder: Path, out: Path) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive import MANIFEST, ArchiveError, build_site, site_server
+from newsletter.archive import MANIFEST, build_site, site_server
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content import Library, load_library
@@ -288,6 +288,8 @@ def check_pages(built: Path) -> int:
             href = attrs.get("href") if tag in ("a", "link") else attrs.get("src") if tag == "img" else None
             if tag == "form":
                 assert attrs["action"] == "https://example.org/api/subscribe"
+            if href == "" and tag == "a":
+                pytest.fail(f'{name}: <a href=""> (tidy warns; link the root as ./)')
             if not href:
                 continue
             if href.startswith("/"):
@@ -415,6 +417,12 @@ def test_right_to_left_issue_page(digest: Path, tmp_path: Path) -> None:
     assert '<html lang="ar" dir="rtl">' in page
     assert "العدد 2" in page and "الأرشيف" in page  # chrome in the issue's language
     assert '<article class="paper" id="arabic-dialects" lang="en" dir="auto">' in page
+    # the site's words inside an English paper stay marked as Arabic (and isolated for bidi)
+    assert re.search(r'<time datetime="[\d-]+" lang="ar" dir="rtl">[^<]*[\u0600-\u06ff]', page)
+    assert '<a href="../../papers/arabic-dialects/" lang="ar" dir="rtl">' in page
+    english = (out / f"issues/{FIRST}/index.html").read_text()
+    assert '<p class="permalink"><a href="../../papers/cjk-tokenizers/">' in english
+    assert not re.search(r'<(time|li|span)[^>]* lang="ar"', english)
     index = (out / "index.html").read_text()
     assert '<h3 lang="ar" dir="rtl">' in index and '<html lang="en" dir="ltr">' in index
     # the pages link each other, newest first in the index
@@ -484,19 +492,84 @@ def test_refuses_a_folder_it_did_not_build(digest: Path, tmp_path: Path) -> None
     out = tmp_path / "mine"
     out.mkdir()
     (out / "index.html").write_text("my own page")
-    with pytest.raises(ArchiveError, match=r"mine: the folder is not empty and was not built by newsletter"):
-        build_site(load(digest), out)
+    for name in ("a.css", "b.js", "c.txt"):
+        (out / name).write_text("mine")
+    result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build", "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {out}: not a folder newsletter built (no {MANIFEST}), and not empty: "
+        "a.css, b.js, c.txt and 1 more\n\n"
+        "The build will not overwrite files it did not make. Build into a new or empty folder "
+        "with --out DIR, or move these files out of the way first.\n"
+    )
     assert (out / "index.html").read_text() == "my own page"
+    assert sorted(p.name for p in out.iterdir()) == ["a.css", "b.js", "c.txt", "index.html"]
+
+
+def test_builds_into_a_folder_with_only_hidden_entries(digest: Path, tmp_path: Path) -> None:
+    """A GitHub Pages checkout (.git, .nojekyll) is not someone else's site; the build leaves them be."""
+    out = tmp_path / "pages"
+    (out / ".git").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/gh-pages\n")
+    (out / ".nojekyll").write_text("")
+    report = build_site(load(digest), out)
+    assert "index.html" in report.written
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/gh-pages\n" and (
+        out / ".nojekyll"
+    ).exists()
+    edit(digest / "issues" / f"{FIRST}.md", "status: published", "status: draft")
+    build_site(load(digest), out)  # everything the build made goes; hidden entries stay
+    assert (out / ".git" / "HEAD").is_file() and (out / ".nojekyll").exists()
+
+
+def test_a_hostile_manifest_cannot_remove_files_outside_the_site(digest: Path, built: Path) -> None:
+    victim = built.parent / "victim.txt"
+    victim.write_text("keep me")
+    inside = built / "notes.txt"
+    inside.write_text("mine, not the build's")
+    manifest = json.loads((built / MANIFEST).read_text())
+    record = {"sha256": "0" * 64, "size": 1, "key": None}
+    for path in ("../victim.txt", str(victim), "./notes.txt", "a/../notes.txt", "a//b", "", MANIFEST):
+        manifest["files"][path] = record
+    manifest["memo"] = ["not", "a", "dict"]
+    (built / MANIFEST).write_text(json.dumps(manifest))
+    report = build_site(load(digest), built)
+    assert report.removed == []
+    assert victim.read_text() == "keep me" and inside.read_text() == "mine, not the build's"
+    assert (built / MANIFEST).is_file() and (built / "index.html").is_file()
+    cleaned = json.loads((built / MANIFEST).read_text())
+    assert not any(".." in p or p.startswith("/") or p.startswith("./") for p in cleaned["files"])
+
+
+def test_robots_txt_at_the_root_and_under_a_sub_path(digest: Path, built: Path, tmp_path: Path) -> None:
+    # under /digest/ crawlers never read it: it says so and names the sitemap for the host's file
+    robots = (built / "robots.txt").read_text()
+    assert "crawlers only read /robots.txt at the root of the host" in robots
+    assert robots.endswith("Sitemap: https://example.org/digest/sitemap.xml\n")
+    assert "User-agent" not in robots  # nothing to paste into the host's rules by mistake
+    edit(digest / "newsletter.toml", '"https://example.org/digest"', '"https://digest.example.org"')
+    build_site(load(digest), tmp_path / "root")
+    assert (tmp_path / "root" / "robots.txt").read_text() == (
+        "User-agent: *\nAllow: /\n\nSitemap: https://digest.example.org/sitemap.xml\n"
+    )
 
 
 def test_cli_build(digest: Path) -> None:
     result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build"])
     assert result.exit_code == 0, result.output
-    assert "wrote      index.html" in result.output
-    assert result.output.strip().endswith("site: 17 written, 0 unchanged, 0 removed")
+    # one line, however many files: `newsletter demo` prints it among its other steps
+    assert result.output == f"{digest / 'site'}: 17 written, 0 unchanged, 0 removed\n"
     assert (digest / "site" / f"issues/{FIRST}/index.html").is_file()
     again = CliRunner().invoke(main, ["--root", str(digest), "archive", "build"])
-    assert again.output.strip().endswith("site: 0 written, 17 unchanged, 0 removed")
+    assert again.output == f"{digest / 'site'}: 0 written, 17 unchanged, 0 removed\n"
+
+    edit(digest / "issues" / f"{FIRST}.md", "status: published", "status: draft")
+    verbose = CliRunner().invoke(main, ["--root", str(digest), "archive", "build", "-v"])
+    assert verbose.exit_code == 0, verbose.output
+    lines = verbose.output.splitlines()
+    assert lines[-1] == f"{digest / 'site'}: 5 written, 3 unchanged, 9 removed"
+    assert "wrote      index.html" in lines and f"removed    issues/{FIRST}/index.html" in lines
+    assert len(lines) == 5 + 9 + 1
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -705,3 +778,63 @@ def test_publish_needs_a_built_site(digest: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {tmp_path / 'nothing'}: no built site here")
     assert "newsletter archive build" in result.output
+
+
+# -- the stylesheet: contrast in light and dark mode (WCAG 2.x AA) ------------------------------
+
+
+def _palettes(css: str) -> dict[str, dict[str, str]]:
+    light_part, dark_part = css.split("@media (prefers-color-scheme: dark)", 1)
+    light = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6})\b", light_part))
+    dark = {**light, **dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6})\b", dark_part.split("}\n}", 1)[0]))}
+    return {"light": light, "dark": dark}
+
+
+def _contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+# (foreground, background, minimum): text 4.5:1; focus ring and input borders 3:1 (WCAG 1.4.11)
+CONTRAST_PAIRS = [
+    ("fg", "bg", 4.5), ("muted", "bg", 4.5), ("accent", "bg", 4.5),  # body text, meta, links
+    ("fg", "soft", 4.5), ("muted", "soft", 4.5), ("accent", "soft", 4.5),  # subscribe box, notes
+    ("tag-fg", "tag-bg", 4.5), ("accent-fg", "accent", 4.5), ("header-fg", "header-bg", 4.5),
+    ("focus", "bg", 3.0), ("focus", "soft", 3.0), ("muted", "bg", 3.0),
+]  # fmt: skip
+
+
+def test_colour_contrast_in_light_and_dark_mode() -> None:
+    css = (REPO / "templates" / "site" / "site.css").read_text(encoding="utf-8")
+    palettes = _palettes(css)
+    assert palettes["dark"]["bg"] != palettes["light"]["bg"]  # the dark block was read
+    low = [
+        f"{mode}: {fg} {palette[fg]} on {bg} {palette[bg]} = {_contrast(palette[fg], palette[bg]):.2f} < {need}"
+        for mode, palette in palettes.items()
+        for fg, bg, need in CONTRAST_PAIRS
+        if _contrast(palette[fg], palette[bg]) < need
+    ]
+    assert not low, low
+    # the header's own focus colour, on the header in both modes
+    ring = re.search(r"\.site-header :focus-visible \{ outline-color: (#[0-9a-fA-F]{6})", css)
+    assert ring and all(_contrast(ring[1], p["header-bg"]) >= 3 for p in palettes.values())
+    assert round(_contrast("#777777", "#ffffff"), 2) == 4.48  # the formula itself (WebAIM's figure)
+
+
+@pytest.mark.skipif(shutil.which("tidy") is None, reason="Debian tidy not installed (apt-get install tidy)")
+def test_tidy_finds_nothing(digest: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    publish_draft(digest)  # the right-to-left issue too
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    for name in (n for n in site_files(out) if n.endswith(".html")):
+        result = subprocess.run(["tidy", "-q", "-e", str(out / name)], capture_output=True, text=True)
+        # tidy 5.6 predates the standard `loading` attribute of <img>
+        warnings = [w for w in result.stderr.splitlines() if 'proprietary attribute "loading"' not in w]
+        assert not warnings, (name, warnings)

@@ -23,9 +23,14 @@ def archive() -> None:
 
 @archive.command()
 @OUT_OPTION
+@click.option("--verbose", "-v", is_flag=True, help="List every file written or removed.")
 @pass_context
-def build(obj: Context, out: Path | None) -> None:
+def build(obj: Context, out: Path | None, verbose: bool) -> None:
     """Build the archive site: pages, feeds, sitemap; writes only what changed.
+
+    Prints one summary line; --verbose lists the files too. Under a sub-path
+    (base_url https://example.org/digest/) crawlers ignore the site's robots.txt:
+    add its Sitemap line to the host's own /robots.txt.
 
     \b
     Example:
@@ -37,10 +42,11 @@ def build(obj: Context, out: Path | None) -> None:
     settings = obj.settings
     target = out or settings.site_dir
     report = build_site(load_library(settings), target)
-    for path in report.written:
-        click.echo(f"wrote      {path}")
-    for path in report.removed:
-        click.echo(f"removed    {path}")
+    if verbose:
+        for path in report.written:
+            click.echo(f"wrote      {path}")
+        for path in report.removed:
+            click.echo(f"removed    {path}")
     click.echo(
         f"{target}: {len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed"
     )
