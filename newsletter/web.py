@@ -9,7 +9,8 @@ Routes (relative to settings.web_url):
     GET  /healthz          200 "ok"
     GET  /  , /subscribe   the subscribe form
     POST /subscribe        email [, name, language]; honeypot `website` must be empty
-    GET  /confirm?token=   double opt-in: pending -> active
+    GET  /confirm?token=   a page with a button; never confirms by itself (link scanners)
+    POST /confirm          token: double opt-in, pending -> active (the page's button)
     GET  /u/<token>        a confirmation page; never unsubscribes by itself (link scanners)
     POST /u/<token>        RFC 8058 one-click (`List-Unsubscribe=One-Click`) or the page's form
 
@@ -59,6 +60,17 @@ MAX_NAME = 200
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
+# templates/web/confirm.html, for templates folders that predate it
+CONFIRM_PAGE = """{% extends "web/base.html" %}
+{% block title %}{{ t.confirm_button }}{% endblock %}
+{% block content %}
+<p>{{ t("confirm_intro", email=email) }}</p>
+<form method="post" action="confirm">
+  <input type="hidden" name="token" value="{{ token }}">
+  <button type="submit">{{ t.confirm_button }}</button>
+</form>
+{% endblock %}
+"""
 
 SECURITY_HEADERS = {
     # Pages carry only inline CSS: no scripts, images, fonts or frames from anywhere.
@@ -67,7 +79,9 @@ SECURITY_HEADERS = {
         "base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # never leak a token in a Referer header
+    # Never leak a token to another site in a Referer header. Not "no-referrer": with it,
+    # browsers send `Origin: null` on the page's own form POSTs, which same_site() must refuse.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",  # pages may show an address or carry a token
 }
@@ -135,10 +149,14 @@ class Pages:
     """Renders templates/web/*.html with the web strings of one language."""
 
     def __init__(self, settings: Settings) -> None:
+        from jinja2 import ChoiceLoader, DictLoader
+
         from .render import jinja_environment
 
         self.settings = settings
         self.env = jinja_environment(settings.templates_dir)
+        # Newsletters made before the confirmation page existed have no web/confirm.html.
+        self.env.loader = ChoiceLoader([self.env.loader, DictLoader({"web/confirm.html": CONFIRM_PAGE})])
         path = settings.templates_dir / WEB_STRINGS
         try:
             self.table: dict[str, dict[str, Any]] = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -280,7 +298,7 @@ class SubscriptionApp:
             "/healthz": {"GET": self.healthz},
             "/": {"GET": self.subscribe_form},
             "/subscribe": {"GET": self.subscribe_form, "POST": self.subscribe},
-            "/confirm": {"GET": self.confirm},
+            "/confirm": {"GET": self.confirm_page, "POST": self.confirm},
         }
 
     def flush(self, timeout: float | None = 30.0) -> None:
@@ -457,9 +475,12 @@ class SubscriptionApp:
     def same_site(self, request: Request) -> bool:
         """False when the browser says the form was posted from another site.
 
-        Browsers send Origin on cross-site POSTs; without it, Referer (when the user's
-        settings allow it). Neither: a non-browser client, which the token bucket limits.
+        `Sec-Fetch-Site: same-origin` (set by the browser, never by a page) is our own
+        form. Otherwise browsers send Origin on POSTs; without it, Referer (when the
+        user's settings allow it). Neither: a non-browser client, which the token bucket limits.
         """
+        if request.headers.get("Sec-Fetch-Site") == "same-origin":
+            return True
         origin = request.headers.get("Origin")
         if origin is not None:
             return origin != "null" and urlsplit(origin).hostname in self.allowed_hosts
@@ -468,8 +489,40 @@ class SubscriptionApp:
             return urlsplit(referer).hostname in self.allowed_hosts
         return True
 
-    def confirm(self, request: Request, _: str) -> Response:
+    def confirm_page(self, request: Request, _: str) -> Response:
+        """The confirmation link's page: a button that POSTs. A GET never confirms.
+
+        Mail security scanners fetch every link in a message; if a GET confirmed, anyone
+        could subscribe someone else's address and the scanner would confirm it for them.
+        """
         token = request.args.get("token", "")
+        found = self.confirm_subscriber(request, token)
+        if isinstance(found, Response):
+            return found
+        subscriber, language = found
+        if subscriber.status == "active":
+            return self.page(
+                request, 200, "confirmed_title", "confirmed", language=language, email=subscriber.email
+            )
+        return self.html(200, "confirm.html", language, email=subscriber.email, token=token)
+
+    def confirm(self, request: Request, _: str) -> Response:
+        """The confirmation page's button: pending -> active. Idempotent."""
+        found = self.confirm_subscriber(request, request.form.get("token", ""))
+        if isinstance(found, Response):
+            return found
+        subscriber, language = found
+        if subscriber.status == "pending":
+            self.store.set_status(subscriber.id, "active", reason="confirmed by link (web)")
+            subscriber = self.store.get_subscriber(subscriber.id) or subscriber
+        if subscriber.status == "active":
+            return self.page(
+                request, 200, "confirmed_title", "confirmed", language=language, email=subscriber.email
+            )
+        return self.page(request, 409, "link_title", "confirm_suppressed", language=language)
+
+    def confirm_subscriber(self, request: Request, token: str) -> Response | tuple[Subscriber, str]:
+        """The pending or active subscriber a confirmation token names, or the error page to answer."""
         try:
             address = tokens.read_token(self.secret, tokens.CONFIRM, token)
         except tokens.InvalidToken as exc:
@@ -479,14 +532,9 @@ class SubscriptionApp:
         language = self.pages.language_of(subscriber.language if subscriber else None)
         if subscriber is None:
             return self.page(request, 400, "link_title", "confirm_gone", language=language)
-        if subscriber.status == "pending":
-            self.store.set_status(subscriber.id, "active", reason="confirmed by link (web)")
-            subscriber = self.store.get_subscriber(subscriber.id) or subscriber
-        if subscriber.status == "active":
-            return self.page(
-                request, 200, "confirmed_title", "confirmed", language=language, email=subscriber.email
-            )
-        return self.page(request, 409, "link_title", "confirm_suppressed", language=language)
+        if subscriber.status in SUPPRESSED:
+            return self.page(request, 409, "link_title", "confirm_suppressed", language=language)
+        return subscriber, language
 
     def read_unsubscribe(self, token: str) -> str | None:
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email
+import html
 import http.client
 import re
+import shutil
 import socket
 import sqlite3
 import threading
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -30,12 +32,14 @@ SECRET = "test-secret-for-web-tests"
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
 
-def write_newsletter(root: Path, web_url: str, *, transport: str = "memory") -> None:
+def write_newsletter(
+    root: Path, web_url: str, *, transport: str = "memory", templates: Path | None = None
+) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "newsletter.toml").write_text(
         f"""
@@ -54,7 +58,7 @@ list_id = "test.digest.example.org"
 url = "{web_url}"
 
 [paths]
-templates = "{REPO / "templates"}"
+templates = "{templates or REPO / "templates"}"
 outbox = "outbox"
 
 [send]
@@ -126,18 +130,34 @@ def serve_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)
     started: list[tuple[threading.Event, threading.Thread, Store, SubscriptionApp]] = []
 
-    def start(limits: RateLimits | None = None, transport=None) -> Served:
+    def start(
+        limits: RateLimits | None = None,
+        transport=None,
+        *,
+        wrap=None,
+        content: Path | None = None,
+        templates: Path | None = None,
+    ) -> Served:
+        """`wrap`: WSGI middleware around the app; `content`: a newsletter whose papers/ and
+        issues/ to copy in; `templates`: another templates folder."""
+        import shutil
+
         import waitress.server
 
         sock = _free_socket()
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
         root = tmp_path / f"nl{len(started)}"
-        write_newsletter(root, url)
+        write_newsletter(root, url, templates=templates)
+        if content is not None:
+            for sub in ("papers", "issues"):
+                shutil.copytree(content / sub, root / sub)
         settings = load_settings(root)
         store = Store.open(settings.database_url)
         transport = transport or MemoryTransport()
         app = create_app(settings, store=store, transport=transport, limits=limits)
-        server = waitress.server.create_server(app, sockets=[sock], threads=8, ident="test")
+        server = waitress.server.create_server(
+            wrap(app) if wrap else app, sockets=[sock], threads=8, ident="test"
+        )
         stop = threading.Event()
 
         def run() -> None:
@@ -173,6 +193,19 @@ def confirm_link(message: email.message.EmailMessage) -> str:
     match = re.search(r"(http://\S+/confirm\?token=\S+)", text)
     assert match, text
     return match.group(1)
+
+
+def press_confirm(web: Served, link: str) -> Answer:
+    """Open the confirmation link's page, then press its button (POST the page's own form)."""
+    page = web.request("GET", path_of(link))
+    assert page.status == 200, page.body
+    form = re.search(
+        r'<form method="post" action="([^"]+)">\s*<input type="hidden" name="token" value="([^"]+)">',
+        page.body,
+    )
+    assert form, page.body
+    action = urljoin(link, html.unescape(form.group(1)))
+    return web.post_form(path_of(action), {"token": html.unescape(form.group(2))})
 
 
 def path_of(url: str) -> str:
@@ -226,7 +259,7 @@ def test_head_and_unknown_methods_are_405_with_allow(web: Served) -> None:
     delete = web.request("DELETE", "/confirm")
     assert head.status == 405 and head.headers["Allow"] == "GET, POST"
     assert put.status == 405 and put.headers["Allow"] == "GET, POST"
-    assert delete.status == 405 and delete.headers["Allow"] == "GET"
+    assert delete.status == 405 and delete.headers["Allow"] == "GET, POST"
     assert "does not accept this kind of request" in put.body
 
 
@@ -267,14 +300,26 @@ def test_subscribe_sends_a_confirmation_whose_link_activates(web: Served) -> Non
     assert link.startswith(web.url + "confirm?token=")
     assert f'href="{link}"' in msg.get_body(("html",)).get_content()
 
-    confirmed = web.request("GET", path_of(link))
+    # Opening the link (what a mail scanner does, too) only shows the button.
+    for _ in range(2):
+        page = web.request("GET", path_of(link))
+        assert page.status == 200 and '<html lang="de" dir="ltr">' in page.body
+        assert "Abonnement bestätigen</button>" in page.body and "Ann@example.org" in page.body
+    assert web.subscriber("ann@example.org").status == "pending"
+    assert status_events(web, "ann@example.org") == []
+
+    confirmed = press_confirm(web, link)
     assert confirmed.status == 200 and "Ann@example.org" in confirmed.body
     active = web.subscriber("ann@example.org")
     assert active.status == "active" and active.consent_at is not None
 
-    replay = web.request("GET", path_of(link))
-    assert replay.status == 200
+    replay = web.post_form("/confirm", {"token": link.split("token=")[1]})  # the button, pressed again
+    assert replay.status == 200 and "Ann@example.org" in replay.body
     assert web.subscriber("ann@example.org").consent_at == active.consent_at  # idempotent
+    # Once active, the link's page says so instead of offering the button again.
+    again = web.request("GET", path_of(link))
+    assert again.status == 200 and "<form" not in again.body and "Ann@example.org" in again.body
+    assert len(status_events(web, "ann@example.org")) == 1
 
 
 def test_confirmation_through_the_file_transport(serve_app, tmp_path: Path) -> None:
@@ -286,7 +331,7 @@ def test_confirmation_through_the_file_transport(serve_app, tmp_path: Path) -> N
     [eml] = list(outbox.glob("*.eml"))
     message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert message["To"] == "file@example.org"
-    assert web.request("GET", path_of(confirm_link(message))).status == 200
+    assert press_confirm(web, confirm_link(message)).status == 200
     assert web.subscriber("file@example.org").status == "active"
 
 
@@ -369,28 +414,154 @@ def test_rate_limits_per_client_and_per_address(serve_app) -> None:
     assert web.transport.recipients == ["one@example.org", "two@example.org", "three@example.org"]
 
 
-def test_expired_and_forged_confirm_tokens(web: Served) -> None:
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_expired_and_forged_confirm_tokens(web: Served, method: str) -> None:
     web.post_form("/subscribe", {"email": "late@example.org"})
+
+    def confirm(token: str | None) -> Answer:
+        if method == "GET":
+            return web.request("GET", "/confirm" + (f"?token={token}" if token is not None else ""))
+        return web.post_form("/confirm", {} if token is None else {"token": token})
+
     old = tokens.confirm_token(SECRET.encode(), "late@example.org", ttl=60, now=time.time() - 3600)
-    expired = web.request("GET", f"/confirm?token={old}")
+    expired = confirm(old)
     assert expired.status == 400 and "has expired" in expired.body
-    forged_token = tokens.confirm_token(b"another secret", "late@example.org")
-    forged = web.request("GET", f"/confirm?token={forged_token}")
-    empty = web.request("GET", "/confirm")
-    wrong_purpose = web.request("GET", f"/confirm?token={tokens.unsubscribe_token(SECRET.encode(), 1)}")
-    for answer in (forged, empty, wrong_purpose):
+    forged = confirm(tokens.confirm_token(b"another secret", "late@example.org"))
+    empty = confirm(None)
+    wrong_purpose = confirm(tokens.unsubscribe_token(SECRET.encode(), 1))
+    # the subject changed under a valid signature: the signature no longer matches
+    good = tokens.confirm_token(SECRET.encode(), "late@example.org")
+    signature = good.split(".")[1]
+    other = tokens.make_token(SECRET.encode(), "c", "other@example.org", expires_at=2**40).split(".")[0]
+    spliced = confirm(f"{other}.{signature}")
+    for answer in (forged, empty, wrong_purpose, spliced):
         assert answer.status == 400 and "not valid" in answer.body
+        assert "<form" not in answer.body
     assert web.subscriber("late@example.org").status == "pending"
+    assert web.subscriber("other@example.org") is None
 
 
 def test_a_replayed_confirm_never_reactivates(web: Served) -> None:
     web.post_form("/subscribe", {"email": "back@example.org"})
-    link = path_of(confirm_link(web.transport.messages[0].message))
-    assert web.request("GET", link).status == 200
+    link = confirm_link(web.transport.messages[0].message)
+    assert press_confirm(web, link).status == 200
     web.store.set_status("back@example.org", "unsubscribed", reason="test")
-    replay = web.request("GET", link)
-    assert replay.status == 409 and "editor@example.org" in replay.body
+    replay = web.request("GET", path_of(link))
+    assert replay.status == 409 and "editor@example.org" in replay.body and "<form" not in replay.body
+    pressed = web.post_form("/confirm", {"token": link.split("token=")[1]})
+    assert pressed.status == 409
     assert web.subscriber("back@example.org").status == "unsubscribed"
+
+
+def test_sec_fetch_site_same_origin_is_our_own_form(web: Served) -> None:
+    # What browsers send on a page's own POST when the referrer policy withholds the origin.
+    own = web.post_form(
+        "/subscribe", {"email": "own@example.org"}, {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert own.status == 200 and web.subscriber("own@example.org").status == "pending"
+    for headers in (
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    ):
+        assert web.post_form("/subscribe", {"email": "csrf@example.org"}, headers).status == 403, headers
+    assert web.subscriber("csrf@example.org") is None
+
+
+def test_a_templates_folder_without_the_confirm_page_still_confirms(serve_app, tmp_path: Path) -> None:
+    """Newsletters made by an older `newsletter init` have no web/confirm.html: a built-in page stands in."""
+    import shutil
+
+    old = tmp_path / "old-templates"
+    shutil.copytree(REPO / "templates", old)
+    (old / "web" / "confirm.html").unlink()
+    web = serve_app(templates=old)
+    web.post_form("/subscribe", {"email": "old@example.org"})
+    link = confirm_link(web.transport.messages[0].message)
+    assert "Confirm subscription</button>" in web.request("GET", path_of(link)).body
+    assert press_confirm(web, link).status == 200
+    assert web.subscriber("old@example.org").status == "active"
+
+
+# --------------------------------------------------------------------------- a real browser
+
+
+def autosubmit(scripts: dict[str, str]):
+    """Middleware for the browser test: on `GET <path>?autosubmit=1`, add a script that
+    presses the page's own button. Everything else the app sends (notably its
+    Referrer-Policy, which decides the Origin the browser sends) is kept."""
+
+    def wrap(app):
+        def middleware(environ, start_response):
+            path = environ["PATH_INFO"]
+            script = scripts.get("/u" if path.startswith("/u/") else path)
+            if environ["REQUEST_METHOD"] != "GET" or "autosubmit=1" not in environ.get("QUERY_STRING", ""):
+                script = None
+            if script is None:
+                return app(environ, start_response)
+            seen: dict = {}
+
+            def capture(status, headers, exc_info=None):
+                seen.update(status=status, headers=headers)
+
+            body = b"".join(app(environ, capture))
+            body = body.replace(b"</body>", f"<script>{script}</script></body>".encode())
+            headers = [
+                (k, v + "; script-src 'unsafe-inline'" if k == "Content-Security-Policy" else v)
+                for k, v in seen["headers"]
+                if k != "Content-Length"
+            ]
+            start_response(seen["status"], [*headers, ("Content-Length", str(len(body)))])
+            return [body]
+
+        return middleware
+
+    return wrap
+
+
+def browse(url: str, profile: Path) -> str:
+    """The DOM headless Chromium ends on after loading `url` (and whatever the page submits)."""
+    import subprocess
+
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_a_real_browser_subscribes_confirms_and_unsubscribes_with_the_pages_buttons(
+    serve_app, tmp_path: Path
+) -> None:
+    press = "document.querySelector('form button').click()"
+    web = serve_app(
+        wrap=autosubmit(
+            {
+                "/subscribe": "document.getElementById('email').value = 'browser@example.org'; " + press,
+                "/confirm": press,
+                "/u": press,
+            }
+        )
+    )
+    subscribed = browse(web.url + "subscribe?autosubmit=1", tmp_path / "profile")
+    assert "Check your inbox" in subscribed, subscribed
+    web.app.flush()
+    assert web.subscriber("browser@example.org").status == "pending"
+
+    link = confirm_link(web.transport.messages[0].message)
+    confirmed = browse(link + "&autosubmit=1", tmp_path / "profile")
+    assert "You are subscribed" in confirmed, confirmed
+    subscriber = web.subscriber("browser@example.org")
+    assert subscriber.status == "active"
+
+    unsubscribed = browse(
+        web.url + unsubscribe_path(subscriber.id)[1:] + "?autosubmit=1", tmp_path / "profile"
+    )
+    assert "You are unsubscribed" in unsubscribed, unsubscribed
+    assert web.subscriber("browser@example.org").status == "unsubscribed"
 
 
 # --------------------------------------------------------------------------- unsubscribe
