@@ -16,6 +16,7 @@ are added when the file lacks them (e.g. a listing paper gains its arXiv id).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -33,14 +34,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from . import __version__
-from .content import ARXIV_ID, NOTE_HEADING
+from .content import ARXIV_ID, NOTE_HEADING, split_note
+from .content import _loader as content_yaml_loader
 from .errors import NewsletterError, Problem
 
 FORMATS = ("listing", "hf", "arxiv")
-PROJECT_URL = "https://github.com/newsletter-digest/newsletter"
-USER_AGENT = f"newsletter/{__version__} (+{PROJECT_URL})"
 HF_DAILY_PAPERS = "https://huggingface.co/api/daily_papers"
-ARXIV_API = "http://export.arxiv.org/api/query"
+ARXIV_API = "https://export.arxiv.org/api/query"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # a daily listing is ~100 kB; more means a wrong URL
 
 # The front-matter order every written file uses (unknown keys an editor added follow, in their order).
@@ -61,6 +61,23 @@ DATE_LINE = re.compile(
     r"(?:,?\s+(?P<y>\d{4}))?$"
 )
 SLUG_MAX = 60
+
+
+def _user_agent() -> str:
+    """'newsletter/VERSION', plus the project's home page when the installed package declares one."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata("newsletter")
+    except metadata.PackageNotFoundError:
+        return f"newsletter/{__version__}"
+    urls = [u.partition(",")[2].strip() for u in meta.get_all("Project-URL") or []]
+    urls.append(meta.get("Home-page") or "")
+    home = next((u for u in urls if u.startswith("https://")), None)
+    return f"newsletter/{__version__}" + (f" (+{home})" if home else "")
+
+
+USER_AGENT = _user_agent()
 MAX_TITLE = 500
 MAX_TAGS_FROM_SOURCE = 5
 
@@ -360,9 +377,13 @@ def parse_hf(data: Any, *, where: str) -> Parsed:
         title = clean_line(raw_title) if isinstance(raw_title, str) else ""
         raw_id = paper.get("id")
         arxiv = raw_id.strip() if isinstance(raw_id, str) else None
-        if arxiv is not None and not ARXIV_ID.match(arxiv):
+        if raw_id is not None and (arxiv is None or not ARXIV_ID.match(arxiv)):
+            # A JSON number cannot be an id: 2401.10010 arrives as 2401.1001.
+            kind = "" if isinstance(raw_id, str) else f" ({_json_kind(raw_id)} in JSON, not a string)"
             parsed.refused.append(
-                Refusal(item_where, title or None, f"expected an arXiv id like 2412.04003, got {raw_id!r}")
+                Refusal(
+                    item_where, title or None, f"expected an arXiv id like 2412.04003, got {raw_id!r}{kind}"
+                )
             )
             continue
         summary = paper.get("summary") or item.get("summary")
@@ -390,9 +411,7 @@ def parse_hf(data: Any, *, where: str) -> Parsed:
             project_page=_http_url(paper.get("projectPage")),
             thumbnail=thumbnail,
             thumbnail_alt=f"Thumbnail for {title}" if thumbnail and title else None,
-            upvotes=upvotes
-            if isinstance(upvotes, int) and not isinstance(upvotes, bool) and upvotes >= 0
-            else None,
+            upvotes=_count(upvotes),
             tags=tags[:MAX_TAGS_FROM_SOURCE],
         )
         if arxiv:
@@ -401,10 +420,25 @@ def parse_hf(data: Any, *, where: str) -> Parsed:
     return parsed
 
 
+def _count(value: Any) -> int | None:
+    """A whole number >= 0 from JSON (a number, or digits in a string), else None."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
 def _json_kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+    }.get(type(value), type(value).__name__)
 
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -545,50 +579,99 @@ class Fetched:
     content_type: str | None = None
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) URLs only (urllib also follows them to ftp:)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        scheme = urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise SourceError(req.full_url, f"expected a redirect to an http(s) URL, got one to {newurl!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header given in seconds (the HTTP-date form is ignored)."""
+    if value and value.strip().isascii() and value.strip().isdigit():
+        return min(float(value.strip()), MAX_RETRY_AFTER)
+    return None
+
+
 def fetch(
     url: str,
     *,
     timeout: float = 30.0,
+    deadline: float = 120.0,
     retries: int = 3,
     backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Fetched:
-    """GET a URL; retry 5xx, connection errors and truncated bodies `retries` times with backoff.
+    """GET a URL; retry 429, 5xx, connection errors and truncated bodies `retries` times with backoff.
 
-    Raises SourceError naming the URL, what was expected and what came back.
+    `timeout` bounds each connect and read; `deadline` bounds one whole attempt, so a
+    server that trickles bytes cannot hold the import forever. Raises SourceError naming
+    the URL, what was expected and what came back.
     """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     attempts = retries + 1
     last = ""
     for attempt in range(1, attempts + 1):
+        wait = backoff * 2 ** (attempt - 1)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with opener.open(request, timeout=timeout) as response:
                 length = response.headers.get("Content-Length")
-                try:
-                    body = response.read(MAX_BODY_BYTES + 1)
-                except IncompleteRead as exc:
-                    body = exc.partial
+                body, last = _read_body(response, time.monotonic() + deadline, deadline)
                 if len(body) > MAX_BODY_BYTES:
                     raise SourceError(
                         url, f"response larger than {MAX_BODY_BYTES // 2**20} MB; expected a paper listing"
                     )
-                if length is not None and length.isdigit() and int(length) != len(body):
+                if not last and length is not None and length.isdigit() and int(length) != len(body):
                     last = (
                         f"truncated response: expected {int(length)} bytes (Content-Length), got {len(body)}"
                     )
-                else:
+                if not last:
                     return Fetched(body, response.headers.get("Content-Type"))
         except urllib.error.HTTPError as exc:
             status = f"HTTP {exc.code} {exc.reason}"
-            if exc.code < 500:
+            exc.close()
+            if exc.code not in RETRY_STATUSES:
                 raise SourceError(url, f"expected HTTP 200, got {status}") from None
             last = f"expected HTTP 200, got {status}"
+            wait = max(wait, _retry_after(exc.headers.get("Retry-After")) or 0.0)
         except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            last = f"cannot connect: {reason}"
+            if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+                last = f"no answer within {timeout:g} s (timeout)"
+            else:
+                last = f"cannot connect: {reason}"
         if attempt < attempts:
-            sleep(backoff * 2 ** (attempt - 1))
+            sleep(wait)
     raise SourceError(url, f"{last} (after {attempts} attempts)")
+
+
+def _read_body(response: Any, until: float, deadline: float) -> tuple[bytes, str]:
+    """The body (at most MAX_BODY_BYTES + 1 bytes) and why it is incomplete ('' when it is not)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        if time.monotonic() > until:
+            return b"".join(chunks), f"the response took longer than {deadline:g} s"
+        try:
+            chunk = response.read1(min(64 * 1024, MAX_BODY_BYTES + 1 - size))  # one recv: see `until`
+        except IncompleteRead as exc:  # the connection closed early (also without Content-Length)
+            got = size + len(exc.partial)
+            return b"".join(
+                chunks
+            ) + exc.partial, f"truncated response: the connection closed after {got} bytes"
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), ""
 
 
 def read_source(source: str, **fetch_options: Any) -> Fetched:
@@ -626,11 +709,17 @@ def arxiv_url(query: str, max_results: int = 50) -> str:
 
 @dataclass
 class PaperFile:
-    """A paper file as found on disk (or planned): front matter and body."""
+    """A paper file as found on disk (or planned): front matter and body.
+
+    For a file read from disk, `text` is its exact text and `front` locates the front
+    matter in it, so that an update rewrites only the lines of the keys it changes.
+    """
 
     path: Path
     meta: dict[str, Any]
     body: str
+    text: str | None = None  # None: planned in this import
+    front: FrontMatter | None = None
 
     @property
     def id(self) -> str:
@@ -638,7 +727,8 @@ class PaperFile:
 
     @property
     def title(self) -> str:
-        return str(self.meta.get("title") or "")
+        value = self.meta.get("title")
+        return value if isinstance(value, str) else ""
 
     @property
     def arxiv(self) -> str | None:
@@ -647,42 +737,139 @@ class PaperFile:
             return value
         return self.id if ARXIV_ID.match(self.id) else None
 
+    @property
+    def abstract(self) -> str:
+        return split_note(self.body)[0]
+
+
+@dataclass(frozen=True)
+class FrontMatter:
+    """Where the front matter sits in a file's text, and where each top-level key's lines are."""
+
+    start: int  # offset of the first front-matter line
+    end: int  # offset of the closing '---' line
+    spans: dict[str, tuple[int, int, str]]  # key -> (first line, last line, comment kept after the value)
+
 
 def render_paper(meta: dict[str, Any], body: str) -> str:
     """The file text: front matter in KEY_ORDER (then any other keys), a blank line, the body."""
-    import yaml
-
     ordered = {k: meta[k] for k in KEY_ORDER if k in meta}
     ordered.update((k, v) for k, v in meta.items() if k not in ordered)
-    front = yaml.safe_dump(
-        ordered, allow_unicode=True, sort_keys=False, width=2**30, default_flow_style=False
-    )
-    return f"---\n{front}---\n\n{body.strip()}\n"
+    return f"---\n{_dump(ordered)}---\n\n{body.strip()}\n"
+
+
+def _dump(mapping: dict[str, Any]) -> str:
+    import yaml
+
+    # not libyaml's dumper: it writes emoji as \U escapes, which editors then read in titles
+    return yaml.safe_dump(mapping, allow_unicode=True, sort_keys=False, width=2**30, default_flow_style=False)
+
+
+def updated_text(paper: PaperFile, changed: Sequence[str]) -> str:
+    """The file's text with only the `changed` keys rewritten (or added before the closing '---').
+
+    Everything else an editor wrote stays byte for byte: comments, quoting, flow lists,
+    key order, the body. A front matter that is not a block mapping is written anew.
+    """
+    if paper.text is None or paper.front is None:
+        return render_paper(paper.meta, paper.body)
+    front = paper.text[paper.front.start : paper.front.end]
+    lines = front.splitlines(keepends=True)
+    newline = "\r\n" if front.endswith("\r\n") or "\r\n" in front[:200] else "\n"
+    added: list[str] = []
+    for key in sorted(changed, key=lambda k: paper.front.spans.get(k, (-1, -1, ""))[0], reverse=True):
+        new = _dump({key: paper.meta[key]}).replace("\n", newline)
+        span = paper.front.spans.get(key)
+        if span is None:
+            added.append(new)
+            continue
+        first, last, comment = span
+        if comment and new.count("\n") == 1:
+            new = f"{new.rstrip()}  {comment}{newline}"
+        lines[first : last + 1] = [new]
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += newline
+    return paper.text[: paper.front.start] + "".join(lines + added) + paper.text[paper.front.end :]
+
+
+@functools.lru_cache(maxsize=1)
+def _yaml_loader() -> type:
+    """The content module's loader (ids and dates stay text), on libyaml when it is installed.
+
+    Re-imports read every paper file; the pure-Python parser takes ~7 ms a file.
+    """
+    import yaml
+
+    base = content_yaml_loader()
+    if not getattr(yaml, "__with_libyaml__", False):
+        return base
+
+    class FastLoader(yaml.CSafeLoader):
+        yaml_implicit_resolvers = base.yaml_implicit_resolvers
+
+    return FastLoader
+
+
+FRONT_BOUNDARY = re.compile(r"^-{3,}[ \t\r]*$", re.MULTILINE)
 
 
 def read_paper_file(path: Path) -> PaperFile:
-    import frontmatter
+    """Read an existing paper file the way `newsletter.content` reads it (ids and dates stay text)."""
     import yaml
 
     where = path.name
     try:
-        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+        text = path.read_bytes().decode("utf-8")  # as is: an update keeps the file's line endings
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(where, f"cannot read an existing paper file: {exc}") from None
-    handler = frontmatter.YAMLHandler()
-    try:
-        if not handler.detect(text):
-            raise ValueError
-        raw, body = handler.split(text)
-        meta = yaml.safe_load(raw) or {}
-    except (ValueError, yaml.YAMLError):
-        meta = None
+    bom = len(text) - len(text.removeprefix("\ufeff"))
+    opening = FRONT_BOUNDARY.match(text, bom)
+    closing = FRONT_BOUNDARY.search(text, opening.end()) if opening else None
+    meta = node = None
+    if opening and closing:
+        start = opening.end() + 1 if text[opening.end() : opening.end() + 1] == "\n" else opening.end()
+        raw = text[start : closing.start()]
+        loader = _yaml_loader()(raw)
+        try:
+            node = loader.get_single_node()
+            meta = loader.construct_document(node) if node is not None else {}
+        except yaml.YAMLError:
+            meta = None
+        finally:
+            loader.dispose()
     if not isinstance(meta, dict):
         raise SourceError(
             where, "expected front matter between '---' lines; fix this file first (`newsletter check`) "
             "so the import can tell whether it already has these papers"
         )  # fmt: skip
-    return PaperFile(path, meta, body.strip())
+    front = None
+    if isinstance(node, yaml.MappingNode) and not node.flow_style:
+        front = FrontMatter(start, closing.start(), _key_spans(raw, node))
+    body = text[closing.end() :].lstrip("\r\n")
+    return PaperFile(path, meta, body.strip(), text=text, front=front)
+
+
+def _key_spans(raw: str, node: Any) -> dict[str, tuple[int, int, str]]:
+    """Each top-level key's line range in the front matter, and a comment after a one-line value."""
+    import yaml
+
+    lines = raw.splitlines()
+    spans: dict[str, tuple[int, int, str]] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        first = key.start_mark.line
+        last, column = value.end_mark.line, value.end_mark.column
+        comment = ""
+        if column == 0 or last >= len(lines):  # a block value ends where the next line starts
+            last -= 1
+            while last > first and (not lines[last].strip() or lines[last].lstrip().startswith("#")):
+                last -= 1  # comments and blank lines after a block belong to what follows
+        else:
+            rest = lines[last][column:].strip()
+            comment = rest if rest.startswith("#") else ""
+        spans[str(key.value)] = (first, max(first, last), comment)
+    return spans
 
 
 def load_paper_files(papers_dir: Path) -> list[PaperFile]:
@@ -767,6 +954,15 @@ def _new_file(
 class ImportPlan:
     report: ImportReport
     writes: dict[Path, str]  # path -> new text
+    expected: dict[Path, str | None] = field(default_factory=dict)  # path -> text read (None: new file)
+
+
+MIN_ABSTRACT_KEY = 200  # shorter abstracts are too generic to identify a paper
+
+
+def _abstract_key(abstract: str) -> str | None:
+    key = normalise_title(abstract)
+    return key if len(key) >= MIN_ABSTRACT_KEY else None
 
 
 def plan_import(
@@ -776,13 +972,18 @@ def plan_import(
     tags: Sequence[str] = (),
     today: dt.date | None = None,
 ) -> ImportPlan:
-    """Match every candidate to an existing or earlier-planned paper; decide each file's new text."""
+    """Match every candidate to an existing or earlier-planned paper; decide each file's new text.
+
+    A candidate is the same paper as a file with its arXiv id, else with its title (case,
+    spacing and punctuation aside), else — for a source without ids, after an editor
+    changed the title — with its abstract.
+    """
     today = today or dt.date.today()
     report = ImportReport()
     files = load_paper_files(papers_dir)
-    originals = {f.path: render_paper(f.meta, f.body) for f in files}
     by_arxiv: dict[str, PaperFile] = {}
     by_title: dict[str, PaperFile] = {}
+    by_abstract: dict[str, PaperFile] = {}
     taken = {f.id for f in files}
 
     def index(f: PaperFile) -> None:
@@ -790,10 +991,12 @@ def plan_import(
             by_arxiv.setdefault(f.arxiv, f)
         if f.title:
             by_title.setdefault(normalise_title(f.title), f)
+        if key := _abstract_key(f.abstract):
+            by_abstract.setdefault(key, f)
 
     for f in files:
         index(f)
-    created: dict[Path, Change] = {}
+    created: dict[Path, tuple[PaperFile, Change]] = {}
     touched: dict[Path, tuple[PaperFile, list[str], Change]] = {}
     for source in parsed:
         report.refused.extend(source.refused)
@@ -802,6 +1005,8 @@ def plan_import(
             match = by_arxiv.get(candidate.arxiv) if candidate.arxiv else None
             if match is None:
                 match = by_title.get(normalise_title(candidate.title))
+                if match is None and not candidate.arxiv and (key := _abstract_key(candidate.abstract)):
+                    match = by_abstract.get(key)
                 if match is not None and candidate.arxiv and match.arxiv and match.arxiv != candidate.arxiv:
                     match = None  # same title, different papers
             if match is None:
@@ -815,54 +1020,75 @@ def plan_import(
                     continue
                 taken.add(new.id)
                 index(new)
-                files.append(new)
-                created[new.path] = Change(new.id, new.title, where=candidate.where)
+                created[new.path] = (new, Change(new.id, new.title, where=candidate.where))
                 continue
             changed = _merge(match, candidate)
+            index(match)  # it may have gained an arXiv id
             if match.path in created:
                 continue  # a second source for a paper created in this import
             if match.path in touched:
                 touched[match.path][1].extend(k for k in changed if k not in touched[match.path][1])
             else:
                 touched[match.path] = (match, changed, Change(match.id, match.title, where=candidate.where))
-            index(match)  # it may have gained an arXiv id
 
-    writes: dict[Path, str] = {}
-    for path, change in created.items():
-        f = next(f for f in files if f.path == path)
-        writes[path] = render_paper(f.meta, f.body)
+    plan = ImportPlan(report, {})
+    for path, (f, change) in created.items():
+        plan.writes[path] = render_paper(f.meta, f.body)
+        plan.expected[path] = None
         report.created.append(change)
     for path, (f, changed, change) in touched.items():
-        text = render_paper(f.meta, f.body)
-        if changed and text != originals.get(path):
-            writes[path] = text
+        text = updated_text(f, changed) if changed else f.text
+        if text != f.text:
+            plan.writes[path] = text
+            plan.expected[path] = f.text
             report.updated.append(replace(change, fields=tuple(changed)))
         else:
             report.unchanged.append(change)
-    return ImportPlan(report, writes)
+    return plan
 
 
-def write_atomically(writes: dict[Path, str]) -> None:
+def write_atomically(writes: dict[Path, str], expected: dict[Path, str | None] | None = None) -> None:
     """Write every file to a temporary sibling first, then move them all into place.
 
     If any temporary write fails, every temporary file is removed and nothing changes.
+    With `expected` (each path's text when the import read it; None for a new file), a
+    file that an editor saved or another import created meanwhile stops the whole write:
+    moving ours into place would silently undo their work.
     """
     staged: list[tuple[str, Path]] = []
+
+    def discard() -> None:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+
     try:
         for path, text in writes.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             staged.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
     except OSError as exc:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+        discard()
         raise NewsletterError(
             f"{exc.filename or 'papers'}: cannot write: {exc.strerror}; nothing was written"
         ) from None
+    for path, before in (expected or {}).items():
+        try:
+            now: str | None = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            now = None
+        except (OSError, UnicodeDecodeError):
+            now = ""
+        if now != before:
+            discard()
+            what = "was created" if before is None else "changed"
+            raise NewsletterError(
+                f"{path.parent.name}/{path.name}: {what} while the import ran; nothing was written\n\n"
+                "Run the import again: it will keep those changes."
+            )
     for tmp, path in staged:
         os.replace(tmp, path)
 
@@ -905,5 +1131,5 @@ def import_papers(
         raise ProblemsError([Problem(f"{papers_dir.name}/{exc.where}", None, exc.reason)]) from None
     plan.report.dry_run = dry_run
     if not dry_run:
-        write_atomically(plan.writes)
+        write_atomically(plan.writes, plan.expected)
     return plan.report

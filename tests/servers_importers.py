@@ -21,6 +21,9 @@ class Route:
     content_type: str = "application/json"
     content_length: int | None = None  # None: the real length; larger: a truncated body
     fail_first: int = 0  # answer 503 this many times before the real answer
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers (Retry-After, Location)
+    trickle: float = 0.0  # seconds to wait before each byte of the body
+    chunked: bool = False  # Transfer-Encoding: chunked; with content_length set, stop mid-chunk
 
 
 @dataclass
@@ -29,6 +32,7 @@ class FixtureServer:
     routes: dict[str, Route] = field(default_factory=dict)
     hits: Counter = field(default_factory=Counter)
     user_agents: list[str] = field(default_factory=list)
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def serve(self, path: str, route: Route) -> str:
         self.routes[path] = route
@@ -57,10 +61,31 @@ def _handler(server: FixtureServer) -> type[BaseHTTPRequestHandler]:
                 return
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
+            for name, value in route.headers.items():
+                self.send_header(name, value)
+            if route.chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                # one chunk announcing the full size, then the body cut short: the connection closes
+                size = route.content_length if route.content_length is not None else len(route.body)
+                self.wfile.write(f"{size:x}\r\n".encode() + route.body)
+                if route.content_length is None:
+                    self.wfile.write(b"\r\n0\r\n\r\n")
+                return
             length = route.content_length if route.content_length is not None else len(route.body)
             self.send_header("Content-Length", str(length))
             self.end_headers()
-            self.wfile.write(route.body)
+            if not route.trickle:
+                self.wfile.write(route.body)
+                return
+            for i in range(len(route.body)):
+                if server.closing.wait(route.trickle):
+                    return
+                try:
+                    self.wfile.write(route.body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
 
         def log_message(self, format: str, *args: object) -> None:  # keep test output clean
             pass
@@ -78,6 +103,7 @@ def fixture_server() -> Iterator[FixtureServer]:
     try:
         yield state
     finally:
+        state.closing.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)

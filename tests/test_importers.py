@@ -330,7 +330,18 @@ def test_fetch_sends_a_user_agent_and_imports_over_http(root: Path, fixture_serv
     assert result.output.endswith("2 created, 0 updated, 0 unchanged, 2 refused\n")
     assert f"refused    {url}[2] 'A Broken Item'" in result.output
     assert fixture_server.user_agents == [USER_AGENT]
-    assert USER_AGENT.startswith("newsletter/0.1.0 (+https://")
+
+
+def test_user_agent_names_the_package_and_no_made_up_url() -> None:
+    from importlib import metadata
+
+    from newsletter import __version__
+
+    declared = metadata.metadata("newsletter").get_all("Project-URL") or []
+    if declared:  # pyproject gained a URL: the User-Agent may point to it, and only to it
+        assert USER_AGENT.startswith(f"newsletter/{__version__} (+https://")
+    else:
+        assert f"newsletter/{__version__}" == USER_AGENT
 
 
 def test_http_500_is_retried_then_reported(fixture_server) -> None:  # noqa: F811
@@ -412,7 +423,7 @@ def test_unreachable_server_is_a_clear_error(fixture_server) -> None:  # noqa: F
 def test_fetch_builds_source_urls(root: Path) -> None:
     assert hf_url(dt.date(2026, 3, 17)) == "https://huggingface.co/api/daily_papers?date=2026-03-17"
     assert arxiv_url("cat:cs.CL AND abs:multilingual", 20) == (
-        "http://export.arxiv.org/api/query?search_query=cat:cs.CL%20AND%20abs:multilingual"
+        "https://export.arxiv.org/api/query?search_query=cat:cs.CL%20AND%20abs:multilingual"
         "&start=0&max_results=20&sortBy=submittedDate&sortOrder=descending"
     )
     result = run(root, "fetch")
@@ -433,3 +444,280 @@ def test_papers_list_filters_and_prints_json(root: Path) -> None:
     table = run(root, "list", "--tag", "cs.cl", "--since", "2024-03-06")
     assert table.output.splitlines()[0].startswith("2403.07777\t2024-03-07\t-\tcs.cl\tTokenization Fairness")
     assert table.output.endswith("1 paper\n")
+
+
+def test_fetch_command_refuses_an_empty_arxiv_query(root: Path) -> None:
+    result = run(root, "fetch", "--arxiv-query", "  ")
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for '--arxiv-query': expected a search query like 'abs:multilingual'" in result.output
+    )
+
+
+# ---------------------------------------------------------------------------
+# more ways a server misbehaves
+
+
+def test_http_429_waits_for_retry_after_then_recovers(fixture_server) -> None:  # noqa: F811
+    body = (FIXTURES / "hf.json").read_bytes()
+    url = fixture_server.serve("/limited", Route(status=429, body=b"slow down", headers={"Retry-After": "7"}))
+    waits: list[float] = []
+    with pytest.raises(SourceError) as error:
+        fetch(url, retries=2, backoff=0.5, sleep=waits.append)
+    assert str(error.value) == f"{url}: expected HTTP 200, got HTTP 429 Too Many Requests (after 3 attempts)"
+    assert waits == [7.0, 7.0]  # Retry-After when longer than the backoff
+    fixture_server.routes["/limited"] = Route(body=body)
+    assert fetch(url, sleep=waits.append).body == body
+
+
+def test_a_server_that_trickles_bytes_hits_the_deadline(fixture_server) -> None:  # noqa: F811
+    import time
+
+    url = fixture_server.serve("/slow", Route(body=b"[" + b" " * 200 + b"]", trickle=0.05))
+    start = time.monotonic()
+    with pytest.raises(SourceError) as error:
+        fetch(url, timeout=5, deadline=0.5, retries=1, sleep=lambda _: None)
+    elapsed = time.monotonic() - start
+    assert str(error.value) == f"{url}: the response took longer than 0.5 s (after 2 attempts)"
+    assert elapsed < 2.5  # two attempts of ~0.5 s, not 200 bytes x 50 ms each
+
+
+def test_a_read_timeout_is_named(fixture_server) -> None:  # noqa: F811
+    url = fixture_server.serve("/stuck", Route(body=b"[]", trickle=2))
+    with pytest.raises(SourceError) as error:
+        fetch(url, timeout=0.3, retries=0)
+    assert str(error.value) == f"{url}: no answer within 0.3 s (timeout) (after 1 attempts)"
+
+
+def test_truncated_chunked_body_is_retried_not_imported(root: Path, fixture_server) -> None:  # noqa: F811
+    """Without Content-Length only the chunk framing shows the cut; a half listing must not import."""
+    body = (FIXTURES / "listing.txt").read_bytes()
+    url = fixture_server.serve(
+        "/cut.txt", Route(body=body[:400], content_length=len(body), chunked=True, content_type="text/plain")
+    )
+    with pytest.raises(ProblemsError) as error:
+        import_papers([url], root / "papers", fetch_options={"sleep": lambda _: None})
+    assert [str(p) for p in error.value.problems] == [
+        f"{url}: truncated response: the connection closed after 400 bytes (after 4 attempts)"
+    ]
+    assert listing(root) == []
+    whole = fixture_server.serve("/whole.txt", Route(body=body, chunked=True, content_type="text/plain"))
+    assert fetch(whole).body == body
+
+
+def test_redirects_are_followed_to_http_only(fixture_server) -> None:  # noqa: F811
+    target = fixture_server.serve_fixture("hf.json")
+    hop = fixture_server.serve("/hop", Route(status=302, headers={"Location": target}))
+    assert fetch(hop).body == (FIXTURES / "hf.json").read_bytes()
+    ftp = fixture_server.serve("/ftp", Route(status=302, headers={"Location": "ftp://127.0.0.1/x.json"}))
+    with pytest.raises(SourceError) as error:
+        fetch(ftp, sleep=lambda _: None)
+    assert str(error.value) == (
+        f"{ftp}: expected a redirect to an http(s) URL, got one to 'ftp://127.0.0.1/x.json'"
+    )
+    assert fixture_server.hits["/ftp"] == 1
+
+
+# ---------------------------------------------------------------------------
+# editor's files survive re-imports byte for byte
+
+EDITED = """\
+---
+# picked for issue 3 -- keep
+id: 2403.01234
+title: "Reward Models Break Outside English"
+arxiv: 2403.01234
+tags: [alignment, yes]
+published: 2024-03-02
+upvotes: 1   # refreshed by imports
+imported: 2024-03-03
+---
+My own summary of it.
+
+## Editor's note
+Read section 4 first.
+"""
+
+
+def test_reimport_rewrites_only_the_changed_lines_of_an_edited_file(root: Path) -> None:
+    """Regression: a re-import re-dumped the whole front matter through YAML: the unquoted id
+    2403.01234 became the float 2403.01234 -> '2403.01234' survived, but 2401.10010 became
+    2401.1001 (and `newsletter check` then failed), `yes` became true, comments were lost."""
+    path = root / "papers" / "2403.01234.md"
+    path.write_text(EDITED, encoding="utf-8")
+    (root / "papers" / "2401.10010.md").write_text(
+        "---\nid: 2401.10010\narxiv: 2401.10010\ntitle: Trailing Zero\n---\nAbstract.\n", encoding="utf-8"
+    )
+    source = root / "daily.json"
+    source.write_text(
+        json.dumps(
+            [
+                {"paper": {"id": "2403.01234", "title": "Cross-Lingual Reward Models Are Brittle",
+                           "summary": "Source abstract.", "upvotes": 12,
+                           "githubRepo": "https://github.com/example/xl-reward"}},
+                {"paper": {"id": "2401.10010", "title": "Trailing Zero", "summary": "Abstract.", "upvotes": 3}},
+            ]
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    result = run(root, "import", str(source))
+    assert result.exit_code == 0, result.output
+    assert "updated    2403.01234  upvotes, code, url, pdf\n" in result.output
+    assert path.read_text(encoding="utf-8") == EDITED.replace(
+        "upvotes: 1   # refreshed by imports\n",
+        "upvotes: 12  # refreshed by imports\n",
+    ).replace(
+        "imported: 2024-03-03\n",
+        "imported: 2024-03-03\n"
+        "code: https://github.com/example/xl-reward\n"
+        "url: https://huggingface.co/papers/2403.01234\n"
+        "pdf: https://arxiv.org/pdf/2403.01234\n",
+    )
+    assert (root / "papers" / "2401.10010.md").read_text(encoding="utf-8") == (
+        "---\nid: 2401.10010\narxiv: 2401.10010\ntitle: Trailing Zero\nupvotes: 3\n"
+        "url: https://huggingface.co/papers/2401.10010\npdf: https://arxiv.org/pdf/2401.10010\n---\nAbstract.\n"
+    )
+    from newsletter.config import load_settings
+    from newsletter.content import load_papers
+
+    papers = {p.id: p for p in load_papers(load_settings(root))}
+    assert papers["2401.10010"].arxiv == "2401.10010"
+    assert papers["2403.01234"].upvotes == 12 and papers["2403.01234"].note == "Read section 4 first."
+    again = run(root, "import", str(source))
+    assert again.output.endswith("0 created, 0 updated, 2 unchanged, 0 refused\n")
+
+
+def test_reimport_keeps_crlf_line_endings(root: Path) -> None:
+    path = root / "papers" / "2403.01234.md"
+    path.write_bytes(EDITED.replace("\n", "\r\n").encode())
+    import_papers([fixture("hf-updated.json")], root / "papers", today=TODAY)
+    after = path.read_bytes().decode()
+    assert "upvotes: 40  # refreshed by imports\r\n" in after
+    assert "\n" not in after.replace("\r\n", "")
+
+
+def test_reimporting_a_listing_after_the_editor_retitled_a_paper_makes_no_duplicate(root: Path) -> None:
+    import_papers([fixture("listing.txt")], root / "papers", date=dt.date(2026, 3, 17), today=TODAY)
+    path = root / "papers" / "tiny-multilingual-models-a-field-guide.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("A Field Guide", "What Works"), encoding="utf-8")
+    before = path.read_text(encoding="utf-8")
+    report = import_papers([fixture("listing.txt")], root / "papers", date=dt.date(2026, 3, 17), today=TODAY)
+    assert [c.id for c in report.created] == []
+    assert sorted(c.id for c in report.unchanged) == [
+        "cross-lingual-reward-models-are-brittle",
+        "tiny-multilingual-models-a-field-guide",
+    ]
+    assert path.read_text(encoding="utf-8") == before
+    assert len(listing(root)) == 2
+
+
+def test_a_file_saved_while_the_import_ran_stops_the_write(root: Path) -> None:
+    from newsletter.errors import NewsletterError
+    from newsletter.importers import parse_source, plan_import, write_atomically
+
+    import_papers([fixture("hf.json")], root / "papers", today=TODAY)
+    parsed = [parse_source((FIXTURES / "hf-updated.json").read_bytes(), "hf", where="u.json")]
+    plan = plan_import(root / "papers", parsed, today=TODAY)
+    path = root / "papers" / "2403.01234.md"
+    edited = path.read_text(encoding="utf-8") + "\n## Editor's note\n\nJust typed.\n"
+    path.write_text(edited, encoding="utf-8")  # the editor saves while the import is running
+    with pytest.raises(NewsletterError) as error:
+        write_atomically(plan.writes, plan.expected)
+    assert str(error.value).startswith(
+        "papers/2403.01234.md: changed while the import ran; nothing was written"
+    )
+    assert path.read_text(encoding="utf-8") == edited
+    assert listing(root) == ["2403.01234.md", "2403.05678.md"]  # no temporary files left
+
+
+# ---------------------------------------------------------------------------
+# hf data feeds selection and builds
+
+
+def test_hf_fields_tolerated_and_refused(root: Path) -> None:
+    report = import_papers([fixture("hf-selection.json")], root / "papers", today=TODAY)
+    assert [(r.where.rsplit("/", 1)[-1], r.reason) for r in report.refused] == [
+        (
+            "hf-selection.json[7]",
+            "expected an arXiv id like 2412.04003, got 2403.1008 (a number in JSON, not a string)",
+        )
+    ]
+    assert read(root / "papers" / "2403.10005.md").metadata["upvotes"] == 23
+    assert "upvotes" not in read(root / "papers" / "2403.10006.md").metadata
+    assert "code" not in read(root / "papers" / "2403.10007.md").metadata
+
+
+def _scaffold(tmp_path: Path) -> Path:
+    target = tmp_path / "digest"
+    result = CliRunner().invoke(main, ["init", str(target)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for path in [*(target / "papers").glob("*.md"), *(target / "issues").glob("*.md")]:
+        path.unlink()
+    return target
+
+
+def test_imported_hf_papers_feed_min_upvotes_sort_and_has_code(tmp_path: Path) -> None:
+    from newsletter.config import load_settings
+    from newsletter.content import load_library
+    from newsletter.selection import papers_for
+
+    digest = _scaffold(tmp_path)
+    assert run(digest, "import", fixture("hf-selection.json")).exit_code == 0
+    (digest / "issues" / "2024-03-20-trending.md").write_text(
+        "---\ntitle: Trending\ndate: 2024-03-20\nnumber: 1\n"
+        "select: {min_upvotes: 10, sort: upvotes, has_code: true}\n---\nThe week's most upvoted code.\n",
+        encoding="utf-8",
+    )
+    library = load_library(load_settings(digest))
+    chosen = papers_for(library, library.issue("2024-03-20-trending"))
+    # 80 upvotes but no code, 9 upvotes, no upvotes, a code link that is not a URL: left out
+    assert [(p.id, p.upvotes) for p in chosen] == [("2403.10001", 55), ("2403.10005", 23), ("2403.10003", 10)]
+    out = tmp_path / "out"
+    built = CliRunner().invoke(
+        main,
+        ["--root", str(digest), "build", "2024-03-20-trending", "--out", str(out)],
+        catch_exceptions=False,
+    )
+    assert built.exit_code == 0, built.output
+    text = (out / "2024-03-20-trending" / "email.txt").read_text(encoding="utf-8")
+    positions = [text.find(t) for t in ("Popular With Code", "Upvotes As Text", "Exactly Ten Upvotes")]
+    assert -1 not in positions and positions == sorted(positions)
+    assert "Popular Without Code" not in text and "Nine Upvotes" not in text
+
+
+def test_hostile_and_yaml_lookalike_papers_load_and_build_escaped(tmp_path: Path) -> None:
+    from newsletter.config import load_settings
+    from newsletter.content import load_papers
+
+    digest = _scaffold(tmp_path)
+    lookalikes = ["yes", "null", "2401.10010", "2024-01-01", "1e3", "~", "on", "0x1F", "[a, b]", "&anchor"]
+    items = [
+        {"paper": {"id": f"2406.{20000 + i}", "title": t, "summary": f"{t}\n---\n%%UNSUBSCRIBE_URL%%",
+                   "authors": [{"name": t}]}}
+        for i, t in enumerate(lookalikes)
+    ]  # fmt: skip
+    source = tmp_path / "lookalikes.json"
+    source.write_text(json.dumps(items), encoding="utf-8")
+    result = run(digest, "import", str(source), fixture("hostile.json"))
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("19 created, 0 updated, 0 unchanged, 0 refused\n")
+    papers = {p.id: p for p in load_papers(load_settings(digest))}
+    assert [papers[f"2406.{20000 + i}"].title for i in range(len(lookalikes))] == lookalikes
+    assert [papers[f"2406.{20000 + i}"].authors for i in range(len(lookalikes))] == [(t,) for t in lookalikes]
+    (digest / "issues" / "2026-06-20-everything.md").write_text(
+        "---\ntitle: Everything\ndate: 2026-06-20\nnumber: 1\nselect: {sort: id}\n---\nAll of it.\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    built = CliRunner().invoke(
+        main,
+        ["--root", str(digest), "build", "2026-06-20-everything", "--out", str(out)],
+        catch_exceptions=False,
+    )
+    assert built.exit_code == 0, built.output
+    html = (out / "2026-06-20-everything" / "email.html").read_text(encoding="utf-8")
+    assert "<script>" not in html and "<mj-" not in html and "{{ config" in html
+    assert "&lt;script&gt;alert(" in html
+    # an abstract's placeholder lookalike stays text; only the footer's own links are placeholders
+    assert html.count("%%UNSUBSCRIBE_URL%%") == html.count('href="%%UNSUBSCRIBE_URL%%"') == 2
+    assert html.count("%\u2060%UNSUBSCRIBE_URL%\u2060%") == len(lookalikes)

@@ -108,10 +108,19 @@ def import_(
     _run(obj, sources, fmt, date, tags, dry_run)
 
 
+def _query(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("expected a search query like 'abs:multilingual', got an empty one")
+    return value.strip() if value is not None else None
+
+
 @papers.command()
 @click.option("--hf-date", type=ISO_DATE, help="Import Hugging Face daily papers of this day.")
 @click.option(
-    "--arxiv-query", metavar="QUERY", help="Import the newest arXiv results for an API search query."
+    "--arxiv-query",
+    metavar="QUERY",
+    callback=_query,
+    help="Import the newest arXiv results for an API search query.",
 )
 @click.option("--max", "max_results", type=click.IntRange(1, 500), default=50, show_default=True,
               help="How many arXiv results to ask for.")  # fmt: skip
