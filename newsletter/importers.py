@@ -541,7 +541,7 @@ def parse_source(
     if fmt == "arxiv":
         if looks_html:
             raise SourceError(where, f"expected arXiv Atom XML, got an HTML page{_ctype(content_type)}")
-        return parse_arxiv(body, where=where)
+        return _date_ignored(parse_arxiv(body, where=where), where, date)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -557,12 +557,18 @@ def parse_source(
             raise SourceError(
                 where, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             ) from None
-        return parse_hf(data, where=where)
+        return _date_ignored(parse_hf(data, where=where), where, date)
     if fmt == "listing":
         if looks_html:
             raise SourceError(where, f"expected a plain-text listing, got an HTML page{_ctype(content_type)}")
         return parse_listing(text, where=where, date=date, today=today)
     raise SourceError(where, f"expected a format among {', '.join(FORMATS)} or auto, got {fmt!r}")
+
+
+def _date_ignored(parsed: Parsed, where: str, date: dt.date | None) -> Parsed:
+    if date is not None:
+        parsed.notes.append(f"{where}: --date {date} ignored: its items carry their own dates")
+    return parsed
 
 
 def _ctype(content_type: str | None) -> str:

@@ -721,3 +721,12 @@ def test_hostile_and_yaml_lookalike_papers_load_and_build_escaped(tmp_path: Path
     # an abstract's placeholder lookalike stays text; only the footer's own links are placeholders
     assert html.count("%%UNSUBSCRIBE_URL%%") == html.count('href="%%UNSUBSCRIBE_URL%%"') == 2
     assert html.count("%\u2060%UNSUBSCRIBE_URL%\u2060%") == len(lookalikes)
+
+
+def test_date_option_on_dated_sources_is_reported_as_ignored(root: Path) -> None:
+    result = run(root, "import", fixture("arxiv.xml"), "--date", "2026-03-17")
+    assert (
+        f"note       {fixture('arxiv.xml')}: --date 2026-03-17 ignored: its items carry their own dates\n"
+        in (result.output)
+    )
+    assert read(root / "papers" / "2403.05678.md").metadata["published"] == dt.date(2024, 3, 5)
