@@ -10,6 +10,7 @@ What each event does:
 - Bounce, Permanent: the address becomes ``bounced`` (never mailed again).
 - Bounce, Transient or Undetermined: counted; after `soft_bounce_limit` of them, ``bounced``.
 - Complaint: ``complained`` (never mailed again), unless the feedback type is ``not-spam``.
+- Subscription (SES list management) with ``unsubscribeAll``: ``unsubscribed``.
 - Delivery: the ledger row of ``mail.messageId`` gets its delivery time, and the address's
   soft-bounce count starts again (the limit counts soft bounces since the last delivery).
 Every event is recorded. Each recipient's event is applied in one transaction
@@ -57,6 +58,7 @@ class EventSummary:
     soft_bounces: int = 0  # transient/undetermined bounces counted
     complained: int = 0  # addresses suppressed as complained
     delivered: int = 0  # recipients reported delivered
+    unsubscribed: int = 0  # addresses unsubscribed through SES list management
     duplicates: int = 0  # recipient events already recorded (a redelivered message)
     ignored: int = 0  # notifications of other types (Send, Open, Click, ...) or not for us
     malformed: int = 0
@@ -75,6 +77,7 @@ class EventSummary:
             f"{self.processed} processed, {self.bounced} bounced, {self.soft_bounces} soft bounces, "
             f"{self.complained} complained, {self.delivered} delivered, {self.ignored} ignored, "
             f"{self.duplicates} duplicates, {self.malformed} malformed"
+            + (f", {self.unsubscribed} unsubscribed" if self.unsubscribed else "")
         )
 
 
@@ -92,6 +95,7 @@ class Notification:
     per_recipient: dict[str, dict[str, Any]] = field(default_factory=dict)
     bounce_type: str | None = None
     feedback_type: str | None = None
+    unsubscribe_all: bool = False  # a Subscription event that opts out of everything
 
 
 def parse_notification(body: str | bytes | dict[str, Any]) -> Notification | None:
@@ -144,7 +148,13 @@ def parse_notification(body: str | bytes | dict[str, Any]) -> Notification | Non
         return Notification(kind, message_id, recipients, detail)
     destination = mail.get("destination")
     recipients = tuple(a for a in (_address(r) for r in destination or () if isinstance(r, str)) if a)
-    return Notification(kind, message_id, recipients if isinstance(destination, list) else (), base)
+    recipients = recipients if isinstance(destination, list) else ()
+    if kind == "Subscription":
+        subscription = event.get("subscription")
+        new = subscription.get("newTopicPreferences") if isinstance(subscription, dict) else None
+        everything = isinstance(new, dict) and new.get("unsubscribeAll") is True
+        return Notification(kind, message_id, recipients, base, unsubscribe_all=everything)
+    return Notification(kind, message_id, recipients, base)
 
 
 def _unwrap(body: str | bytes | dict[str, Any]) -> dict[str, Any] | None:
@@ -225,6 +235,20 @@ def process_notification(
         summary.errors.append(str(exc))
         return summary
     summary.processed = 1
+    if notification is not None and notification.type == "Subscription" and notification.unsubscribe_all:
+        # Only when SES manages a contact list too: its own unsubscribe must be honoured here.
+        for address in notification.recipients:
+            result = store.apply_event(
+                "subscription",
+                address,
+                notification.message_id,
+                notification.detail,
+                status="unsubscribed",
+                reason="unsubscribe (SES list management)",
+            )
+            summary.duplicates += result.duplicate
+            summary.unsubscribed += result.changed
+        return summary
     if notification is None or notification.type not in ("Bounce", "Complaint", "Delivery"):
         summary.ignored = 1
         if notification is not None:

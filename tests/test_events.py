@@ -153,6 +153,44 @@ def test_other_events_and_sns_housekeeping_are_ignored(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "kind", "address"),
+    [
+        ("send-raw.json", "send", "reader1@example.org"),
+        ("reject-raw.json", "reject", "reader1@example.org"),
+        ("delivery-delay-raw.json", "deliverydelay", "reader2@example.org"),
+        ("click-raw.json", "click", "reader3@example.org"),
+        ("rendering-failure-raw.json", "rendering failure", "reader1@example.org"),
+    ],
+)
+def test_every_other_ses_event_type_is_recorded_once_and_changes_nobody(
+    store: Store, name: str, kind: str, address: str
+) -> None:
+    body = fixture(name)
+    assert "aNewMailField" in body["mail"]  # unknown fields do not bother the parser
+    first, again = process_notification(store, body), process_notification(store, json.dumps(body))
+    assert (first.processed, first.ignored, first.malformed) == (1, 1, 0)
+    [event] = store.list_events(type=kind)
+    assert (event["email"], event["message_id"]) == (address, body["mail"]["messageId"])
+    assert "aNewMailField" not in event["detail"]
+    assert all(status(store, a) == "active" for a in ADDRESSES)
+    assert store.get_subscriber(address).soft_bounces == 0  # a delivery delay is not a bounce
+    assert again.processed == 1
+
+
+def test_an_ses_list_management_unsubscribe_is_honoured(store: Store) -> None:
+    body = fixture("subscription-raw.json")
+    summary = process_notification(store, body)
+    assert (summary.unsubscribed, summary.processed, summary.malformed) == (1, 1, 0)
+    assert status(store, "reader2@example.org") == "unsubscribed"
+    assert process_notification(store, body).duplicates == 1
+    # A subscription event that does not opt out of everything changes nothing.
+    body["subscription"]["newTopicPreferences"]["unsubscribeAll"] = False
+    body["mail"]["destination"] = ["reader3@example.org"]
+    assert process_notification(store, body).unsubscribed == 0
+    assert status(store, "reader3@example.org") == "active"
+
+
+@pytest.mark.parametrize(
     ("body", "reason"),
     [
         ("{not json", "not JSON"),
@@ -364,6 +402,58 @@ def test_events_import_cli_with_json_lines_reports_malformed_lines(tmp_path: Pat
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
         assert status(store, "gone@example.org") == "bounced"
         assert status(store, "angry@example.org") == "complained"
+
+
+# --------------------------------------------------------------------------- newsletter status
+
+
+def test_status_counts_this_issues_bounces_and_complaints_and_warns(tmp_path: Path) -> None:
+    """`newsletter events import`, then `newsletter status`: matched to the issue by message id."""
+    from newsletter.store import SubscriberRow
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    url = f"sqlite:///{root / 'subscribers' / 'subscribers.db'}"
+    with Store.open(url) as store:
+        store.upsert_many(SubscriberRow(email=f"r{i}@example.org", status="active") for i in range(1000))
+        for issue in ("2026-03-17", "2026-03-24"):
+            store.create_ledger(issue)
+            for d in store.claim_batch(issue, 1000):
+                store.mark_sent(issue, d.subscriber_id, f"{issue}-{d.email}")
+
+    def bounce(issue: str, address: str, kind: str = "Permanent") -> dict:
+        return {"eventType": "Bounce", "mail": {"messageId": f"{issue}-{address}"},
+                "bounce": {"bounceType": kind, "bouncedRecipients": [{"emailAddress": address}]}}  # fmt: skip
+
+    def complaint(issue: str, address: str) -> dict:
+        return {"eventType": "Complaint", "mail": {"messageId": f"{issue}-{address}"},
+                "complaint": {"complainedRecipients": [{"emailAddress": address}]}}  # fmt: skip
+
+    saved = tmp_path / "saved.json"
+    notifications = [
+        bounce("2026-03-17", "r1@example.org"),
+        bounce("2026-03-17", "r2@example.org", "Transient"),
+        complaint("2026-03-17", "r3@example.org"),
+        complaint("2026-03-17", "r4@example.org"),
+        complaint("2026-03-24", "r5@example.org"),  # another issue's message
+    ]
+    saved.write_text(json.dumps(notifications + notifications[:1]), encoding="utf-8")  # one redelivered
+    runner = CliRunner()
+    imported = runner.invoke(main, ["--root", str(root), "events", "import", str(saved)])
+    assert imported.exit_code == 0, imported.output
+    assert "1 duplicates" in imported.output
+
+    result = runner.invoke(main, ["--root", str(root), "status", "2026-03-17"])
+    assert result.exit_code == 0, result.output
+    assert "Bounces:    2" in result.output
+    assert "Complaints: 2 (0.20% of sent)" in result.output
+    assert "Warning: complaint rate 0.20% is above 0.1%" in result.output
+    other = runner.invoke(main, ["--root", str(root), "status", "2026-03-24", "--json"])
+    figures = json.loads(other.stdout)
+    assert (figures["bounces"], figures["complaints"], figures["complaint_rate"]) == (0, 1, 0.001)
+    assert "Warning" not in other.output  # 0.1% exactly is not above it
 
 
 # --------------------------------------------------------------------------- SQS and SNS (moto server)

@@ -653,6 +653,77 @@ def test_an_erased_subscriber_gets_the_same_answer(web: Served) -> None:
     assert answer.status == 200 and "You are unsubscribed" in answer.body
 
 
+def one_click(web: Served, url: str) -> Answer:
+    return web.request(
+        "POST",
+        path_of(url),
+        b"List-Unsubscribe=One-Click",
+        {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://mail.provider.example"},
+    )
+
+
+def test_an_address_unsubscribed_mid_send_gets_nothing_from_the_resumed_send(serve_app) -> None:
+    """Across features: a canary send, one-click unsubscribes over HTTP, then the send resumes."""
+    from newsletter.content import load_library
+    from newsletter.message import unsubscribe_url
+    from newsletter.sending import send_issue
+
+    web = serve_app(content=REPO / "tests" / "fixtures" / "good" / "digest")
+    ids = [add_active(web, f"reader{i}@example.org") for i in range(6)]
+    library = load_library(web.settings)
+    issue = library.issue("2024-01-10-first")
+    outbox = MemoryTransport()  # the issue's transport (the app has its own for confirmations)
+
+    def send(**options):
+        return send_issue(web.settings, library, issue, transport=outbox, store=web.store, **options)
+
+    send(limit=2)  # the canary: a partial snapshot of the ledger
+    assert outbox.recipients == ["reader0@example.org", "reader1@example.org"]
+    # The List-Unsubscribe link the sender wrote points at this app, and works one-click.
+    header = outbox.messages[1].message["List-Unsubscribe"]
+    [https] = re.findall(r"<(http[^>]+)>", header)
+    assert https.startswith(web.url + "u/") and outbox.messages[1].message["List-Unsubscribe-Post"]
+    assert one_click(web, https).status == 200
+    assert web.subscriber("reader1@example.org").status == "unsubscribed"
+
+    # reader4 unsubscribes before the snapshot is completed...
+    assert (
+        one_click(
+            web, unsubscribe_url(web.settings, tokens.unsubscribe_token(SECRET.encode(), ids[4]))
+        ).status
+        == 200
+    )
+    stop = threading.Event()
+    send(threads=1, stop_event=stop, progress=lambda done, _: done and stop.set())  # one more, then stop
+    assert outbox.recipients[2:] == ["reader2@example.org"]
+    queued = {d.email for d in web.store.ledger("2024-01-10-first") if d.state == "queued"}
+    assert queued == {"reader3@example.org", "reader5@example.org"}
+    # ...and reader5 after it, while its ledger row waits in the queue.
+    assert (
+        one_click(
+            web, unsubscribe_url(web.settings, tokens.unsubscribe_token(SECRET.encode(), ids[5]))
+        ).status
+        == 200
+    )
+
+    report = send()  # the resume
+    assert outbox.recipients == [
+        "reader0@example.org",
+        "reader1@example.org",
+        "reader2@example.org",
+        "reader3@example.org",
+    ]
+    assert report.sent == 1
+    rows = {d.email: d for d in web.store.ledger("2024-01-10-first")}
+    assert "reader4@example.org" not in rows
+    assert (rows["reader5@example.org"].state, rows["reader5@example.org"].error) == (
+        "failed",
+        "skipped: unsubscribed",
+    )
+    assert send().sent == 0  # and a further run sends nothing to anyone
+    assert len(outbox.messages) == 4
+
+
 # --------------------------------------------------------------------------- failure and start-up
 
 

@@ -92,6 +92,7 @@ def poll(
     click.echo(
         f"Received {result.received}, deleted {result.deleted}: {s.processed} processed, {s.bounced} bounced, "
         f"{s.complained} complained, {s.delivered} delivered, {s.malformed} malformed"
+        + (f", {s.unsubscribed} unsubscribed" if s.unsubscribed else "")
         + (f" ({result.dead_lettered} moved to the dead-letter queue)" if result.dead_lettered else "")
         + (f", {result.failed} failed and left in the queue" if result.failed else "")
         + "."
@@ -120,11 +121,7 @@ def import_(obj: Context, file: Path, soft_bounce_limit: int) -> None:
         s = import_file(store, file, soft_bounce_limit=soft_bounce_limit)
     for error in s.errors:
         click.echo(f"Error: {error}", err=True)
-    click.echo(
-        f"{s.processed} processed, {s.bounced} bounced, {s.soft_bounces} soft bounces, {s.complained} "
-        f"complained, {s.delivered} delivered, {s.ignored} ignored, {s.duplicates} duplicates, "
-        f"{s.malformed} malformed."
-    )
+    click.echo(s.line() + ".")
     if s.malformed:
         raise NewsletterError(
             f"{file}: {s.malformed} malformed notification{'s' if s.malformed != 1 else ''} skipped"
