@@ -530,23 +530,38 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
     site = _Site(library, memo)
     report = BuildReport(out=out)
     new_files: dict[str, dict[str, Any]] = {}
-    for page in site.pages():
-        target = out / page.path
-        before = old_files.get(page.path)
-        if page.key is not None and before and before.get("key") == page.key and _on_disk(target, before):
-            new_files[page.path] = before
-            report.unchanged += 1
-            continue
-        content = page.render()
-        data = content.encode("utf-8") if isinstance(content, str) else content
-        sha = hashlib.sha256(data).hexdigest()
-        record = {"sha256": sha, "size": len(data), "key": page.key}
-        new_files[page.path] = record
-        if before and before.get("sha256") == sha and _on_disk(target, before):
-            report.unchanged += 1
-            continue
-        _write_atomic(target, data)
-        report.written.append(page.path)
+    try:
+        for page in site.pages():
+            target = out / page.path
+            before = old_files.get(page.path)
+            if page.key is not None and before and before.get("key") == page.key and _on_disk(target, before):
+                new_files[page.path] = before
+                report.unchanged += 1
+                continue
+            content = page.render()
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            sha = hashlib.sha256(data).hexdigest()
+            record = {"sha256": sha, "size": len(data), "key": page.key}
+            if before and before.get("sha256") == sha and _on_disk(target, before):
+                new_files[page.path] = record
+                report.unchanged += 1
+                continue
+            _write_atomic(target, data)
+            new_files[page.path] = record
+            report.written.append(page.path)
+    except BaseException:
+        # A template error or Ctrl-C halfway: record what is on disk now (the files written
+        # so far and the earlier build's), so the next build knows the folder and its files
+        # as its own instead of refusing a "non-empty folder it did not build".
+        if report.written:
+            partial = {
+                "version": MANIFEST_VERSION,
+                "generator": "newsletter",
+                "files": dict(sorted({**old_files, **new_files}.items())),
+                "memo": dict(sorted({**memo.stored, **memo.kept()}.items())),
+            }
+            _write_atomic(out / MANIFEST, json.dumps(partial, ensure_ascii=False, sort_keys=True).encode())
+        raise
     site.keep_memo()
     for path in sorted(set(old_files) - set(new_files)):
         target = out / path

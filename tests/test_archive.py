@@ -522,6 +522,30 @@ def test_builds_into_a_folder_with_only_hidden_entries(digest: Path, tmp_path: P
     assert (out / ".git" / "HEAD").is_file() and (out / ".nojekyll").exists()
 
 
+def test_a_first_build_that_fails_halfway_can_be_run_again(digest: Path, tmp_path: Path) -> None:
+    """Regression: a template error after some pages were written left a folder without a
+    manifest, and every later build refused it as "not empty and not built by newsletter"."""
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    edit(digest / "newsletter.toml", (REPO / "templates").as_posix(), templates.as_posix())
+    tag_template = templates / "site" / "tag.html.j2"
+    good = tag_template.read_text(encoding="utf-8")
+    tag_template.write_text(good.replace("{% block main %}", '{% block main %}{% include "site/nope.j2" %}'))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build", "--out", str(out)])
+    assert result.exit_code == 1 and result.output == "Error: templates/site/nope.j2: template not found\n"
+    assert (out / f"issues/{FIRST}/index.html").is_file() and not (out / "tags" / "transfer").exists()
+    recorded = json.loads((out / MANIFEST).read_text())["files"]
+    assert f"issues/{FIRST}/index.html" in recorded and "tags/transfer/index.html" not in recorded
+
+    tag_template.write_text(good, encoding="utf-8")
+    report = build_site(load(digest), out)
+    tags = ("transfer", "evaluation", "arabic", "low-resource", "tokenization")
+    assert sorted(report.written) == sorted(f"tags/{t}/index.html" for t in tags)  # only what was missing
+    assert report.total == 17 and check_pages(out) == 12
+    assert f"issues/{FIRST}/index.html" not in report.written  # kept from the failed run
+
+
 def test_a_hostile_manifest_cannot_remove_files_outside_the_site(digest: Path, built: Path) -> None:
     victim = built.parent / "victim.txt"
     victim.write_text("keep me")
