@@ -316,7 +316,15 @@ def read_saved(path: Path) -> Iterator[tuple[str, Any]]:
 
     A line that is not JSON is yielded as its text, so processing reports it as malformed.
     """
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise NewsletterError(
+            f"{path}: expected saved SES notifications as UTF-8 JSON, found a byte that is not UTF-8 "
+            f"at offset {exc.start}"
+        ) from None
+    except OSError as exc:
+        raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
     stripped = text.strip()
     if not stripped:
         return
@@ -397,6 +405,8 @@ def poll_queue(
     )
     result = PollResult(EventSummary())
     batches = failures = 0
+    if dead_letter_queue_url is None:
+        _warn_without_redrive(client, queue_url)
     try:
         while max_batches is None or batches < max_batches:
             request: dict[str, Any] = {
@@ -432,6 +442,22 @@ def poll_queue(
     except KeyboardInterrupt:
         result.interrupted = True
     return result
+
+
+def _warn_without_redrive(client: Any, queue_url: str) -> None:
+    """Malformed messages are set aside by a redrive policy; without one they come back forever."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    except (BotoCoreError, ClientError):
+        return  # the first receive reports what is wrong with the queue
+    if "RedrivePolicy" not in attributes.get("Attributes", {}):
+        log.warning(
+            "%s has no redrive policy: a malformed message will come back after every visibility "
+            "timeout; give --dead-letter-queue-url or set a redrive policy on the queue",
+            queue_url,
+        )
 
 
 def _process_batch(

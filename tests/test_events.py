@@ -404,6 +404,21 @@ def test_events_import_cli_with_json_lines_reports_malformed_lines(tmp_path: Pat
         assert status(store, "angry@example.org") == "complained"
 
 
+def test_events_import_of_a_file_that_is_not_text_fails_clearly(tmp_path: Path) -> None:
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    saved = tmp_path / "saved.json"
+    saved.write_bytes(b'[{"eventType": "Bounce"}]\xff\xfe')
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "import", str(saved)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {saved}: expected saved SES notifications as UTF-8 JSON, "
+        "found a byte that is not UTF-8 at offset 25\n"
+    )
+
+
 # --------------------------------------------------------------------------- newsletter status
 
 
@@ -479,8 +494,7 @@ def queued(sqs, queue_url: str) -> int:
 
 
 def test_poll_once_processes_everything_and_deletes_after_processing(
-    store: Store,
-    sqs,
+    store: Store, sqs, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = new_queue(sqs)
     names = [
@@ -513,14 +527,18 @@ def test_poll_once_processes_everything_and_deletes_after_processing(
     assert status(store, "full@example.org") == "bounced"  # 7 soft bounces > 3
     assert status(store, "annoyed@example.org") == "complained"
     # Only the malformed message is left, for the queue's redrive policy.
+    assert "has no redrive policy" in caplog.text
     time.sleep(1.2)
     left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
     assert [m["Body"] for m in left] == ["this is not JSON"]
 
 
+def queue_arn(sqs, queue_url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
 def test_malformed_messages_go_to_the_dead_letter_queue(
-    store: Store,
-    sqs,
+    store: Store, sqs, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue, dead = new_queue(sqs), new_queue(sqs)
     sqs.send_message(QueueUrl=queue, MessageBody="{oops")
@@ -535,6 +553,14 @@ def test_malformed_messages_go_to_the_dead_letter_queue(
         dead_letter_queue_url=dead,
     )
     assert (result.dead_lettered, result.deleted, result.summary.complained) == (1, 2, 2)
+    with_policy = new_queue(
+        sqs, RedrivePolicy=json.dumps({"deadLetterTargetArn": queue_arn(sqs, dead), "maxReceiveCount": "3"})
+    )
+    caplog.clear()
+    poll_queue(
+        store, with_policy, endpoint_url=sqs.meta.endpoint_url, region=REGION, once=True, wait_seconds=0
+    )
+    assert "redrive policy" not in caplog.text
     assert queued(sqs, queue) == 0
     [moved] = sqs.receive_message(QueueUrl=dead, MessageAttributeNames=["All"])["Messages"]
     assert moved["Body"] == "{oops"
