@@ -264,22 +264,26 @@ def read_front_matter(path: Path, problems: list[Problem], where: str) -> tuple[
 
 @lru_cache(maxsize=1)
 def _loader() -> type:
-    """A YAML SafeLoader that leaves floats and timestamps as text.
+    """A YAML SafeLoader that leaves floats and timestamps as text, and booleans to true/false.
 
     An unquoted arXiv id like 2401.10010 must not become the float 2401.1001, and
     an impossible date like 2024-01-32 must reach the date converter as text (with a
-    clear error) instead of failing inside YAML. Dates are parsed by `_date`.
+    clear error) instead of failing inside YAML. Dates are parsed by `_date`. As in
+    YAML 1.2, only true/false are booleans: a tag `yes` or `on` stays a word.
     """
     import yaml
 
     class ContentLoader(yaml.SafeLoader):
         pass
 
-    dropped = {"tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+    dropped = {"tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
     ContentLoader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in dropped]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    ContentLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
     return ContentLoader
 
 

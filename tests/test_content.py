@@ -123,6 +123,16 @@ def test_unquoted_arxiv_style_id_keeps_its_digits(monkeypatch, tmp_path):
     assert paper is not None and (paper.id, paper.arxiv) == ("2401.10010", "2401.10010")
 
 
+def test_yes_and_on_are_words_not_booleans(tmp_path):
+    """YAML 1.1 reads unquoted yes/on/no as booleans; a tag `yes` must stay the word."""
+    path = tmp_path / "x.md"
+    path.write_text("---\nid: x\ntitle: No\ntags: [yes, on, off]\n---\nAn abstract.\n", encoding="utf-8")
+    problems: list[Problem] = []
+    paper = read_paper(path, problems)
+    assert problems == []
+    assert paper is not None and (paper.title, paper.tags) == ("No", ("yes", "on", "off"))
+
+
 def test_missing_required_fields_all_reported(monkeypatch, tmp_path):
     result = build_bad("missing-fields", monkeypatch, tmp_path)
     assert result.exit_code == 1
