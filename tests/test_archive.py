@@ -421,8 +421,10 @@ def test_right_to_left_issue_page(digest: Path, tmp_path: Path) -> None:
     assert re.search(r'<time datetime="[\d-]+" lang="ar" dir="rtl">[^<]*[\u0600-\u06ff]', page)
     assert '<a href="../../papers/arabic-dialects/" lang="ar" dir="rtl">' in page
     english = (out / f"issues/{FIRST}/index.html").read_text()
-    assert '<p class="permalink"><a href="../../papers/cjk-tokenizers/">' in english
+    assert '<p class="permalink"><a href="../../papers/cjk-tokenizers/" dir="ltr">' in english
     assert not re.search(r'<(time|li|span)[^>]* lang="ar"', english)
+    # an Arabic-titled paper's block is right-to-left: the English date in it keeps its order
+    assert '<time datetime="2024-01-05" dir="ltr">5 January 2024</time>' in english
     index = (out / "index.html").read_text()
     assert '<h3 lang="ar" dir="rtl">' in index and '<html lang="en" dir="ltr">' in index
     # the pages link each other, newest first in the index
