@@ -38,7 +38,7 @@ def _people(store: Store, n: int, prefix: str = "user") -> list[int]:
 
 def test_fresh_database_is_created_with_folder_wal_and_current_version(db_path: Path, store: Store) -> None:
     assert db_path.is_file()
-    assert store.version() == SCHEMA_VERSION == 1
+    assert store.version() == SCHEMA_VERSION == 2
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "subscribers", "deliveries", "events", "snapshots"} <= tables
@@ -68,7 +68,7 @@ def test_newer_schema_is_refused(db_path: Path, store: Store) -> None:
     with pytest.raises(StoreError) as err:
         Store.open(f"sqlite:///{db_path}")
     assert err.value.message == (
-        f"{db_path}: database schema version 7 is newer than this newsletter understands (version 1)\n\n"
+        f"{db_path}: database schema version 7 is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
         "Upgrade newsletter (pip install -U newsletter), or use another database."
     )
 
@@ -261,6 +261,19 @@ def test_ledger_is_a_snapshot_of_active_subscribers(store: Store) -> None:
         "failed_permanent": 0,
     }
     assert store.issues_sent() == [ISSUE]
+
+
+def test_mark_sent_many_records_each_row_with_its_own_message_id(store: Store) -> None:
+    ids = _people(store, 5)
+    store.create_ledger(ISSUE)
+    claimed = store.claim_batch(ISSUE, 4)
+    store.mark_sent_many(ISSUE, [(d.subscriber_id, f"ses-{d.subscriber_id}") for d in claimed[:3]])
+    rows = {d.subscriber_id: d for d in store.ledger(ISSUE)}
+    assert [rows[i].state for i in ids] == ["sent", "sent", "sent", "sending", "queued"]
+    assert [rows[i].message_id for i in ids[:3]] == [f"ses-{i}" for i in ids[:3]]
+    assert all(rows[i].sent_at is not None for i in ids[:3]) and rows[ids[3]].sent_at is None
+    store.mark_sent_many(ISSUE, [])  # nothing to do is not an error
+    assert store.ledger_counts(ISSUE)["sent"] == 3
 
 
 def test_canary_limit_grows_then_completes(store: Store) -> None:
