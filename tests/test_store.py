@@ -59,6 +59,21 @@ def test_reopening_keeps_data_and_does_not_migrate_again(db_path: Path, store: S
     conn.close()
 
 
+def test_a_version_1_database_is_upgraded_in_place(db_path: Path, store: Store) -> None:
+    store.add_subscriber("ana@example.com")
+    store.close()
+    conn = sqlite3.connect(db_path)  # make it what version 1 left: no events(message_id) index
+    conn.execute("DROP INDEX ix_events_message_id")
+    conn.execute("UPDATE schema_version SET version = 1")
+    conn.commit()
+    with Store.open(f"sqlite:///{db_path}") as again:
+        assert again.version() == 2
+        assert again.get_subscriber("ana@example.com") is not None
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "ix_events_message_id" in indexes
+    conn.close()
+
+
 def test_newer_schema_is_refused(db_path: Path, store: Store) -> None:
     store.close()
     conn = sqlite3.connect(db_path)
