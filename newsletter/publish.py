@@ -87,8 +87,22 @@ def cache_control(path: str) -> str:
 
 
 def normalise_prefix(prefix: str | None) -> str:
-    """'' or 'a/b/': no leading slash, one trailing slash."""
-    prefix = (prefix or "").strip("/")
+    """'' or 'a/b/': no leading slash, one trailing slash.
+
+    Raises PublishError for a prefix a browser could not reach: '.', '..' or empty
+    segments (browsers and CDNs normalise them away), backslashes, control characters.
+    """
+    given = prefix or ""
+    prefix = given.strip("/")
+    if prefix and (
+        any(part in ("", ".", "..") for part in prefix.split("/"))
+        or "\\" in prefix
+        or any(ord(c) < 32 or ord(c) == 127 for c in prefix)
+    ):
+        raise PublishError(
+            f"--prefix {given!r}: expected folder names separated by '/', such as 'digest' or "
+            "'sites/digest', without '.', '..', '//', backslashes or control characters"
+        )
     return f"{prefix}/" if prefix else ""
 
 

@@ -734,6 +734,52 @@ def test_publish_changed_files_prefix_delete_and_dry_run(
     assert "outside.txt" in keys(endpoint, name)  # outside the prefix: never touched
 
 
+def test_cli_publish_output(digest: Path, built: Path, bucket: tuple[str, str]) -> None:
+    endpoint, name = bucket
+    args = ["--root", str(digest), "archive", "publish", "--bucket", name, "--out", str(built)]
+    env = {"NEWSLETTER_S3_ENDPOINT_URL": endpoint}
+    dry = CliRunner().invoke(main, [*args, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    lines = dry.output.splitlines()
+    assert len(lines) == 17 + 1 and f"would upload     s3://{name}/index.html" in lines
+    assert lines[-1] == f"s3://{name}/: 17 to upload, 0 unchanged, 0 to delete (dry run: nothing changed)"
+    assert keys(endpoint, name) == set()
+
+    first = CliRunner().invoke(main, args, env=env)  # one line, however many files
+    assert (first.exit_code, first.output) == (0, f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\n")
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    build_site(load(digest), built)
+    verbose = CliRunner().invoke(main, [*args, "-v"], env=env)
+    assert verbose.output.splitlines() == [
+        *(
+            f"upload     s3://{name}/{k}"
+            for k in ("feed.json", "feed.xml", "index.html", f"issues/{FIRST}/index.html")
+        ),
+        f"s3://{name}/: 4 uploaded, 13 unchanged, 0 deleted",
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["../x", "a/../b", "a//b", "./a", "a\\b", "a\nb"])
+def test_publish_refuses_a_prefix_no_browser_can_reach(digest: Path, built: Path, prefix: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "--root",
+            str(digest),
+            "archive",
+            "publish",
+            "--bucket",
+            "b",
+            "--prefix",
+            prefix,
+            "--out",
+            str(built),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: --prefix {prefix!r}: expected folder names separated by '/'")
+
+
 def test_publish_missing_bucket_is_a_clear_error(built: Path, digest: Path, moto_server: str) -> None:  # noqa: F811
     result = CliRunner().invoke(
         main,

@@ -57,6 +57,7 @@ def build(obj: Context, out: Path | None, verbose: bool) -> None:
 @click.option("--prefix", default="", metavar="P", help="Publish under this key prefix (a sub-folder).")
 @click.option("--delete", is_flag=True, help="Delete objects under the prefix that the site no longer has.")
 @click.option("--dry-run", is_flag=True, help="Show what would be uploaded and deleted; change nothing.")
+@click.option("--verbose", "-v", is_flag=True, help="List every uploaded file (deletions are always listed).")
 @click.option(
     "--endpoint-url",
     metavar="URL",
@@ -71,12 +72,14 @@ def publish(
     prefix: str,
     delete: bool,
     dry_run: bool,
+    verbose: bool,
     endpoint_url: str | None,
     out: Path | None,
 ) -> None:
     """Upload the built site to S3: only changed files, with Content-Type and Cache-Control.
 
     AWS credentials come from the usual places (environment, ~/.aws, instance role).
+    Prints a summary line; deletions, and with --verbose or --dry-run the uploads, one per line.
 
     \b
     Example:
@@ -89,19 +92,26 @@ def publish(
         site_dir, bucket, prefix=prefix, delete=delete, dry_run=dry_run, endpoint_url=endpoint_url
     )
     verb = "would " if dry_run else ""
-    for key in report.uploaded:
-        click.echo(f"{verb}upload     s3://{bucket}/{key}")
+    if verbose or dry_run:
+        for key in report.uploaded:
+            click.echo(f"{verb}upload     s3://{bucket}/{key}")
     for key in report.deleted:
         click.echo(f"{verb}delete     s3://{bucket}/{key}")
     if report.stale:
         click.echo(
             f"{len(report.stale)} object(s) under s3://{bucket}/{report.prefix} are not in the site (kept; use --delete)"
         )
-    summary = (
-        f"s3://{bucket}/{report.prefix}: {len(report.uploaded)} {verb}uploaded, "
-        f"{len(report.unchanged)} unchanged, {len(report.deleted)} {verb}deleted"
-    )
-    click.echo(summary + (" (dry run: nothing changed)" if dry_run else ""))
+    where = f"s3://{bucket}/{report.prefix}"
+    if dry_run:
+        click.echo(
+            f"{where}: {len(report.uploaded)} to upload, {len(report.unchanged)} unchanged, "
+            f"{len(report.deleted)} to delete (dry run: nothing changed)"
+        )
+    else:
+        click.echo(
+            f"{where}: {len(report.uploaded)} uploaded, {len(report.unchanged)} unchanged, "
+            f"{len(report.deleted)} deleted"
+        )
 
 
 @archive.command()
