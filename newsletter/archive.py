@@ -203,9 +203,21 @@ class _Site:
         strings_file = self.settings.templates_dir / "strings.toml"
         strings = strings_file.read_bytes() if strings_file.is_file() else b""
         s = self.settings
-        code = Path(__file__).read_bytes()
+        from . import render
+
+        # this module and render.py (markdown, excerpts, dates) decide every page's bytes
+        code = Path(__file__).read_bytes() + Path(render.__file__).read_bytes()
         return _digest(
-            MANIFEST_VERSION, __version__, code, blobs, strings, s.name, s.description, s.base_url, s.web_url
+            MANIFEST_VERSION,
+            __version__,
+            code,
+            blobs,
+            strings,
+            s.name,
+            s.description,
+            s.language,
+            s.base_url,
+            s.web_url,
         )
 
     def strings(self, language: str) -> dict[str, Any]:

@@ -490,6 +490,21 @@ def test_a_template_change_rebuilds_pages(digest: Path, tmp_path: Path) -> None:
     assert "index.html" in report.written and "robots.txt" not in report.written
 
 
+def test_a_settings_change_rebuilds_pages(digest: Path, built: Path) -> None:
+    """Regression: the site's language was not part of the pages' keys, so the index kept lang="en"."""
+    edit(digest / "newsletter.toml", 'language = "en"', 'language = "de"')
+    report = build_site(load(digest), built)
+    assert {"index.html", "tags/index.html", "feed.xml", "feed.json"} <= set(report.written)
+    assert '<html lang="de" dir="ltr">' in (built / "index.html").read_text()
+    assert json.loads((built / "feed.json").read_text())["language"] == "de"
+    edit(digest / "newsletter.toml", 'name = "Test Digest"', 'name = "Renamed Digest"')
+    report = build_site(load(digest), built)
+    assert (
+        f"issues/{FIRST}/index.html" in report.written
+        and "Renamed Digest" in (built / "404.html").read_text()
+    )
+
+
 def test_refuses_a_folder_it_did_not_build(digest: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
