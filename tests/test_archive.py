@@ -490,6 +490,31 @@ def test_a_template_change_rebuilds_pages(digest: Path, tmp_path: Path) -> None:
     assert "index.html" in report.written and "robots.txt" not in report.written
 
 
+def test_two_builds_at_once_into_one_folder(digest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome again to the")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(3):
+                build_site(load(digest), out)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not [p for p in out.rglob("*.tmp")]
+    assert (out / "index.html").stat().st_mode & 0o777 == 0o644
+    assert build_site(load(digest), out).written == []
+    assert check_pages(out) == 12
+
+
 def test_a_settings_change_rebuilds_pages(digest: Path, built: Path) -> None:
     """Regression: the site's language was not part of the pages' keys, so the index kept lang="en"."""
     edit(digest / "newsletter.toml", 'language = "en"', 'language = "de"')
