@@ -737,7 +737,7 @@ class Status:
     delivered: int
     failures: list[Failure]
     uncertain: list[str]
-    events: dict[str, int]  # bounce / complaint notifications matched to this issue's messages
+    events: dict[str, int]  # bounce (permanent), soft_bounce, complaint: matched to this issue's messages
 
     @property
     def total(self) -> int:
@@ -760,6 +760,7 @@ class Status:
             "failed_permanent": self.counts["failed_permanent"],
             "delivered": self.delivered,
             "bounces": self.events.get("bounce", 0),
+            "soft_bounces": self.events.get("soft_bounce", 0),
             "complaints": self.events.get("complaint", 0),
             "complaint_rate": round(self.complaint_rate, 6),
             "failures": [{"email": f.email, "outcome": f.outcome, "error": f.error} for f in self.failures],
@@ -778,10 +779,17 @@ def issue_status(store: Store, issue: str) -> Status:
     events: dict[str, int] = {}
     # Events (bounces, complaints) are recorded by `newsletter events`; count the ones
     # that answer this issue's messages.
-    list_events = getattr(store, "list_events", None)
-    if list_events is not None and message_ids:
-        for kind in ("bounce", "complaint"):
-            events[kind] = sum(1 for e in list_events(type=kind) if e.get("message_id") in message_ids)
+    if message_ids:
+        events = {"bounce": 0, "soft_bounce": 0, "complaint": 0}
+        for e in store.list_events(type="bounce"):
+            if e.get("message_id") in message_ids:
+                permanent = (e.get("detail") or {}).get("bounceType") == "Permanent"
+                events["bounce" if permanent else "soft_bounce"] += 1
+        for e in store.list_events(type="complaint"):
+            # a "not-spam" feedback report is a reader taking a complaint back, not a complaint
+            feedback = str((e.get("detail") or {}).get("complaintFeedbackType", "")).lower()
+            if e.get("message_id") in message_ids and feedback != "not-spam":
+                events["complaint"] += 1
     return Status(
         issue=issue,
         counts=counts,

@@ -452,6 +452,13 @@ def test_status_counts_this_issues_bounces_and_complaints_and_warns(tmp_path: Pa
         bounce("2026-03-17", "r2@example.org", "Transient"),
         complaint("2026-03-17", "r3@example.org"),
         complaint("2026-03-17", "r4@example.org"),
+        {
+            **complaint("2026-03-17", "r6@example.org"),
+            "complaint": {
+                "complainedRecipients": [{"emailAddress": "r6@example.org"}],
+                "complaintFeedbackType": "not-spam",
+            },
+        },
         complaint("2026-03-24", "r5@example.org"),  # another issue's message
     ]
     saved.write_text(json.dumps(notifications + notifications[:1]), encoding="utf-8")  # one redelivered
@@ -462,12 +469,22 @@ def test_status_counts_this_issues_bounces_and_complaints_and_warns(tmp_path: Pa
 
     result = runner.invoke(main, ["--root", str(root), "status", "2026-03-17"])
     assert result.exit_code == 0, result.output
-    assert "Bounces:    2" in result.output
+    assert "Bounces:    1 permanent, 1 transient" in result.output
     assert "Complaints: 2 (0.20% of sent)" in result.output
     assert "Warning: complaint rate 0.20% is above 0.1%" in result.output
     other = runner.invoke(main, ["--root", str(root), "status", "2026-03-24", "--json"])
     figures = json.loads(other.stdout)
-    assert (figures["bounces"], figures["complaints"], figures["complaint_rate"]) == (0, 1, 0.001)
+    assert (
+        figures["bounces"],
+        figures["soft_bounces"],
+        figures["complaints"],
+        figures["complaint_rate"],
+    ) == (
+        0,
+        0,
+        1,
+        0.001,
+    )
     assert "Warning" not in other.output  # 0.1% exactly is not above it
 
 

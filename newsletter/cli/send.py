@@ -342,7 +342,8 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
         click.echo(f"Failed:     {c['failed_permanent']} permanent, {c['failed_temporary']} temporary")
         if result.events:
             click.echo(
-                f"Bounces:    {result.events.get('bounce', 0)}\n"
+                f"Bounces:    {result.events.get('bounce', 0)} permanent, "
+                f"{result.events.get('soft_bounce', 0)} transient\n"
                 f"Complaints: {result.events.get('complaint', 0)} ({result.complaint_rate:.2%} of sent)"
             )
         if result.failures:
