@@ -52,6 +52,7 @@ TEST_PREFIX = "[TEST] "
 MAX_ATTEMPTS = 8  # sends of one message in one run before a retry-safe failure is recorded
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
+RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
 FAILURES_KEPT = 200  # failures listed in a report (all of them stay in the ledger)
 COMPLAINT_WARNING = 0.001  # SES reviews accounts whose complaint rate reaches 0.1 %
 
@@ -300,6 +301,8 @@ class _SendLoop:
         self.interrupted = False
         # claim in small batches (fewer transactions) but keep every thread busy
         self._low_water = max(1, self.threads // 4)
+        self._unrecorded: list[tuple[int, str | None]] = []  # sent, to be recorded with the next claim
+        self._unrecorded_since = 0.0
 
     def run(self) -> Tally:
         in_flight: set[Future[_Answer]] = set()
@@ -311,29 +314,54 @@ class _SendLoop:
                     self.interrupted = True
                     self.halt.set()
                 halted = self.halt.is_set()
+                # This loop's rows in `sending` are in flight or sent-but-unrecorded, never more
+                # than `threads` together: that bounds what a crash leaves uncertain. A claim
+                # records the unrecorded ones first, in its own transaction, so they free slots.
                 free = self.threads - len(in_flight)
+                claimed_now = False
                 if not halted and not exhausted and (free >= self._low_water or not in_flight):
                     want = free if self.max_rows is None else min(free, self.max_rows - claimed)
                     got = self.bucket.take(want) if want > 0 else 0
                     if got:
-                        rows = self.store.claim_batch(self.issue, got)
+                        rows = self.store.claim_batch(self.issue, got, record_sent=self._take_unrecorded())
+                        claimed_now = True
                         self.bucket.give_back(got - len(rows))
                         claimed += len(rows)
                         exhausted = len(rows) < got or (
                             self.max_rows is not None and claimed >= self.max_rows
                         )
                         in_flight.update(pool.submit(self._deliver, d) for d in rows)
+                if (
+                    not claimed_now
+                    and self._unrecorded
+                    and (
+                        len(self._unrecorded) >= self._low_water
+                        or halted
+                        or exhausted
+                        or not in_flight
+                        or time.monotonic() - self._unrecorded_since > RECORD_DELAY
+                    )
+                ):
+                    self.store.mark_sent_many(self.issue, self._take_unrecorded())
                 if not in_flight and (exhausted or halted):
                     break
                 timeout = 0.1
                 if not halted and not exhausted and len(in_flight) < self.threads:
                     timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
+                if self._unrecorded:
+                    timeout = min(timeout, RECORD_DELAY)
                 if in_flight:
                     done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
                     self._record_all([future.result() for future in done])
                 else:
                     self.halt.wait(timeout)
+        if self._unrecorded:
+            self.store.mark_sent_many(self.issue, self._take_unrecorded())
         return self.tally
+
+    def _take_unrecorded(self) -> list[tuple[int, str | None]]:
+        taken, self._unrecorded = self._unrecorded, []
+        return taken
 
     # runs on a pool thread
     def _deliver(self, delivery: Delivery) -> _Answer:
@@ -389,17 +417,16 @@ class _SendLoop:
 
     # runs on the loop's thread: the only writer of this process
     def _record_all(self, answers: list[_Answer]) -> None:
-        """Record answers; successes in one transaction when the store can (one commit per row
-        costs ~0.5 ms of CPU, most of a message's cost without boto3)."""
-        mark_many = getattr(self.store, "mark_sent_many", None)
-        sent = [a for a in answers if a.kind == "sent"]
-        if mark_many is not None and len(sent) > 1:
-            mark_many(self.issue, [(a.delivery.subscriber_id, a.message_id) for a in sent])
-            for a in sent:
-                self._record(a, recorded=True)
-            answers = [a for a in answers if a.kind != "sent"]
+        """Record answers. Sent messages are recorded with the next claim (one transaction for
+        both: a commit per message costs more CPU than building it); the rest at once."""
         for a in answers:
-            self._record(a)
+            if a.kind == "sent":
+                if not self._unrecorded:
+                    self._unrecorded_since = time.monotonic()
+                self._unrecorded.append((a.delivery.subscriber_id, a.message_id))  # type: ignore[arg-type]
+                self._record(a, recorded=True)
+            else:
+                self._record(a)
 
     def _record(self, answer: _Answer, *, recorded: bool = False) -> None:
         d = answer.delivery

@@ -790,7 +790,9 @@ class Store:
                 conn.execute(snapshots.update().where(snapshots.c.issue == issue).values(complete=True))
         return added
 
-    def claim_batch(self, issue: str, n: int) -> list[Delivery]:
+    def claim_batch(
+        self, issue: str, n: int, *, record_sent: Iterable[tuple[int, str | None]] = ()
+    ) -> list[Delivery]:
         """Atomically move up to `n` queued rows to `sending` and return them.
 
         Only rows whose subscriber is still active are claimed; rows of people who
@@ -798,54 +800,59 @@ class Store:
         failed/permanent with error ``skipped: <status>``. Concurrent claimers (other
         processes) never receive the same row: BEGIN IMMEDIATE on SQLite,
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+
+        `record_sent` — (subscriber_id, message_id) pairs of messages this sender has
+        finished — are marked sent in the same transaction: a sender that records its
+        results when it claims the next rows pays one commit per batch, not per message.
         """
-        claimed: list[int] = []
         now = _now()
         with self._write() as conn:
-            while len(claimed) < n:
-                candidates = conn.execute(
-                    sa.select(deliveries.c.id, subscribers.c.status)
-                    .select_from(
-                        deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
-                    )
-                    .where(deliveries.c.issue == issue, deliveries.c.state == "queued")
-                    .order_by(deliveries.c.id)
-                    .limit(n - len(claimed))
-                    .with_for_update(skip_locked=True, of=deliveries)
-                ).all()
-                if not candidates:
-                    break
-                ready = [c.id for c in candidates if c.status == "active"]
-                skipped: dict[str, list[int]] = {}
-                for c in candidates:
-                    if c.status != "active":
-                        skipped.setdefault(c.status or "removed", []).append(c.id)
-                for status, ids in skipped.items():
-                    conn.execute(
-                        deliveries.update()
-                        .where(deliveries.c.id.in_(ids))
-                        .values(
-                            state="failed", outcome="permanent", error=f"skipped: {status}", updated_at=now
-                        )
-                    )
-                if ready:
-                    conn.execute(
-                        deliveries.update()
-                        .where(deliveries.c.id.in_(ready))
-                        .values(
-                            state="sending",
-                            claimed_at=now,
-                            attempts=deliveries.c.attempts + 1,
-                            updated_at=now,
-                        )
-                    )
-                    claimed.extend(ready)
+            self._mark_sent(conn, issue, record_sent, now)
+            claimed = self._claim(conn, issue, n, now)
             if not claimed:
                 return []
             rows = conn.execute(
                 _delivery_query().where(deliveries.c.id.in_(claimed)).order_by(deliveries.c.id)
             )
             return [_delivery(r) for r in rows]
+
+    @staticmethod
+    def _claim(conn: Connection, issue: str, n: int, now: datetime) -> list[int]:
+        claimed: list[int] = []
+        while len(claimed) < n:
+            candidates = conn.execute(
+                sa.select(deliveries.c.id, subscribers.c.status)
+                .select_from(
+                    deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
+                )
+                .where(deliveries.c.issue == issue, deliveries.c.state == "queued")
+                .order_by(deliveries.c.id)
+                .limit(n - len(claimed))
+                .with_for_update(skip_locked=True, of=deliveries)
+            ).all()
+            if not candidates:
+                break
+            ready = [c.id for c in candidates if c.status == "active"]
+            skipped: dict[str, list[int]] = {}
+            for c in candidates:
+                if c.status != "active":
+                    skipped.setdefault(c.status or "removed", []).append(c.id)
+            for status, ids in skipped.items():
+                conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_(ids))
+                    .values(state="failed", outcome="permanent", error=f"skipped: {status}", updated_at=now)
+                )
+            if ready:
+                conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_(ready))
+                    .values(
+                        state="sending", claimed_at=now, attempts=deliveries.c.attempts + 1, updated_at=now
+                    )
+                )
+                claimed.extend(ready)
+        return claimed
 
     def _set_row(self, issue: str, subscriber_id: int, values: dict[str, Any], *states: str) -> int:
         where = [deliveries.c.issue == issue, deliveries.c.subscriber_id == subscriber_id]
@@ -869,24 +876,28 @@ class Store:
         One commit per message costs more CPU than building the message; a sender
         records the messages that finished together at once.
         """
-        now = _now()
-        rows = [{"sid": sid, "mid": mid} for sid, mid in sent]
-        if not rows:
-            return
-        statement = (
-            deliveries.update()
-            .where(deliveries.c.issue == issue, deliveries.c.subscriber_id == sa.bindparam("sid"))
-            .values(
-                state="sent",
-                message_id=sa.bindparam("mid"),
-                sent_at=now,
-                outcome=None,
-                error=None,
-                updated_at=now,
-            )
-        )
         with self._write() as conn:
-            conn.execute(statement, rows)
+            self._mark_sent(conn, issue, sent, _now())
+
+    @staticmethod
+    def _mark_sent(
+        conn: Connection, issue: str, sent: Iterable[tuple[int, str | None]], now: datetime
+    ) -> None:
+        rows = [{"sid": sid, "mid": mid} for sid, mid in sent]
+        if rows:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.issue == issue, deliveries.c.subscriber_id == sa.bindparam("sid"))
+                .values(
+                    state="sent",
+                    message_id=sa.bindparam("mid"),
+                    sent_at=now,
+                    outcome=None,
+                    error=None,
+                    updated_at=now,
+                ),
+                rows,
+            )
 
     def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
         if outcome not in OUTCOMES:
