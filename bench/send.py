@@ -226,9 +226,11 @@ def cpu(n: int) -> None:
         with Store.open(settings.database_url) as store:
             store.create_ledger("ledger-only")
             start = time.process_time()
-            while rows := store.claim_batch("ledger-only", THREADS):
-                for row in rows:
-                    store.mark_sent("ledger-only", row.subscriber_id, "id")
+            # as the sender does: each claim also records the previous batch as sent
+            done: list[tuple[int, str | None]] = []
+            while rows := store.claim_batch("ledger-only", THREADS, record_sent=done):
+                done = [(row.subscriber_id, "id") for row in rows]
+            store.mark_sent_many("ledger-only", done)
             ledger = (time.process_time() - start) / n
 
         transport = DiscardTransport()
@@ -238,7 +240,7 @@ def cpu(n: int) -> None:
     print(
         f"3. CPU per recipient, {n} recipients, no boto3: whole send {whole * 1000:.3f} ms "
         f"(goal <= 0.1 ms); of which personalise {personalise * 1000:.3f} ms, "
-        f"ledger claim+mark_sent {ledger * 1000:.3f} ms; {report.sent} sent"
+        f"ledger (claim + record, batches of {THREADS}) {ledger * 1000:.3f} ms; {report.sent} sent"
     )
 
 
