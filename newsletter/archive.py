@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from . import __version__
+from .atomic_files import replace_file
 from .config import Settings, text_direction
 from .content import Issue, Library, Paper
 from .errors import NewsletterError
@@ -496,19 +496,8 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file of its own (two builds at once never share one), then rename."""
-    import tempfile
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the site is for a web server to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, data, mode=0o644)  # mkstemp makes 0600; the site is for a web server to read
 
 
 def _on_disk(path: Path, record: dict[str, Any]) -> bool:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import unicodedata
 import urllib.error
@@ -34,6 +33,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from . import __version__
+from .atomic_files import stage_file
 from .content import ARXIV_ID, NOTE_HEADING, split_note
 from .content import _loader as content_yaml_loader
 from .errors import NewsletterError, Problem
@@ -1070,12 +1070,7 @@ def write_atomically(writes: dict[Path, str], expected: dict[Path, str | None] |
     try:
         for path, text in writes.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            staged.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+            staged.append((stage_file(path, text.encode("utf-8"), fsync=True), path))
     except OSError as exc:
         discard()
         raise NewsletterError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .archive import MANIFEST
+from .atomic_files import is_temporary
 from .errors import NewsletterError
 
 ENDPOINT_ENV = "NEWSLETTER_S3_ENDPOINT_URL"
@@ -116,9 +117,7 @@ def local_files(site_dir: Path, prefix: str = "") -> list[LocalFile]:
     files = []
     for path in sorted(p for p in site_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(site_dir).as_posix()
-        if rel == MANIFEST or (
-            path.name.startswith(".") and path.name.endswith(".tmp")
-        ):  # a build in progress
+        if rel == MANIFEST or is_temporary(path):  # a build in progress
             continue
         data = path.read_bytes()
         files.append(
