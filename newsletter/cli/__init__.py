@@ -85,3 +85,11 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def display_path(path: Path) -> str:
+    """`path` as a user would type it here: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import Context, pass_context
+from . import Context, display_path, pass_context
 
 
 def _library(ctx: Context, ref: str | None = None):
@@ -46,21 +46,12 @@ def build(ctx: Context, issues: tuple[str, ...], out: Path | None, all_issues: b
         html_kb = len(built.rendered.html.encode()) / 1024
         click.echo(
             f"{issue.slug}: {_papers(len(built.rendered.papers))}, HTML {html_kb:.1f} KB "
-            f"-> {_display(built.folder)}/"
+            f"-> {display_path(built.folder)}/"
         )
 
 
 def _papers(n: int) -> str:
     return "1 paper" if n == 1 else f"{n} papers"
-
-
-def _display(path: Path | None) -> str:
-    if path is None:
-        return ""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 @click.command()
@@ -148,4 +139,4 @@ def issue_new(
     path = new_issue_file(
         settings, slug=slug, date=date, number=number, title=title, language=language, tags=tags, limit=limit
     )
-    click.echo(f"Created {_display(path)} (issue {number}, draft)")
+    click.echo(f"Created {display_path(path)} (issue {number}, draft)")

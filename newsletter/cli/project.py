@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import Context, pass_context
+from . import Context, display_path, pass_context
 
 
 @click.command()
@@ -95,14 +95,7 @@ def demo(ctx: Context, issue_ref: str | None) -> None:
         click.secho(f"\n== {title}", bold=True)
         click.get_current_context().invoke(command, **params)
     click.echo(
-        f"\nDone. Open {_shown(settings.build_dir)}/{target}/email.html, the messages in "
-        f"{_shown(settings.outbox_dir)}/ and {_shown(settings.site_dir)}/index.html, "
+        f"\nDone. Open {display_path(settings.build_dir)}/{target}/email.html, the messages in "
+        f"{display_path(settings.outbox_dir)}/ and {display_path(settings.site_dir)}/index.html, "
         "or run `newsletter archive serve`."
     )
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
