@@ -26,9 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .errors import NewsletterError
+from .subscriber_status import STATUSES, SUPPRESSED
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
 STATES = ("queued", "sending", "sent", "failed")
 OUTCOMES = ("temporary", "permanent")
 ERASED = "[erased]"  # what an erased subscriber's address becomes in the ledger and events
@@ -195,6 +194,12 @@ class _UtcDateTime(sa.TypeDecorator):
 
 _metadata = sa.MetaData()
 
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    # The exact text of the first schema ("'a','b'", no spaces): existing databases hold it.
+    return f"{column} IN ({','.join(repr(v) for v in values)})"
+
+
 schema_version = sa.Table(
     "schema_version",
     _metadata,
@@ -217,7 +222,7 @@ subscribers = sa.Table(
     sa.Column("attributes", sa.JSON(none_as_null=True)),
     sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"),
     sa.Column("unsubscribed_at", _UtcDateTime),
-    sa.CheckConstraint("status IN ('pending','active','unsubscribed','bounced','complained')", name="status"),
+    sa.CheckConstraint(_one_of("status", STATUSES), name="status"),
     sa.Index("ix_subscribers_status", "status"),
 )
 
@@ -239,7 +244,7 @@ deliveries = sa.Table(
     sa.Column("delivered_at", _UtcDateTime),
     sa.Column("updated_at", _UtcDateTime, nullable=False),
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
-    sa.CheckConstraint("state IN ('queued','sending','sent','failed')", name="state"),
+    sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_issue_state", "issue", "state"),
     sa.Index("ix_deliveries_message_id", "message_id"),
 )

@@ -46,6 +46,7 @@ from werkzeug.wrappers import Request, Response
 from . import tokens
 from .config import Settings, text_direction
 from .errors import ConfigError
+from .subscriber_status import SUPPRESSED
 
 if TYPE_CHECKING:
     from .store import Store, Subscriber
@@ -59,7 +60,6 @@ MAX_BODY = 64 * 1024  # a subscribe form or a one-click POST is tiny; refuse any
 MAX_NAME = 200
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
 # templates/web/confirm.html, for templates folders that predate it
 CONFIRM_PAGE = """{% extends "web/base.html" %}
 {% block title %}{{ t.confirm_button }}{% endblock %}

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..subscriber_status import STATUSES
 from . import Context, pass_context
 
 if TYPE_CHECKING:
     from ..store import Store, Subscriber
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")  # as newsletter.store.STATUSES
 EXPORT_COLUMNS = ("email", "name", "language", "status", "consent_at", "source", "created_at", "attributes")
 
 
