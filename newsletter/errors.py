@@ -23,10 +23,8 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
-        field = f" {self.field}" if self.field else ""
-        sep = ":" if field else ""
-        text = f"{self.where}:{field}{sep} {self.message}" if field else f"{self.where}: {self.message}"
-        return text
+        where = f"{self.where}: {self.field}" if self.field else self.where
+        return f"{where}: {self.message}"
 
     @classmethod
     def expected(
@@ -83,7 +81,8 @@ class TransportError(NewsletterError):
 class ProblemsError(NewsletterError):
     """Several problems found at once: print each, then abort once."""
 
-    def __init__(self, problems: Iterable[Problem], kind: str = "error") -> None:
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        problems = list(problems)  # read twice below: a generator would leave no warnings
         self.problems = [p for p in problems if not p.warning]
         self.warnings = [p for p in problems if p.warning]
         super().__init__(format_problems(self.problems))
@@ -105,7 +104,7 @@ def format_problems(problems: Iterable[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
-def raise_for(problems: Iterable[Problem], error: type[NewsletterError] = ProblemsError) -> None:
+def raise_for(problems: Iterable[Problem]) -> None:
     """Print warnings and raise one error listing every non-warning problem."""
     problems = list(problems)
     for p in problems:
