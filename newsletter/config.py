@@ -83,10 +83,6 @@ class Settings:
         return Address(display_name=name, username=user, domain=domain)
 
     @property
-    def list_domain(self) -> str:
-        return self.list_id
-
-    @property
     def feedback_id_value(self) -> str:
         return self.feedback_id or f"newsletter:{self.list_id}:digest:newsletter"
 

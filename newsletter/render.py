@@ -21,7 +21,7 @@ from typing import Any
 from markupsafe import Markup
 
 from .config import Settings, text_direction
-from .content import Issue, Library, Paper
+from .content import CONTROL_CHARS, Issue, Library, Paper
 from .errors import RenderError
 
 # Per-recipient placeholders. Plain ASCII without '=' or URL-special characters, so
@@ -304,8 +304,6 @@ def _prune_classes(document: str) -> str:
 
 def finish_html(document: str) -> str:
     """Last touches: a doctype, no C1 controls, stable line endings."""
-    from .content import CONTROL_CHARS
-
     document = CONTROL_CHARS.sub("", document).replace(' data-premailer="ignore"', "")
     document = _prune_classes(document)
     if not document.lstrip().lower().startswith("<!doctype"):
@@ -359,8 +357,6 @@ def _split_wide(line: str, width: int, indent: str) -> list[str]:
 
 
 def _tidy_text(text: str) -> str:
-    from .content import CONTROL_CHARS
-
     text = re.sub(r"\n{3,}", "\n\n", CONTROL_CHARS.sub("", text))
     return "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
 
