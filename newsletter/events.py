@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+import signal
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from email.utils import parseaddr
 from pathlib import Path
@@ -407,41 +409,68 @@ def poll_queue(
     batches = failures = 0
     if dead_letter_queue_url is None:
         _warn_without_redrive(client, queue_url)
+    stop = threading.Event()
     try:
-        while max_batches is None or batches < max_batches:
-            request: dict[str, Any] = {
-                "QueueUrl": queue_url,
-                "MaxNumberOfMessages": 10,
-                "WaitTimeSeconds": wait_seconds,
-                "AttributeNames": ["ApproximateReceiveCount"],
-            }
-            if visibility_timeout is not None:
-                request["VisibilityTimeout"] = visibility_timeout
-            try:
-                messages = client.receive_message(**request).get("Messages", [])
-            except (BotoCoreError, ClientError) as exc:
-                if once or batches == 0:
-                    raise EventsError(f"{queue_url}: cannot receive from SQS: {exc}") from None
-                backoff = min(60.0, 2.0 ** min(failures, 6))
-                failures += 1
-                log.warning("SQS receive failed (%s); retrying in %.0f s", exc, backoff)
-                time.sleep(backoff)
-                continue
-            failures = 0
-            batches += 1
-            if not messages:
-                if once:
-                    break
-                continue
-            result.received += len(messages)
-            _process_batch(
-                client, store, queue_url, messages, result, dead_letter_queue_url, soft_bounce_limit
-            )
-            if on_batch is not None:
-                on_batch(result)
+        with _stop_on_sigint(stop):
+            while (max_batches is None or batches < max_batches) and not stop.is_set():
+                request: dict[str, Any] = {
+                    "QueueUrl": queue_url,
+                    "MaxNumberOfMessages": 10,
+                    "WaitTimeSeconds": wait_seconds,
+                    "AttributeNames": ["ApproximateReceiveCount"],
+                }
+                if visibility_timeout is not None:
+                    request["VisibilityTimeout"] = visibility_timeout
+                try:
+                    messages = client.receive_message(**request).get("Messages", [])
+                except (BotoCoreError, ClientError) as exc:
+                    if once or batches == 0:
+                        raise EventsError(f"{queue_url}: cannot receive from SQS: {exc}") from None
+                    backoff = min(60.0, 2.0 ** min(failures, 6))
+                    failures += 1
+                    log.warning("SQS receive failed (%s); retrying in %.0f s", exc, backoff)
+                    stop.wait(backoff)
+                    continue
+                failures = 0
+                batches += 1
+                if not messages:
+                    if once:
+                        break
+                    continue
+                result.received += len(messages)
+                _process_batch(
+                    client, store, queue_url, messages, result, dead_letter_queue_url, soft_bounce_limit
+                )
+                if on_batch is not None:
+                    on_batch(result)
     except KeyboardInterrupt:
         result.interrupted = True
+    result.interrupted = result.interrupted or stop.is_set()
     return result
+
+
+@contextmanager
+def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C lets the batch in hand finish (its messages deleted after the commit),
+    then stops; a second one interrupts at once.
+
+    A KeyboardInterrupt raised inside a blocking receive can be lost in the HTTP stack;
+    a flag checked between receives cannot (a receive waits at most `wait_seconds`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _warn_without_redrive(client: Any, queue_url: str) -> None:
