@@ -19,11 +19,21 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+_DEFAULT_MODE = 0o666 & ~_umask()
+
+
 def stage_file(path: Path, data: bytes, *, fsync: bool = False, mode: int | None = None) -> str:
     """Write `data` to a new temporary file beside `path` and return its name.
 
     The caller renames it over `path` (or removes it); on failure nothing is left behind.
-    `mode` sets the permissions; None keeps mkstemp's owner-only 0600.
+    `mode` sets the permissions; None gives what a plain open() would (0666 less the umask),
+    not mkstemp's owner-only 0600: these are papers, pages and previews, not secrets.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
@@ -32,8 +42,7 @@ def stage_file(path: Path, data: bytes, *, fsync: bool = False, mode: int | None
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _DEFAULT_MODE if mode is None else mode)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
