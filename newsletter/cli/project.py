@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from importlib import resources
@@ -28,6 +29,8 @@ def init(directory: Path, name: str) -> None:
         raise click.ClickException(f"{directory}: expected an empty or new folder, found files in it")
     scaffold = resources.files("newsletter") / "scaffold"
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "digest"
+    # The name goes inside double-quoted strings of TOML and YAML; JSON's escapes suit both.
+    quoted_name = json.dumps(name, ensure_ascii=False)[1:-1]
     created = []
     directory.mkdir(parents=True, exist_ok=True)
     with resources.as_file(scaffold) as source:
@@ -35,13 +38,11 @@ def init(directory: Path, name: str) -> None:
         for sub in ("papers", "issues"):
             (directory / sub).mkdir()
             for item in sorted((source / sub).iterdir()):
-                text = item.read_text(encoding="utf-8").replace("{name}", name)
+                text = item.read_text(encoding="utf-8").replace("{name}", quoted_name)
                 (directory / sub / item.name).write_text(text, encoding="utf-8")
                 created.append(f"{sub}/{item.name}")
         settings = (source / "newsletter.toml").read_text(encoding="utf-8")
-        settings = settings.replace("{name}", name.replace('"', "'")).replace(
-            "{list_id}", f"{slug}.example.org"
-        )
+        settings = settings.replace("{name}", quoted_name).replace("{list_id}", f"{slug}.example.org")
         (directory / "newsletter.toml").write_text(settings, encoding="utf-8")
     (directory / "subscribers").mkdir()
     (directory / ".gitignore").write_text(
