@@ -27,7 +27,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -305,65 +304,101 @@ class _SendLoop:
         self._unrecorded_since = 0.0
 
     def run(self) -> Tally:
-        in_flight: set[Future[_Answer]] = set()
-        claimed = 0
-        exhausted = self.max_rows is not None and self.max_rows <= 0
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="send") as pool:
-            while True:
-                if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
-                    self.interrupted = True
-                    self.halt.set()
-                halted = self.halt.is_set()
-                # This loop's rows in `sending` are in flight or sent-but-unrecorded, never more
-                # than `threads` together: that bounds what a crash leaves uncertain. A claim
-                # records the unrecorded ones first, in its own transaction, so they free slots.
-                free = self.threads - len(in_flight)
-                claimed_now = False
-                if not halted and not exhausted and (free >= self._low_water or not in_flight):
-                    want = free if self.max_rows is None else min(free, self.max_rows - claimed)
-                    got = self.bucket.take(want) if want > 0 else 0
-                    if got:
-                        rows = self.store.claim_batch(self.issue, got, record_sent=self._take_unrecorded())
-                        claimed_now = True
-                        self.bucket.give_back(got - len(rows))
-                        claimed += len(rows)
-                        exhausted = len(rows) < got or (
-                            self.max_rows is not None and claimed >= self.max_rows
-                        )
-                        in_flight.update(pool.submit(self._deliver, d) for d in rows)
-                if (
-                    not claimed_now
-                    and self._unrecorded
-                    and (
-                        len(self._unrecorded) >= self._low_water
-                        or halted
-                        or exhausted
-                        or not in_flight
-                        or time.monotonic() - self._unrecorded_since > RECORD_DELAY
-                    )
-                ):
-                    self.store.mark_sent_many(self.issue, self._take_unrecorded())
-                if not in_flight and (exhausted or halted):
-                    break
-                timeout = 0.1
-                if not halted and not exhausted and len(in_flight) < self.threads:
-                    timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
-                if self._unrecorded:
-                    timeout = min(timeout, RECORD_DELAY)
-                if in_flight:
-                    done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-                    self._record_all([future.result() for future in done])
-                else:
-                    self.halt.wait(timeout)
+        # Long-lived sending threads fed through queues: a Future and a wait() per message
+        # cost more CPU than building the message.
+        work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
+        senders = [
+            threading.Thread(target=self._send_from, args=(work, answers), name=f"send-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in senders:
+            thread.start()
+        try:
+            self._loop(work, answers)
+        finally:
+            for _ in senders:
+                work.put(None)
+            for thread in senders:
+                thread.join()
         if self._unrecorded:
             self.store.mark_sent_many(self.issue, self._take_unrecorded())
         return self.tally
+
+    def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
+        in_flight = 0
+        claimed = 0
+        exhausted = self.max_rows is not None and self.max_rows <= 0
+        while True:
+            if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
+                self.interrupted = True
+                self.halt.set()
+            halted = self.halt.is_set()
+            # This loop's rows in `sending` are in flight or sent-but-unrecorded, never more
+            # than `threads` together: that bounds what a crash leaves uncertain. A claim
+            # records the unrecorded ones first, in its own transaction, so they free slots.
+            free = self.threads - in_flight
+            claimed_now = False
+            if not halted and not exhausted and (free >= self._low_water or not in_flight):
+                want = free if self.max_rows is None else min(free, self.max_rows - claimed)
+                got = self.bucket.take(want) if want > 0 else 0
+                if got:
+                    rows = self.store.claim_batch(self.issue, got, record_sent=self._take_unrecorded())
+                    claimed_now = True
+                    self.bucket.give_back(got - len(rows))
+                    claimed += len(rows)
+                    exhausted = len(rows) < got or (self.max_rows is not None and claimed >= self.max_rows)
+                    for delivery in rows:
+                        work.put(delivery)
+                    in_flight += len(rows)
+            if (
+                not claimed_now
+                and self._unrecorded
+                and (
+                    len(self._unrecorded) >= self._low_water
+                    or halted
+                    or exhausted
+                    or not in_flight
+                    or time.monotonic() - self._unrecorded_since > RECORD_DELAY
+                )
+            ):
+                self.store.mark_sent_many(self.issue, self._take_unrecorded())
+            if not in_flight and (exhausted or halted):
+                return
+            timeout = 0.1
+            if not halted and not exhausted and in_flight < self.threads:
+                timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
+            if self._unrecorded:
+                timeout = min(timeout, RECORD_DELAY)
+            if not in_flight:
+                self.halt.wait(timeout)
+                continue
+            try:
+                done = [answers.get(timeout=timeout)]
+            except queue.Empty:
+                continue
+            while True:
+                try:
+                    done.append(answers.get_nowait())
+                except queue.Empty:
+                    break
+            in_flight -= len(done)
+            self._record_all(done)
+
+    def _send_from(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
+        """A sending thread: deliver what the loop hands over until it hands over None."""
+        while (delivery := work.get()) is not None:
+            try:
+                answer = self._deliver(delivery)
+            except BaseException:  # never leave the loop waiting for an answer that cannot come
+                answer = _Answer(delivery, "crash", error=traceback.format_exc())
+            answers.put(answer)
 
     def _take_unrecorded(self) -> list[tuple[int, str | None]]:
         taken, self._unrecorded = self._unrecorded, []
         return taken
 
-    # runs on a pool thread
+    # runs on a sending thread
     def _deliver(self, delivery: Delivery) -> _Answer:
         from .message import Recipient
         from .tokens import unsubscribe_token

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -813,50 +814,31 @@ class Store:
         now = _now()
         with self._write() as conn:
             self._mark_sent(conn, issue, record_sent, now)
-            claimed = self._claim(conn, issue, n, now)
-            if not claimed:
-                return []
-            rows = conn.execute(
-                _delivery_query().where(deliveries.c.id.in_(claimed)).order_by(deliveries.c.id)
-            )
-            return [_delivery(r) for r in rows]
+            return self._claim(conn, issue, n, now)
 
     @staticmethod
-    def _claim(conn: Connection, issue: str, n: int, now: datetime) -> list[int]:
-        claimed: list[int] = []
+    def _claim(conn: Connection, issue: str, n: int, now: datetime) -> list[Delivery]:
+        """Claim up to `n` rows: one SELECT (rows, with the subscriber's current status) and one UPDATE."""
+        statements = _ledger_statements()
+        claimed: list[Delivery] = []
         while len(claimed) < n:
-            candidates = conn.execute(
-                sa.select(deliveries.c.id, subscribers.c.status)
-                .select_from(
-                    deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
-                )
-                .where(deliveries.c.issue == issue, deliveries.c.state == "queued")
-                .order_by(deliveries.c.id)
-                .limit(n - len(claimed))
-                .with_for_update(skip_locked=True, of=deliveries)
-            ).all()
+            candidates = conn.execute(statements.candidates, {"b_issue": issue, "n": n - len(claimed)}).all()
             if not candidates:
                 break
-            ready = [c.id for c in candidates if c.status == "active"]
+            ready = [c for c in candidates if c.subscriber_status == "active"]
             skipped: dict[str, list[int]] = {}
             for c in candidates:
-                if c.status != "active":
-                    skipped.setdefault(c.status or "removed", []).append(c.id)
+                if c.subscriber_status != "active":
+                    skipped.setdefault(c.subscriber_status or "removed", []).append(c.id)
             for status, ids in skipped.items():
-                conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(ids))
-                    .values(state="failed", outcome="permanent", error=f"skipped: {status}", updated_at=now)
-                )
+                conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
             if ready:
-                conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(ready))
-                    .values(
-                        state="sending", claimed_at=now, attempts=deliveries.c.attempts + 1, updated_at=now
-                    )
-                )
-                claimed.extend(ready)
+                conn.execute(statements.claim, {"ids": [c.id for c in ready], "now": now})
+                for c in ready:
+                    row = c._asdict()
+                    del row["subscriber_status"]
+                    row.update(state="sending", claimed_at=now, attempts=c.attempts + 1, updated_at=now)
+                    claimed.append(Delivery(**row))
         return claimed
 
     def _set_row(self, issue: str, subscriber_id: int, values: dict[str, Any], *states: str) -> int:
@@ -888,21 +870,9 @@ class Store:
     def _mark_sent(
         conn: Connection, issue: str, sent: Iterable[tuple[int, str | None]], now: datetime
     ) -> None:
-        rows = [{"sid": sid, "mid": mid} for sid, mid in sent]
+        rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
         if rows:
-            conn.execute(
-                deliveries.update()
-                .where(deliveries.c.issue == issue, deliveries.c.subscriber_id == sa.bindparam("sid"))
-                .values(
-                    state="sent",
-                    message_id=sa.bindparam("mid"),
-                    sent_at=now,
-                    outcome=None,
-                    error=None,
-                    updated_at=now,
-                ),
-                rows,
-            )
+            conn.execute(_ledger_statements().mark_sent, rows)
 
     def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
         if outcome not in OUTCOMES:
@@ -1040,6 +1010,51 @@ def _subscriber(row: sa.Row) -> Subscriber:
         attributes=row.attributes or {},
         soft_bounces=row.soft_bounces,
         unsubscribed_at=row.unsubscribed_at,
+    )
+
+
+@dataclass(frozen=True)
+class _LedgerStatements:
+    candidates: sa.Select
+    claim: sa.Update
+    skip: sa.Update
+    mark_sent: sa.Update
+
+
+@lru_cache(maxsize=1)
+def _ledger_statements() -> _LedgerStatements:
+    """The sender's hot statements, built once with bind parameters.
+
+    Building a Core statement costs more CPU than SQLite takes to run it; claiming and
+    recording happen for every batch of every send.
+    """
+    now = sa.bindparam("now", type_=_UtcDateTime())
+    ids = sa.bindparam("ids", expanding=True)
+    return _LedgerStatements(
+        candidates=_delivery_query()
+        .add_columns(subscribers.c.status.label("subscriber_status"))
+        .where(deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.state == "queued")
+        .order_by(deliveries.c.id)
+        .limit(sa.bindparam("n"))
+        .with_for_update(skip_locked=True, of=deliveries),
+        claim=deliveries.update()
+        .where(deliveries.c.id.in_(ids))
+        .values(state="sending", claimed_at=now, attempts=deliveries.c.attempts + 1, updated_at=now),
+        skip=deliveries.update()
+        .where(deliveries.c.id.in_(ids))
+        .values(state="failed", outcome="permanent", error=sa.bindparam("b_error"), updated_at=now),
+        mark_sent=deliveries.update()
+        .where(
+            deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.subscriber_id == sa.bindparam("sid")
+        )
+        .values(
+            state="sent",
+            message_id=sa.bindparam("mid"),
+            sent_at=now,
+            outcome=None,
+            error=None,
+            updated_at=now,
+        ),
     )
 
 
