@@ -70,7 +70,7 @@ def test_unknown_issue_lists_the_known_ones(tmp_path):
 
 def test_build_without_an_issue_is_a_usage_error():
     result = run(GOOD, "build")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a usage error is a user error: exit 1
     assert "Error: name an ISSUE (a path or slug), or pass --all" in result.output
 
 
@@ -163,7 +163,7 @@ def test_issue_new_numbers_after_the_highest(tmp_path, monkeypatch):
 def test_issue_new_rejects_a_bad_slug(tmp_path):
     root = copy_newsletter(GOOD, tmp_path / "digest")
     result = run(root, "issue", "new", "Bad Slug!", "--date", "2024-02-01")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a usage error is a user error: exit 1
     assert "expected lowercase letters, digits and '-', got 'Bad Slug!'" in result.output
     assert sorted(p.name for p in (root / "issues").iterdir()) == [
         "2024-01-10-first.md",

@@ -279,7 +279,7 @@ def test_dry_run_reports_but_writes_nothing(root: Path) -> None:
 
 def test_bad_date_option_is_a_usage_error(root: Path) -> None:
     result = run(root, "import", fixture("listing.txt"), "--date", "17/3")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a usage error is a user error: exit 1
     assert "Invalid value for '--date': expected YYYY-MM-DD, got '17/3'" in result.output
 
 
@@ -427,7 +427,7 @@ def test_fetch_builds_source_urls(root: Path) -> None:
         "&start=0&max_results=20&sortBy=submittedDate&sortOrder=descending"
     )
     result = run(root, "fetch")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a usage error is a user error: exit 1
     assert "expected exactly one of --hf-date or --arxiv-query" in result.output
 
 
@@ -448,7 +448,7 @@ def test_papers_list_filters_and_prints_json(root: Path) -> None:
 
 def test_fetch_command_refuses_an_empty_arxiv_query(root: Path) -> None:
     result = run(root, "fetch", "--arxiv-query", "  ")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a usage error is a user error: exit 1
     assert (
         "Invalid value for '--arxiv-query': expected a search query like 'abs:multilingual'" in result.output
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -385,14 +386,18 @@ def test_concurrent_claimers_never_share_a_row(db_path: Path, store: Store) -> N
     results: dict[int, list[int]] = {}
     errors: list[BaseException] = []
 
+    start = threading.Barrier(4)
+
     def worker(n: int) -> None:
         try:
             with Store.open(f"sqlite:///{db_path}") as own:  # its own engine and connections
                 got: list[int] = []
+                start.wait()  # all claim at once, or one fast thread could take every row
                 while batch := own.claim_batch(ISSUE, 7):
                     got.extend(d.id for d in batch)
                     for d in batch:
                         own.mark_sent(ISSUE, d.subscriber_id, f"m-{d.id}")
+                    time.sleep(0.001)  # let the others in between batches, as sending would
                 results[n] = got
         except BaseException as exc:  # surfaced below
             errors.append(exc)

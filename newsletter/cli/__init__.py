@@ -32,6 +32,15 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def main(self, *args, **kwargs):
+        """Run the CLI; a usage mistake exits 1 like every other user error (click says 2)."""
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            if exc.code == click.UsageError.exit_code:
+                raise SystemExit(1) from None
+            raise
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
