@@ -11,10 +11,15 @@ import click
 from . import Context, display_path, pass_context
 
 
-def _library(ctx: Context, ref: str | None = None):
+def _targets(ctx: Context, issues: tuple[str, ...], all_issues: bool):
+    """The library and the issues a command names (or all of them with --all)."""
     from ..content import load_library
 
-    return load_library(ctx.settings, only=ref)
+    if not issues and not all_issues:
+        raise click.UsageError("name an ISSUE (a path or slug), or pass --all")
+    # With one issue named, problems in other issue files are only warnings.
+    library = load_library(ctx.settings, only=issues[0] if len(issues) == 1 else None)
+    return library, library.issues if all_issues else [library.issue(ref) for ref in issues]
 
 
 @click.command()
@@ -36,10 +41,7 @@ def build(ctx: Context, issues: tuple[str, ...], out: Path | None, all_issues: b
     """
     from ..build import build_message, write_build
 
-    if not issues and not all_issues:
-        raise click.UsageError("name an ISSUE (a path or slug), or pass --all")
-    library = _library(ctx, issues[0] if len(issues) == 1 else None)
-    targets = library.issues if all_issues else [library.issue(ref) for ref in issues]
+    library, targets = _targets(ctx, issues, all_issues)
     out = out or ctx.settings.build_dir
     for issue in targets:
         built = write_build(build_message(library, issue), out)
@@ -70,10 +72,7 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
     """
     from ..checks import check_issue
 
-    if not issues and not all_issues:
-        raise click.UsageError("name an ISSUE (a path or slug), or pass --all")
-    library = _library(ctx, issues[0] if len(issues) == 1 else None)
-    targets = library.issues if all_issues else [library.issue(ref) for ref in issues]
+    library, targets = _targets(ctx, issues, all_issues)
     failed = 0
     for issue in targets:
         report = check_issue(library, issue, spamassassin=not no_spam_score)
