@@ -418,14 +418,7 @@ class SubscriptionApp:
         if form.get("website", ""):
             # A bot filled the hidden field: answer as if all went well, do nothing.
             log.info("subscribe: honeypot filled from %s; ignored", request.remote_addr)
-            return self.html(
-                200,
-                "page.html",
-                language,
-                title_key="check_title",
-                message_key="check",
-                values={"email": form.get("email", "")[:320]},
-            )
+            return self.check_inbox(language, form.get("email", "")[:320])
         raw_email = form.get("email", "").strip()
         if not raw_email:
             return self.page(request, 400, "bad_request_title", "missing_email", language=language)
@@ -458,13 +451,12 @@ class SubscriptionApp:
         # editor re-adds them by hand. The page below is the same in every case.
         if subscriber is not None and subscriber.status == "pending":
             self.queue_confirmation(subscriber, language)
+        return self.check_inbox(language, address)
+
+    def check_inbox(self, language: str, email: str) -> Response:
+        """The one answer to every accepted subscribe request, known address or not."""
         return self.html(
-            200,
-            "page.html",
-            language,
-            title_key="check_title",
-            message_key="check",
-            values={"email": address},
+            200, "page.html", language, title_key="check_title", message_key="check", values={"email": email}
         )
 
     def too_many(self, request: Request, language: str, wait: float) -> Response:
