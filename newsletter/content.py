@@ -287,6 +287,11 @@ def _loader() -> type:
     return ContentLoader
 
 
+def _error_count(problems: list[Problem]) -> int:
+    # a reader compares the count before and after one file: did this file add errors?
+    return sum(not p.warning for p in problems)
+
+
 def _warn_unknown(where: str, data: dict[str, Any], known: Iterable[str], problems: list[Problem]) -> None:
     for key in data:
         if key not in known:
@@ -331,7 +336,7 @@ def read_paper(path: Path, problems: list[Problem], where: str | None = None) ->
     if split is None:
         return None
     data, body = split
-    before = len([p for p in problems if not p.warning])
+    before = _error_count(problems)
     _warn_unknown(where, data, PAPER_FIELDS, problems)
     f = _Fields(where, data, problems)
     pid = f.get("id", _text, required=True)
@@ -347,7 +352,6 @@ def read_paper(path: Path, problems: list[Problem], where: str | None = None) ->
     if arxiv is not None and not ARXIV_ID.match(arxiv):
         problems.append(Problem.expected(where, "arxiv", "an arXiv id like 2412.04003", arxiv))
         arxiv = None
-    thumbnail = f.get("thumbnail", _url)
     paper_kwargs = dict(
         authors=f.get("authors", _strings, default=()),
         published=f.get("published", _date),
@@ -356,7 +360,7 @@ def read_paper(path: Path, problems: list[Problem], where: str | None = None) ->
         pdf=f.get("pdf", _url),
         code=f.get("code", _url),
         project_page=f.get("project_page", _url),
-        thumbnail=thumbnail,
+        thumbnail=f.get("thumbnail", _url),
         thumbnail_alt=f.get("thumbnail_alt", _text),
         upvotes=f.get("upvotes", _int),
         tags=f.get("tags", _tags, default=()),
@@ -365,7 +369,7 @@ def read_paper(path: Path, problems: list[Problem], where: str | None = None) ->
         problems.append(
             Problem(where, None, "expected the abstract as the body after the front matter, found none")
         )
-    if len([p for p in problems if not p.warning]) > before:
+    if _error_count(problems) > before:
         return None
     return Paper(id=pid, title=title, abstract=abstract, note=note, path=path, **paper_kwargs)
 
@@ -384,7 +388,7 @@ def read_issue(
     if split is None:
         return None
     data, body = split
-    before = len([p for p in problems if not p.warning])
+    before = _error_count(problems)
     _warn_unknown(where, data, ISSUE_FIELDS, problems)
     f = _Fields(where, data, problems)
     title = f.get("title", _text, required=True)
@@ -434,7 +438,7 @@ def read_issue(
         problems.append(
             Problem(where, "include", "expected paper ids in 'include' or rules in 'select', found neither")
         )
-    if len([p for p in problems if not p.warning]) > before:
+    if _error_count(problems) > before:
         return None
     return Issue(
         slug=path.stem,
