@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--rate",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     help="Messages per second [default: send.rate, else the SES quota, else unlimited].",
 )
 @click.option(
@@ -110,8 +110,6 @@ def send(
 
     settings = ctx.settings
     name = transport_name or settings.transport
-    if rate is not None and rate <= 0:
-        raise NewsletterError(f"--rate: expected a positive number of messages per second, got {rate:g}")
     secret, warning = resolve_secret(settings, name)
     if warning:
         click.echo(f"Warning: {warning}", err=True)
