@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter.archive import build_site  # noqa: E402
+from newsletter.archive.site import build_site  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.content import load_library  # noqa: E402
+from newsletter.content.library import load_library  # noqa: E402
 
 TAGS = [
     "transfer", "evaluation", "tokenization", "arabic", "low-resource", "speech", "translation",

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from newsletter import render  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.content import load_library  # noqa: E402
-from newsletter.message import MessageTemplate, Recipient  # noqa: E402
-from newsletter.selection import papers_for  # noqa: E402
+from newsletter.content.library import load_library  # noqa: E402
+from newsletter.content.selection import papers_for  # noqa: E402
+from newsletter.mail.message import MessageTemplate, Recipient  # noqa: E402
 
 
 def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:

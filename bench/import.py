@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from newsletter.audience.imports import import_csv
 from newsletter.store import Store
-from newsletter.subscribers import import_csv
 
 NAMES = ["Ana Silva", "عمر حداد", "李伟", "प्रिया शर्मा", "Jürgen Müller", "Sofía García", "田中 由紀"]
 LANGUAGES = ["en", "ar", "zh", "hi", "de", "es", "ja", "pt-BR"]

@@ -37,13 +37,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsletter.config import SesSettings, Settings, load_settings  # noqa: E402
-from newsletter.content import load_library  # noqa: E402
-from newsletter.message import Recipient  # noqa: E402
-from newsletter.sending import build_template, send_issue  # noqa: E402
+from newsletter.content.library import load_library  # noqa: E402
+from newsletter.delivery.sending import build_template, send_issue  # noqa: E402
+from newsletter.delivery.transports.base import SendResult, Transport  # noqa: E402
+from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
+from newsletter.mail.message import Recipient  # noqa: E402
 from newsletter.store import Store, SubscriberRow  # noqa: E402
 from newsletter.tokens import unsubscribe_token  # noqa: E402
-from newsletter.transports.base import SendResult, Transport  # noqa: E402
-from newsletter.transports.ses import SesTransport  # noqa: E402
 from tests.servers_aws import FAKE_AWS_ENV  # noqa: E402
 
 ISSUE = "2026-03-17-multilingual-llms"

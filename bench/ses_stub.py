@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from newsletter.transports.ses import SesTransport
+from newsletter.delivery.transports.ses import SesTransport
 from tests.servers_aws import FAKE_AWS_ENV, SesStub
 
 RAW = (

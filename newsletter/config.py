@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, Problem, raise_for
+from newsletter.errors import ConfigError, Problem, raise_for
 
 SETTINGS_FILE = "newsletter.toml"
 RTL_LANGUAGES = frozenset(

@@ -19,13 +19,12 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive import MANIFEST, build_site, site_server
+from newsletter.archive.publish import PublishError, publish_site
+from newsletter.archive.site import MANIFEST, build_site, site_server
 from newsletter.cli import main
 from newsletter.config import load_settings
-from newsletter.content import Library, load_library
-from newsletter.publish import PublishError, publish_site
-
-from .servers_aws import moto_server  # noqa: F401  (a fixture)
+from newsletter.content.library import Library, load_library
+from tests.servers_aws import moto_server  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "good" / "digest"

@@ -10,13 +10,12 @@ from email import policy
 
 import pytest
 
-from newsletter.build import SAMPLE_READER, Built, build_message
-from newsletter.checks import check_built, check_issue, spam_score
 from newsletter.config import load_settings
-from newsletter.content import load_library
-from newsletter.message import MessageTemplate
-
-from .test_content import GOOD, REPO
+from newsletter.content.library import load_library
+from newsletter.mail.build import SAMPLE_READER, Built, build_message
+from newsletter.mail.checks import check_built, check_issue, spam_score
+from newsletter.mail.message import MessageTemplate
+from tests.test_content import GOOD, REPO
 
 
 @pytest.fixture(scope="module")

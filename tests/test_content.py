@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.config import load_settings
-from newsletter.content import load_library, read_issue, read_paper
+from newsletter.content.library import load_library, read_issue, read_paper
 from newsletter.errors import Problem, ProblemsError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.build import build_message
 from newsletter.config import load_settings
-from newsletter.content import load_library
-
-from .test_content import REPO
+from newsletter.content.library import load_library
+from newsletter.mail.build import build_message
+from tests.test_content import REPO
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")

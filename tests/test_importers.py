@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.errors import ProblemsError
-from newsletter.importers import (
+from newsletter.ingest.importers import (
     USER_AGENT,
     SourceError,
     arxiv_url,
@@ -23,8 +23,7 @@ from newsletter.importers import (
     parse_source,
     slugify,
 )
-
-from .servers_importers import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
+from tests.servers_importers import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
 
 TODAY = dt.date(2026, 3, 20)
 SETTINGS = """\
@@ -202,7 +201,7 @@ def test_hostile_titles_round_trip_exactly(root: Path) -> None:
 
     # the content module reads the same values back
     from newsletter.config import load_settings
-    from newsletter.content import load_papers
+    from newsletter.content.library import load_papers
 
     papers = {p.id: p for p in load_papers(load_settings(root))}
     assert [papers[item["paper"]["id"]].title for item in source] == expected
@@ -578,7 +577,7 @@ def test_reimport_rewrites_only_the_changed_lines_of_an_edited_file(root: Path) 
         "url: https://huggingface.co/papers/2401.10010\npdf: https://arxiv.org/pdf/2401.10010\n---\nAbstract.\n"
     )
     from newsletter.config import load_settings
-    from newsletter.content import load_papers
+    from newsletter.content.library import load_papers
 
     papers = {p.id: p for p in load_papers(load_settings(root))}
     assert papers["2401.10010"].arxiv == "2401.10010"
@@ -613,7 +612,7 @@ def test_reimporting_a_listing_after_the_editor_retitled_a_paper_makes_no_duplic
 
 def test_a_file_saved_while_the_import_ran_stops_the_write(root: Path) -> None:
     from newsletter.errors import NewsletterError
-    from newsletter.importers import parse_source, plan_import, write_atomically
+    from newsletter.ingest.importers import parse_source, plan_import, write_atomically
 
     import_papers([fixture("hf.json")], root / "papers", today=TODAY)
     parsed = [parse_source((FIXTURES / "hf-updated.json").read_bytes(), "hf", where="u.json")]
@@ -658,8 +657,8 @@ def _scaffold(tmp_path: Path) -> Path:
 
 def test_imported_hf_papers_feed_min_upvotes_sort_and_has_code(tmp_path: Path) -> None:
     from newsletter.config import load_settings
-    from newsletter.content import load_library
-    from newsletter.selection import papers_for
+    from newsletter.content.library import load_library
+    from newsletter.content.selection import papers_for
 
     digest = _scaffold(tmp_path)
     assert run(digest, "import", fixture("hf-selection.json")).exit_code == 0
@@ -687,7 +686,7 @@ def test_imported_hf_papers_feed_min_upvotes_sort_and_has_code(tmp_path: Path) -
 
 def test_hostile_and_yaml_lookalike_papers_load_and_build_escaped(tmp_path: Path) -> None:
     from newsletter.config import load_settings
-    from newsletter.content import load_papers
+    from newsletter.content.library import load_papers
 
     digest = _scaffold(tmp_path)
     lookalikes = ["yes", "null", "2401.10010", "2024-01-01", "1e3", "~", "on", "0x1F", "[a, b]", "&anchor"]

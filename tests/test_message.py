@@ -13,12 +13,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from newsletter.build import SAMPLE_READER, build_message
 from newsletter.config import load_settings
-from newsletter.content import load_library
-from newsletter.message import MessageTemplate, Recipient, unsubscribe_url
-
-from .test_content import GOOD, REPO
+from newsletter.content.library import load_library
+from newsletter.mail.build import SAMPLE_READER, build_message
+from newsletter.mail.message import MessageTemplate, Recipient, unsubscribe_url
+from tests.test_content import GOOD, REPO
 
 SINGLE = (
     "From",

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.build import build_message, write_build
 from newsletter.config import load_settings
-from newsletter.content import load_library
-from newsletter.render import (
+from newsletter.content.library import load_library
+from newsletter.content.selection import papers_for
+from newsletter.mail.build import build_message, write_build
+from newsletter.mail.render import (
     MARKDOWN,
     TEXT_WIDTH,
     excerpt,
@@ -31,9 +32,7 @@ from newsletter.render import (
     short_authors,
     wrap_text,
 )
-from newsletter.selection import papers_for
-
-from .test_content import GOOD, copy_newsletter
+from tests.test_content import GOOD, copy_newsletter
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 HOSTILE_TITLE = "Cross-Lingual Transfer with <script>alert(1)</script> {{ 7*7 }} </mj-text>"

@@ -7,10 +7,9 @@ import datetime as dt
 from pathlib import Path
 
 from newsletter.config import load_settings
-from newsletter.content import Issue, Library, Paper, Selection, load_library
-from newsletter.selection import papers_for, plan, select_papers
-
-from .test_content import REPO
+from newsletter.content.library import Issue, Library, Paper, Selection, load_library
+from newsletter.content.selection import papers_for, plan, select_papers
+from tests.test_content import REPO
 
 
 def paper(

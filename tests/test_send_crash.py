@@ -22,9 +22,8 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.store import Store
-
-from .servers_aws import FAKE_AWS_ENV, SesStub
-from .test_sending import ISSUE, SECRET, add_people, make_newsletter, parse
+from tests.servers_aws import FAKE_AWS_ENV, SesStub
+from tests.test_sending import ISSUE, SECRET, add_people, make_newsletter, parse
 
 REPO = Path(__file__).parent.parent
 THREADS = 4

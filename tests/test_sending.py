@@ -23,16 +23,15 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.config import SesSettings, Settings, load_settings
-from newsletter.content import Library, load_library
-from newsletter.ratelimit import TokenBucket
-from newsletter.sending import TEST_PREFIX, build_template, issue_status, send_issue, send_test
+from newsletter.content.library import Library, load_library
+from newsletter.delivery.ratelimit import TokenBucket
+from newsletter.delivery.sending import TEST_PREFIX, build_template, issue_status, send_issue, send_test
+from newsletter.delivery.transports import Outcome, SendResult, StopSending, make_transport
+from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.delivery.transports.ses import SesTransport
 from newsletter.store import Store, SubscriberRow
 from newsletter.tokens import UNSUBSCRIBE, read_token
-from newsletter.transports import Outcome, SendResult, StopSending, make_transport
-from newsletter.transports.memory import MemoryTransport
-from newsletter.transports.ses import SesTransport
-
-from .servers_aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_identity
+from tests.servers_aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_identity
 
 FIXTURE = Path(__file__).parent / "fixtures" / "good" / "digest"
 TEMPLATES = Path(__file__).parent.parent / "templates"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter import subscribers as subscribers_module
+from newsletter.audience import imports as subscribers_module
+from newsletter.audience.imports import ImportFileError, import_csv
 from newsletter.cli import main
 from newsletter.errors import ProblemsError
 from newsletter.store import Store
-from newsletter.subscribers import ImportFileError, import_csv
 
 SAMPLE = Path(__file__).resolve().parent.parent / "subscribers" / "sample.csv"
 

@@ -22,14 +22,13 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import SesSettings, Settings, SmtpSettings
+from newsletter.delivery.transports import Outcome, SendResult, StopSending, Transport, make_transport
+from newsletter.delivery.transports.file import TEMP_PREFIX, FileTransport, safe_file_part
+from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.delivery.transports.ses import SesTransport
+from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.errors import TransportError
-from newsletter.transports import Outcome, SendResult, StopSending, Transport, make_transport
-from newsletter.transports.file import TEMP_PREFIX, FileTransport, safe_file_part
-from newsletter.transports.memory import MemoryTransport
-from newsletter.transports.ses import SesTransport
-from newsletter.transports.smtp import SmtpTransport
-
-from .servers_aws import (
+from tests.servers_aws import (
     FAKE_AWS_ENV,
     SesStub,
     moto_reset,
@@ -38,7 +37,7 @@ from .servers_aws import (
     ses_stub,
     verify_identity,
 )
-from .servers_smtp import (
+from tests.servers_smtp import (
     RecordingHandler,
     SmtpServer,
     TlsFiles,

@@ -23,9 +23,9 @@ from click.testing import CliRunner
 from newsletter import tokens
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
+from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.store import Store
-from newsletter.transports.memory import MemoryTransport
-from newsletter.web import Limit, RateLimits, SubscriptionApp, create_app
+from newsletter.web.app import Limit, RateLimits, SubscriptionApp, create_app
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-for-web-tests"
@@ -323,7 +323,7 @@ def test_subscribe_sends_a_confirmation_whose_link_activates(web: Served) -> Non
 
 
 def test_confirmation_through_the_file_transport(serve_app, tmp_path: Path) -> None:
-    from newsletter.transports.file import FileTransport
+    from newsletter.delivery.transports.file import FileTransport
 
     outbox = tmp_path / "outbox"
     web = serve_app(transport=FileTransport(outbox, fsync=False))
@@ -664,9 +664,9 @@ def one_click(web: Served, url: str) -> Answer:
 
 def test_an_address_unsubscribed_mid_send_gets_nothing_from_the_resumed_send(serve_app) -> None:
     """Across features: a canary send, one-click unsubscribes over HTTP, then the send resumes."""
-    from newsletter.content import load_library
-    from newsletter.message import unsubscribe_url
-    from newsletter.sending import send_issue
+    from newsletter.content.library import load_library
+    from newsletter.delivery.sending import send_issue
+    from newsletter.mail.message import unsubscribe_url
 
     web = serve_app(content=REPO / "tests" / "fixtures" / "good" / "digest")
     ids = [add_active(web, f"reader{i}@example.org") for i in range(6)]
@@ -761,7 +761,7 @@ def test_the_app_refuses_to_start_without_a_secret(tmp_path: Path, monkeypatch: 
 def test_app_from_env_reads_newsletter_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from werkzeug.test import Client
 
-    from newsletter.web import app_from_env
+    from newsletter.web.app import app_from_env
 
     write_newsletter(tmp_path, "https://digest.example.org/api/")
     monkeypatch.setenv("NEWSLETTER_ROOT", str(tmp_path))

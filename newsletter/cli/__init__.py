@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
+from newsletter import __version__
 
 # command name -> "module:attribute" inside newsletter.cli
 COMMANDS = {
@@ -87,7 +87,7 @@ class Context:
     @property
     def settings(self):
         if self._settings is None:
-            from ..config import load_settings
+            from newsletter.config import load_settings
 
             self._settings = load_settings(self.root)
         return self._settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import Context, pass_context
+from newsletter.cli import Context, pass_context
 
 OUT_OPTION = click.option(
     "--out",
@@ -36,8 +36,8 @@ def build(obj: Context, out: Path | None, verbose: bool) -> None:
     Example:
         newsletter archive build --out site/
     """
-    from ..archive import build_site
-    from ..content import load_library
+    from newsletter.archive.site import build_site
+    from newsletter.content.library import load_library
 
     settings = obj.settings
     target = out or settings.site_dir
@@ -85,7 +85,7 @@ def publish(
     Example:
         newsletter archive publish --bucket digest.example.org --delete
     """
-    from ..publish import publish_site
+    from newsletter.archive.publish import publish_site
 
     site_dir = out or obj.settings.site_dir
     report = publish_site(
@@ -130,7 +130,7 @@ def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
     Example:
         newsletter archive serve --port 8000
     """
-    from ..archive import site_server
+    from newsletter.archive.site import site_server
 
     server = site_server(out or obj.settings.site_dir, bind, port)
     host, real_port = server.server_address[:2]

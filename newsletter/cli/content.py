@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from . import Context, display_path, pass_context
+from newsletter.cli import Context, display_path, pass_context
 
 
 def _targets(ctx: Context, issues: tuple[str, ...], all_issues: bool):
     """The library and the issues a command names (or all of them with --all)."""
-    from ..content import load_library
+    from newsletter.content.library import load_library
 
     if not issues and not all_issues:
         raise click.UsageError("name an ISSUE (a path or slug), or pass --all")
@@ -39,7 +39,7 @@ def build(ctx: Context, issues: tuple[str, ...], out: Path | None, all_issues: b
     Example:
         newsletter build 2026-03-17-multilingual-llms
     """
-    from ..build import build_message, write_build
+    from newsletter.mail.build import build_message, write_build
 
     library, targets = _targets(ctx, issues, all_issues)
     out = out or ctx.settings.build_dir
@@ -70,7 +70,7 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
     Example:
         newsletter check 2026-03-17-multilingual-llms
     """
-    from ..checks import check_issue
+    from newsletter.mail.checks import check_issue
 
     library, targets = _targets(ctx, issues, all_issues)
     failed = 0
@@ -125,8 +125,8 @@ def issue_new(
     Example:
         newsletter issue new tokenizers --tag tokenization --limit 8
     """
-    from ..content import load_issues
-    from ..issue_files import new_issue_file
+    from newsletter.content.issue_files import new_issue_file
+    from newsletter.content.library import load_issues
 
     settings = ctx.settings
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", slug):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import Context, pass_context
+from newsletter.cli import Context, pass_context
 
 _limit = click.option(
     "--soft-bounce-limit",
@@ -68,8 +68,8 @@ def poll(
     Example:
         newsletter events poll --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events
     """
-    from ..events import poll_queue
-    from ..store import Store
+    from newsletter.audience.events import poll_queue
+    from newsletter.store import Store
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = obj.settings
@@ -113,9 +113,9 @@ def import_(obj: Context, file: Path, soft_bounce_limit: int) -> None:
     Example:
         newsletter events import saved-bounces.json
     """
-    from ..errors import NewsletterError
-    from ..events import import_file
-    from ..store import Store
+    from newsletter.audience.events import import_file
+    from newsletter.errors import NewsletterError
+    from newsletter.store import Store
 
     with Store.open(obj.settings.database_url) as store:
         s = import_file(store, file, soft_bounce_limit=soft_bounce_limit)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from . import Context, pass_context
+from newsletter.cli import Context, pass_context
 
 
 class IsoDate(click.ParamType):
@@ -51,7 +51,7 @@ def _import_options(command: click.Command) -> click.Command:
 def _run(
     obj: Context, sources: Sequence[str], fmt: str, date: dt.date | None, tags: Sequence[str], dry_run: bool
 ) -> None:
-    from ..importers import import_papers
+    from newsletter.ingest.importers import import_papers
 
     settings = obj.settings
     report = import_papers(sources, settings.papers_dir, fmt=fmt, date=date, tags=tags, dry_run=dry_run)
@@ -141,7 +141,7 @@ def fetch(
         newsletter papers fetch --hf-date 2026-03-17
         newsletter papers fetch --arxiv-query 'cat:cs.CL AND abs:multilingual' --max 20
     """
-    from ..importers import arxiv_url, hf_url
+    from newsletter.ingest.importers import arxiv_url, hf_url
 
     if (hf_date is None) == (arxiv_query is None):
         raise click.UsageError("expected exactly one of --hf-date or --arxiv-query")
@@ -176,7 +176,7 @@ def list_(
     Example:
         newsletter papers list --tag translation --since 2026-03-01
     """
-    from ..content import load_papers
+    from newsletter.content.library import load_papers
 
     wanted = {t.lower() for t in tags}
     found = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import Context, pass_context
+from newsletter.cli import Context, pass_context
 
 
 @click.command()
@@ -22,8 +22,8 @@ def preview(ctx: Context, issue: str, port: int, host: str) -> None:
     Example:
         newsletter preview 2026-03-17-multilingual-llms --port 8000
     """
-    from ..content import load_library
-    from ..preview import Preview, make_server
+    from newsletter.content.library import load_library
+    from newsletter.mail.preview import Preview, make_server
 
     load_library(ctx.settings, only=issue).issue(issue)  # fail early on a bad ref
     state = Preview(ctx.settings.root, issue)

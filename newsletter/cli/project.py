@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import Context, display_path, pass_context
+from newsletter.cli import Context, display_path, pass_context
 
 
 @click.command()
@@ -69,11 +69,11 @@ def demo(ctx: Context, issue_ref: str | None) -> None:
     Example:
         newsletter demo
     """
-    from ..content import load_library
-    from .archive import build as archive_build
-    from .content import build, check
-    from .send import send, status
-    from .subscribers import import_ as subscribers_import
+    from newsletter.cli.archive import build as archive_build
+    from newsletter.cli.content import build, check
+    from newsletter.cli.send import send, status
+    from newsletter.cli.subscribers import import_ as subscribers_import
+    from newsletter.content.library import load_library
 
     click.get_current_context().obj = ctx
     settings = ctx.settings

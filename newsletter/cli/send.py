@@ -1,4 +1,4 @@
-"""`newsletter send` and `newsletter status`: thin wiring over newsletter.sending."""
+"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery.sending."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import Context, pass_context
+from newsletter.cli import Context, pass_context
 
 if TYPE_CHECKING:
-    from ..sending import SendReport
+    from newsletter.delivery.sending import SendReport
 
 
 @click.command()
@@ -100,13 +100,13 @@ def send(
         newsletter send 2026-03-17-multilingual-llms --limit 50
         newsletter send 2026-03-17-multilingual-llms
     """
-    from ..build import build_message
-    from ..content import load_library
-    from ..errors import NewsletterError
-    from ..message import MessageTemplate
-    from ..sending import eligible_count, resolve_secret, send_issue, send_test
-    from ..store import Store
-    from ..transports import make_transport
+    from newsletter.content.library import load_library
+    from newsletter.delivery.sending import eligible_count, resolve_secret, send_issue, send_test
+    from newsletter.delivery.transports import make_transport
+    from newsletter.errors import NewsletterError
+    from newsletter.mail.build import build_message
+    from newsletter.mail.message import MessageTemplate
+    from newsletter.store import Store
 
     settings = ctx.settings
     name = transport_name or settings.transport
@@ -191,8 +191,8 @@ def send(
 
 
 def _address(text: str) -> str:
-    from ..errors import NewsletterError
-    from ..store import normalize_email
+    from newsletter.errors import NewsletterError
+    from newsletter.store import normalize_email
 
     try:
         return normalize_email(text)
@@ -201,8 +201,8 @@ def _address(text: str) -> str:
 
 
 def _preflight(built, *, spamassassin: bool) -> None:
-    from ..checks import check_built
-    from ..errors import NewsletterError
+    from newsletter.errors import NewsletterError
+    from newsletter.mail.checks import check_built
 
     report = check_built(built, spamassassin=spamassassin)
     for line in report.warnings:
@@ -216,7 +216,7 @@ def _preflight(built, *, spamassassin: bool) -> None:
 
 
 def _confirm(slug: str, subject: str, count: int, transport: str, limit: int | None) -> None:
-    from ..errors import NewsletterError
+    from newsletter.errors import NewsletterError
 
     if not sys.stdin.isatty():
         raise NewsletterError(
@@ -315,9 +315,9 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
     Example:
         newsletter status 2026-03-17-multilingual-llms --json
     """
-    from ..errors import NewsletterError
-    from ..sending import COMPLAINT_WARNING, issue_status
-    from ..store import Store
+    from newsletter.delivery.sending import COMPLAINT_WARNING, issue_status
+    from newsletter.errors import NewsletterError
+    from newsletter.store import Store
 
     slug = Path(issue_ref).name.removesuffix(".md")
     with Store.open(ctx.settings.database_url) as store:

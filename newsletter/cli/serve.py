@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from . import Context, pass_context
+from newsletter.cli import Context, pass_context
 
 
 @click.command()
@@ -27,7 +27,7 @@ def serve(obj: Context, host: str, port: int, threads: int, trusted_proxy: str |
 
     Needs NEWSLETTER_SECRET (the same one `newsletter send` signs links with) and
     `[web] url` in newsletter.toml: the public URL a reverse proxy forwards to this port.
-    Any other WSGI host can run `newsletter.web:app_from_env` instead.
+    Any other WSGI host can run `newsletter.web.app:app_from_env` instead.
 
     \b
     Example:
@@ -35,7 +35,7 @@ def serve(obj: Context, host: str, port: int, threads: int, trusted_proxy: str |
     """
     import waitress
 
-    from ..web import create_app
+    from newsletter.web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(obj.settings)

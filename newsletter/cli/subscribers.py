@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..subscriber_status import STATUSES
-from . import Context, pass_context
+from newsletter.audience.lifecycle import STATUSES
+from newsletter.cli import Context, pass_context
 
 if TYPE_CHECKING:
-    from ..store import Store, Subscriber
+    from newsletter.store import Store, Subscriber
 
 EXPORT_COLUMNS = ("email", "name", "language", "status", "consent_at", "source", "created_at", "attributes")
 
 
 @contextmanager
 def _open_store(obj: Context) -> Iterator[Store]:
-    from ..store import Store
+    from newsletter.store import Store
 
     with Store.open(obj.settings.database_url) as store:
         yield store
@@ -52,8 +52,8 @@ def add(obj: Context, email: str, name: str | None, language: str | None, status
     Example:
         newsletter subscribers add ana@example.com --name "Ana" --language pt-BR
     """
-    from ..errors import NewsletterError
-    from ..subscribers import normalize_email, parse_language
+    from newsletter.audience.imports import normalize_email, parse_language
+    from newsletter.errors import NewsletterError
 
     try:
         address = normalize_email(email)
@@ -197,7 +197,7 @@ def import_(obj: Context, file: Path, strict: bool, check_dns: bool) -> None:
     Example:
         newsletter subscribers import subscribers/sample.csv --strict
     """
-    from ..subscribers import import_csv
+    from newsletter.audience.imports import import_csv
 
     with _open_store(obj) as store, _progress() as progress:
         report = import_csv(store, file, strict=strict, check_dns=check_dns, progress=progress)
@@ -244,7 +244,7 @@ def _as_dict(subscriber: Subscriber) -> dict[str, Any]:
 
 
 def _no_such(email: str) -> None:
-    from ..errors import NewsletterError
+    from newsletter.errors import NewsletterError
 
     raise NewsletterError(
         f"EMAIL: no subscriber {email!r}\n\nSee the list with `newsletter subscribers list`."

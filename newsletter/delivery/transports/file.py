@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .base import SendResult, StopSending, Transport
+from newsletter.delivery.transports.base import SendResult, StopSending, Transport
 
 TEMP_PREFIX = ".tmp-"  # temporary files start with a dot so `*.eml` globs never see them
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")

@@ -31,10 +31,10 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NewsletterError
+from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:
-    from .store import Store
+    from newsletter.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 
-from .base import Outcome, SendResult, StopSending, Transport
+from newsletter.delivery.transports.base import Outcome, SendResult, StopSending, Transport
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Self
 
-from ..errors import TransportError
+from newsletter.errors import TransportError
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from newsletter.config import Settings
 
 
 class Outcome(StrEnum):
@@ -115,19 +115,19 @@ def make_transport(
     """
     chosen = name or settings.transport
     if chosen == "file":
-        from .file import FileTransport
+        from newsletter.delivery.transports.file import FileTransport
 
         return FileTransport(outbox or settings.outbox_dir)
     if chosen == "memory":
-        from .memory import MemoryTransport
+        from newsletter.delivery.transports.memory import MemoryTransport
 
         return MemoryTransport()
     if chosen == "ses":
-        from .ses import SesTransport
+        from newsletter.delivery.transports.ses import SesTransport
 
         return SesTransport.from_settings(settings, concurrency=concurrency)
     if chosen == "smtp":
-        from .smtp import SmtpTransport
+        from newsletter.delivery.transports.smtp import SmtpTransport
 
         return SmtpTransport.from_settings(settings)
     raise TransportError(f"transport: expected one of file, memory, ses, smtp, got {chosen!r}")

@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NewsletterError
-from .ratelimit import TokenBucket
-from .transports.base import Outcome, StopSending, Transport
+from newsletter.delivery.ratelimit import TokenBucket
+from newsletter.delivery.transports.base import Outcome, StopSending, Transport
+from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .content import Issue, Library
-    from .message import MessageTemplate
-    from .render import Rendered
-    from .store import Delivery, Store
+    from newsletter.config import Settings
+    from newsletter.content.library import Issue, Library
+    from newsletter.mail.message import MessageTemplate
+    from newsletter.mail.render import Rendered
+    from newsletter.store import Delivery, Store
 
 # Used by the local transports when NEWSLETTER_SECRET is unset, so `make demo` needs no set-up.
 # Links signed with it are worthless outside a development machine, which is the point.
@@ -91,9 +91,9 @@ def build_template(
     rendered: Rendered | None = None,
 ) -> MessageTemplate:
     """Render the issue once (unless `rendered` is given) and encode the message every copy is made from."""
-    from .message import MessageTemplate
-    from .render import render_issue
-    from .selection import papers_for
+    from newsletter.content.selection import papers_for
+    from newsletter.mail.message import MessageTemplate
+    from newsletter.mail.render import render_issue
 
     if rendered is None:
         rendered = render_issue(library, issue, papers_for(library, issue))
@@ -400,8 +400,8 @@ class _SendLoop:
 
     # runs on a sending thread
     def _deliver(self, delivery: Delivery) -> _Answer:
-        from .message import Recipient
-        from .tokens import unsubscribe_token
+        from newsletter.mail.message import Recipient
+        from newsletter.tokens import unsubscribe_token
 
         answer = _Answer(delivery, "requeue")
         try:
@@ -518,8 +518,8 @@ def _worker_main(job: _WorkerJob, halt: Any, results: Any) -> None:
     """One worker process: its own store connection, transport and share of the rate."""
     # Ctrl-C reaches the whole process group: the parent decides, and tells us through `halt`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from .store import Store
-    from .transports import make_transport
+    from newsletter.delivery.transports import make_transport
+    from newsletter.store import Store
 
     tally = Tally()
     try:
@@ -767,8 +767,8 @@ def send_test(
     An address that is a subscriber gets that subscriber's own unsubscribe link (so the
     link can be tried); any other address gets a link signed for no one.
     """
-    from .message import Recipient
-    from .tokens import make_token, unsubscribe_token
+    from newsletter.mail.message import Recipient
+    from newsletter.tokens import make_token, unsubscribe_token
 
     if secret is None:
         secret, _ = resolve_secret(settings, transport.name)

@@ -11,11 +11,11 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic_files import replace_file
-from .content import Issue, Library
-from .message import MessageTemplate, Recipient
-from .render import Rendered, render_issue
-from .selection import papers_for
+from newsletter.atomic_files import replace_file
+from newsletter.content.library import Issue, Library
+from newsletter.content.selection import papers_for
+from newsletter.mail.message import MessageTemplate, Recipient
+from newsletter.mail.render import Rendered, render_issue
 
 SAMPLE_READER = Recipient(email="reader@example.org", name="Ada Lovelace", token="preview-token")
 

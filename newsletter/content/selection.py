@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .content import Issue, Library, Paper, Selection
+from newsletter.content.library import Issue, Library, Paper, Selection
 
 
 def select_papers(

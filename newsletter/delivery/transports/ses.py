@@ -12,11 +12,11 @@ import threading
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TransportError
-from .base import SendResult, StopSending, Transport
+from newsletter.delivery.transports.base import SendResult, StopSending, Transport
+from newsletter.errors import TransportError
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from newsletter.config import Settings
 
 CREDENTIALS_HINT = (
     "Give boto3 credentials the usual way: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "

@@ -26,8 +26,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import NewsletterError
-from .subscriber_status import STATUSES, SUPPRESSED
+from newsletter.audience.lifecycle import STATUSES, SUPPRESSED
+from newsletter.errors import NewsletterError
 
 STATES = ("queued", "sending", "sent", "failed")
 OUTCOMES = ("temporary", "permanent")

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .config import Settings, load_settings
-from .errors import NewsletterError
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Preview: {slug}</title>
@@ -63,10 +63,10 @@ class Preview:
         return tuple((str(p), p.stat().st_mtime_ns) for p in paths if p.exists())
 
     def refresh(self) -> None:
-        from .build import SAMPLE_READER, build_message
-        from .content import load_library
-        from .message import unsubscribe_url
-        from .render import personalise_preview
+        from newsletter.content.library import load_library
+        from newsletter.mail.build import SAMPLE_READER, build_message
+        from newsletter.mail.message import unsubscribe_url
+        from newsletter.mail.render import personalise_preview
 
         with self._lock:
             try:

@@ -20,9 +20,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from .config import Settings, text_direction
-from .content import CONTROL_CHARS, Issue, Library, Paper
-from .errors import RenderError
+from newsletter.config import Settings, text_direction
+from newsletter.content.library import CONTROL_CHARS, Issue, Library, Paper
+from newsletter.errors import RenderError
 
 # Per-recipient placeholders. Plain ASCII without '=' or URL-special characters, so
 # that MJML, premailer/lxml (which escape some characters in href values) and

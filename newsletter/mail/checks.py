@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from email import policy
 from html.parser import HTMLParser
 
-from .build import SAMPLE_READER, Built
-from .content import CONTROL_CHARS
-from .message import unsubscribe_url
-from .render import PLACEHOLDERS
+from newsletter.content.library import CONTROL_CHARS
+from newsletter.mail.build import SAMPLE_READER, Built
+from newsletter.mail.message import unsubscribe_url
+from newsletter.mail.render import PLACEHOLDERS
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message whose HTML is larger than about this, as encoded
 MIN_TEXT_SHARE = 0.25  # the text part should carry at least this share of the HTML's visible text
@@ -247,6 +247,6 @@ def spam_score(raw: bytes) -> float | None:
 
 def check_issue(library, issue, *, spamassassin: bool = True) -> CheckReport:
     """Build `issue` (in memory) and check it."""
-    from .build import build_message
+    from newsletter.mail.build import build_message
 
     return check_built(build_message(library, issue), spamassassin=spamassassin)

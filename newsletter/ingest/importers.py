@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from . import __version__
-from .atomic_files import stage_file
-from .content import ARXIV_ID, NOTE_HEADING, split_note
-from .content import _loader as content_yaml_loader
-from .errors import NewsletterError, Problem
+from newsletter import __version__
+from newsletter.atomic_files import stage_file
+from newsletter.content.library import ARXIV_ID, NOTE_HEADING, split_note
+from newsletter.content.library import _loader as content_yaml_loader
+from newsletter.errors import NewsletterError, Problem
 
 FORMATS = ("listing", "hf", "arxiv")
 HF_DAILY_PAPERS = "https://huggingface.co/api/daily_papers"
@@ -820,7 +820,7 @@ FRONT_BOUNDARY = re.compile(r"^-{3,}[ \t\r]*$", re.MULTILINE)
 
 
 def read_paper_file(path: Path) -> PaperFile:
-    """Read an existing paper file the way `newsletter.content` reads it (ids and dates stay text)."""
+    """Read an existing paper file the way `newsletter.content.library` reads it (ids and dates stay text)."""
     import yaml
 
     where = path.name
@@ -1110,7 +1110,7 @@ def import_papers(
     Every source is read and parsed before anything is written; if any source cannot be
     used, raises ProblemsError listing each and writes nothing.
     """
-    from .errors import ProblemsError
+    from newsletter.errors import ProblemsError
 
     parsed: list[Parsed] = []
     problems: list[Problem] = []

@@ -17,11 +17,11 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..errors import TransportError
-from .base import SendResult, StopSending, Transport
+from newsletter.delivery.transports.base import SendResult, StopSending, Transport
+from newsletter.errors import TransportError
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from newsletter.config import Settings
 
 PASSWORD_VARIABLE = "NEWSLETTER_SMTP_PASSWORD"
 _QUEUE_ID = re.compile(rb"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)

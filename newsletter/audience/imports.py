@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import NewsletterError, Problem, ProblemsError
-from .store import ImportCounts, Store, SubscriberRow, normalize_email
+from newsletter.errors import NewsletterError, Problem, ProblemsError
+from newsletter.store import ImportCounts, Store, SubscriberRow, normalize_email
 
 __all__ = ["ImportFileError", "ImportReport", "Refusal", "import_csv", "normalize_email", "parse_language"]
 

@@ -24,11 +24,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from . import __version__
-from .atomic_files import replace_file
-from .config import Settings, text_direction
-from .content import Issue, Library, Paper
-from .errors import NewsletterError
+from newsletter import __version__
+from newsletter.atomic_files import replace_file
+from newsletter.config import Settings, text_direction
+from newsletter.content.library import Issue, Library, Paper
+from newsletter.errors import NewsletterError
 
 MANIFEST = ".newsletter-manifest.json"
 MANIFEST_VERSION = 1
@@ -137,8 +137,8 @@ class _Site:
     def __init__(self, library: Library, memo: _Memo) -> None:
         from markupsafe import Markup
 
-        from .render import MARKDOWN, excerpt, jinja_environment
-        from .selection import plan
+        from newsletter.content.selection import plan
+        from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment
 
         self.library = library
         self.settings: Settings = library.settings
@@ -203,7 +203,7 @@ class _Site:
         strings_file = self.settings.templates_dir / "strings.toml"
         strings = strings_file.read_bytes() if strings_file.is_file() else b""
         s = self.settings
-        from . import render
+        from newsletter.mail import render
 
         # this module and render.py (markdown, excerpts, dates) decide every page's bytes
         code = Path(__file__).read_bytes() + Path(render.__file__).read_bytes()
@@ -222,7 +222,7 @@ class _Site:
 
     def strings(self, language: str) -> dict[str, Any]:
         if language not in self._strings:
-            from .render import load_strings
+            from newsletter.mail.render import load_strings
 
             self._strings[language] = load_strings(self.settings, language)
         return self._strings[language]
@@ -231,7 +231,7 @@ class _Site:
 
     def base_context(self, *, depth: int | None, language: str, path: str) -> dict[str, Any]:
         """`root` is the relative way back to the site root; None (404 page): absolute URLs."""
-        from .render import format_date
+        from newsletter.mail.render import format_date
 
         root = self.settings.base_url if depth is None else "../" * depth
         strings = self.strings(language)
@@ -261,7 +261,7 @@ class _Site:
         }
 
     def render(self, template: str, context: dict[str, Any]) -> str:
-        from .render import render_template
+        from newsletter.mail.render import render_template
 
         return render_template(self.env, f"site/{template}", context)
 

@@ -43,14 +43,14 @@ from urllib.parse import urlsplit
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from . import tokens
-from .config import Settings, text_direction
-from .errors import ConfigError
-from .subscriber_status import SUPPRESSED
+from newsletter import tokens
+from newsletter.audience.lifecycle import SUPPRESSED
+from newsletter.config import Settings, text_direction
+from newsletter.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .store import Store, Subscriber
-    from .transports import Transport
+    from newsletter.delivery.transports import Transport
+    from newsletter.store import Store, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class Pages:
     def __init__(self, settings: Settings) -> None:
         from jinja2 import ChoiceLoader, DictLoader
 
-        from .render import jinja_environment
+        from newsletter.mail.render import jinja_environment
 
         self.settings = settings
         self.env = jinja_environment(settings.templates_dir)
@@ -183,8 +183,8 @@ class Pages:
         Layers, lowest first: web English, the shared strings (already resolved for the
         language), then the web strings of the base language and of the language itself.
         """
-        from .errors import NewsletterError
-        from .render import load_strings
+        from newsletter.errors import NewsletterError
+        from newsletter.mail.render import load_strings
 
         merged: dict[str, Any] = dict(self.table["en"])
         with contextlib.suppress(NewsletterError):  # the web strings alone are complete in English
@@ -202,7 +202,7 @@ class Pages:
         return self.settings.language if self.settings.language in self.table else "en"
 
     def render(self, template: str, language: str, **context: Any) -> str:
-        from .render import render_template
+        from newsletter.mail.render import render_template
 
         strings = self.strings(language)
         words = {
@@ -270,12 +270,12 @@ class SubscriptionApp:
         self.pages = Pages(settings)
         self._own: list[Any] = []
         if store is None:
-            from .store import Store
+            from newsletter.store import Store
 
             store = Store.open(settings.database_url)
             self._own.append(store)
         if transport is None:
-            from .transports import make_transport
+            from newsletter.delivery.transports import make_transport
 
             transport = make_transport(settings)
             transport.open()
@@ -401,7 +401,7 @@ class SubscriptionApp:
         return self.html(200, "subscribe.html", language, email="", name="", form_language=language)
 
     def subscribe(self, request: Request, _: str) -> Response:
-        from .store import StoreError, normalize_email
+        from newsletter.store import StoreError, normalize_email
 
         if not self.same_site(request):
             return self.page(request, 403, "forbidden_title", "forbidden")
@@ -620,7 +620,7 @@ class SubscriptionApp:
             log.exception("confirmation to subscriber %s failed", subscriber.id)
 
     def send_confirmation(self, subscriber: Subscriber, language: str) -> None:
-        from .transports import StopSending
+        from newsletter.delivery.transports import StopSending
 
         raw = self.confirmation_message(subscriber, language)
         try:
@@ -651,12 +651,12 @@ def create_app(
 
 
 def app_from_env() -> SubscriptionApp:
-    """The app for any WSGI host, e.g. `waitress-serve --call newsletter.web:app_from_env`.
+    """The app for any WSGI host, e.g. `waitress-serve --call newsletter.web.app:app_from_env`.
 
     Settings come from $NEWSLETTER_ROOT (default: the current folder).
     """
     import os
 
-    from .config import load_settings
+    from newsletter.config import load_settings
 
     return create_app(load_settings(Path(os.environ.get("NEWSLETTER_ROOT", "."))))

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import Settings
-from .errors import ContentError, Problem, describe, raise_for
+from newsletter.config import Settings
+from newsletter.errors import ContentError, Problem, describe, raise_for
 
 PAPER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ISSUE_STEM = re.compile(r"^(\d{4}-\d{2}-\d{2})-([a-z0-9][a-z0-9-]*)$")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import Settings
-from .errors import ContentError
+from newsletter.config import Settings
+from newsletter.errors import ContentError
 
 
 def new_issue_file(

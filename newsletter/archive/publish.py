@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archive import MANIFEST
-from .atomic_files import is_temporary
-from .errors import NewsletterError
+from newsletter.archive.site import MANIFEST
+from newsletter.atomic_files import is_temporary
+from newsletter.errors import NewsletterError
 
 ENDPOINT_ENV = "NEWSLETTER_S3_ENDPOINT_URL"
 SHORT_CACHE = "public, max-age=300"

@@ -20,8 +20,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from .config import Settings
-from .render import GREETING, UNSUBSCRIBE_URL, Rendered
+from newsletter.config import Settings
+from newsletter.mail.render import GREETING, UNSUBSCRIBE_URL, Rendered
 
 TO = "%%TO%%"
 MESSAGE_ID = "%%MESSAGE_ID%%"

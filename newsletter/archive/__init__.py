@@ -1,0 +1,1 @@
+"""Archive: the static site with feeds, and publishing it."""

@@ -1,0 +1,1 @@
+"""Audience: the subscriber lifecycle, subscriber imports and SES events."""

@@ -1,0 +1,1 @@
+"""Delivery: the send plan, the sending loop, rate limiting and the transports."""

@@ -1,0 +1,1 @@
+"""Ingest: paper sources (listings, Hugging Face, arXiv) turned into paper files."""
