@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError, Problem, raise_for
+from newsletter.text import http_url, is_language_tag
 
 SETTINGS_FILE = "newsletter.toml"
 RTL_LANGUAGES = frozenset(
@@ -100,136 +101,153 @@ class Settings:
         return value.encode() if value else None
 
 
-# (section, key) -> (Settings attribute, converter name)
-_KEYS: dict[tuple[str, str], tuple[str, str]] = {
-    ("newsletter", "name"): ("name", "text"),
-    ("newsletter", "description"): ("description", "text"),
-    ("newsletter", "base_url"): ("base_url", "base_url"),
-    ("newsletter", "language"): ("language", "language"),
-    ("newsletter", "postal_address"): ("postal_address", "text"),
-    ("newsletter", "subscribe_reason"): ("subscribe_reason", "text"),
-    ("email", "from"): ("sender", "mailbox"),
-    ("email", "reply_to"): ("reply_to", "mailbox"),
-    ("email", "list_id"): ("list_id", "list_id"),
-    ("email", "unsubscribe_mailto"): ("unsubscribe_mailto", "address"),
-    ("email", "feedback_id"): ("feedback_id", "text"),
-    ("email", "max_html_kb"): ("max_html_kb", "positive_int"),
-    ("web", "url"): ("web_url", "base_url"),
-    ("paths", "papers"): ("papers_dir", "path"),
-    ("paths", "issues"): ("issues_dir", "path"),
-    ("paths", "templates"): ("templates_dir", "path"),
-    ("paths", "build"): ("build_dir", "path"),
-    ("paths", "site"): ("site_dir", "path"),
-    ("paths", "outbox"): ("outbox_dir", "path"),
-    ("database", "url"): ("database_url", "text"),
-    ("send", "transport"): ("transport", "transport"),
-    ("send", "rate"): ("rate", "positive_float"),
-    ("send", "outbox"): ("outbox_dir", "path"),
-}
-_SES_KEYS = {"region": "text", "configuration_set": "text", "tags": "tags", "endpoint_url": "url"}
-_SMTP_KEYS = {
-    "host": "text",
-    "port": "port",
-    "security": "security",
-    "username": "text",
-    "timeout": "positive_float",
-}
-_REQUIRED = {
-    "name": "newsletter.name",
-    "base_url": "newsletter.base_url",
-    "sender": "email.from",
-    "list_id": "email.list_id",
-    "postal_address": "newsletter.postal_address",
-}
+# ---------------------------------------------------------------------------
+# Converters: each returns the typed value or raises ValueError("<what was expected>").
 
 
-class _Converters:
-    """Each converter returns the typed value or raises ValueError('expected …')."""
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("a non-empty string")
+    return v.strip()
 
-    @staticmethod
-    def text(v: Any) -> str:
-        if not isinstance(v, str) or not v.strip():
-            raise ValueError("a non-empty string")
-        return v.strip()
 
-    @staticmethod
-    def url(v: Any) -> str:
-        if not isinstance(v, str) or urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).netloc:
-            raise ValueError("an absolute http(s) URL")
+def _url(v: Any) -> str:
+    url = http_url(v)
+    if url is None:
+        raise ValueError("an absolute http(s) URL")
+    return url
+
+
+def _base_url(v: Any) -> str:
+    return _url(v).rstrip("/") + "/"
+
+
+def _language(v: Any) -> str:
+    if not is_language_tag(v):
+        raise ValueError("a language tag like 'en' or 'pt-BR'")
+    return v
+
+
+def _address(v: Any) -> str:
+    if not isinstance(v, str) or "@" not in v or any(c.isspace() for c in v.strip()):
+        raise ValueError("an email address like 'editor@example.org'")
+    return v.strip()
+
+
+def _mailbox(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("an address like 'Name <editor@example.org>'")
+    _, addr = parseaddr(v)
+    if "@" not in addr or not addr.partition("@")[2]:
+        raise ValueError("an address like 'Name <editor@example.org>'")
+    return v.strip()
+
+
+def _list_id(v: Any) -> str:
+    if not isinstance(v, str) or "." not in v or any(c.isspace() or c in "<>@" for c in v):
+        raise ValueError("a dotted list identifier like 'digest.example.org'")
+    return v
+
+
+def _positive_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError("a positive whole number")
+    return v
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 65536:
+        raise ValueError("a port number between 1 and 65535")
+    return v
+
+
+def _positive_float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        raise ValueError("a positive number")
+    return float(v)
+
+
+def _path(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("a folder path")
+    return v
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def convert(v: Any) -> str:
+        if v not in choices:
+            raise ValueError("one of " + ", ".join(choices))
         return v
 
-    @classmethod
-    def base_url(cls, v: Any) -> str:
-        return cls.url(v).rstrip("/") + "/"
+    return convert
 
-    @staticmethod
-    def language(v: Any) -> str:
-        if not isinstance(v, str) or not all(p.isalnum() for p in v.split("-")) or not v:
-            raise ValueError("a language tag like 'en' or 'pt-BR'")
-        return v
 
-    @staticmethod
-    def address(v: Any) -> str:
-        if not isinstance(v, str) or "@" not in v or any(c.isspace() for c in v.strip()):
-            raise ValueError("an email address like 'editor@example.org'")
-        return v.strip()
+def _tags(v: Any) -> dict[str, str]:
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in (*v.keys(), *v.values())):
+        raise ValueError("a table of text values")
+    return dict(v)
 
-    @staticmethod
-    def mailbox(v: Any) -> str:
-        if not isinstance(v, str):
-            raise ValueError("an address like 'Name <editor@example.org>'")
-        _, addr = parseaddr(v)
-        if "@" not in addr or not addr.partition("@")[2]:
-            raise ValueError("an address like 'Name <editor@example.org>'")
-        return v.strip()
 
-    @staticmethod
-    def list_id(v: Any) -> str:
-        if not isinstance(v, str) or "." not in v or any(c.isspace() or c in "<>@" for c in v):
-            raise ValueError("a dotted list identifier like 'digest.example.org'")
-        return v
+# ---------------------------------------------------------------------------
+# The settings table (as mkdocs' config options): one row per key of newsletter.toml.
 
-    @staticmethod
-    def positive_int(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError("a positive whole number")
-        return v
 
-    @staticmethod
-    def port(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 65536:
-            raise ValueError("a port number between 1 and 65535")
-        return v
+@dataclass(frozen=True)
+class Option:
+    """One key of `newsletter.toml`: the attribute it fills, how it is read, and what overrides it.
 
-    @staticmethod
-    def positive_float(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ValueError("a positive number")
-        return float(v)
+    `attr` names a `Settings` attribute, or `ses.<name>` / `smtp.<name>` for those tables.
+    Defaults are the dataclass fields' own: the typed declaration of each setting.
+    """
 
-    @staticmethod
-    def path(v: Any) -> str:
-        if not isinstance(v, str) or not v:
-            raise ValueError("a folder path")
-        return v
+    key: str  # "section.key" as written in the file
+    attr: str
+    convert: Callable[[Any], Any]
+    required: bool = False
+    env: str | None = None  # an environment variable that overrides the file
 
-    @staticmethod
-    def transport(v: Any) -> str:
-        if v not in TRANSPORTS:
-            raise ValueError("one of " + ", ".join(TRANSPORTS))
-        return v
+    @property
+    def section(self) -> str:
+        return self.key.partition(".")[0]
 
-    @staticmethod
-    def security(v: Any) -> str:
-        if v not in ("starttls", "ssl", "none"):
-            raise ValueError("one of starttls, ssl, none")
-        return v
 
-    @staticmethod
-    def tags(v: Any) -> dict[str, str]:
-        if not isinstance(v, dict) or not all(isinstance(x, str) for x in (*v.keys(), *v.values())):
-            raise ValueError("a table of text values")
-        return dict(v)
+OPTIONS: tuple[Option, ...] = (
+    Option("newsletter.name", "name", _text, required=True),
+    Option("newsletter.description", "description", _text),
+    Option("newsletter.base_url", "base_url", _base_url, required=True),
+    Option("newsletter.language", "language", _language),
+    Option("newsletter.postal_address", "postal_address", _text, required=True),
+    Option("newsletter.subscribe_reason", "subscribe_reason", _text),
+    Option("email.from", "sender", _mailbox, required=True),
+    Option("email.reply_to", "reply_to", _mailbox),
+    Option("email.list_id", "list_id", _list_id, required=True),
+    Option("email.unsubscribe_mailto", "unsubscribe_mailto", _address),
+    Option("email.feedback_id", "feedback_id", _text),
+    Option("email.max_html_kb", "max_html_kb", _positive_int),
+    Option("web.url", "web_url", _base_url),
+    Option("paths.papers", "papers_dir", _path),
+    Option("paths.issues", "issues_dir", _path),
+    Option("paths.templates", "templates_dir", _path),
+    Option("paths.build", "build_dir", _path),
+    Option("paths.site", "site_dir", _path),
+    Option("paths.outbox", "outbox_dir", _path),
+    Option("database.url", "database_url", _text, env="NEWSLETTER_DATABASE_URL"),
+    Option("send.transport", "transport", _one_of(*TRANSPORTS), env="NEWSLETTER_TRANSPORT"),
+    Option("send.rate", "rate", _positive_float),
+    Option("send.outbox", "outbox_dir", _path),  # the older spelling of paths.outbox
+    Option("ses.region", "ses.region", _text),
+    Option("ses.configuration_set", "ses.configuration_set", _text),
+    Option("ses.tags", "ses.tags", _tags),
+    Option("ses.endpoint_url", "ses.endpoint_url", _url, env="NEWSLETTER_SES_ENDPOINT_URL"),
+    Option("smtp.host", "smtp.host", _text),
+    Option("smtp.port", "smtp.port", _port),
+    Option("smtp.security", "smtp.security", _one_of("starttls", "ssl", "none")),
+    Option("smtp.username", "smtp.username", _text),
+    Option("smtp.timeout", "smtp.timeout", _positive_float),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+_SECTIONS = {o.section for o in OPTIONS}
+_PATHS = ("papers_dir", "issues_dir", "templates_dir", "build_dir", "site_dir", "outbox_dir")
 
 
 def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) -> Settings:
@@ -253,12 +271,9 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
 
     problems: list[Problem] = []
-    values: dict[str, Any] = {}
-    ses: dict[str, Any] = {}
-    smtp: dict[str, Any] = {}
-    known_sections = {s for s, _ in _KEYS} | {"ses", "smtp"}
+    values: dict[str, Any] = {}  # attr -> typed value
     for section, table in data.items():
-        if section not in known_sections:
+        if section not in _SECTIONS:
             problems.append(Problem(where, f"[{section}]", "unknown section (ignored)", warning=True))
             continue
         if not isinstance(table, dict):
@@ -266,41 +281,31 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
             continue
         for key, raw in table.items():
             dotted = f"{section}.{key}"
-            if section in ("ses", "smtp"):
-                kind = (_SES_KEYS if section == "ses" else _SMTP_KEYS).get(key)
-                target, attr = (ses if section == "ses" else smtp), key
-            else:
-                attr, kind = _KEYS.get((section, key), (None, None))
-                target = values
-            if kind is None:
+            option = _BY_KEY.get(dotted)
+            if option is None:
                 problems.append(Problem(where, dotted, "unknown setting (ignored)", warning=True))
                 continue
             try:
-                target[attr] = getattr(_Converters, kind)(raw)
+                values[option.attr] = option.convert(raw)
             except ValueError as exc:
                 problems.append(Problem.expected(where, dotted, str(exc), raw))
-    for attr, dotted in _REQUIRED.items():
-        if attr not in values and not any(p.field == dotted for p in problems):
-            problems.append(Problem(where, dotted, "missing (required)"))
-
-    overrides = {
-        "NEWSLETTER_DATABASE_URL": ("database_url", "text"),
-        "NEWSLETTER_TRANSPORT": ("transport", "transport"),
-    }
-    for var, (attr, kind) in overrides.items():
-        if env.get(var):
+    for option in OPTIONS:
+        if option.required and option.attr not in values and not any(p.field == option.key for p in problems):
+            problems.append(Problem(where, option.key, "missing (required)"))
+    for option in OPTIONS:
+        if option.env and env.get(option.env):
             try:
-                values[attr] = getattr(_Converters, kind)(env[var])
+                values[option.attr] = option.convert(env[option.env])
             except ValueError as exc:
-                problems.append(Problem.expected("environment", var, str(exc), env[var]))
-    if env.get("NEWSLETTER_SES_ENDPOINT_URL"):
-        ses["endpoint_url"] = env["NEWSLETTER_SES_ENDPOINT_URL"]
+                problems.append(Problem.expected("environment", option.env, str(exc), env[option.env]))
     raise_for(problems)
 
-    for attr in ("papers_dir", "issues_dir", "templates_dir", "build_dir", "site_dir", "outbox_dir"):
+    for attr in _PATHS:
         default = Settings.__dataclass_fields__[attr].default
         values[attr] = (root / values.get(attr, default)).resolve()
     values["database_url"] = _resolve_sqlite(values.get("database_url", Settings.database_url), root)
+    ses = {a.removeprefix("ses."): values.pop(a) for a in list(values) if a.startswith("ses.")}
+    smtp = {a.removeprefix("smtp."): values.pop(a) for a in list(values) if a.startswith("smtp.")}
     return Settings(root=root, ses=SesSettings(**ses), smtp=SmtpSettings(**smtp), **values)
 
 

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from threading import Thread
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
@@ -94,3 +95,60 @@ def test_preview_serves_frames_and_rebuilds_when_an_issue_changes(tmp_path: Path
     finally:
         server.shutdown()
         server.server_close()
+
+
+SETTINGS = """\
+[newsletter]
+name = "Test Digest"
+base_url = "https://digest.example.org"
+postal_address = "1 Example Street, Berlin"
+language = "{language}"
+
+[email]
+from = "Test Digest <digest@example.org>"
+list_id = "test.digest.example.org"
+"""
+
+
+def test_every_setting_in_the_table_fills_a_settings_field() -> None:
+    import dataclasses
+
+    from newsletter.config import OPTIONS, SesSettings, Settings, SmtpSettings
+
+    tables = {"": Settings, "ses.": SesSettings, "smtp.": SmtpSettings}
+    for option in OPTIONS:
+        prefix = option.attr.rpartition(".")[0] + "." if "." in option.attr else ""
+        names = {f.name for f in dataclasses.fields(tables[prefix])}
+        assert option.attr.removeprefix(prefix) in names, option.key
+
+
+def test_settings_defaults_and_environment_overrides(tmp_path: Path) -> None:
+    (tmp_path / "newsletter.toml").write_text(SETTINGS.format(language="pt-BR"))
+    env = {"NEWSLETTER_TRANSPORT": "ses", "NEWSLETTER_SES_ENDPOINT_URL": "http://127.0.0.1:9/"}
+    settings = load_settings(tmp_path, env=env)
+    assert (settings.base_url, settings.language, settings.max_html_kb) == (
+        "https://digest.example.org/",
+        "pt-BR",
+        95,
+    )
+    assert (settings.transport, settings.ses.endpoint_url, settings.smtp.port) == (
+        "ses",
+        "http://127.0.0.1:9/",
+        587,
+    )
+    assert settings.papers_dir == (tmp_path / "papers").resolve()
+
+
+def test_settings_errors_name_the_file_key_or_variable(tmp_path: Path) -> None:
+    from newsletter.errors import ProblemsError
+
+    (tmp_path / "newsletter.toml").write_text(SETTINGS.format(language="Portuguese (Brazil)"))
+    env = {"NEWSLETTER_TRANSPORT": "pigeon", "NEWSLETTER_SES_ENDPOINT_URL": "localhost:4566"}
+    with pytest.raises(ProblemsError) as caught:
+        load_settings(tmp_path, env=env)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'newsletter.toml'}: newsletter.language: expected a language tag like 'en' or 'pt-BR', "
+        "got 'Portuguese (Brazil)'",
+        "environment: NEWSLETTER_TRANSPORT: expected one of file, ses, smtp, memory, got 'pigeon'",
+        "environment: NEWSLETTER_SES_ENDPOINT_URL: expected an absolute http(s) URL, got 'localhost:4566'",
+    ]

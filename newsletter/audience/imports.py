@@ -21,6 +21,7 @@ from typing import Any
 
 from newsletter.errors import NewsletterError, Problem, ProblemsError
 from newsletter.store import ImportCounts, Store, SubscriberRow, normalize_email
+from newsletter.text import is_language_tag
 
 __all__ = ["ImportFileError", "ImportReport", "Refusal", "import_csv", "normalize_email", "parse_language"]
 
@@ -101,7 +102,6 @@ _STATUS_WORDS = {
 _IGNORED = {"id", "source", "updated at", "unsubscribed at", "soft bounces"}
 _TRUE = {"true", "yes", "1", "t", "y"}
 _FOLD = re.compile(r"[\s_\-]+")
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
 class ImportFileError(NewsletterError):
@@ -379,7 +379,7 @@ def _row(record: list[str], line: int, layout: _Layout, check_dns: bool) -> Subs
 def parse_language(text: str) -> str | None:
     """'EN' -> 'en', 'pt_br' -> 'pt-BR'; None if `text` is not a language tag."""
     text = text.strip()
-    if not _LANGUAGE.match(text):
+    if not is_language_tag(text.replace("_", "-")):
         return None
     primary, *rest = re.split(r"[-_]", text)
     return "-".join([primary.lower(), *(p.upper() if len(p) == 2 else p for p in rest)])

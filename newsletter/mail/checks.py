@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from email import policy
 from html.parser import HTMLParser
 
-from newsletter.content.library import CONTROL_CHARS
 from newsletter.mail.build import SAMPLE_READER, Built
 from newsletter.mail.message import unsubscribe_url
 from newsletter.mail.render import PLACEHOLDERS
+from newsletter.text import CONTROL_CHARS
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message whose HTML is larger than about this, as encoded
 MIN_TEXT_SHARE = 0.25  # the text part should carry at least this share of the HTML's visible text

@@ -21,8 +21,9 @@ from typing import Any
 from markupsafe import Markup
 
 from newsletter.config import Settings, text_direction
-from newsletter.content.library import CONTROL_CHARS, Issue, Library, Paper
+from newsletter.content.library import Issue, Library, Paper
 from newsletter.errors import RenderError
+from newsletter.text import CONTROL_CHARS
 
 # Per-recipient placeholders. Plain ASCII without '=' or URL-special characters, so
 # that MJML, premailer/lxml (which escape some characters in href values) and

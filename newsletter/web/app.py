@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 import tomllib
@@ -47,6 +46,7 @@ from newsletter import tokens
 from newsletter.audience.lifecycle import SUPPRESSED
 from newsletter.config import Settings, text_direction
 from newsletter.errors import ConfigError
+from newsletter.text import ALL_CONTROL_CHARS, is_language_tag
 
 if TYPE_CHECKING:
     from newsletter.delivery.transports import Transport
@@ -58,8 +58,6 @@ WEB_STRINGS = "web/strings.toml"
 CONFIRM_TTL = 7 * 86400
 MAX_BODY = 64 * 1024  # a subscribe form or a one-click POST is tiny; refuse anything larger
 MAX_NAME = 200
-_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # templates/web/confirm.html, for templates folders that predate it
 CONFIRM_PAGE = """{% extends "web/base.html" %}
 {% block title %}{{ t.confirm_button }}{% endblock %}
@@ -407,7 +405,7 @@ class SubscriptionApp:
             return self.page(request, 403, "forbidden_title", "forbidden")
         form = request.form
         raw_language = form.get("language", "").strip()
-        if raw_language and not _LANGUAGE_TAG.match(raw_language):
+        if raw_language and not is_language_tag(raw_language):
             return self.page(request, 400, "bad_request_title", "invalid_language", got=raw_language[:40])
         language = self.pages.language_of(
             raw_language or request.accept_languages.best_match(self.pages.languages)
@@ -437,7 +435,7 @@ class SubscriptionApp:
         wait = self.address_buckets.take(address.lower())
         if wait:
             return self.too_many(request, language, wait)
-        name = _CONTROL.sub("", form.get("name", "")).strip()[:MAX_NAME] or None
+        name = ALL_CONTROL_CHARS.sub("", form.get("name", "")).strip()[:MAX_NAME] or None
         subscriber = self.store.get_subscriber(address)
         if subscriber is None:
             try:
