@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.ingest.importers import import_papers  # noqa: E402
+from newsletter.ingest.plan import import_papers  # noqa: E402
 
 
 def items(n: int, upvote_bump: int = 0) -> list[dict]:

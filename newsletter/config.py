@@ -1,7 +1,10 @@
 """Settings: `newsletter.toml` → a frozen, typed object; secrets from the environment.
 
-Every problem in the file is reported at once (mkdocs-style); unknown keys are
-warned about by name. Nothing secret is ever read from the file.
+One table, `OPTIONS` (as mkdocs' config options), declares every key of the file: the
+attribute it fills, its converter (and so its error text), whether it is required and
+which environment variable overrides it; defaults are the dataclass fields' own. Every
+problem in the file is reported at once; unknown keys are warned about by name. Nothing
+secret is ever read from the file.
 """
 
 from __future__ import annotations
@@ -247,14 +250,15 @@ OPTIONS: tuple[Option, ...] = (
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 _SECTIONS = {o.section for o in OPTIONS}
-_PATHS = ("papers_dir", "issues_dir", "templates_dir", "build_dir", "site_dir", "outbox_dir")
+_FOLDERS = tuple(dict.fromkeys(o.attr for o in OPTIONS if o.convert is _path))  # resolved against root
 
 
 def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) -> Settings:
     """Read `<root>/newsletter.toml`; report every problem at once.
 
-    NEWSLETTER_DATABASE_URL, NEWSLETTER_TRANSPORT and NEWSLETTER_SES_ENDPOINT_URL
-    override the file, so one checkout can run against several environments.
+    An option's environment variable (NEWSLETTER_DATABASE_URL, NEWSLETTER_TRANSPORT,
+    NEWSLETTER_SES_ENDPOINT_URL) overrides the file, so one checkout can run against
+    several environments; its value is checked like the file's.
     """
     env = os.environ if env is None else env
     root = Path(root).resolve()
@@ -300,7 +304,7 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
                 problems.append(Problem.expected("environment", option.env, str(exc), env[option.env]))
     raise_for(problems)
 
-    for attr in _PATHS:
+    for attr in _FOLDERS:
         default = Settings.__dataclass_fields__[attr].default
         values[attr] = (root / values.get(attr, default)).resolve()
     values["database_url"] = _resolve_sqlite(values.get("database_url", Settings.database_url), root)

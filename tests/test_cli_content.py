@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from newsletter.cli import COMMANDS, main
 from newsletter.config import load_settings
-from newsletter.content.library import load_library, read_issue
+from newsletter.content.issues import read_issue
+from newsletter.content.library import load_library
 from tests.test_content import GOOD, REPO, copy_newsletter, run
 
 FILES = ("email.html", "email.txt", "preview.eml")

@@ -17,7 +17,9 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.config import load_settings
-from newsletter.content.library import load_library, read_issue, read_paper
+from newsletter.content.issues import read_issue
+from newsletter.content.library import load_library
+from newsletter.content.papers import read_paper
 from newsletter.errors import Problem, ProblemsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -458,3 +460,32 @@ def test_problems_error_formats_hints_once():
         error.format_message()
         == "Error: a.md: x: bad\nError: b.md: worse\n\nFix it.\n\nAborted with 2 errors."
     )
+
+
+def test_the_paper_schema_is_the_paper_class_and_the_written_key_order() -> None:
+    """One table: every field it reads is a Paper attribute, and every Paper attribute but the body is a field."""
+    import dataclasses
+
+    from newsletter.content.papers import Paper
+    from newsletter.content.schema import KEY_ORDER, PAPER_SCHEMA
+    from newsletter.ingest.paper_files import render_paper
+
+    read = {f.name for f in PAPER_SCHEMA if f.convert is not None}
+    assert read == {f.name for f in dataclasses.fields(Paper)} - {"abstract", "note", "path"}
+    shuffled = {k: "x" for k in reversed(KEY_ORDER)} | {"editor_key": "y"}
+    text = render_paper(shuffled, "Abstract.")
+    assert [line.split(":")[0] for line in text.splitlines()[1:-3]] == [*KEY_ORDER, "editor_key"]
+
+
+def test_a_paper_field_reports_what_it_expected(tmp_path) -> None:
+    path = tmp_path / "a-paper.md"
+    path.write_text(
+        "---\nid: a-paper\ntitle: T\narxiv: '12.3'\nupvotes: -1\ncode: not a url\n---\n\nAbstract.\n"
+    )
+    problems: list[Problem] = []
+    assert read_paper(path, problems) is None
+    assert [str(p) for p in problems] == [
+        "a-paper.md: arxiv: expected an arXiv id like 2412.04003, got '12.3'",
+        "a-paper.md: code: expected an absolute http(s) URL, got 'not a url'",
+        "a-paper.md: upvotes: expected a whole number >= 0, got -1 (a number)",
+    ]

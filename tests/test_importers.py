@@ -12,17 +12,11 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.errors import ProblemsError
-from newsletter.ingest.importers import (
-    USER_AGENT,
-    SourceError,
-    arxiv_url,
-    fetch,
-    hf_url,
-    import_papers,
-    parse_listing,
-    parse_source,
-    slugify,
-)
+from newsletter.ingest.candidates import SourceError, slugify
+from newsletter.ingest.fetch import USER_AGENT, arxiv_url, fetch, hf_url
+from newsletter.ingest.listing import parse_listing
+from newsletter.ingest.plan import import_papers
+from newsletter.ingest.sources import parse_source
 from tests.servers_importers import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
 
 TODAY = dt.date(2026, 3, 20)
@@ -612,7 +606,7 @@ def test_reimporting_a_listing_after_the_editor_retitled_a_paper_makes_no_duplic
 
 def test_a_file_saved_while_the_import_ran_stops_the_write(root: Path) -> None:
     from newsletter.errors import NewsletterError
-    from newsletter.ingest.importers import parse_source, plan_import, write_atomically
+    from newsletter.ingest.plan import plan_import, write_atomically
 
     import_papers([fixture("hf.json")], root / "papers", today=TODAY)
     parsed = [parse_source((FIXTURES / "hf-updated.json").read_bytes(), "hf", where="u.json")]

@@ -7,7 +7,9 @@ import datetime as dt
 from pathlib import Path
 
 from newsletter.config import load_settings
-from newsletter.content.library import Issue, Library, Paper, Selection, load_library
+from newsletter.content.issues import Issue, Selection
+from newsletter.content.library import Library, load_library
+from newsletter.content.papers import Paper
 from newsletter.content.selection import papers_for, plan, select_papers
 from tests.test_content import REPO
 

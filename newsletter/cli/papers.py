@@ -51,7 +51,7 @@ def _import_options(command: click.Command) -> click.Command:
 def _run(
     obj: Context, sources: Sequence[str], fmt: str, date: dt.date | None, tags: Sequence[str], dry_run: bool
 ) -> None:
-    from newsletter.ingest.importers import import_papers
+    from newsletter.ingest.plan import import_papers
 
     settings = obj.settings
     report = import_papers(sources, settings.papers_dir, fmt=fmt, date=date, tags=tags, dry_run=dry_run)
@@ -141,7 +141,7 @@ def fetch(
         newsletter papers fetch --hf-date 2026-03-17
         newsletter papers fetch --arxiv-query 'cat:cs.CL AND abs:multilingual' --max 20
     """
-    from newsletter.ingest.importers import arxiv_url, hf_url
+    from newsletter.ingest.fetch import arxiv_url, hf_url
 
     if (hf_date is None) == (arxiv_query is None):
         raise click.UsageError("expected exactly one of --hf-date or --arxiv-query")

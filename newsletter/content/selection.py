@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from newsletter.content.library import Issue, Library, Paper, Selection
+from newsletter.content.issues import Issue, Selection
+from newsletter.content.library import Library
+from newsletter.content.papers import Paper
 
 
 def select_papers(

@@ -1,0 +1,152 @@
+"""Issues: `issues/<date>-<slug>.md` read into an `Issue`, with its paper selection rules.
+
+The body is the editor's introduction; the front matter names papers (`include`,
+`exclude`) and/or rules that pick them (`select`, see `newsletter.content.selection`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.config import Settings
+from newsletter.content import schema
+from newsletter.content.front_matter import error_count, read_front_matter, warn_unknown
+from newsletter.content.papers import clean_body
+from newsletter.content.schema import FrontMatterFields
+from newsletter.errors import Problem
+
+ISSUE_STEM = re.compile(r"^(\d{4}-\d{2}-\d{2})-([a-z0-9][a-z0-9-]*)$")
+SORT_KEYS = ("upvotes", "published", "title", "id")
+ISSUE_FIELDS = [
+    "title",
+    "subject",
+    "date",
+    "number",
+    "preheader",
+    "language",
+    "status",
+    "include",
+    "exclude",
+    "select",
+]
+SELECT_FIELDS = ["tags", "since", "until", "min_upvotes", "has_code", "sort", "limit"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """An issue's `select` rules; every field optional."""
+
+    tags: tuple[str, ...] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+    min_upvotes: int | None = None
+    has_code: bool | None = None
+    sort: str = "published"
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One issue: `issues/<date>-<slug>.md`; the body is the editor's introduction."""
+
+    slug: str  # the file stem, e.g. 2026-03-17-multilingual; used in every URL and output folder
+    path: Path
+    title: str
+    subject: str
+    date: dt.date
+    number: int
+    intro: str  # markdown
+    language: str
+    preheader: str = ""
+    status: str = "draft"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    select: Selection | None = None  # None: no rules, only `include`
+
+    @property
+    def published(self) -> bool:
+        return self.status == "published"
+
+    def web_url(self, settings: Settings) -> str:
+        """The issue's page in the archive: the email's "view in browser" link."""
+        return settings.url(f"issues/{self.slug}/")
+
+
+def read_issue(
+    path: Path, settings: Settings, problems: list[Problem], where: str | None = None
+) -> Issue | None:
+    where = where or path.name
+    match = ISSUE_STEM.match(path.stem)
+    if not match:
+        problems.append(
+            Problem.expected(where, None, "a file name like issues/2026-03-17-some-slug.md", path.name)
+        )
+        return None
+    split = read_front_matter(path, problems, where)
+    if split is None:
+        return None
+    data, body = split
+    before = error_count(problems)
+    warn_unknown(where, data, ISSUE_FIELDS, problems)
+    f = FrontMatterFields(where, data, problems)
+    title = f.get("title", schema.text, required=True)
+    date = f.get("date", schema.date, required=True)
+    if date is not None and date.isoformat() != match.group(1):
+        problems.append(
+            Problem(
+                where, "date", f"must match the file name: expected {match.group(1)}, got {date.isoformat()}"
+            )
+        )
+    select = None
+    raw_select = data.get("select")
+    if raw_select is not None:
+        if not isinstance(raw_select, dict):
+            problems.append(Problem.expected(where, "select", "a mapping of rules", raw_select))
+        else:
+            warn_unknown(
+                f"{where}",
+                {f"select.{k}": v for k, v in raw_select.items()},
+                [f"select.{k}" for k in SELECT_FIELDS],
+                problems,
+            )
+            s = FrontMatterFields(where, {f"select.{k}": v for k, v in raw_select.items()}, problems)
+            select = Selection(
+                tags=s.get("select.tags", schema.tags, default=()),
+                since=s.get("select.since", schema.date),
+                until=s.get("select.until", schema.date),
+                min_upvotes=s.get("select.min_upvotes", schema.count),
+                has_code=s.get("select.has_code", schema.boolean),
+                sort=s.get("select.sort", schema.one_of(*SORT_KEYS), default="published"),
+                limit=s.get("select.limit", schema.positive_int),
+            )
+            if select.since and select.until and select.since > select.until:
+                problems.append(
+                    Problem(where, "select.until", f"must not be before select.since ({select.since})")
+                )
+    issue_kwargs = dict(
+        subject=f.get("subject", schema.text, default=title),
+        number=f.get("number", schema.positive_int, required=True),
+        preheader=f.get("preheader", schema.optional_text, default=""),
+        language=f.get("language", schema.language, default=settings.language),
+        status=f.get("status", schema.one_of("draft", "published"), default="draft"),
+        include=f.get("include", schema.paper_ids, default=()),
+        exclude=f.get("exclude", schema.paper_ids, default=()),
+    )
+    if not issue_kwargs["include"] and select is None and "include" not in data:
+        problems.append(
+            Problem(where, "include", "expected paper ids in 'include' or rules in 'select', found neither")
+        )
+    if error_count(problems) > before:
+        return None
+    return Issue(
+        slug=path.stem,
+        path=path,
+        title=title,
+        date=date,
+        intro=clean_body(body),
+        select=select,
+        **issue_kwargs,
+    )
