@@ -15,24 +15,40 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.audience.lifecycle import STATUSES, SUPPRESSED
 from newsletter.errors import NewsletterError
 
+# The statuses the schema's CHECK constraint admits. The lifecycle (newsletter.audience.lifecycle,
+# a layer above) owns what they mean; this copy is what databases hold, so a new status needs a
+# migration as well as a line there (tests check that the two agree).
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 STATES = ("queued", "sending", "sent", "failed")
 OUTCOMES = ("temporary", "permanent")
 ERASED = "[erased]"  # what an erased subscriber's address becomes in the ledger and events
 _CHUNK = 1000  # rows per executemany / IN (...) list; well under SQLite's 32766 variables
+
+
+class StatusChange(Protocol):
+    """What the lifecycle decided for one subscriber (`newsletter.audience.lifecycle.Transition`)."""
+
+    @property
+    def current(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def changed(self) -> bool: ...
+    @property
+    def columns(self) -> dict[str, Any]: ...
 
 
 class StoreError(NewsletterError):
@@ -367,11 +383,6 @@ class Store:
                 conn.execute(schema_version.delete())
                 conn.execute(schema_version.insert().values(version=number))
 
-    def version(self) -> int:
-        """The schema version of the open database."""
-        with self._read() as conn:
-            return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-
     # ----------------------------------------------------------------- subscribers
 
     def add_subscriber(
@@ -423,15 +434,20 @@ class Store:
             row = conn.execute(sa.select(subscribers).where(_identify(email_or_id))).first()
         return None if row is None else _subscriber(row)
 
-    def set_status(self, email_or_id: str | int, status: str, *, reason: str | None = None) -> bool:
-        """Move a subscriber to `status`; True if it now has that status.
+    def change_status(
+        self,
+        email_or_id: str | int,
+        decide: Callable[[str], StatusChange],
+        *,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> StatusChange | None:
+        """Apply the status change `decide` makes of the subscriber's current status, in one transaction.
 
-        False when there is no such subscriber, or when the move would bring an
-        unsubscribed, bounced or complained address back to active or pending:
-        those never receive mail again unless they re-subscribe by hand (remove + add).
-        Every change is recorded as a `status` event with the reason.
+        The store decides nothing: `decide` (the lifecycle's transition) says what to write.
+        None when there is no such subscriber. A change is recorded as a ``status`` event
+        with the reason and who asked (`by`, when known).
         """
-        _check_status(status)
         with self._write() as conn:
             row = conn.execute(
                 sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.status).where(
@@ -439,25 +455,12 @@ class Store:
                 )
             ).first()
             if row is None:
-                return False
-            if row.status == status:
-                return True
-            if row.status in SUPPRESSED and status not in SUPPRESSED:
-                return False
-            now = _now()
-            values: dict[str, Any] = {"status": status, "updated_at": now}
-            if status == "unsubscribed":
-                values["unsubscribed_at"] = now
-            if status == "active" and row.status == "pending":
-                values["consent_at"] = now
-            conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(values))
-            detail = {"from": row.status, "to": status, "reason": reason}
-            conn.execute(
-                events.insert().values(
-                    type="status", email=row.email, message_id=None, detail=detail, received_at=now
-                )
-            )
-        return True
+                return None
+            change = decide(row.status)
+            if change.changed:
+                now = _now()
+                _write_change(conn, row.id, row.email, change, now, reason=reason, by=by)
+        return change
 
     def remove_subscriber(self, email: str | int) -> bool:
         """Delete the subscriber (GDPR erasure) and anonymise its ledger rows and events."""
@@ -506,14 +509,17 @@ class Store:
                 counts[status] = n
         return counts
 
-    def upsert_many(self, rows: Iterable[SubscriberRow]) -> ImportCounts:
+    def upsert_many(
+        self,
+        rows: Iterable[SubscriberRow],
+        decide: Callable[[str, SubscriberRow], StatusChange] | None = None,
+    ) -> ImportCounts:
         """Add or merge subscribers in one transaction (batched executemany).
 
         Merge rules, per address (case-insensitive):
         - new address: added with the row's status, or ``active`` when the row has none;
-        - unsubscribed, bounced, complained: never re-activated (a row saying so is
-          applied; a row saying active/pending is ignored for the status);
-        - pending becomes active only when the row says active; active never goes back to pending;
+        - known address whose row names a status: `decide(current status, row)` (the
+          lifecycle) says what to write; without `decide` the status is left alone;
         - name and language are updated when the row has them; attributes are merged.
         Several rows for one address in the same call are merged in order.
         """
@@ -523,14 +529,18 @@ class Store:
             for row in rows:
                 chunk.append(row)
                 if len(chunk) >= _CHUNK:
-                    counts += self._upsert_chunk(conn, chunk, counts.outcomes)
+                    counts += self._upsert_chunk(conn, chunk, counts.outcomes, decide)
                     chunk = []
             if chunk:
-                counts += self._upsert_chunk(conn, chunk, counts.outcomes)
+                counts += self._upsert_chunk(conn, chunk, counts.outcomes, decide)
         return counts
 
     def _upsert_chunk(
-        self, conn: Connection, rows: list[SubscriberRow], outcomes: dict[str, str]
+        self,
+        conn: Connection,
+        rows: list[SubscriberRow],
+        outcomes: dict[str, str],
+        decide: Callable[[str, SubscriberRow], StatusChange] | None,
     ) -> ImportCounts:
         counts = ImportCounts()
         keys = list(dict.fromkeys(email_key(r.email) for r in rows))
@@ -566,7 +576,7 @@ class Store:
                     "soft_bounces": 0,
                     "unsubscribed_at": now if status == "unsubscribed" else None,
                 }
-            merged[key] = _merge(current, row, now)
+            merged[key] = _merge(current, row, now, decide)
 
         inserts, updates = [], []
         for key, values in merged.items():
@@ -593,28 +603,6 @@ class Store:
             )
         return counts
 
-    def record_soft_bounce(self, email: str) -> int:
-        """Count one more soft bounce for the address; returns the new count (0: unknown address)."""
-        key = email_key(email)
-        with self._write() as conn:
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.email_key == key)
-                .values(soft_bounces=subscribers.c.soft_bounces + 1, updated_at=_now())
-            )
-            count = conn.execute(
-                sa.select(subscribers.c.soft_bounces).where(subscribers.c.email_key == key)
-            ).scalar()
-        return count or 0
-
-    def record_event(self, type: str, email: str | None, message_id: str | None, detail: dict) -> None:
-        with self._write() as conn:
-            conn.execute(
-                events.insert().values(
-                    type=type, email=email, message_id=message_id, detail=detail, received_at=_now()
-                )
-            )
-
     def list_events(self, *, email: str | None = None, type: str | None = None) -> list[dict[str, Any]]:
         """Recorded events, oldest first (for reports and tests)."""
         query = sa.select(events).order_by(events.c.id)
@@ -632,10 +620,8 @@ class Store:
         message_id: str | None,
         detail: dict[str, Any],
         *,
-        status: str | None = None,
-        reason: str | None = None,
+        decide: Callable[[str, int], tuple[StatusChange, str | None] | None] | None = None,
         soft_bounce: bool = False,
-        soft_bounce_limit: int | None = None,
         delivered: bool = False,
     ) -> ApplyResult:
         """Apply one notification event for one address, all of it in ONE transaction.
@@ -643,19 +629,15 @@ class Store:
         SQS delivers at least once: when an event of the same `type`, address (any case)
         and `message_id` is already recorded, nothing is done (`duplicate`). Events without
         a message id are never deduplicated. Otherwise, in this order:
-        - `soft_bounce`: the subscriber's soft-bounce count goes up by one; reaching
-          `soft_bounce_limit` moves it to ``bounced`` (reason "N soft bounces");
-        - `status`: the subscriber moves there (with `reason`), except that a suppressed
-          address never goes back to active or pending, and ``complained`` is never
-          replaced (it is the strongest reason not to write);
+        - `soft_bounce`: the subscriber's soft-bounce count goes up by one;
+        - `decide(current status, soft-bounce count)` (the lifecycle) says whether the
+          status changes, and the reason recorded (None: the event changes no status);
         - `delivered`: ledger rows of `message_id` get their delivery time (the first
           one only), and the subscriber's soft-bounce count starts again from 0;
         - the event is recorded (with ``soft_bounces`` in its detail when counted), plus a
           ``status`` event when the status changed.
         A failure anywhere rolls all of it back, so processing the notification again is safe.
         """
-        if status is not None:
-            _check_status(status)
         now = _now()
         key = email_key(email) if email else None
         with self._write() as conn:
@@ -687,13 +669,11 @@ class Store:
             current = row.status if row else None
             soft_bounces = row.soft_bounces if row else 0
             values: dict[str, Any] = {}
-            target = status
             if soft_bounce and row is not None:
                 soft_bounces += 1
                 values["soft_bounces"] = soft_bounces
                 detail["soft_bounces"] = soft_bounces
-                if target is None and soft_bounce_limit is not None and soft_bounces >= soft_bounce_limit:
-                    target, reason = "bounced", f"{soft_bounces} soft bounces"
+            decision = decide(row.status, soft_bounces) if decide is not None and row is not None else None
             marked = 0
             if delivered:
                 if message_id is not None:
@@ -704,42 +684,22 @@ class Store:
                     ).rowcount
                 if row is not None and soft_bounces:
                     soft_bounces = values["soft_bounces"] = 0
-            changed = (
-                row is not None
-                and target is not None
-                and target != current
-                and current != "complained"
-                and not (current in SUPPRESSED and target not in SUPPRESSED)
-            )
-            if changed:
-                values["status"] = target
-                if target == "unsubscribed":
-                    values["unsubscribed_at"] = now
-                if target == "active" and current == "pending":
-                    values["consent_at"] = now
-            if values and row is not None:
-                values["updated_at"] = now
-                conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(values))
             conn.execute(
                 events.insert().values(
                     type=type, email=email, message_id=message_id, detail=detail, received_at=now
                 )
             )
+            changed = decision is not None and decision[0].changed
             if changed:
-                conn.execute(
-                    events.insert().values(
-                        type="status",
-                        email=row.email,
-                        message_id=None,
-                        detail={"from": current, "to": target, "reason": reason},
-                        received_at=now,
-                    )
-                )
+                _write_change(conn, row.id, row.email, decision[0], now, reason=decision[1], also=values)
+            elif values and row is not None:
+                values["updated_at"] = now
+                conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(values))
         return ApplyResult(
             duplicate=False,
             known=row is not None,
             changed=changed,
-            status=target if changed else current,
+            status=decision[0].status if changed else current,
             soft_bounces=soft_bounces,
             delivered=marked,
         )
@@ -919,31 +879,11 @@ class Store:
                 counts[key] += n
         return counts
 
-    def failures(self, issue: str) -> list[Delivery]:
-        query = _delivery_query().where(deliveries.c.issue == issue, deliveries.c.state == "failed")
-        with self._read() as conn:
-            return [_delivery(r) for r in conn.execute(query.order_by(deliveries.c.id))]
-
     def ledger(self, issue: str) -> list[Delivery]:
         """Every ledger row of the issue, in snapshot order."""
         query = _delivery_query().where(deliveries.c.issue == issue)
         with self._read() as conn:
             return [_delivery(r) for r in conn.execute(query.order_by(deliveries.c.id))]
-
-    def mark_delivered(self, message_id: str) -> str | None:
-        """Record an SES delivery notification; returns the row's issue (None: unknown id)."""
-        now = _now()
-        with self._write() as conn:
-            issue = conn.execute(
-                sa.select(deliveries.c.issue).where(deliveries.c.message_id == message_id).limit(1)
-            ).scalar()
-            if issue is not None:
-                conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.message_id == message_id)
-                    .values(delivered_at=now, updated_at=now)
-                )
-        return issue
 
     def issues_sent(self) -> list[str]:
         """Issues that have a ledger, oldest first."""
@@ -956,10 +896,24 @@ class Store:
 
 # --------------------------------------------------------------------------- internals
 
-_MERGED_COLUMNS = ("name", "language", "status", "consent_at", "attributes", "updated_at", "unsubscribed_at")
+_MERGED_COLUMNS = (
+    "name",
+    "language",
+    "status",
+    "consent_at",
+    "attributes",
+    "updated_at",
+    "unsubscribed_at",
+    "soft_bounces",
+)
 
 
-def _merge(current: dict[str, Any], row: SubscriberRow, now: datetime) -> dict[str, Any]:
+def _merge(
+    current: dict[str, Any],
+    row: SubscriberRow,
+    now: datetime,
+    decide: Callable[[str, SubscriberRow], StatusChange] | None,
+) -> dict[str, Any]:
     """The subscriber after applying one import row (see Store.upsert_many for the rules)."""
     new = dict(current)
     if row.name and row.name != new["name"]:
@@ -970,19 +924,37 @@ def _merge(current: dict[str, Any], row: SubscriberRow, now: datetime) -> dict[s
         attributes = {**(new["attributes"] or {}), **row.attributes}
         if attributes != new["attributes"]:
             new["attributes"] = attributes
-    status = new["status"]
-    if row.status in SUPPRESSED and status != row.status:
-        new["status"] = row.status
-        if row.status == "unsubscribed":
-            new["unsubscribed_at"] = now
-    elif row.status == "active" and status == "pending":
-        new["status"] = "active"
-        new["consent_at"] = row.consent_at or now
+    if row.status is not None and decide is not None:
+        change = decide(new["status"], row)
+        if change.changed:
+            new.update(change.columns)
     if new["consent_at"] is None and row.consent_at is not None:
         new["consent_at"] = row.consent_at
     if new != current and "id" in current:
         new["updated_at"] = now
     return new
+
+
+def _write_change(
+    conn: Connection,
+    subscriber_id: int,
+    email: str,
+    change: StatusChange,
+    now: datetime,
+    *,
+    reason: str | None,
+    by: str | None = None,
+    also: dict[str, Any] | None = None,
+) -> None:
+    """Write a decided status change (plus `also`, other columns) and record it as a ``status`` event."""
+    values = {**(also or {}), **change.columns, "updated_at": now}
+    conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(values))
+    detail = {"from": change.current, "to": change.status, "reason": reason}
+    if by is not None:
+        detail["by"] = by
+    conn.execute(
+        events.insert().values(type="status", email=email, message_id=None, detail=detail, received_at=now)
+    )
 
 
 def _check_status(status: str) -> None:
