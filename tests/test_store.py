@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -174,6 +177,14 @@ def test_the_schema_admits_exactly_the_lifecycle_statuses() -> None:
     assert STATUSES == lifecycle.STATUSES
 
 
+def test_the_store_imports_nothing_from_the_layers_above_it() -> None:
+    code = "import json, sys, newsletter.store; print(json.dumps(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ours = [m for m in json.loads(run.stdout) if m.startswith("newsletter.")]
+    assert "newsletter.store.subscribers" in ours
+    assert [m for m in ours if not m.startswith(("newsletter.store", "newsletter.errors"))] == []
+
+
 def test_remove_erases_the_address_from_ledger_and_events(store: Store) -> None:
     ana = store.add_subscriber("ana@example.com")
     store.add_subscriber("bob@example.com")
@@ -273,7 +284,7 @@ def test_normalize_email() -> None:
     ],
 )
 def test_the_fast_path_agrees_with_full_validation(address: str) -> None:
-    from newsletter.store import _validate
+    from newsletter.store.addresses import _validate
 
     try:
         expected = _validate(address, False)

@@ -550,3 +550,11 @@ def test_set_status_brings_an_address_back_only_when_forced_and_records_who(
     assert moves[1]["by"] == "Maria"
     assert moves[0]["by"] and moves[2]["by"]  # the operating system's user name
     assert all(r is not None for r in received)
+    shown = run(root, "history", "back@example.com").output.splitlines()
+    assert [line.split("  ", 1)[1] for line in shown] == [
+        f"status  active -> unsubscribed (cli, by {moves[0]['by']})",
+        "status  unsubscribed -> active (cli set-status --force-resubscribe, by Maria)",
+        f"status  active -> bounced (cli set-status, by {moves[2]['by']})",
+    ]
+    assert shown[0].startswith(received[0].isoformat(timespec="seconds"))
+    assert run(root, "history", "nobody@example.com").exit_code == 1

@@ -268,39 +268,8 @@ def process_notification(
     kind = notification.type.lower()
     for address in notification.recipients:
         detail = {**notification.detail, **notification.per_recipient.get(address, {})}
-        if kind == "bounce" and notification.bounce_type == "Permanent":
-            result = store.apply_event(
-                kind,
-                address,
-                notification.message_id,
-                detail,
-                decide=event_decision(
-                    "bounced", f"permanent bounce ({detail.get('bounceSubType', '?')})", now=now
-                ),
-            )
-        elif kind == "bounce":
-            # Transient, Undetermined, or a type SES may add later: a soft bounce.
-            result = store.apply_event(
-                kind,
-                address,
-                notification.message_id,
-                detail,
-                soft_bounce=True,
-                decide=event_decision(None, None, now=now, soft_bounce_limit=soft_bounce_limit),
-            )
-        elif kind == "complaint" and (notification.feedback_type or "").lower() == "not-spam":
-            detail["action"] = "none: feedback type not-spam"
-            result = store.apply_event(kind, address, notification.message_id, detail)
-        elif kind == "complaint":
-            result = store.apply_event(
-                kind,
-                address,
-                notification.message_id,
-                detail,
-                decide=event_decision("complained", "complaint (SES)", now=now),
-            )
-        else:
-            result = store.apply_event(kind, address, notification.message_id, detail, delivered=True)
+        effect = _effect(notification, detail, now, soft_bounce_limit)
+        result = store.apply_event(kind, address, notification.message_id, detail, **effect)
         if result.duplicate:
             summary.duplicates += 1
             continue
@@ -313,6 +282,30 @@ def process_notification(
         elif result.changed and result.status == "complained":
             summary.complained += 1
     return summary
+
+
+def _effect(
+    notification: Notification, detail: dict[str, Any], now: datetime, soft_bounce_limit: int
+) -> dict[str, Any]:
+    """What a bounce, complaint or delivery does for one recipient (`Store.apply_event`'s options).
+
+    Notes the action in `detail` when a complaint is taken back.
+    """
+    if notification.type == "Bounce" and notification.bounce_type == "Permanent":
+        why = f"permanent bounce ({detail.get('bounceSubType', '?')})"
+        return {"decide": event_decision("bounced", why, now=now)}
+    if notification.type == "Bounce":
+        # Transient, Undetermined, or a type SES may add later: a soft bounce.
+        return {
+            "soft_bounce": True,
+            "decide": event_decision(None, None, now=now, soft_bounce_limit=soft_bounce_limit),
+        }
+    if notification.type == "Complaint" and (notification.feedback_type or "").lower() == "not-spam":
+        detail["action"] = "none: feedback type not-spam"
+        return {}
+    if notification.type == "Complaint":
+        return {"decide": event_decision("complained", "complaint (SES)", now=now)}
+    return {"delivered": True}
 
 
 def _first(items: tuple[str, ...]) -> str | None:

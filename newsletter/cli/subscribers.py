@@ -1,4 +1,4 @@
-"""`newsletter subscribers`: add, remove, unsubscribe, set-status, list, export, import and count subscribers."""
+"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats."""
 
 from __future__ import annotations
 
@@ -159,6 +159,31 @@ def set_status(obj: Context, email: str, status: str, force_resubscribe: bool, b
         )
     else:
         click.echo(f"{address} is already {status}.")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_context
+def history(obj: Context, email: str) -> None:
+    """Show what happened to an address: status changes (with who asked) and SES events, oldest first.
+
+    \b
+    Example:
+        newsletter subscribers history ana@example.com
+    """
+    with _open_store(obj) as store:
+        if store.get_subscriber(email) is None:
+            _no_such(email)
+        recorded = store.list_events(email=email)
+    for event in recorded:
+        when = event["received_at"].isoformat(timespec="seconds")
+        detail = event["detail"] or {}
+        if event["type"] == "status":
+            by = f", by {detail['by']}" if detail.get("by") else ""
+            why = f" ({detail.get('reason') or 'no reason given'}{by})"
+            click.echo(f"{when}  status  {detail.get('from')} -> {detail.get('to')}{why}")
+        else:
+            click.echo(f"{when}  {event['type']}  {event['message_id'] or '-'}")
 
 
 def _user(by: str | None) -> str:
