@@ -452,3 +452,18 @@ def test_concurrent_claimers_never_share_a_row(db_path: Path, store: Store) -> N
     assert len(claimed) == len(set(claimed)) == 300
     assert sum(1 for got in results.values() if got) >= 2  # they really did compete
     assert store.ledger_counts(ISSUE)["sent"] == 300
+
+
+def test_issue_event_counts_count_only_the_issue_s_messages(store: Store) -> None:
+    _people(store, 3)
+    store.create_ledger(ISSUE)
+    assert store.issue_event_counts(ISSUE) == {}  # nothing sent yet: no figures at all
+    for n, row in enumerate(store.claim_batch(ISSUE, 3)):
+        store.mark_sent(ISSUE, row.subscriber_id, f"ses-{n}")
+    store.apply_event("bounce", "user0@example.com", "ses-0", {"bounceType": "Permanent"})
+    store.apply_event("bounce", "user1@example.com", "ses-1", {"bounceType": "Transient"})
+    store.apply_event("bounce", "user1@example.com", "ses-1b", {"bounceType": "Transient"})  # not ours
+    store.apply_event("complaint", "user2@example.com", "ses-2", {})
+    store.apply_event("complaint", "user1@example.com", "ses-1", {"complaintFeedbackType": "Not-Spam"})
+    store.apply_event("delivery", "user2@example.com", "ses-2", {})
+    assert store.issue_event_counts(ISSUE) == {"bounce": 1, "soft_bounce": 1, "complaint": 1}
