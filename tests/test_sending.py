@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from newsletter.audience.lifecycle import change_status
 from newsletter.cli import main
 from newsletter.config import SesSettings, Settings, load_settings
 from newsletter.content.library import Library, load_library
@@ -378,7 +379,7 @@ def test_permanent_and_temporary_failures_are_recorded_and_retried_only_when_ask
     }
     assert transport.attempts["reader0007@example.com"] == 3  # retried in place, then sent
     assert transport.attempts["reader0005@example.com"] == 1  # not retry-safe: never resent silently
-    failures = {d.email: (d.outcome, d.error) for d in store.failures(ISSUE)}
+    failures = {d.email: (d.outcome, d.error) for d in store.ledger(ISSUE) if d.state == "failed"}
     assert failures["reader0002@example.com"] == (
         "permanent",
         "reader0002@example.com: refused (memory transport)",
@@ -449,7 +450,7 @@ def test_readers_who_leave_during_a_send_are_skipped_on_resume(
     transport = MemoryTransport()
     store.create_ledger(ISSUE)  # the whole list is snapshotted when the send starts
     send(settings, library, store, transport, secret, template, limit=4)
-    store.set_status("reader0008@example.com", "unsubscribed")
+    change_status(store, "reader0008@example.com", "unsubscribed", "editor")
     report = send(settings, library, store, transport, secret, template)
     assert "reader0008@example.com" not in transport.recipients
     assert report.sent == 5 and report.skipped == 1
@@ -742,7 +743,7 @@ def test_cli_status_json_and_text(folder, people, store, secret, tmp_path) -> No
         "--limit",
         "5",
     )
-    store.set_status("reader0005@example.com", "unsubscribed")
+    change_status(store, "reader0005@example.com", "unsubscribed", "editor")
     store.claim_batch(ISSUE, 1)  # nothing queued: the limit kept the ledger at 5
     result = run(folder, "status", ISSUE, "--json")
     assert result.exit_code == 0, result.output

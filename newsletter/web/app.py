@@ -43,7 +43,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from newsletter import tokens
-from newsletter.audience.lifecycle import SUPPRESSED
+from newsletter.audience.lifecycle import SUPPRESSED, change_status
 from newsletter.config import Settings, text_direction
 from newsletter.errors import ConfigError
 from newsletter.text import ALL_CONTROL_CHARS, is_language_tag
@@ -503,7 +503,7 @@ class SubscriptionApp:
             return found
         subscriber, language = found
         if subscriber.status == "pending":
-            self.store.set_status(subscriber.id, "active", reason="confirmed by link (web)")
+            change_status(self.store, subscriber.id, "active", "reader", reason="confirmed by link (web)")
             subscriber = self.store.get_subscriber(subscriber.id) or subscriber
         if subscriber.status == "active":
             return self.page(
@@ -557,7 +557,7 @@ class SubscriptionApp:
         # Erased, or already suppressed: nothing to change, and the answer is the same
         # (bounced or complained is kept: it says more than "unsubscribed").
         if subscriber is not None and subscriber.status not in SUPPRESSED:
-            self.store.set_status(subscriber.id, "unsubscribed", reason=reason)
+            change_status(self.store, subscriber.id, "unsubscribed", "reader", reason=reason)
         language = self.pages.language_of(subscriber.language if subscriber else None)
         return self.page(request, 200, "unsubscribed_title", "unsubscribed", language=language)
 
