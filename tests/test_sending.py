@@ -37,7 +37,7 @@ from tests.servers_aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_
 FIXTURE = Path(__file__).parent / "fixtures" / "good" / "digest"
 TEMPLATES = Path(__file__).parent.parent / "templates"
 ISSUE = "2024-01-10-first"
-SECRET = "test-secret-for-sending"
+SECRET = "test-secret-for-sending-0123456789abcdef"
 SENDER = "digest@example.org"
 
 

@@ -29,7 +29,7 @@ from newsletter.store import Store
 from newsletter.web.app import Limit, RateLimits, SubscriptionApp, create_app
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "test-secret-for-web-tests"
+SECRET = "test-secret-for-web-tests-0123456789abcdef"
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'",
     "X-Content-Type-Options": "nosniff",
