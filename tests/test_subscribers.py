@@ -369,7 +369,9 @@ def test_cli_add_list_unsubscribe_remove(root: Path) -> None:
 def test_cli_import_stats_and_export_roundtrip(root: Path, tmp_path: Path) -> None:
     result = run(root, "import", str(SAMPLE))
     assert result.exit_code == 0, result.output
-    assert result.output == "12 rows: 12 added, 0 updated, 0 unchanged, 0 duplicates merged, 0 refused\n"
+    assert result.output == (
+        "format: generic\n12 rows: 12 added, 0 updated, 0 unchanged, 0 duplicates merged, 0 refused\n"
+    )
     assert run(root, "stats").output == (
         "pending             1\n"
         "active             10\n"
@@ -391,7 +393,7 @@ def test_cli_import_stats_and_export_roundtrip(root: Path, tmp_path: Path) -> No
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "newsletter.toml").write_text(SETTINGS, encoding="utf-8")
-    assert run(fresh, "import", str(backup)).output.startswith("12 rows: 12 added")
+    assert run(fresh, "import", str(backup)).output.startswith("format: generic\n12 rows: 12 added")
     with Store.open(f"sqlite:///{fresh / 'subscribers' / 'subscribers.db'}") as copy:
         assert statuses(copy) == {e: s for e, s in ((x.email, x.status) for x in _all(root))}
         assert copy.get_subscriber("li.wei@example.com").name == "李伟"
@@ -416,6 +418,7 @@ def test_cli_import_reports_refused_rows_and_strict_aborts(root: Path, tmp_path:
     result = run(root, "import", str(path))
     assert result.exit_code == 0
     assert result.output == (
+        "format: generic\n"
         f"refused    {path}:3: column 'email': 'müller@example.com' is not a usable address: the part before "
         "'@' has non-ASCII characters ('ü'); Amazon SES cannot send to such addresses\n"
         "2 rows: 1 added, 0 updated, 0 unchanged, 0 duplicates merged, 1 refused\n"
