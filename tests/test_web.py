@@ -25,7 +25,8 @@ from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.store import Store
-from newsletter.web.app import Limit, RateLimits, SubscriptionApp, create_app
+from newsletter.web.app import SubscriptionApp, create_app
+from newsletter.web.ratelimit import Limit, RateLimits
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-for-web-tests"
