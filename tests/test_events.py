@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from newsletter.audience.events import import_file, parse_notification, poll_queue, process_notification
 from newsletter.cli import main
 from newsletter.store import Store
-from tests.servers_aws import REGION, moto_server  # noqa: F401 - a fixture
+from tests.support.aws import REGION, moto_server  # noqa: F401 - a fixture
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 

@@ -23,7 +23,7 @@ from newsletter.ingest.importers import (
     parse_source,
     slugify,
 )
-from tests.servers_importers import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
+from tests.support.sources import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
 
 TODAY = dt.date(2026, 3, 20)
 SETTINGS = """\

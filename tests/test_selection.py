@@ -9,7 +9,7 @@ from pathlib import Path
 from newsletter.config import load_settings
 from newsletter.content.library import Issue, Library, Paper, Selection, load_library
 from newsletter.content.selection import papers_for, plan, select_papers
-from tests.test_content import REPO
+from tests.support.project import REPO
 
 
 def paper(
