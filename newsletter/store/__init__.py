@@ -6,7 +6,7 @@ SQLite-specific pieces (WAL, pragmas, ``BEGIN IMMEDIATE``) sit behind a dialect 
 
 Times are stored as naive UTC and returned timezone-aware (UTC).
 
-The ledger contract (see ARCHITECTURE.md): one row per (issue, subscriber), made
+The ledger contract (see docs/architecture.md): one row per (issue, subscriber), made
 when a send starts; ``queued → sending → sent | failed``. A row left in
 ``sending`` is *uncertain* and is only re-queued when the editor asks.
 """
