@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -440,7 +441,9 @@ def test_cli_reports_an_unusable_database(root: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("command", ["add", "remove", "unsubscribe", "list", "export", "stats", "import"])
+@pytest.mark.parametrize(
+    "command", ["add", "remove", "unsubscribe", "list", "export", "stats", "import", "purge-pending"]
+)
 def test_every_command_has_help_ending_with_an_example(root: Path, command: str) -> None:
     result = run(root, command, "--help")
     assert result.exit_code == 0
@@ -561,3 +564,54 @@ def test_set_status_brings_an_address_back_only_when_forced_and_records_who(
     ]
     assert shown[0].startswith(received[0].isoformat(timespec="seconds"))
     assert run(root, "history", "nobody@example.com").exit_code == 1
+
+
+# ------------------------------------------------------------------ unconfirmed sign-ups
+
+
+def _age(database: Path, address: str, days: int) -> None:
+    conn = sqlite3.connect(database)
+    conn.execute(
+        "UPDATE subscribers SET created_at = datetime('now', ?) WHERE email = ?", (f"-{days} days", address)
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_purge_pending_erases_only_old_unconfirmed_web_sign_ups(root: Path) -> None:
+    database = root / "subscribers" / "subscribers.db"
+    with Store.open(f"sqlite:///{database}") as store:
+        store.add_subscriber("old@example.org", status="pending", source="web")
+        store.add_subscriber("new@example.org", status="pending", source="web")
+        store.add_subscriber("imported@example.org", status="pending", source="import")
+        store.add_subscriber("reader@example.org", status="active", source="web")
+    for address in ("old@example.org", "imported@example.org", "reader@example.org"):
+        _age(database, address, 8)
+    result = run(root, "purge-pending")
+    assert (result.exit_code, result.output) == (0, "1 pending sign-up(s) older than 168 hours erased.\n")
+    with Store.open(f"sqlite:///{database}") as store:
+        assert sorted(statuses(store)) == ["imported@example.org", "new@example.org", "reader@example.org"]
+        _age(database, "new@example.org", 2)
+    assert run(root, "purge-pending", "--older-than", "24").output.startswith("1 pending sign-up(s)")
+
+
+def test_serve_purges_pending_sign_ups_when_it_starts(root: Path) -> None:
+    import threading
+    from datetime import timedelta
+
+    from newsletter.cli.serve import _purge_pending
+
+    database = root / "subscribers" / "subscribers.db"
+    with Store.open(f"sqlite:///{database}") as store:
+        store.add_subscriber("old@example.org", status="pending", source="web")
+        _age(database, "old@example.org", 30)
+
+        class App:
+            pass
+
+        app = App()
+        app.store = store
+        stop = threading.Event()
+        stop.set()  # one round, then return
+        _purge_pending(app, timedelta(days=7), stop)
+        assert statuses(store) == {}

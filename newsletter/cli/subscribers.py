@@ -1,4 +1,4 @@
-"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats."""
+"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats, purge-pending."""
 
 from __future__ import annotations
 
@@ -265,6 +265,36 @@ def stats(obj: Context) -> None:
     for status, n in counts.items():
         click.echo(f"{status:<{width}}  {n:>7}")
     click.echo(f"{'total':<{width}}  {sum(counts.values()):>7}")
+
+
+@subscribers.command("purge-pending")
+@click.option(
+    "--older-than",
+    "hours",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="HOURS",
+    help="Erase web sign-ups still pending after this many hours (default: the confirmation link's lifetime).",
+)
+@pass_context
+def purge_pending(obj: Context, hours: int | None) -> None:
+    """Erase subscribe requests from the web that were never confirmed.
+
+    An unconfirmed request is not consent, and the address may be someone else's;
+    `newsletter serve` runs this every hour by itself. Imported pending rows stay.
+
+    \b
+    Example:
+        newsletter subscribers purge-pending --older-than 168
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.web.confirmation import CONFIRM_TTL
+
+    age = timedelta(hours=hours) if hours else timedelta(seconds=CONFIRM_TTL)
+    with _open_store(obj) as store:
+        erased = store.purge_pending(datetime.now(UTC) - age)
+    click.echo(f"{len(erased)} pending sign-up(s) older than {age.total_seconds() / 3600:g} hours erased.")
 
 
 @subscribers.command("import")
