@@ -753,3 +753,23 @@ def test_cli_status_json_and_text(folder, people, store, secret, tmp_path) -> No
     missing = run(folder, "status", "2099-01-01-nothing")
     assert missing.exit_code == 1
     assert f"no send recorded for this issue (issues with a send: {ISSUE})" in missing.output
+
+
+def test_graceful_stop_first_ctrl_c_sets_the_flag_second_interrupts_then_handler_is_restored():
+    import os
+    import signal
+    import time
+
+    from newsletter.interrupts import GracefulStop
+
+    told = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), GracefulStop(on_first=lambda: told.append("stopping")) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.is_set() and told == ["stopping"]
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the second signal interrupts this
+    assert signal.getsignal(signal.SIGINT) is before

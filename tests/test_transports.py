@@ -680,3 +680,15 @@ def test_smtp_refuses_to_send_in_the_clear_to_a_server_that_requires_starttls(
         "Check smtp.security, smtp.username and NEWSLETTER_SMTP_PASSWORD."
     )
     assert smtp_tls_server.received == []
+
+
+# -- the names ------------------------------------------------------------------------------
+
+
+def test_transport_names_are_declared_once_and_settings_accept_exactly_them():
+    from newsletter import config
+    from newsletter.delivery.transports import COMMAND_LINE_TRANSPORTS, REAL_TRANSPORTS, TRANSPORTS
+
+    assert set(config.TRANSPORTS) == set(TRANSPORTS) == {"file", "memory", "ses", "smtp"}
+    assert {"ses", "smtp"} == REAL_TRANSPORTS
+    assert "memory" not in COMMAND_LINE_TRANSPORTS and set(COMMAND_LINE_TRANSPORTS) < set(TRANSPORTS)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli import Context, pass_context
+from newsletter.delivery.transports.registry import COMMAND_LINE_TRANSPORTS
+from newsletter.interrupts import GracefulStop
 
 if TYPE_CHECKING:
     from newsletter.delivery.sending import SendReport
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @click.option(
     "--transport",
     "transport_name",
-    type=click.Choice(["ses", "smtp", "file"]),
+    type=click.Choice(COMMAND_LINE_TRANSPORTS),
     help="How messages leave [default: send.transport in newsletter.toml].",
 )
 @click.option(
@@ -168,8 +168,8 @@ def send(
         if to_send > 0 and not yes:
             _confirm(issue.slug, issue.subject, to_send, name, limit)
         template = MessageTemplate.build(built.rendered, settings)
-        stop = threading.Event()
-        with _progress(to_send) as progress, _stop_on_sigint(stop):
+        stop = GracefulStop(on_first=_say_stopping)
+        with _progress(to_send) as progress, stop:
             report = send_issue(
                 settings,
                 library,
@@ -183,7 +183,7 @@ def send(
                 resend_uncertain=resend_uncertain,
                 retry_failed=retry_failed,
                 progress=progress,
-                stop_event=stop,
+                stop_event=stop.event,
                 secret=secret,
                 template=template,
             )
@@ -269,25 +269,8 @@ def _progress(total: int) -> Iterator:
         yield update
 
 
-@contextmanager
-def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C: finish the messages in flight, then stop. Second: stop now (leaves uncertain rows)."""
-
-    def handler(signum, frame) -> None:
-        if stop.is_set():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _say_stopping() -> None:
+    click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
 
 
 def _finish(report: SendReport) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.ratelimit import TokenBucket
-from newsletter.delivery.transports.base import Outcome, StopSending, Transport
+from newsletter.delivery.transports import REAL_TRANSPORTS, Outcome, StopSending, Transport, make_transport
 from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 # Used by the local transports when NEWSLETTER_SECRET is unset, so `make demo` needs no set-up.
 # Links signed with it are worthless outside a development machine, which is the point.
 DEVELOPMENT_SECRET = b"newsletter-development-secret (not for real mail)"
-REAL_TRANSPORTS = frozenset({"ses", "smtp"})
 TEST_PREFIX = "[TEST] "
 
 MAX_ATTEMPTS = 8  # sends of one message in one run before a retry-safe failure is recorded
@@ -518,7 +517,6 @@ def _worker_main(job: _WorkerJob, halt: Any, results: Any) -> None:
     """One worker process: its own store connection, transport and share of the rate."""
     # Ctrl-C reaches the whole process group: the parent decides, and tells us through `halt`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from newsletter.delivery.transports import make_transport
     from newsletter.store import Store
 
     tally = Tally()
