@@ -24,8 +24,10 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.config import SesSettings, Settings, load_settings
 from newsletter.content.library import Library, load_library
+from newsletter.delivery.plan import TEST_PREFIX, build_template, plan_send
 from newsletter.delivery.ratelimit import TokenBucket
-from newsletter.delivery.sending import TEST_PREFIX, build_template, issue_status, send_issue, send_test
+from newsletter.delivery.sending import send_issue, send_test
+from newsletter.delivery.status import issue_status
 from newsletter.delivery.transports import Outcome, SendResult, StopSending, make_transport
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.ses import SesTransport
@@ -128,17 +130,19 @@ def token_of(msg: EmailMessage) -> str:
     return found.group(1)
 
 
-def send(settings, library, store, transport, secret, template=None, **options):
-    return send_issue(
+def send(
+    settings, library, store, transport, secret, template=None, progress=None, stop_event=None, **options
+):
+    plan = plan_send(
         settings,
         library,
         library.issue(ISSUE),
         transport=transport,
-        store=store,
         secret=secret,
         template=template,
         **options,
     )
+    return send_issue(plan, store, progress=progress, stop_event=stop_event)
 
 
 # --------------------------------------------------------------------------- the token bucket

@@ -1,4 +1,4 @@
-"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery.sending."""
+"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery (plan, sending, status)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from newsletter.delivery.transports.registry import COMMAND_LINE_TRANSPORTS
 from newsletter.interrupts import GracefulStop
 
 if TYPE_CHECKING:
-    from newsletter.delivery.sending import SendReport
+    from newsletter.delivery.report import SendReport
 
 
 @click.command()
@@ -101,7 +101,8 @@ def send(
         newsletter send 2026-03-17-multilingual-llms
     """
     from newsletter.content.library import load_library
-    from newsletter.delivery.sending import eligible_count, resolve_secret, send_issue, send_test
+    from newsletter.delivery.plan import plan_send, recipients_count, resolve_secret
+    from newsletter.delivery.sending import send_issue, send_test
     from newsletter.delivery.transports import make_transport
     from newsletter.errors import NewsletterError
     from newsletter.mail.build import build_message
@@ -145,49 +146,42 @@ def send(
         )
         return
 
+    plan = plan_send(
+        settings,
+        library,
+        issue,
+        transport=transport,
+        rate=rate,
+        workers=workers,
+        threads=threads,
+        limit=limit,
+        resend_uncertain=resend_uncertain,
+        retry_failed=retry_failed,
+        secret=secret,
+        template=MessageTemplate.build(built.rendered, settings),
+    )
     with Store.open(settings.database_url) as store:
-        eligible = eligible_count(store, issue.slug, limit)
-        counts = store.ledger_counts(issue.slug)
-        uncertain = counts["sending"]
-        to_send = (
-            eligible
-            + (uncertain if resend_uncertain else 0)
-            + (counts["failed_temporary"] if retry_failed else 0)
-        )
+        to_send = recipients_count(store, plan)
         if dry_run:
-            click.echo(f"Issue:      {issue.slug}")
-            click.echo(f"Subject:    {issue.subject}")
-            click.echo(f"Transport:  {name}")
-            click.echo(f"Recipients: {to_send}")
-            if uncertain:
-                click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
-            click.echo(
-                "Checks:     " + ("skipped" if skip_checks else "passed") + "\nDry run: nothing was sent."
-            )
+            _describe_dry_run(store, plan, issue.subject, checked=not skip_checks, to_send=to_send)
             return
         if to_send > 0 and not yes:
             _confirm(issue.slug, issue.subject, to_send, name, limit)
-        template = MessageTemplate.build(built.rendered, settings)
         stop = GracefulStop(on_first=_say_stopping)
         with _progress(to_send) as progress, stop:
-            report = send_issue(
-                settings,
-                library,
-                issue,
-                transport=transport,
-                store=store,
-                rate=rate,
-                workers=workers,
-                threads=threads,
-                limit=limit,
-                resend_uncertain=resend_uncertain,
-                retry_failed=retry_failed,
-                progress=progress,
-                stop_event=stop.event,
-                secret=secret,
-                template=template,
-            )
+            report = send_issue(plan, store, progress=progress, stop_event=stop.event)
     _finish(report)
+
+
+def _describe_dry_run(store, plan, subject: str, *, checked: bool, to_send: int) -> None:
+    uncertain = store.ledger_counts(plan.issue)["sending"]
+    click.echo(f"Issue:      {plan.issue}")
+    click.echo(f"Subject:    {subject}")
+    click.echo(f"Transport:  {plan.transport_name}")
+    click.echo(f"Recipients: {to_send}")
+    if uncertain:
+        click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
+    click.echo("Checks:     " + ("passed" if checked else "skipped") + "\nDry run: nothing was sent.")
 
 
 def _address(text: str) -> str:
@@ -298,7 +292,7 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
     Example:
         newsletter status 2026-03-17-multilingual-llms --json
     """
-    from newsletter.delivery.sending import COMPLAINT_WARNING, issue_status
+    from newsletter.delivery.status import COMPLAINT_WARNING, issue_status
     from newsletter.errors import NewsletterError
     from newsletter.store import Store
 
