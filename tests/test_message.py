@@ -127,12 +127,13 @@ def test_lines_are_short_and_quoted_printable_is_clean(english, example):
 def test_bodies_decode_to_the_rendered_parts(english):
     text, html_part = parts(parse(english.preview))
     url = "https://example.org/api/u/preview-token"
+    markers = english.rendered.markers
     assert text.replace("\r\n", "\n") == english.rendered.text.replace(
-        "%%GREETING%%", "Hi Ada Lovelace,"
-    ).replace("%%UNSUBSCRIBE_URL%%", url)
+        markers.greeting, "Hi Ada Lovelace,"
+    ).replace(markers.unsubscribe_url, url)
     assert html_part.replace("\r\n", "\n") == english.rendered.html.replace(
-        "%%GREETING%%", "Hi Ada Lovelace,"
-    ).replace("%%UNSUBSCRIBE_URL%%", url)
+        markers.greeting, "Hi Ada Lovelace,"
+    ).replace(markers.unsubscribe_url, url)
 
 
 # ---------------------------------------------------------------------------

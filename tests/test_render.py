@@ -47,6 +47,11 @@ def assert_golden(name: str, actual: str) -> None:
     assert actual == path.read_text(encoding="utf-8"), f"{name} differs from the golden file"
 
 
+def nonce_masked(built, text: str) -> str:
+    """`text` with this build's marker nonce written as NONCE: golden files outlive a nonce."""
+    return text.replace(built.rendered.markers.nonce, "NONCE")
+
+
 def reviewable(fragment: str) -> str:
     """One tag per line, so a golden diff shows what changed."""
     return fragment.replace("><", ">\n<") + "\n"
@@ -97,28 +102,29 @@ class Tags(HTMLParser):
 
 
 def test_golden_text_part(english):
-    assert_golden("first.email.txt", english.rendered.text)
+    assert_golden("first.email.txt", nonce_masked(english, english.rendered.text))
 
 
 def test_golden_arabic_text_part(arabic):
-    assert_golden("arabic.email.txt", arabic.rendered.text)
+    assert_golden("arabic.email.txt", nonce_masked(arabic, arabic.rendered.text))
 
 
 def test_golden_paper_block(english):
-    assert_golden("first.paper-2401.00001.html", reviewable(paper_block(english.rendered.html, "2401.00001")))
+    block = paper_block(english.rendered.html, "2401.00001")
+    assert_golden("first.paper-2401.00001.html", reviewable(nonce_masked(english, block)))
 
 
 def test_golden_footer(english):
     match = re.search(r"<div[^>]*>(?:(?!<div).)*Springfield</p></div>", english.rendered.html, re.DOTALL)
     assert match
-    assert_golden("first.footer.html", reviewable(match.group(0)))
+    assert_golden("first.footer.html", reviewable(nonce_masked(english, match.group(0))))
 
 
 def test_golden_arabic_masthead_and_intro(arabic):
     start = arabic.rendered.html.index("<body")
     end = arabic.rendered.html.index('<div id="arabic-dialects"')
     divs = re.findall(r'<div dir="rtl"[^>]*>.*?</div>', arabic.rendered.html[start:end], re.DOTALL)
-    assert_golden("arabic.rtl-blocks.html", reviewable("".join(divs)))
+    assert_golden("arabic.rtl-blocks.html", reviewable(nonce_masked(arabic, "".join(divs))))
 
 
 # ---------------------------------------------------------------------------
@@ -191,14 +197,37 @@ def test_relative_link_in_an_intro_keeps_only_its_text(tmp_path):
     assert '"/notes/"' not in document
 
 
+def test_intro_and_note_links_keep_their_url_in_the_text_part(tmp_path):
+    root = copy_newsletter(GOOD, tmp_path / "digest")
+    path = root / "issues" / "2024-01-10-first.md"
+    path.write_text(
+        path.read_text()
+        + '\nSee [our notes](/notes/), [the *site*](https://example.com/site?a=1&b=2 "Site"), '
+        "<https://example.com/auto> and <editor@example.com>.\n"
+    )
+    paper = root / "papers" / "2401.00001.md"
+    paper.write_text(
+        paper.read_text().replace("A clear baseline", "A [clear](https://example.com/b) baseline")
+    )
+    library = load_library(load_settings(root))
+    issue = library.issue("2024-01-10-first")
+    text = " ".join(render_issue(library, issue, papers_for(library, issue)).text.split())
+    assert (
+        "See our notes, the site (https://example.com/site?a=1&b=2), https://example.com/auto and "
+        "editor@example.com." in text
+    )
+    assert "> A clear (https://example.com/b) baseline" in text
+
+
 def test_placeholder_text_inside_content_is_not_personalised(english):
     url = "https://example.org/api/u/TOKEN-1"
     html_part, text_part = personalise_preview(english.rendered, name="Ada", unsubscribe_url=url)
     assert html_part.count(url) == 2  # top line and footer, not the abstract
     assert text_part.count(url) == 1
-    assert "%\u2060%UNSUBSCRIBE_URL%\u2060%" in html_part
-    assert "%\u2060%UNSUBSCRIBE_URL%\u2060%" in text_part
-    assert "%%UNSUBSCRIBE_URL%%" not in html_part + text_part
+    # the abstract's own text, exactly as written
+    assert "The placeholder %%UNSUBSCRIBE_URL%% must stay inert." in html_part
+    assert "The placeholder %%UNSUBSCRIBE_URL%% must stay inert." in " ".join(text_part.split())
+    assert english.rendered.markers.nonce not in html_part + text_part
 
 
 # ---------------------------------------------------------------------------
@@ -330,8 +359,9 @@ def test_short_authors():
 def test_eml_part_equals_rendered_text_after_personalisation(english):
     msg = email.message_from_bytes(english.preview, policy=policy.default)
     text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # MIME text lines end in CRLF
-    expected = english.rendered.text.replace("%%GREETING%%", "Hi Ada Lovelace,").replace(
-        "%%UNSUBSCRIBE_URL%%", "https://example.org/api/u/preview-token"
+    markers = english.rendered.markers
+    expected = english.rendered.text.replace(markers.greeting, "Hi Ada Lovelace,").replace(
+        markers.unsubscribe_url, "https://example.org/api/u/preview-token"
     )
     assert text == expected
     assert html.escape("Hi Ada Lovelace,") in msg.get_body(("html",)).get_content()

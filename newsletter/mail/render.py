@@ -1,12 +1,14 @@
 """Rendering: Jinja2 → MJML → mjml-python → premailer, plus a real plain-text part.
 
 Each stage is one function. An issue is rendered once (per language); what differs
-per reader — the greeting and the unsubscribe link — is left as placeholders that
-survive every stage, so a send personalises by substitution, never by re-rendering.
+per reader — the greeting and the unsubscribe link — is left as markers (`Markers`)
+that survive every stage, so a send personalises by substitution, never by re-rendering.
+No content can produce a marker: see `Markers` for why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import re
@@ -24,18 +26,86 @@ from newsletter.config import Settings, text_direction
 from newsletter.content.library import CONTROL_CHARS, Issue, Library, Paper
 from newsletter.errors import RenderError
 
-# Per-recipient placeholders. Plain ASCII without '=' or URL-special characters, so
-# that MJML, premailer/lxml (which escape some characters in href values) and
-# quoted-printable encoding leave them byte-for-byte intact.
-UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
-GREETING = "%%GREETING%%"
-PLACEHOLDERS = (UNSUBSCRIBE_URL, GREETING)
-
 EXCERPT_CHARS = 300
 TEXT_WIDTH = 78
 EMAIL_TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"
 STRINGS_FILE = "strings.toml"
+
+
+# The per-reader values a message carries. The first two are placed by the email
+# templates, the others by the message headers (newsletter.mail.message).
+UNSUBSCRIBE_URL = "UNSUBSCRIBE_URL"
+GREETING = "GREETING"
+TO = "TO"
+MESSAGE_ID = "MESSAGE_ID"
+TOKEN = "TOKEN"
+MARKER_NAMES = (UNSUBSCRIBE_URL, GREETING, TO, MESSAGE_ID, TOKEN)
+BODY_MARKERS = (UNSUBSCRIBE_URL, GREETING)
+NONCE_CHARS = 16  # hex digits: 64 bits
+MAX_NONCE_TRIES = 64
+
+
+@dataclass(frozen=True)
+class Markers:
+    """The per-reader markers of one rendered issue, `%%NAME-<nonce>%%`, and where the templates put them.
+
+    Content is untrusted and passes through Markdown, HTML entity decoding (markdown-it,
+    lxml) and more, so any fixed marker text could be produced by an abstract, a title or
+    a note (`\\%\\%UNSUBSCRIBE_URL\\%\\%`, `&#37;&#37;…`) and would then be filled in with
+    a reader's own unsubscribe URL. The nonce makes the markers text no content holds:
+
+    - The templates are first rendered with every marker replaced by its bare name
+      (`%%UNSUBSCRIBE_URL%%`): that output is all the content, as the reader will see it.
+    - The nonce is a hash of that output and a counter, and the counter goes up until the
+      nonce occurs nowhere in it. So a nonce is *checked* absent from the content, and
+      content cannot aim at it: to contain the nonce, a text would have to contain (an
+      encoding of) a hash of itself.
+    - Rendering again with the real markers must give the first output back once each
+      marker is replaced by its bare name — proof that markers stand only where a template
+      put one — and each marker must be found exactly as often after MJML and CSS inlining.
+
+    The nonce is not random: the same inputs give the same nonce, so `build/` output stays
+    byte-identical between builds. A random nonce would be just as unforgeable, but would
+    change every file that carries markers at every build.
+    """
+
+    nonce: str
+    html: dict[str, int]  # marker name -> how many times the email template placed it
+    text: dict[str, int]  # marker name -> how many times the text template placed it
+
+    def __getitem__(self, name: str) -> str:
+        return marker(name, self.nonce)
+
+    @property
+    def unsubscribe_url(self) -> str:
+        return self[UNSUBSCRIBE_URL]
+
+    @property
+    def greeting(self) -> str:
+        return self[GREETING]
+
+
+def marker(name: str, nonce: str) -> str:
+    """`%%NAME-nonce%%`: plain ASCII without '=', spaces or URL-special characters, so that
+    MJML, premailer/lxml (which escape some characters in href values), header folding and
+    quoted-printable encoding leave it byte-for-byte intact."""
+    return f"%%{name}-{nonce}%%" if nonce else f"%%{name}%%"
+
+
+def choose_nonce(*rendered: str) -> str:
+    """The first hash of `rendered` (and a counter) that occurs in none of it (see `Markers`)."""
+    digest = hashlib.sha256()
+    for part in rendered:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    for counter in range(MAX_NONCE_TRIES):
+        candidate = digest.copy()
+        candidate.update(str(counter).encode("ascii"))
+        nonce = candidate.hexdigest()[:NONCE_CHARS]
+        if not any(nonce in part for part in rendered):
+            return nonce
+    raise RenderError("could not choose per-reader markers that the content does not contain")
 
 
 @dataclass(frozen=True)
@@ -51,6 +121,7 @@ class Rendered:
     language: str
     direction: str
     strings: dict[str, Any]
+    markers: Markers
 
     def greeting(self, name: str | None) -> str:
         """The greeting line for one reader, in the issue's language (plain text)."""
@@ -93,13 +164,34 @@ class Markdown:
         return Markup(self._cleaner.clean(self._parser.render(text)).strip())
 
     def plain(self, text: str) -> str:
-        """The visible text of markdown, whitespace collapsed (for excerpts and the text part)."""
-        rendered = _BLOCK_TAG.sub(" ", self._parser.render(text))
-        rendered = re.sub(r"<[^>]+>", "", rendered)
-        return " ".join(html.unescape(rendered).split())
+        """The visible text of markdown, whitespace collapsed (for excerpts)."""
+        return _visible(self._parser.render(text))
+
+    def text_with_links(self, text: str) -> str:
+        """Markdown as the plain-text part shows it: the visible text, each link as `text (URL)`.
+
+        A link whose text is its URL (`<https://…>`) is shown once; a relative link, which
+        the HTML part drops too, keeps only its text.
+        """
+        return _visible(_LINK.sub(_link_as_text, self._parser.render(text)))
 
 
 _BLOCK_TAG = re.compile(r"</?(p|li|ul|ol|br|h[1-6]|blockquote|pre|hr)\b[^>]*>", re.IGNORECASE)
+# markdown-it writes every link this way (raw HTML is off, so content cannot write its own)
+_LINK = re.compile(r'<a href="([^"]*)"(?: title="[^"]*")?>(.*?)</a>', re.DOTALL)
+
+
+def _visible(rendered: str) -> str:
+    rendered = re.sub(r"<[^>]+>", "", _BLOCK_TAG.sub(" ", rendered))
+    return " ".join(html.unescape(rendered).split())
+
+
+def _link_as_text(match: re.Match[str]) -> str:
+    # both groups are still HTML-escaped here; _visible unescapes them once
+    url, label = match.group(1), match.group(2)
+    if _absolute_links_only("a", "href", url) is None or url in (label, f"mailto:{label}"):
+        return label
+    return f"{label} ({url})"
 
 
 def _absolute_links_only(tag: str, attr: str, value: str) -> str | None:
@@ -201,6 +293,7 @@ def jinja_environment(templates_dir: Path):
     env.filters.update(
         markdown=MARKDOWN.html,
         plain=MARKDOWN.plain,
+        text_with_links=MARKDOWN.text_with_links,
         excerpt=lambda text, limit=EXCERPT_CHARS: excerpt(text, limit)[0],
         short_authors=short_authors,
         wrap=wrap_text,
@@ -365,8 +458,8 @@ def _tidy_text(text: str) -> str:
 # The whole pipeline
 
 
-def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[str, Any]:
-    """What the email and site templates see."""
+def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: str = "") -> dict[str, Any]:
+    """What the email templates see; `nonce` "" puts the markers' bare names (see `Markers`)."""
     settings = library.settings
     strings = load_strings(settings, issue.language)
     direction = text_direction(issue.language)
@@ -396,8 +489,8 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[s
         "align": "right" if direction == "rtl" else "left",
         "date": format_date(issue.date, strings),
         "web_url": web_url,
-        "unsubscribe_url": Markup(UNSUBSCRIBE_URL),
-        "greeting": Markup(GREETING),
+        "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "greeting": Markup(marker(GREETING, nonce)),
         "intro": issue.intro,
         "reason": settings.subscribe_reason
         or strings["reason"].format(newsletter=settings.name, site=settings.base_url),
@@ -405,13 +498,25 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[s
 
 
 def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendered:
-    """Render one issue: subject, preheader, inlined HTML and the plain-text part."""
+    """Render one issue: subject, preheader, inlined HTML and the plain-text part, with markers."""
     settings = library.settings
     env = jinja_environment(settings.templates_dir)
     context = issue_context(library, issue, papers)
+    bare_source = render_template(env, EMAIL_TEMPLATE, context)
+    bare_text = render_template(env, TEXT_TEMPLATE, context)
+    nonce = choose_nonce(bare_source, bare_text)
+    context = issue_context(library, issue, papers, nonce)
     source = render_template(env, EMAIL_TEMPLATE, context)
+    raw_text = render_template(env, TEXT_TEMPLATE, context)
+    markers = Markers(
+        nonce,
+        html=_placed(source, bare_source, nonce, EMAIL_TEMPLATE),
+        text=_placed(raw_text, bare_text, nonce, TEXT_TEMPLATE),
+    )
     document = finish_html(inline_css(mjml_to_html(source, where=f"templates/{EMAIL_TEMPLATE}")))
-    text = _tidy_text(render_template(env, TEXT_TEMPLATE, context))
+    text = _tidy_text(raw_text)
+    _expect_markers(document, markers, markers.html, f"templates/{EMAIL_TEMPLATE} after MJML and inlining")
+    _expect_markers(text, markers, markers.text, f"templates/{TEXT_TEMPLATE}")
     return Rendered(
         issue=issue,
         papers=tuple(papers),
@@ -422,14 +527,50 @@ def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendere
         language=issue.language,
         direction=context["dir"],
         strings=context["strings"],
+        markers=markers,
     )
+
+
+def _placed(output: str, bare: str, nonce: str, template: str) -> dict[str, int]:
+    """How often `template` placed each marker in `output`, checked against its bare rendering."""
+    counts = {name: output.count(marker(name, nonce)) for name in BODY_MARKERS}
+    restored = output
+    for name in BODY_MARKERS:
+        restored = restored.replace(marker(name, nonce), marker(name, ""))
+    if restored != bare or nonce in restored:
+        # a template that treats a marker as a value (a filter, a test, slicing) changes the text
+        raise RenderError(
+            f"templates/{template}: the per-reader values greeting and unsubscribe_url must be "
+            "output as they are (no filters or tests on them)"
+        )
+    return counts
+
+
+def marker_counts(text: str, nonce: str, names: tuple[str, ...] = MARKER_NAMES) -> dict[str, int]:
+    """How often each marker of `nonce` occurs in `text` (names with none left out)."""
+    counts = {name: text.count(marker(name, nonce)) for name in names}
+    return {name: n for name, n in counts.items() if n}
+
+
+def _expect_markers(output: str, markers: Markers, expected: dict[str, int], where: str) -> None:
+    found = marker_counts(output, markers.nonce)
+    strays = output.count(markers.nonce) - sum(found.values())
+    if found != {k: v for k, v in expected.items() if v} or strays:
+        raise RenderError(
+            f"{where}: per-reader markers placed {_describe(expected)}, found {_describe(found)}"
+            + (f" and {strays} broken one(s)" if strays else "")
+        )
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} × {name}" for name, n in sorted(counts.items()) if n) or "none"
 
 
 def personalise_preview(rendered: Rendered, *, name: str | None, unsubscribe_url: str) -> tuple[str, str]:
-    """(html, text) for one reader: substitution only, escaped for each context."""
-    greeting = rendered.greeting(name)
-    html_part = rendered.html.replace(UNSUBSCRIBE_URL, html.escape(unsubscribe_url)).replace(
-        GREETING, html.escape(greeting)
-    )
-    text_part = rendered.text.replace(UNSUBSCRIBE_URL, unsubscribe_url).replace(GREETING, greeting)
+    """(html, text) for one reader: substitution at the markers only (one pass), escaped for each context."""
+    markers = rendered.markers
+    values = {markers.unsubscribe_url: unsubscribe_url, markers.greeting: rendered.greeting(name)}
+    pattern = re.compile("|".join(re.escape(m) for m in values))
+    html_part = pattern.sub(lambda m: html.escape(values[m.group(0)]), rendered.html)
+    text_part = pattern.sub(lambda m: values[m.group(0)], rendered.text)
     return html_part, text_part
