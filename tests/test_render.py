@@ -32,7 +32,7 @@ from newsletter.mail.render import (
     short_authors,
     wrap_text,
 )
-from tests.test_content import GOOD, copy_newsletter
+from tests.test_content import GOOD, copy_newsletter, run
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 HOSTILE_TITLE = "Cross-Lingual Transfer with <script>alert(1)</script> {{ 7*7 }} </mj-text>"
@@ -365,3 +365,39 @@ def test_eml_part_equals_rendered_text_after_personalisation(english):
     )
     assert text == expected
     assert html.escape("Hi Ada Lovelace,") in msg.get_body(("html",)).get_content()
+
+
+def test_imported_html_markdown_and_entities_show_as_text(tmp_path):
+    """An imported abstract is text: its stars, brackets, tags and entities are shown, not obeyed."""
+    import json
+
+    root = tmp_path / "digest"
+    assert run(root.parent, "init", str(root)).exit_code == 0
+    for path in [*(root / "papers").glob("*.md"), *(root / "issues").glob("*.md")]:
+        path.unlink()
+    abstract = (
+        "We compare A* search and B* trees; x &amp; y &#37; z; **not bold**; <b>tag</b>; "
+        "[link](https://x.example), <https://auto.example>, _under_ and `code` \\* \\& %%UNSUBSCRIBE_URL%%."
+    )
+    blocks = ["# Not a heading", "1. not a list", "- not a list either", "---", "~~~"]
+    source = tmp_path / "hf.json"
+    summary = "\n\n".join([abstract, *blocks])
+    paper = {"id": "2406.30001", "title": "Stars *and* <b>tags</b> &amp; co", "summary": summary}
+    source.write_text(json.dumps([{"paper": {**paper, "authors": [{"name": "A"}]}}]), encoding="utf-8")
+    assert run(root, "papers", "import", str(source)).output.endswith(
+        "1 created, 0 updated, 0 unchanged, 0 refused\n"
+    )
+    again = run(root, "papers", "import", str(source))
+    assert again.output.endswith("0 created, 0 updated, 1 unchanged, 0 refused\n")  # escaping is stable
+    (root / "issues" / "2026-06-20-t.md").write_text(
+        "---\ntitle: T\ndate: 2026-06-20\nnumber: 1\nselect: {sort: id}\n---\nHi.\n", encoding="utf-8"
+    )
+    library = load_library(load_settings(root))
+    issue = library.issue("2026-06-20-t")
+    [imported] = papers_for(library, issue)
+    rendered = render_issue(library, issue, [imported])
+    shown = " ".join([abstract, *blocks])
+    assert excerpt(imported.abstract, 10_000) == (shown, False)
+    assert shown[:150] in " ".join(rendered.text.split())  # the email shows an excerpt
+    assert html.escape(shown[:150], quote=False) in rendered.html
+    assert html.escape("Stars *and* <b>tags</b> &amp; co", quote=False) in rendered.html

@@ -215,7 +215,7 @@ def clean_text(text: str) -> str:
     """Drop control characters (C0 except newline/tab, DEL, C1) and surrounding whitespace.
 
     Text such as '%%UNSUBSCRIBE_URL%%' stays as written: no content can produce the
-    per-reader markers (see newsletter.mail.render.Markers).
+    per-reader markers (see newsletter.mail.markers.Markers).
     """
     return CONTROL_CHARS.sub("", text).strip()
 

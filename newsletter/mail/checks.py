@@ -18,8 +18,8 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.content.library import CONTROL_CHARS, Issue, Library, Paper
 from newsletter.mail.build import SAMPLE_READER, Built, build_message
+from newsletter.mail.markers import BODY_MARKERS, marker_counts
 from newsletter.mail.message import unsubscribe_url
-from newsletter.mail.render import BODY_MARKERS, marker_counts
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message whose HTML is larger than about this, as encoded
 MIN_TEXT_SHARE = 0.25  # the text part should carry at least this share of the HTML's visible text

@@ -2,7 +2,7 @@
 
 `MessageTemplate.build()` encodes the whole message — headers, a text/plain part and
 a text/html part, both UTF-8 quoted-printable — once. The per-reader markers
-(`newsletter.mail.render.Markers`) are kept on lines of their own in the encoded bytes
+(`newsletter.mail.markers.Markers`) are kept on lines of their own in the encoded bytes
 (between soft line breaks, which decoders remove), so `personalise()` is a join of
 pre-encoded bytes with a few short encoded values: no re-render, no re-encoding of the
 60–90 KB body. Only this issue's markers are split on: marker-like content stays text.
@@ -23,7 +23,7 @@ from email.utils import format_datetime, formataddr
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
-from newsletter.mail.render import (
+from newsletter.mail.markers import (
     GREETING,
     MARKER_NAMES,
     MESSAGE_ID,
@@ -31,9 +31,9 @@ from newsletter.mail.render import (
     TOKEN,
     UNSUBSCRIBE_URL,
     Markers,
-    Rendered,
     marker_counts,
 )
+from newsletter.mail.render import Rendered
 
 _SOFT_BREAK = b"=\r\n"
 CRLF = "\r\n"
