@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.content.library import load_library  # noqa: E402
 from newsletter.content.selection import papers_for  # noqa: E402
-from newsletter.mail import render  # noqa: E402
+from newsletter.mail import markers, render  # noqa: E402
 from newsletter.mail.message import MessageTemplate, Recipient  # noqa: E402
 
 
@@ -45,15 +45,15 @@ def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:
     context = stage("context", render.issue_context, library, issue, papers)
     bare = stage("jinja bare (for markers)", render.render_template, env, render.EMAIL_TEMPLATE, context)
     bare_text = render.render_template(env, render.TEXT_TEMPLATE, context)
-    nonce = stage("choose nonce", render.choose_nonce, bare, bare_text)
+    nonce = stage("choose nonce", markers.choose_nonce, bare, bare_text)
     context = render.issue_context(library, issue, papers, nonce)
     source = stage("jinja -> MJML", render.render_template, env, render.EMAIL_TEMPLATE, context)
     compiled = stage("MJML -> HTML", render.mjml_to_html, source)
     inlined = stage("premailer", render.inline_css, compiled)
     document = stage("finish", render.finish_html, inlined)
     text = stage("text part", render.render_template, env, render.TEXT_TEMPLATE, context)
-    counts = {name: source.count(render.marker(name, nonce)) for name in render.BODY_MARKERS}
-    text_counts = {name: text.count(render.marker(name, nonce)) for name in render.BODY_MARKERS}
+    counts = {name: source.count(markers.marker(name, nonce)) for name in markers.BODY_MARKERS}
+    text_counts = {name: text.count(markers.marker(name, nonce)) for name in markers.BODY_MARKERS}
     rendered = render.Rendered(
         issue,
         tuple(papers),
@@ -64,7 +64,7 @@ def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:
         issue.language,
         context["dir"],
         context["strings"],
-        render.Markers(nonce, counts, text_counts),
+        markers.Markers(nonce, counts, text_counts),
     )
     template = stage("MIME template", MessageTemplate.build, rendered, settings)
     stage("personalise x1", template.personalise, Recipient("reader@example.org", "Ada", "t" * 40))

@@ -239,3 +239,14 @@ def test_check_names_each_unedited_scaffold_text_by_file_and_field(tmp_path):
         + "\n---\nWe study speech.\n\n## Editor's note\nWorth it.\n"
     )
     assert failures() == []
+
+
+def test_a_marker_the_template_did_not_place_fails_the_check(english):
+    markers = english.rendered.markers
+    html = english.rendered.html.replace("A clear baseline", f"A clear baseline {markers.unsubscribe_url}", 1)
+    assert html != english.rendered.html
+    report = check_built(rebuild(english, html=html), spamassassin=False)
+    assert report.errors == [
+        "per-reader markers: the html part has 1 GREETING, 3 UNSUBSCRIBE_URL; "
+        "its template placed 1 GREETING, 2 UNSUBSCRIBE_URL"
+    ]

@@ -285,6 +285,21 @@ def test_token_with_dash_and_underscore_survives(english):
     assert Anchors(html_part).hrefs.count(url) == 2
 
 
+def test_marker_like_subject_and_a_long_mailto_stay_as_written(library, english):
+    settings = dataclasses.replace(
+        library.settings, unsubscribe_mailto="leave-this-digest-for-good@lists.unsubscribe.example.org"
+    )
+    subject = "%%TO%% %%TOKEN%% list-unsubscribe-links %%UNSUBSCRIBE_URL%%"
+    rendered = dataclasses.replace(english.rendered, subject=subject)
+    raw = MessageTemplate.build(rendered, settings).personalise(Recipient("reader@example.org", None, "tok"))
+    msg = parse(raw)
+    assert msg["Subject"] == subject and msg["To"] == "reader@example.org"
+    assert raw_header(raw, "List-Unsubscribe") == [
+        "<https://example.org/api/u/tok>, "
+        "<mailto:leave-this-digest-for-good@lists.unsubscribe.example.org?subject=unsubscribe%20tok>"
+    ]  # plain links, never RFC 2047 words
+
+
 def test_without_a_web_endpoint_unsubscribe_falls_back_to_mailto(library, english):
     settings = dataclasses.replace(library.settings, web_url=None)
     template = MessageTemplate.build(english.rendered, settings)

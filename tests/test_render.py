@@ -401,3 +401,16 @@ def test_imported_html_markdown_and_entities_show_as_text(tmp_path):
     assert shown[:150] in " ".join(rendered.text.split())  # the email shows an excerpt
     assert html.escape(shown[:150], quote=False) in rendered.html
     assert html.escape("Stars *and* <b>tags</b> &amp; co", quote=False) in rendered.html
+
+
+def test_a_template_that_alters_a_marker_is_a_clear_error(tmp_path):
+    root = copy_newsletter(GOOD, tmp_path / "digest", copy_templates=True)
+    template = root / "templates" / "email" / "issue.txt.j2"
+    template.write_text(template.read_text().replace("{{ greeting }}", "{{ greeting|lower }}"))
+    result = run(root, "build", "2024-01-10-first", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert (
+        "templates/email/issue.txt.j2: the per-reader values greeting and unsubscribe_url must be output "
+        "as they are (no filters or tests on them)" in result.output
+    )

@@ -22,7 +22,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 from newsletter.config import Settings
-from newsletter.errors import RenderError
 from newsletter.mail.markers import (
     GREETING,
     MARKER_NAMES,
@@ -31,7 +30,7 @@ from newsletter.mail.markers import (
     TOKEN,
     UNSUBSCRIBE_URL,
     Markers,
-    marker_counts,
+    expect_markers,
 )
 from newsletter.mail.render import Rendered
 
@@ -157,9 +156,15 @@ class MessageTemplate:
         head["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
         # the header block alone, markers intact (they contain no spaces, so folding keeps them whole)
         head_text = head.as_bytes(policy=policy.SMTP).decode("ascii").split("\r\n\r\n", 1)[0] + "\r\n\r\n"
-        head_text = head_text.replace(LIST_UNSUBSCRIBE_SLOT, _list_unsubscribe(settings, markers), 1)
+        slot_line = (
+            f"\r\nList-Unsubscribe: {LIST_UNSUBSCRIBE_SLOT}\r\n"  # a whole line: no subject matches it
+        )
+        links_line = f"\r\nList-Unsubscribe: {_list_unsubscribe(settings, markers)}\r\n"
+        head_text = head_text.replace(slot_line, links_line, 1)
         header_markers = {TO: 1, MESSAGE_ID: 1, TOKEN: 1, UNSUBSCRIBE_URL: 1 if settings.web_url else 0}
-        _expect(head_text, markers, header_markers, "the message headers")
+        # the settings and the subject prefix were not part of the content the nonce was
+        # checked against: count the header block's markers too
+        expect_markers(head_text, markers, header_markers, "the message headers")
         pattern = _marker_pattern(markers)
         head_pieces = _segments(head_text, lambda s: s.encode("ascii"), pattern, markers)
         head_pieces = [p for p in head_pieces if p != b""]
@@ -243,14 +248,6 @@ def _list_unsubscribe(settings: Settings, markers: Markers) -> str:
     if settings.web_url:
         return f"<{markers[UNSUBSCRIBE_URL]}>,\r\n {mail_link}"
     return mail_link
-
-
-def _expect(text: str, markers: Markers, expected: dict[str, int], where: str) -> None:
-    # The settings and the subject prefix are not part of the rendered content the nonce
-    # was checked against, so the header block is counted as well.
-    found = marker_counts(text, markers.nonce)
-    if found != {k: v for k, v in expected.items() if v} or text.count(markers.nonce) != sum(found.values()):
-        raise RenderError(f"{where}: per-reader markers do not match what was placed: {found}")
 
 
 NAME_LIMIT = 200  # characters of a display name kept in the To header; an unbroken word can't fold
