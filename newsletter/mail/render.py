@@ -14,6 +14,7 @@ import re
 import textwrap
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -223,15 +224,28 @@ def jinja_environment(templates_dir: Path):
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # Each issue is rendered twice (see newsletter.mail.markers.Markers): the Markdown of
+    # the second pass comes from this environment's memo.
     env.filters.update(
-        markdown=MARKDOWN.html,
-        plain=MARKDOWN.plain,
-        text_with_links=MARKDOWN.text_with_links,
+        markdown=_memo(MARKDOWN.html),
+        plain=_memo(MARKDOWN.plain),
+        text_with_links=_memo(MARKDOWN.text_with_links),
         excerpt=lambda text, limit=EXCERPT_CHARS: excerpt(text, limit)[0],
         short_authors=short_authors,
         wrap=wrap_text,
     )
     return env
+
+
+def _memo(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    results: dict[str, Any] = {}
+
+    def memoised(text: str) -> Any:
+        if text not in results:
+            results[text] = convert(text)
+        return results[text]
+
+    return memoised
 
 
 def render_template(env, name: str, context: dict[str, Any]) -> str:
@@ -438,7 +452,11 @@ def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendere
     bare_source = render_template(env, EMAIL_TEMPLATE, context)
     bare_text = render_template(env, TEXT_TEMPLATE, context)
     nonce = choose_nonce(bare_source, bare_text)
-    context = issue_context(library, issue, papers, nonce)
+    context = {
+        **context,
+        "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "greeting": Markup(marker(GREETING, nonce)),
+    }
     source = render_template(env, EMAIL_TEMPLATE, context)
     raw_text = render_template(env, TEXT_TEMPLATE, context)
     markers = Markers(
