@@ -316,3 +316,11 @@ def test_readme_import_table_is_the_one_the_tables_make() -> None:
     )
     for platform in PLATFORMS.values():
         assert f"(`{platform.name}`)" in table
+
+
+def test_an_address_list_with_a_state_column_is_not_taken_for_kit(tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("email,name,state\nann@example.org,Ann,CA\n", encoding="utf-8")
+    report = import_csv(store, path)
+    assert (report.format, report.refused) == ("generic", [])
+    assert store.get_subscriber("ann@example.org").attributes == {"state": "CA"}

@@ -238,7 +238,8 @@ KIT = Platform(
         "complained": "complained",
     },
     status_columns=("state",),
-    needs=(frozenset({"email address", "state"}), frozenset({"email", "state"})),
+    # `email,state` alone could be any address list (a US state column): not enough to say Kit
+    needs=(frozenset({"email address", "state"}), frozenset({"email", "state", "first name", "created at"})),
     notes=(
         "Kit's CSV header is not documented: columns are matched by name (`email_address` or `email`, "
         "`state`, `first_name`, `created_at`); the state values are Kit's documented ones.",
@@ -259,7 +260,7 @@ BEEHIIV = Platform(
     status_columns=("status",),
     signals=(Signal("unsubscribed at", "set", "unsubscribed"),),
     parse_time=utc_suffix_time,
-    needs=(frozenset({"email", "status", "tier"}), frozenset({"email", "status", "unsubscribed at"})),
+    needs=(frozenset({"email", "status", "tier"}),),
     notes=("Dates look like `2023-03-24 10:23:10 UTC`.",),
 )
 
