@@ -67,6 +67,7 @@ class Store:
 
         self.list_events = events.list_events
         self.apply_event = events.apply_event
+        self.apply_events = events.apply_events
         self.issue_event_counts = events.issue_event_counts
 
         self.create_ledger = ledger.create_ledger
