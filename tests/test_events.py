@@ -19,7 +19,7 @@ from newsletter.audience.notifications import MAX_BODY_BYTES, Notice, Trust, jso
 from newsletter.audience.sqs import poll_queue
 from newsletter.cli import main
 from newsletter.store import Store
-from tests.servers_aws import REGION, moto_server  # noqa: F401 - a fixture
+from tests.support.aws import REGION, moto_server  # noqa: F401 - a fixture
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 

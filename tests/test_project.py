@@ -15,7 +15,7 @@ from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.mail.preview import Preview, make_server
 from newsletter.store import Store
-from tests.test_content import REPO, copy_newsletter
+from tests.support.project import REPO, copy_newsletter
 
 
 def test_init_scaffolds_a_newsletter_that_builds_and_passes_its_checks(tmp_path: Path) -> None:
@@ -113,9 +113,9 @@ list_id = "test.digest.example.org"
 def test_every_setting_in_the_table_fills_a_settings_field() -> None:
     import dataclasses
 
-    from newsletter.config import OPTIONS, SesSettings, Settings, SmtpSettings
+    from newsletter.config import OPTIONS, EventsSettings, SesSettings, Settings, SmtpSettings
 
-    tables = {"": Settings, "ses.": SesSettings, "smtp.": SmtpSettings}
+    tables = {"": Settings, "ses.": SesSettings, "smtp.": SmtpSettings, "events.": EventsSettings}
     for option in OPTIONS:
         prefix = option.attr.rpartition(".")[0] + "." if "." in option.attr else ""
         names = {f.name for f in dataclasses.fields(tables[prefix])}

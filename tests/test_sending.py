@@ -8,13 +8,10 @@ keeps the exact bytes), the outbox folder, moto in server mode, or the local SES
 from __future__ import annotations
 
 import dataclasses
-import email
 import json
 import re
-import shutil
 import threading
 from collections import Counter
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -25,57 +22,23 @@ from newsletter.audience.lifecycle import change_status
 from newsletter.cli import main
 from newsletter.config import SesSettings, Settings, load_settings
 from newsletter.content.library import Library, load_library
+from newsletter.delivery.plan import TEST_PREFIX, build_template, plan_send
 from newsletter.delivery.ratelimit import TokenBucket
-from newsletter.delivery.sending import TEST_PREFIX, build_template, issue_status, send_issue, send_test
+from newsletter.delivery.sending import send_issue, send_test
+from newsletter.delivery.status import issue_status
 from newsletter.delivery.transports import Outcome, SendResult, StopSending, make_transport
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.ses import SesTransport
-from newsletter.store import Store, SubscriberRow
+from newsletter.store import Store
 from newsletter.tokens import UNSUBSCRIBE, read_token
-from tests.servers_aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_identity
+from tests.support.aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_identity
+from tests.support.project import make_newsletter
+from tests.support.sending import ISSUE, SECRET, add_people, parse
 
-FIXTURE = Path(__file__).parent / "fixtures" / "good" / "digest"
-TEMPLATES = Path(__file__).parent.parent / "templates"
-ISSUE = "2024-01-10-first"
-SECRET = "test-secret-for-sending"
 SENDER = "digest@example.org"
 
 
 # --------------------------------------------------------------------------- set-up
-
-
-def make_newsletter(root: Path, *, extra_toml: str = "") -> Path:
-    """A copy of the fixture newsletter under `root` whose templates path still resolves."""
-    folder = root / "digest"
-    shutil.copytree(FIXTURE, folder)
-    toml = folder / "newsletter.toml"
-    text = toml.read_text(encoding="utf-8").replace(
-        'templates = "../../../../templates"', f'templates = "{TEMPLATES.resolve()}"'
-    )
-    toml.write_text(text + extra_toml, encoding="utf-8")
-    return folder
-
-
-def add_people(store: Store, active: int, *, suppressed: bool = True) -> dict[str, list[str]]:
-    """`active` active readers (with names, some non-ASCII) plus one of each suppressed status."""
-    rows = [
-        SubscriberRow(
-            email=f"reader{i:04d}@example.com", name=f"Zoë {i}" if i % 2 else f"Ana {i}", status="active"
-        )
-        for i in range(active)
-    ]
-    if suppressed:
-        rows += [
-            SubscriberRow(email="gone@example.com", name="Gone", status="unsubscribed"),
-            SubscriberRow(email="bounced@example.com", status="bounced"),
-            SubscriberRow(email="angry@example.com", status="complained"),
-            SubscriberRow(email="unconfirmed@example.com", status="pending"),
-        ]
-    store.upsert_many(rows)
-    return {
-        "active": [r.email for r in rows if r.status == "active"],
-        "never": [r.email for r in rows if r.status != "active"],
-    }
 
 
 @pytest.fixture
@@ -111,10 +74,6 @@ def template(settings: Settings, library: Library):
     return build_template(settings, library, library.issue(ISSUE))
 
 
-def parse(raw: bytes) -> EmailMessage:
-    return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
-
-
 def text_part(msg: EmailMessage) -> str:
     return msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
@@ -129,17 +88,19 @@ def token_of(msg: EmailMessage) -> str:
     return found.group(1)
 
 
-def send(settings, library, store, transport, secret, template=None, **options):
-    return send_issue(
+def send(
+    settings, library, store, transport, secret, template=None, progress=None, stop_event=None, **options
+):
+    plan = plan_send(
         settings,
         library,
         library.issue(ISSUE),
         transport=transport,
-        store=store,
         secret=secret,
         template=template,
         **options,
     )
+    return send_issue(plan, store, progress=progress, stop_event=stop_event)
 
 
 # --------------------------------------------------------------------------- the token bucket
@@ -754,3 +715,23 @@ def test_cli_status_json_and_text(folder, people, store, secret, tmp_path) -> No
     missing = run(folder, "status", "2099-01-01-nothing")
     assert missing.exit_code == 1
     assert f"no send recorded for this issue (issues with a send: {ISSUE})" in missing.output
+
+
+def test_graceful_stop_first_ctrl_c_sets_the_flag_second_interrupts_then_handler_is_restored():
+    import os
+    import signal
+    import time
+
+    from newsletter.interrupts import GracefulStop
+
+    told = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), GracefulStop(on_first=lambda: told.append("stopping")) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.is_set() and told == ["stopping"]
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the second signal interrupts this
+    assert signal.getsignal(signal.SIGINT) is before

@@ -12,10 +12,8 @@ be redriven once the settings are right.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ from newsletter.audience.events import EventSummary, process_notification
 from newsletter.audience.lifecycle import SOFT_BOUNCE_LIMIT
 from newsletter.audience.notifications import ANYWHERE, Trust
 from newsletter.errors import NewsletterError
+from newsletter.interrupts import GracefulStop
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -89,9 +88,11 @@ def poll_queue(
     batches = failures = 0
     if dead_letter_queue_url is None:
         _warn_without_redrive(client, queue_url)
+    # The first Ctrl-C lets the batch in hand finish (its messages deleted after the
+    # commit), then stops; a receive waits at most `wait_seconds`, so the flag is seen soon.
     stop = threading.Event()
     try:
-        with _stop_on_sigint(stop):
+        with GracefulStop(stop):
             while (max_batches is None or batches < max_batches) and not stop.is_set():
                 request: dict[str, Any] = {
                     "QueueUrl": queue_url,
@@ -133,30 +134,6 @@ def poll_queue(
         result.interrupted = True
     result.interrupted = result.interrupted or stop.is_set()
     return result
-
-
-@contextmanager
-def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
-    """The first Ctrl-C lets the batch in hand finish (its messages deleted after the commit),
-    then stops; a second one interrupts at once.
-
-    A KeyboardInterrupt raised inside a blocking receive can be lost in the HTTP stack;
-    a flag checked between receives cannot (a receive waits at most `wait_seconds`).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _warn_without_redrive(client: Any, queue_url: str) -> None:
