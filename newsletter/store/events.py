@@ -104,7 +104,7 @@ class Events:
         keyed = [(email, email_key(email) if email else None, detail) for email, detail in recipients]
         results: list[ApplyResult] = []
         with self.db.write() as conn:
-            seen = self._recorded(conn, type, message_id)
+            seen = self._recorded(conn, type, message_id, {k for _, k, _ in keyed})
             rows = self._subscribers(conn, {k for _, k, _ in keyed if k is not None and k not in seen})
             marked = 0
             if delivered and message_id is not None:
@@ -162,14 +162,19 @@ class Events:
         return results
 
     @staticmethod
-    def _recorded(conn: Connection, type: str, message_id: str | None) -> set[str | None]:
-        """The address keys (None: no address) with an event of `type` for `message_id` already."""
+    def _recorded(
+        conn: Connection, type: str, message_id: str | None, keys: set[str | None]
+    ) -> set[str | None]:
+        """Which of `keys` (None: no address) already have an event of `type` for `message_id`."""
         if message_id is None:
             return set()
         query = sa.select(sa.func.lower(events.c.email)).where(
             events.c.message_id == message_id, events.c.type == type
         )
-        return {email.strip() if email else None for (email,) in conn.execute(query)}
+        if len(keys) <= _CHUNK and None not in keys:
+            # a few addresses: look up those only, not every event of the message
+            query = query.where(sa.func.lower(events.c.email).in_(sorted(keys)))
+        return {email.strip() if email else None for (email,) in conn.execute(query)} & keys
 
     @staticmethod
     def _subscribers(conn: Connection, keys: set[str]) -> dict[str, sa.Row]:
