@@ -107,8 +107,8 @@ def main() -> None:
             print(
                 f"one {recipients:,}-recipient bounce: {elapsed:6.2f} s = {rate:9,.0f} recipient updates/s "
                 f"(goal >= {GOAL_UPDATES:,}/s: {'met' if rate >= GOAL_UPDATES else 'NOT met'}; before: 87 s, 230/s; "
-                f"{summary.bounced} bounced; {cpu:.2f} s of CPU = {recipients / cpu:,.0f}/s of CPU time, "
-                "what it would be on an idle core)"
+                f"{summary.bounced} bounced; {cpu:.2f} s of this process's CPU time = {recipients / cpu:,.0f}/s, "
+                "which a shared machine slows less than the wall clock)"
             )
 
             now = datetime.now(UTC)
