@@ -331,10 +331,7 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
                 values[option.attr] = option.convert(env[option.env])
             except ValueError as exc:
                 problems.append(Problem.expected("environment", option.env, str(exc), env[option.env]))
-    account = values.get("events.account_id")
-    for arn in values.get("events.topic_arns", ()) if account else ():
-        if arn.split(":")[4] != account:
-            problems.append(Problem.expected(where, "events.topic_arns", f"topics of account {account}", arn))
+    problems += _foreign_topics(where, values)
     raise_for(problems)
 
     for attr in _FOLDERS:
@@ -351,6 +348,16 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
         events=EventsSettings(**events),
         **values,
     )
+
+
+def _foreign_topics(where: str, values: dict[str, Any]) -> list[Problem]:
+    """Allowed topics of another account than `events.account_id` would refuse every event."""
+    account = values.get("events.account_id")
+    return [
+        Problem.expected(where, "events.topic_arns", f"topics of account {account}", arn)
+        for arn in values.get("events.topic_arns", ())
+        if account and arn.split(":")[4] != account
+    ]
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:

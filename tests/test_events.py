@@ -769,6 +769,37 @@ def test_poll_survives_every_fixture(store: Store, sqs) -> None:
     assert any("nested at most 64 deep, got 100000" in r for r in reasons)
 
 
+def test_a_refused_message_is_never_deleted_without_a_dead_letter_queue(store: Store, sqs) -> None:
+    """A typo in the allowed topics must not throw real bounces away: they wait for the redrive policy."""
+    queue = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody=body_of("bounce-permanent-sns.json"))
+    wrong = Trust(frozenset({TOPIC + "-typo"}))
+    result = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        visibility_timeout=1,
+        trust=wrong,
+    )
+    assert (result.received, result.deleted, result.summary.refused, result.failed) == (1, 0, 1, 0)
+    assert status(store, "gone@example.org") == "active"
+    time.sleep(1.2)  # once the settings are right, the same message is applied
+    again = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        trust=TRUSTED,
+    )
+    assert (again.deleted, again.summary.bounced) == (1, 2)
+    assert queued(sqs, queue) == 0
+
+
 def queue_arn(sqs, queue_url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
