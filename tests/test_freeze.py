@@ -20,7 +20,7 @@ from newsletter.content.freeze import (
 from newsletter.content.library import Library, load_library
 from newsletter.content.selection import empty_issue_problem, papers_for, plan
 from newsletter.errors import ContentError, ProblemsError
-from tests.test_content import GOOD, copy_newsletter, run
+from tests.support.project import GOOD, copy_newsletter, run
 
 FIRST = "2024-01-10-first"
 DRAFT = "2024-01-17-arabic"

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.audience.lifecycle import change_status
 from newsletter.config import load_settings
 from newsletter.store import Store
-from tests.servers_aws import FAKE_AWS_ENV, SesStub
-from tests.test_sending import ISSUE, SECRET, add_people, make_newsletter, parse
+from tests.support.aws import FAKE_AWS_ENV, SesStub
+from tests.support.project import make_newsletter
+from tests.support.sending import ISSUE, SECRET, add_people, parse
 
 REPO = Path(__file__).parent.parent
 THREADS = 4
@@ -118,7 +120,7 @@ def test_sigkill_mid_send_then_resume_and_resend_uncertain(tmp_path: Path, sink)
     # someone unsubscribes between the crash and the resume
     leaver = sorted(by_state["queued"])[0]
     with Store.open(settings.database_url) as store:
-        store.set_status(leaver, "unsubscribed")
+        change_status(store, leaver, "unsubscribed", "editor")
 
     resume = subprocess.run([*send, "--threads", "16"], env=env, capture_output=True, text=True, timeout=60)
     assert resume.returncode == 0, resume.stderr

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from newsletter.audience import lifecycle
+from newsletter.audience.lifecycle import change_status
 from newsletter.store import (
     ERASED,
     SCHEMA_VERSION,
+    STATUSES,
     Store,
     StoreError,
     SubscriberRow,
@@ -34,12 +41,25 @@ def _people(store: Store, n: int, prefix: str = "user") -> list[int]:
     return [store.add_subscriber(f"{prefix}{i}@example.com").id for i in range(n)]
 
 
+def _version(db_path: Path) -> int:
+    """The schema version the database file records."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _failed(store: Store, issue: str) -> list:
+    return [d for d in store.ledger(issue) if d.state == "failed"]
+
+
 # ------------------------------------------------------------------ schema and opening
 
 
 def test_fresh_database_is_created_with_folder_wal_and_current_version(db_path: Path, store: Store) -> None:
     assert db_path.is_file()
-    assert store.version() == SCHEMA_VERSION == 2
+    assert _version(db_path) == SCHEMA_VERSION == 2
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "subscribers", "deliveries", "events", "snapshots"} <= tables
@@ -54,7 +74,7 @@ def test_reopening_keeps_data_and_does_not_migrate_again(db_path: Path, store: S
     store.close()
     with Store.open(f"sqlite:///{db_path}") as again:
         assert again.get_subscriber("ana@example.com").email == "ana@example.com"
-        assert again.version() == SCHEMA_VERSION
+        assert _version(db_path) == SCHEMA_VERSION
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
     conn.close()
@@ -68,7 +88,7 @@ def test_a_version_1_database_is_upgraded_in_place(db_path: Path, store: Store) 
     conn.execute("UPDATE schema_version SET version = 1")
     conn.commit()
     with Store.open(f"sqlite:///{db_path}") as again:
-        assert again.version() == 2
+        assert _version(db_path) == 2
         assert again.get_subscriber("ana@example.com") is not None
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "ix_events_message_id" in indexes
@@ -124,39 +144,52 @@ def test_addresses_are_unique_regardless_of_case(store: Store) -> None:
     assert store.get_subscriber("nobody@example.com") is None
 
 
-def test_status_never_returns_from_unsubscribed_bounced_or_complained(store: Store) -> None:
+def test_status_changes_write_what_the_lifecycle_decides_and_record_it(store: Store) -> None:
     store.add_subscriber("a@example.com", status="pending")
-    assert store.set_status("a@example.com", "active") is True
-    assert store.set_status("a@example.com", "unsubscribed", reason="link") is True
+    assert change_status(store, "a@example.com", "active", "reader").changed
+    assert store.get_subscriber("a@example.com").consent_at is not None
+    assert change_status(store, "a@example.com", "unsubscribed", "reader", reason="link").changed
     assert store.get_subscriber("a@example.com").unsubscribed_at is not None
-    assert store.set_status("a@example.com", "unsubscribed") is True  # idempotent
-    assert store.set_status("a@example.com", "active") is False
-    assert store.set_status("a@example.com", "pending") is False
-    assert store.set_status("a@example.com", "complained") is True  # a stronger suppression is fine
-    assert store.set_status("a@example.com", "active") is False
+    again = change_status(store, "a@example.com", "unsubscribed", "editor")
+    assert (again.changed, again.reason) == (False, None)  # idempotent
+    assert not change_status(store, "a@example.com", "active", "editor").changed
+    assert not change_status(store, "a@example.com", "pending", "import").changed
+    assert change_status(store, "a@example.com", "complained", "event").changed
+    assert not change_status(store, "a@example.com", "active", "editor").changed
     assert store.get_subscriber("a@example.com").status == "complained"
-    assert store.set_status("nobody@example.com", "unsubscribed") is False
+    assert change_status(store, "nobody@example.com", "unsubscribed", "editor") is None
+    back = change_status(store, "a@example.com", "active", "editor", force=True, by="ed", reason="asked")
+    assert (back.current, back.status, back.changed) == ("complained", "active", True)
+    assert store.get_subscriber("a@example.com").unsubscribed_at is None
     moves = [
-        (e["detail"]["from"], e["detail"]["to"], e["detail"]["reason"])
+        (e["detail"]["from"], e["detail"]["to"], e["detail"]["reason"], e["detail"].get("by"))
         for e in store.list_events(type="status")
     ]
     assert moves == [
-        ("pending", "active", None),
-        ("active", "unsubscribed", "link"),
-        ("unsubscribed", "complained", None),
+        ("pending", "active", None, None),
+        ("active", "unsubscribed", "link", None),
+        ("unsubscribed", "complained", None, None),
+        ("complained", "active", "asked", "ed"),
     ]
-    with pytest.raises(StoreError) as err:
-        store.set_status("a@example.com", "gone")
-    assert err.value.message == (
-        "status: expected one of pending, active, unsubscribed, bounced, complained, got 'gone'"
-    )
+
+
+def test_the_schema_admits_exactly_the_lifecycle_statuses() -> None:
+    assert STATUSES == lifecycle.STATUSES
+
+
+def test_the_store_imports_nothing_from_the_layers_above_it() -> None:
+    code = "import json, sys, newsletter.store; print(json.dumps(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ours = [m for m in json.loads(run.stdout) if m.startswith("newsletter.")]
+    assert "newsletter.store.subscribers" in ours
+    assert [m for m in ours if not m.startswith(("newsletter.store", "newsletter.errors"))] == []
 
 
 def test_remove_erases_the_address_from_ledger_and_events(store: Store) -> None:
     ana = store.add_subscriber("ana@example.com")
     store.add_subscriber("bob@example.com")
     store.create_ledger("2026-03-17")
-    store.record_event("bounce", "Ana@example.com", "m-1", {"type": "Transient"})
+    store.apply_event("bounce", "Ana@example.com", "m-1", {"type": "Transient"}, soft_bounce=True)
     assert store.remove_subscriber("ana@example.com") is True
     assert store.remove_subscriber("ana@example.com") is False
     assert store.get_subscriber(ana.id) is None
@@ -165,12 +198,13 @@ def test_remove_erases_the_address_from_ledger_and_events(store: Store) -> None:
     assert [(e["email"], e["detail"]) for e in store.list_events(type="bounce")] == [(ERASED, None)]
     assert store.ledger_counts("2026-03-17")["queued"] == 2
     assert [d.email for d in store.claim_batch("2026-03-17", 5)] == ["bob@example.com"]
-    assert [(d.email, d.error) for d in store.failures("2026-03-17")] == [(ERASED, "skipped: removed")]
+    failed = [(d.email, d.error) for d in store.ledger("2026-03-17") if d.state == "failed"]
+    assert failed == [(ERASED, "skipped: removed")]
 
 
 def test_iter_subscribers_streams_in_pages(store: Store) -> None:
     _people(store, 7)
-    store.set_status("user3@example.com", "bounced")
+    change_status(store, "user3@example.com", "bounced", "event")
     assert [s.email for s in store.iter_subscribers(batch=2)] == [f"user{i}@example.com" for i in range(7)]
     assert [s.email for s in store.iter_subscribers(status="bounced", batch=2)] == ["user3@example.com"]
     assert store.count_by_status() == {
@@ -195,7 +229,8 @@ def test_upsert_many_merge_rules(store: Store) -> None:
             SubscriberRow("on@example.com", status="pending"),
             SubscriberRow("new@example.com", language="ar"),
             SubscriberRow("New@example.com", status="bounced"),
-        ]
+        ],
+        lifecycle.import_decision(now=datetime.now(UTC)),
     )
     assert (counts.added, counts.updated, counts.unchanged, counts.duplicates) == (1, 2, 2, 1)
     status = {s.email: (s.status, s.name) for s in store.iter_subscribers()}
@@ -211,8 +246,13 @@ def test_upsert_many_merge_rules(store: Store) -> None:
 
 def test_soft_bounces_are_counted(store: Store) -> None:
     store.add_subscriber("a@example.com")
-    assert [store.record_soft_bounce("A@example.com") for _ in range(3)] == [1, 2, 3]
-    assert store.record_soft_bounce("nobody@example.com") == 0
+    counted = [
+        store.apply_event("bounce", "A@example.com", f"m-{n}", {}, soft_bounce=True).soft_bounces
+        for n in range(3)
+    ]
+    assert counted == [1, 2, 3]
+    assert store.get_subscriber("a@example.com").status == "active"  # the store sets no threshold
+    assert store.apply_event("bounce", "nobody@example.com", "m-9", {}, soft_bounce=True).soft_bounces == 0
 
 
 def test_normalize_email() -> None:
@@ -244,7 +284,7 @@ def test_normalize_email() -> None:
     ],
 )
 def test_the_fast_path_agrees_with_full_validation(address: str) -> None:
-    from newsletter.store import _validate
+    from newsletter.store.addresses import _validate
 
     try:
         expected = _validate(address, False)
@@ -323,7 +363,7 @@ def test_claim_send_fail_requeue_cycle(store: Store) -> None:
         "failed_temporary": 1,
         "failed_permanent": 0,
     }
-    assert [(f.subscriber_id, f.outcome, f.error) for f in store.failures(ISSUE)] == [
+    assert [(f.subscriber_id, f.outcome, f.error) for f in _failed(store, ISSUE)] == [
         (b, "temporary", "421 try later")
     ]
     assert [x.subscriber_id for x in store.claim_batch(ISSUE, 10)] == [c, d]
@@ -341,8 +381,8 @@ def test_claim_send_fail_requeue_cycle(store: Store) -> None:
         "failed_temporary": 0,
         "failed_permanent": 1,
     }
-    assert store.mark_delivered("ses-4") == ISSUE
-    assert store.mark_delivered("unknown") is None
+    assert store.apply_event("delivery", "user3@example.com", "ses-4", {}, delivered=True).delivered == 1
+    assert store.apply_event("delivery", "user3@example.com", "unknown", {}, delivered=True).delivered == 0
     assert [x.delivered_at is not None for x in store.ledger(ISSUE)] == [False, False, False, True]
     with pytest.raises(ValueError, match="outcome: expected one of temporary, permanent, got 'soft'"):
         store.mark_failed(ISSUE, b, "soft", "x")
@@ -370,11 +410,11 @@ def test_rows_left_sending_are_uncertain_until_requeued(db_path: Path, store: St
 def test_people_who_leave_after_the_snapshot_are_skipped(store: Store) -> None:
     _people(store, 4)
     store.create_ledger(ISSUE)
-    store.set_status("user1@example.com", "unsubscribed")
-    store.set_status("user2@example.com", "complained")
+    change_status(store, "user1@example.com", "unsubscribed", "editor")
+    change_status(store, "user2@example.com", "complained", "event")
     claimed = store.claim_batch(ISSUE, 2)
     assert [d.email for d in claimed] == ["user0@example.com", "user3@example.com"]
-    assert [(d.email, d.state, d.outcome, d.error) for d in store.failures(ISSUE)] == [
+    assert [(d.email, d.state, d.outcome, d.error) for d in _failed(store, ISSUE)] == [
         ("user1@example.com", "failed", "permanent", "skipped: unsubscribed"),
         ("user2@example.com", "failed", "permanent", "skipped: complained"),
     ]
@@ -412,3 +452,18 @@ def test_concurrent_claimers_never_share_a_row(db_path: Path, store: Store) -> N
     assert len(claimed) == len(set(claimed)) == 300
     assert sum(1 for got in results.values() if got) >= 2  # they really did compete
     assert store.ledger_counts(ISSUE)["sent"] == 300
+
+
+def test_issue_event_counts_count_only_the_issue_s_messages(store: Store) -> None:
+    _people(store, 3)
+    store.create_ledger(ISSUE)
+    assert store.issue_event_counts(ISSUE) == {}  # nothing sent yet: no figures at all
+    for n, row in enumerate(store.claim_batch(ISSUE, 3)):
+        store.mark_sent(ISSUE, row.subscriber_id, f"ses-{n}")
+    store.apply_event("bounce", "user0@example.com", "ses-0", {"bounceType": "Permanent"})
+    store.apply_event("bounce", "user1@example.com", "ses-1", {"bounceType": "Transient"})
+    store.apply_event("bounce", "user1@example.com", "ses-1b", {"bounceType": "Transient"})  # not ours
+    store.apply_event("complaint", "user2@example.com", "ses-2", {})
+    store.apply_event("complaint", "user1@example.com", "ses-1", {"complaintFeedbackType": "Not-Spam"})
+    store.apply_event("delivery", "user2@example.com", "ses-2", {})
+    assert store.issue_event_counts(ISSUE) == {"bounce": 1, "soft_bounce": 1, "complaint": 1}

@@ -444,3 +444,117 @@ def test_every_command_has_help_ending_with_an_example(root: Path, command: str)
     lines = [line for line in result.output.splitlines() if line.strip()]
     example = lines.index("  Example:")
     assert lines[example + 1].strip().startswith(f"newsletter subscribers {command}")
+
+
+# ------------------------------------------------------------------ the lifecycle through the CLI
+
+
+def _events(root: Path, tmp_path: Path, *bodies: dict) -> str:
+    saved = tmp_path / "events.jsonl"
+    saved.write_text("\n".join(json.dumps(b) for b in bodies) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "import", str(saved)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _every_ses_event(address: str) -> list[dict]:
+    """One notification of each kind SES sends, all for `address`."""
+    mail = {"messageId": "m-1", "destination": [address]}
+    recipient = [{"emailAddress": address}]
+    return [
+        {
+            "eventType": "Bounce",
+            "mail": mail,
+            "bounce": {"bounceType": "Permanent", "bouncedRecipients": recipient},
+        },
+        {
+            "eventType": "Bounce",
+            "mail": mail,
+            "bounce": {"bounceType": "Transient", "bouncedRecipients": recipient},
+        },
+        {
+            "eventType": "Complaint",
+            "mail": mail,
+            "complaint": {"complainedRecipients": recipient, "complaintFeedbackType": "not-spam"},
+        },
+        {"eventType": "Complaint", "mail": mail, "complaint": {"complainedRecipients": recipient}},
+        {"eventType": "Delivery", "mail": mail, "delivery": {"recipients": [address]}},
+        {
+            "eventType": "Subscription",
+            "mail": mail,
+            "subscription": {"newTopicPreferences": {"unsubscribeAll": True}},
+        },
+        {"eventType": "Open", "mail": mail, "open": {}},
+    ]
+
+
+@pytest.mark.parametrize("suppressed", ["bounced", "complained"])
+def test_a_bounced_or_complained_address_stays_so(root: Path, tmp_path: Path, suppressed: str) -> None:
+    run(root, "add", "gone@example.com", "--status", suppressed)
+
+    result = run(root, "unsubscribe", "gone@example.com")
+    assert (result.exit_code, result.output) == (
+        0,
+        f"gone@example.com stays {suppressed}: {suppressed} is a stronger reason not to write than unsubscribed.\n",
+    )
+    assert run(root, "list", "--status", suppressed).output == f"gone@example.com\t{suppressed}\t-\n"
+
+    listing = write(tmp_path, "email,status\ngone@example.com,active\n")
+    assert "0 added, 0 updated, 1 unchanged" in run(root, "import", str(listing)).output
+    listing = write(tmp_path, "email,status\ngone@example.com,unsubscribed\n")
+    assert "0 added, 0 updated, 1 unchanged" in run(root, "import", str(listing)).output
+    assert run(root, "list", "--status", suppressed).output == f"gone@example.com\t{suppressed}\t-\n"
+
+    # Every SES event kind, one after the other: only a complaint turns a bounce into a complaint.
+    for n, body in enumerate(_every_ses_event("gone@example.com")):
+        body["mail"]["messageId"] = f"m-{n}"
+        _events(root, tmp_path, body)
+        if body["eventType"] == "Complaint" and "complaintFeedbackType" not in body["complaint"]:
+            suppressed = "complained"  # the one move allowed: a complaint is stronger than a bounce
+        assert run(root, "list").output == f"gone@example.com\t{suppressed}\t-\n", body
+    assert suppressed == "complained"
+
+
+def test_set_status_brings_an_address_back_only_when_forced_and_records_who(
+    root: Path, tmp_path: Path
+) -> None:
+    run(root, "add", "back@example.com")
+    assert run(root, "unsubscribe", "back@example.com").exit_code == 0
+
+    result = run(root, "set-status", "back@example.com", "active")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: back@example.com: expected a move to active, got a refusal: it is unsubscribed, and "
+        "unsubscribed addresses come back only by an editor's --force-resubscribe\n\n"
+        "To bring the address back anyway, add --force-resubscribe.\n"
+    )
+    result = run(root, "set-status", "BACK@example.com", "active", "--force-resubscribe", "--by", "Maria")
+    assert (result.exit_code, result.output) == (0, "back@example.com: unsubscribed -> active (by Maria).\n")
+    assert (
+        run(root, "set-status", "back@example.com", "active").output
+        == "back@example.com is already active.\n"
+    )
+    assert run(root, "set-status", "back@example.com", "bounced").exit_code == 0
+    assert run(root, "set-status", "nobody@example.com", "active").exit_code == 1
+
+    with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
+        ana = store.get_subscriber("back@example.com")
+        assert (ana.status, ana.unsubscribed_at) == ("bounced", None)
+        moves = [e["detail"] for e in store.list_events(type="status")]
+        received = [e["received_at"] for e in store.list_events(type="status")]
+    assert [(m["from"], m["to"], m["reason"]) for m in moves] == [
+        ("active", "unsubscribed", "cli"),
+        ("unsubscribed", "active", "cli set-status --force-resubscribe"),
+        ("active", "bounced", "cli set-status"),
+    ]
+    assert moves[1]["by"] == "Maria"
+    assert moves[0]["by"] and moves[2]["by"]  # the operating system's user name
+    assert all(r is not None for r in received)
+    shown = run(root, "history", "back@example.com").output.splitlines()
+    assert [line.split("  ", 1)[1] for line in shown] == [
+        f"status  active -> unsubscribed (cli, by {moves[0]['by']})",
+        "status  unsubscribed -> active (cli set-status --force-resubscribe, by Maria)",
+        f"status  active -> bounced (cli set-status, by {moves[2]['by']})",
+    ]
+    assert shown[0].startswith(received[0].isoformat(timespec="seconds"))
+    assert run(root, "history", "nobody@example.com").exit_code == 1

@@ -21,13 +21,15 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter import tokens
+from newsletter.audience.lifecycle import change_status
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.store import Store
-from newsletter.web.app import Limit, RateLimits, SubscriptionApp, create_app
+from newsletter.web.app import SubscriptionApp, create_app
+from newsletter.web.ratelimit import Limit, RateLimits
+from tests.support.project import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-for-web-tests"
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'",
@@ -338,7 +340,7 @@ def test_confirmation_through_the_file_transport(serve_app, tmp_path: Path) -> N
 def test_the_answer_is_the_same_whether_or_not_the_address_is_known(web: Served) -> None:
     add_active(web, "known@example.org")
     gone = add_active(web, "gone@example.org")
-    web.store.set_status(gone, "unsubscribed", reason="test")
+    change_status(web.store, gone, "unsubscribed", "editor", reason="test")
     bodies = {}
     for address in ("new@example.org", "known@example.org", "gone@example.org"):
         answer = web.post_form("/subscribe", {"email": address})
@@ -445,7 +447,7 @@ def test_a_replayed_confirm_never_reactivates(web: Served) -> None:
     web.post_form("/subscribe", {"email": "back@example.org"})
     link = confirm_link(web.transport.messages[0].message)
     assert press_confirm(web, link).status == 200
-    web.store.set_status("back@example.org", "unsubscribed", reason="test")
+    change_status(web.store, "back@example.org", "unsubscribed", "editor", reason="test")
     replay = web.request("GET", path_of(link))
     assert replay.status == 409 and "editor@example.org" in replay.body and "<form" not in replay.body
     pressed = web.post_form("/confirm", {"token": link.split("token=")[1]})
@@ -620,7 +622,7 @@ def test_forged_token_or_empty_body_changes_nothing(web: Served) -> None:
 
 def test_bounced_or_complained_stays_so(web: Served) -> None:
     sid = add_active(web, "hard@example.org")
-    web.store.set_status(sid, "complained", reason="test")
+    change_status(web.store, sid, "complained", "editor", reason="test")
     answer = web.post_form(unsubscribe_path(sid), {"List-Unsubscribe": "One-Click"})
     assert answer.status == 200
     assert web.subscriber(sid).status == "complained"

@@ -7,6 +7,9 @@ or ``notificationType`` (identity notifications), unknown fields ignored, severa
 recipients per notification.
 
 What each event does:
+Status changes follow the lifecycle (`newsletter.audience.lifecycle`): an event only
+suppresses, and never weakens a suppression (a complaint is never replaced; a bounced
+address is not turned into an unsubscribed one).
 - Bounce, Permanent: the address becomes ``bounced`` (never mailed again).
 - Bounce, Transient or Undetermined: counted; after `soft_bounce_limit` of them, ``bounced``.
 - Complaint: ``complained`` (never mailed again), unless the feedback type is ``not-spam``.
@@ -27,10 +30,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from newsletter.audience.lifecycle import SOFT_BOUNCE_LIMIT, event_decision
 from newsletter.errors import NewsletterError
 
 if TYPE_CHECKING:
@@ -38,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOFT_BOUNCE_LIMIT = 3
 _BOUNCE_DETAIL = ("bounceType", "bounceSubType", "feedbackId", "timestamp", "reportingMTA", "remoteMtaIp")
 _RECIPIENT_DETAIL = ("action", "status", "diagnosticCode")
 
@@ -237,6 +241,7 @@ def process_notification(
         summary.errors.append(str(exc))
         return summary
     summary.processed = 1
+    now = datetime.now(UTC)
     if notification is not None and notification.type == "Subscription" and notification.unsubscribe_all:
         # Only when SES manages a contact list too: its own unsubscribe must be honoured here.
         for address in notification.recipients:
@@ -245,8 +250,7 @@ def process_notification(
                 address,
                 notification.message_id,
                 notification.detail,
-                status="unsubscribed",
-                reason="unsubscribe (SES list management)",
+                decide=event_decision("unsubscribed", "unsubscribe (SES list management)", now=now),
             )
             summary.duplicates += result.duplicate
             summary.unsubscribed += result.changed
@@ -264,34 +268,8 @@ def process_notification(
     kind = notification.type.lower()
     for address in notification.recipients:
         detail = {**notification.detail, **notification.per_recipient.get(address, {})}
-        if kind == "bounce" and notification.bounce_type == "Permanent":
-            result = store.apply_event(
-                kind,
-                address,
-                notification.message_id,
-                detail,
-                status="bounced",
-                reason=f"permanent bounce ({detail.get('bounceSubType', '?')})",
-            )
-        elif kind == "bounce":
-            # Transient, Undetermined, or a type SES may add later: a soft bounce.
-            result = store.apply_event(
-                kind,
-                address,
-                notification.message_id,
-                detail,
-                soft_bounce=True,
-                soft_bounce_limit=soft_bounce_limit,
-            )
-        elif kind == "complaint" and (notification.feedback_type or "").lower() == "not-spam":
-            detail["action"] = "none: feedback type not-spam"
-            result = store.apply_event(kind, address, notification.message_id, detail)
-        elif kind == "complaint":
-            result = store.apply_event(
-                kind, address, notification.message_id, detail, status="complained", reason="complaint (SES)"
-            )
-        else:
-            result = store.apply_event(kind, address, notification.message_id, detail, delivered=True)
+        effect = _effect(notification, detail, now, soft_bounce_limit)
+        result = store.apply_event(kind, address, notification.message_id, detail, **effect)
         if result.duplicate:
             summary.duplicates += 1
             continue
@@ -304,6 +282,30 @@ def process_notification(
         elif result.changed and result.status == "complained":
             summary.complained += 1
     return summary
+
+
+def _effect(
+    notification: Notification, detail: dict[str, Any], now: datetime, soft_bounce_limit: int
+) -> dict[str, Any]:
+    """What a bounce, complaint or delivery does for one recipient (`Store.apply_event`'s options).
+
+    Notes the action in `detail` when a complaint is taken back.
+    """
+    if notification.type == "Bounce" and notification.bounce_type == "Permanent":
+        why = f"permanent bounce ({detail.get('bounceSubType', '?')})"
+        return {"decide": event_decision("bounced", why, now=now)}
+    if notification.type == "Bounce":
+        # Transient, Undetermined, or a type SES may add later: a soft bounce.
+        return {
+            "soft_bounce": True,
+            "decide": event_decision(None, None, now=now, soft_bounce_limit=soft_bounce_limit),
+        }
+    if notification.type == "Complaint" and (notification.feedback_type or "").lower() == "not-spam":
+        detail["action"] = "none: feedback type not-spam"
+        return {}
+    if notification.type == "Complaint":
+        return {"decide": event_decision("complained", "complaint (SES)", now=now)}
+    return {"delivered": True}
 
 
 def _first(items: tuple[str, ...]) -> str | None:

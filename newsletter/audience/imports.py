@@ -2,8 +2,9 @@
 
 The file is checked as a whole first (exists, is UTF-8 text, has an email column),
 so an unusable file writes nothing. Rows are then read lazily and merged into the
-store in batches (`Store.upsert_many` holds the merge rules: an unsubscribed,
-bounced or complained address is never re-activated). `strict=True` validates
+store in batches; a row's status goes through the lifecycle as an ``import``
+(`newsletter.audience.lifecycle`): an unsubscribed, bounced or complained address is
+never re-activated, and a bounce or complaint is never replaced. `strict=True` validates
 every row before writing anything and refuses the whole file on any bad row.
 """
 
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from newsletter.audience.lifecycle import import_decision
 from newsletter.errors import NewsletterError, Problem, ProblemsError
 from newsletter.store import ImportCounts, Store, SubscriberRow, normalize_email
 from newsletter.text import is_language_tag
@@ -178,8 +180,10 @@ def import_csv(
     seen: set[str] = set()  # keys of earlier batches: a repeat there is a duplicate, not a new address
     batch: list[SubscriberRow] = []
 
+    decide = import_decision(now=datetime.now(UTC))
+
     def flush() -> None:
-        counts = store.upsert_many(batch)
+        counts = store.upsert_many(batch, decide)
         _recount(report, counts, seen)
         batch.clear()
         if progress:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from newsletter.audience.lifecycle import SOFT_BOUNCE_LIMIT
 from newsletter.cli import Context, pass_context
 
 _limit = click.option(
     "--soft-bounce-limit",
-    default=3,
+    default=SOFT_BOUNCE_LIMIT,
     show_default=True,
     type=click.IntRange(1, 1000),
     help="Transient bounces after which an address is suppressed as bounced.",

@@ -1,4 +1,4 @@
-"""`newsletter subscribers`: add, remove, unsubscribe, list, export, import and count subscribers."""
+"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter.audience.lifecycle import STATUSES
+from newsletter.audience.lifecycle import STATUSES, change_status
 from newsletter.cli import Context, pass_context
 
 if TYPE_CHECKING:
@@ -101,14 +101,101 @@ def unsubscribe(obj: Context, email: str) -> None:
         newsletter subscribers unsubscribe ana@example.com
     """
     with _open_store(obj) as store:
-        before = store.get_subscriber(email)
-        if before is None:
+        subscriber = store.get_subscriber(email)
+        if subscriber is None:
             _no_such(email)
-        if before.status == "unsubscribed":
-            click.echo(f"{before.email} is already unsubscribed.")
-            return
-        store.set_status(before.id, "unsubscribed", reason="cli")
-    click.echo(f"Unsubscribed {before.email} (was {before.status}).")
+        change = change_status(store, subscriber.id, "unsubscribed", "editor", reason="cli", by=_user(None))
+    address = subscriber.email
+    if change is None:  # removed meanwhile
+        _no_such(email)
+    if change.changed:
+        click.echo(f"Unsubscribed {address} (was {change.current}).")
+    elif change.reason:
+        click.echo(f"{address} stays {change.current}: {change.reason}.")
+    else:
+        click.echo(f"{address} is already unsubscribed.")
+
+
+@subscribers.command("set-status")
+@click.argument("email")
+@click.argument("status", type=click.Choice(STATUSES))
+@click.option(
+    "--force-resubscribe",
+    is_flag=True,
+    help="Allow bringing back an address that unsubscribed, bounced or complained.",
+)
+@click.option("--by", "by", metavar="NAME", help="Who asks, for the record [default: your user name].")
+@pass_context
+def set_status(obj: Context, email: str, status: str, force_resubscribe: bool, by: str | None) -> None:
+    """Set a subscriber's status, following the same rules as every other change.
+
+    Someone who unsubscribed, bounced or complained comes back only with
+    --force-resubscribe; the change is recorded with who asked and when.
+
+    \b
+    Example:
+        newsletter subscribers set-status ana@example.com active --force-resubscribe --by "Ana's editor"
+    """
+    from newsletter.errors import NewsletterError
+
+    who = _user(by)
+    reason = "cli set-status" + (" --force-resubscribe" if force_resubscribe else "")
+    with _open_store(obj) as store:
+        subscriber = store.get_subscriber(email)
+        if subscriber is None:
+            _no_such(email)
+        change = change_status(
+            store, subscriber.id, status, "editor", reason=reason, force=force_resubscribe, by=who
+        )
+    address = subscriber.email
+    if change is None:  # removed meanwhile
+        _no_such(email)
+    if change.changed:
+        click.echo(f"{address}: {change.current} -> {change.status} (by {who}).")
+    elif change.reason:
+        raise NewsletterError(
+            f"{address}: expected a move to {status}, got a refusal: it is {change.current}, and "
+            f"{change.reason}\n\nTo bring the address back anyway, add --force-resubscribe."
+        )
+    else:
+        click.echo(f"{address} is already {status}.")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_context
+def history(obj: Context, email: str) -> None:
+    """Show what happened to an address: status changes (with who asked) and SES events, oldest first.
+
+    \b
+    Example:
+        newsletter subscribers history ana@example.com
+    """
+    with _open_store(obj) as store:
+        if store.get_subscriber(email) is None:
+            _no_such(email)
+        recorded = store.list_events(email=email)
+    for event in recorded:
+        when = event["received_at"].isoformat(timespec="seconds")
+        detail = event["detail"] or {}
+        if event["type"] == "status":
+            by = f", by {detail['by']}" if detail.get("by") else ""
+            why = f" ({detail.get('reason') or 'no reason given'}{by})"
+            click.echo(f"{when}  status  {detail.get('from')} -> {detail.get('to')}{why}")
+        else:
+            click.echo(f"{when}  {event['type']}  {event['message_id'] or '-'}")
+
+
+def _user(by: str | None) -> str:
+    """Who runs the command: `--by`, else the operating system's user name."""
+    if by:
+        return by
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name (a container without /etc/passwd entry)
+        return "unknown"
 
 
 @subscribers.command("list")

@@ -1,6 +1,6 @@
 """Sending an issue: render once, personalise per reader, hand to a transport, record in the ledger.
 
-The ledger (see ARCHITECTURE.md, "The ledger") makes a send resumable and safe to repeat:
+The ledger (see docs/architecture.md, "Ledger states") makes a send resumable and safe to repeat:
 
 * the first run snapshots the active subscribers into ``queued`` rows;
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
@@ -837,21 +837,9 @@ def issue_status(store: Store, issue: str) -> Status:
     failures = [
         Failure(d.email, d.outcome or "permanent", d.error or "") for d in rows if d.state == "failed"
     ]
-    message_ids = {d.message_id for d in rows if d.message_id}
-    events: dict[str, int] = {}
-    # Events (bounces, complaints) are recorded by `newsletter events`; count the ones
-    # that answer this issue's messages.
-    if message_ids:
-        events = {"bounce": 0, "soft_bounce": 0, "complaint": 0}
-        for e in store.list_events(type="bounce"):
-            if e.get("message_id") in message_ids:
-                permanent = (e.get("detail") or {}).get("bounceType") == "Permanent"
-                events["bounce" if permanent else "soft_bounce"] += 1
-        for e in store.list_events(type="complaint"):
-            # a "not-spam" feedback report is a reader taking a complaint back, not a complaint
-            feedback = str((e.get("detail") or {}).get("complaintFeedbackType", "")).lower()
-            if e.get("message_id") in message_ids and feedback != "not-spam":
-                events["complaint"] += 1
+    # Events (bounces, complaints) are recorded by `newsletter events`; the store counts
+    # the ones that answer this issue's messages.
+    events = store.issue_event_counts(issue)
     return Status(
         issue=issue,
         counts=counts,

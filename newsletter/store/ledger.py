@@ -1,0 +1,290 @@
+"""The delivery ledger: one row per (issue, subscriber), made when a send starts.
+
+The contract (see ARCHITECTURE.md): ``queued → sending → sent | failed``. A row left in
+``sending`` is *uncertain* and is only re-queued when the editor asks. Concurrent senders
+never claim the same row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from newsletter.store.engine import Database
+from newsletter.store.schema import OUTCOMES, UtcDateTime, deliveries, snapshots, subscribers, utc_now
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One ledger row. `name` and `language` are the subscriber's current values (for personalisation)."""
+
+    id: int
+    issue: str
+    subscriber_id: int | None
+    email: str
+    state: str
+    attempts: int
+    outcome: str | None
+    error: str | None
+    message_id: str | None
+    claimed_at: datetime | None
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    updated_at: datetime
+    name: str | None = None
+    language: str | None = None
+
+
+class Ledger:
+    """The delivery ledger of one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_ledger(self, issue: str, *, limit: int | None = None) -> int:
+        """Snapshot the active subscribers into the ledger for `issue`; returns rows added.
+
+        The snapshot is taken once: when the issue's ledger is complete, later calls
+        add nothing (people who subscribe afterwards get the next issue). A `limit`
+        makes a partial snapshot for a canary send: the ledger then holds at most
+        `limit` rows in subscriber order; a later call with a larger limit tops it up
+        to that size, and a call without a limit completes the snapshot.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit: expected a number >= 0, got {limit}")
+        now = utc_now()
+        with self.db.write() as conn:
+            snap = conn.execute(sa.select(snapshots.c.complete).where(snapshots.c.issue == issue)).first()
+            if snap is not None and snap.complete:
+                return 0
+            have = conn.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue == issue)
+            ).scalar()
+            if limit is not None and have >= limit:
+                return 0
+            already = sa.select(deliveries.c.id).where(
+                deliveries.c.issue == issue, deliveries.c.subscriber_id == subscribers.c.id
+            )
+            eligible = (
+                sa.select(
+                    sa.literal(issue, sa.String).label("issue"),
+                    subscribers.c.id,
+                    subscribers.c.email,
+                    sa.literal("queued", sa.String).label("state"),
+                    sa.literal(0, sa.Integer).label("attempts"),
+                    sa.literal(now, UtcDateTime).label("updated_at"),
+                )
+                .where(subscribers.c.status == "active", ~sa.exists(already))
+                .order_by(subscribers.c.id)
+            )
+            if limit is not None:
+                eligible = eligible.limit(limit - have)
+            added = conn.execute(
+                deliveries.insert().from_select(
+                    ["issue", "subscriber_id", "email", "state", "attempts", "updated_at"], eligible
+                )
+            ).rowcount
+            complete = limit is None
+            if snap is None:
+                conn.execute(snapshots.insert().values(issue=issue, complete=complete, created_at=now))
+            elif complete:
+                conn.execute(snapshots.update().where(snapshots.c.issue == issue).values(complete=True))
+        return added
+
+    def claim_batch(
+        self, issue: str, n: int, *, record_sent: Iterable[tuple[int, str | None]] = ()
+    ) -> list[Delivery]:
+        """Atomically move up to `n` queued rows to `sending` and return them.
+
+        Only rows whose subscriber is still active are claimed; rows of people who
+        unsubscribed, bounced, complained or were erased since the snapshot become
+        failed/permanent with error ``skipped: <status>``. Concurrent claimers (other
+        processes) never receive the same row: BEGIN IMMEDIATE on SQLite,
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+
+        `record_sent` — (subscriber_id, message_id) pairs of messages this sender has
+        finished — are marked sent in the same transaction: a sender that records its
+        results when it claims the next rows pays one commit per batch, not per message.
+        """
+        now = utc_now()
+        with self.db.write() as conn:
+            self._mark_sent(conn, issue, record_sent, now)
+            return self._claim(conn, issue, n, now)
+
+    @staticmethod
+    def _claim(conn: Connection, issue: str, n: int, now: datetime) -> list[Delivery]:
+        """Claim up to `n` rows: one SELECT (rows, with the subscriber's current status) and one UPDATE."""
+        statements = _ledger_statements()
+        claimed: list[Delivery] = []
+        while len(claimed) < n:
+            candidates = conn.execute(statements.candidates, {"b_issue": issue, "n": n - len(claimed)}).all()
+            if not candidates:
+                break
+            ready = [c for c in candidates if c.subscriber_status == "active"]
+            skipped: dict[str, list[int]] = {}
+            for c in candidates:
+                if c.subscriber_status != "active":
+                    skipped.setdefault(c.subscriber_status or "removed", []).append(c.id)
+            for status, ids in skipped.items():
+                conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
+            if ready:
+                conn.execute(statements.claim, {"ids": [c.id for c in ready], "now": now})
+                for c in ready:
+                    row = c._asdict()
+                    del row["subscriber_status"]
+                    row.update(state="sending", claimed_at=now, attempts=c.attempts + 1, updated_at=now)
+                    claimed.append(Delivery(**row))
+        return claimed
+
+    def _set_row(self, issue: str, subscriber_id: int, values: dict[str, Any], *states: str) -> int:
+        where = [deliveries.c.issue == issue, deliveries.c.subscriber_id == subscriber_id]
+        if states:
+            where.append(deliveries.c.state.in_(states))
+        with self.db.write() as conn:
+            return conn.execute(
+                deliveries.update().where(*where).values(updated_at=utc_now(), **values)
+            ).rowcount
+
+    def mark_sent(self, issue: str, subscriber_id: int, message_id: str | None) -> None:
+        self._set_row(
+            issue,
+            subscriber_id,
+            {"state": "sent", "message_id": message_id, "sent_at": utc_now(), "outcome": None, "error": None},
+        )
+
+    def mark_sent_many(self, issue: str, sent: Iterable[tuple[int, str | None]]) -> None:
+        """Record several (subscriber_id, message_id) as sent in one transaction.
+
+        One commit per message costs more CPU than building the message; a sender
+        records the messages that finished together at once.
+        """
+        with self.db.write() as conn:
+            self._mark_sent(conn, issue, sent, utc_now())
+
+    @staticmethod
+    def _mark_sent(
+        conn: Connection, issue: str, sent: Iterable[tuple[int, str | None]], now: datetime
+    ) -> None:
+        rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
+        if rows:
+            conn.execute(_ledger_statements().mark_sent, rows)
+
+    def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        self._set_row(issue, subscriber_id, {"state": "failed", "outcome": outcome, "error": error})
+
+    def requeue(self, issue: str, subscriber_id: int) -> None:
+        """sending → queued, after a temporary failure that certainly did not deliver."""
+        self._set_row(issue, subscriber_id, {"state": "queued", "claimed_at": None}, "sending")
+
+    def uncertain(self, issue: str) -> list[Delivery]:
+        """Rows left in `sending` (by a crash): maybe delivered, maybe not."""
+        query = _delivery_query().where(deliveries.c.issue == issue, deliveries.c.state == "sending")
+        with self.db.read() as conn:
+            return [_delivery(r) for r in conn.execute(query.order_by(deliveries.c.id))]
+
+    def _requeue_where(self, issue: str, *where: sa.ColumnElement[bool]) -> int:
+        with self.db.write() as conn:
+            return conn.execute(
+                deliveries.update()
+                .where(deliveries.c.issue == issue, *where)
+                .values(state="queued", claimed_at=None, outcome=None, updated_at=utc_now())
+            ).rowcount
+
+    def requeue_uncertain(self, issue: str) -> int:
+        """Put every uncertain row back in the queue (the editor asked: --resend-uncertain)."""
+        return self._requeue_where(issue, deliveries.c.state == "sending")
+
+    def requeue_temporary(self, issue: str) -> int:
+        """failed/temporary → queued, for a later retry run. The error text is kept until resent."""
+        return self._requeue_where(issue, deliveries.c.state == "failed", deliveries.c.outcome == "temporary")
+
+    def ledger_counts(self, issue: str) -> dict[str, int]:
+        """Rows by state: queued, sending, sent, failed_temporary, failed_permanent."""
+        counts = dict.fromkeys(("queued", "sending", "sent", "failed_temporary", "failed_permanent"), 0)
+        query = (
+            sa.select(deliveries.c.state, deliveries.c.outcome, sa.func.count())
+            .where(deliveries.c.issue == issue)
+            .group_by(deliveries.c.state, deliveries.c.outcome)
+        )
+        with self.db.read() as conn:
+            for state, outcome, n in conn.execute(query):
+                key = f"failed_{outcome or 'permanent'}" if state == "failed" else state
+                counts[key] += n
+        return counts
+
+    def ledger(self, issue: str) -> list[Delivery]:
+        """Every ledger row of the issue, in snapshot order."""
+        query = _delivery_query().where(deliveries.c.issue == issue)
+        with self.db.read() as conn:
+            return [_delivery(r) for r in conn.execute(query.order_by(deliveries.c.id))]
+
+    def issues_sent(self) -> list[str]:
+        """Issues that have a ledger, oldest first."""
+        query = (
+            sa.select(deliveries.c.issue).group_by(deliveries.c.issue).order_by(sa.func.min(deliveries.c.id))
+        )
+        with self.db.read() as conn:
+            return list(conn.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class _LedgerStatements:
+    candidates: sa.Select
+    claim: sa.Update
+    skip: sa.Update
+    mark_sent: sa.Update
+
+
+@lru_cache(maxsize=1)
+def _ledger_statements() -> _LedgerStatements:
+    """The sender's hot statements, built once with bind parameters.
+
+    Building a Core statement costs more CPU than SQLite takes to run it; claiming and
+    recording happen for every batch of every send.
+    """
+    now = sa.bindparam("now", type_=UtcDateTime())
+    ids = sa.bindparam("ids", expanding=True)
+    return _LedgerStatements(
+        candidates=_delivery_query()
+        .add_columns(subscribers.c.status.label("subscriber_status"))
+        .where(deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.state == "queued")
+        .order_by(deliveries.c.id)
+        .limit(sa.bindparam("n"))
+        .with_for_update(skip_locked=True, of=deliveries),
+        claim=deliveries.update()
+        .where(deliveries.c.id.in_(ids))
+        .values(state="sending", claimed_at=now, attempts=deliveries.c.attempts + 1, updated_at=now),
+        skip=deliveries.update()
+        .where(deliveries.c.id.in_(ids))
+        .values(state="failed", outcome="permanent", error=sa.bindparam("b_error"), updated_at=now),
+        mark_sent=deliveries.update()
+        .where(
+            deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.subscriber_id == sa.bindparam("sid")
+        )
+        .values(
+            state="sent",
+            message_id=sa.bindparam("mid"),
+            sent_at=now,
+            outcome=None,
+            error=None,
+            updated_at=now,
+        ),
+    )
+
+
+def _delivery_query() -> sa.Select:
+    return sa.select(deliveries, subscribers.c.name, subscribers.c.language).select_from(
+        deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
+    )
+
+
+def _delivery(row: sa.Row) -> Delivery:
+    return Delivery(**row._asdict())
