@@ -84,6 +84,7 @@ class Store:
         self.requeue_uncertain = ledger.requeue_uncertain
         self.requeue_temporary = ledger.requeue_temporary
         self.ledger_counts = ledger.ledger_counts
+        self.reachable = ledger.reachable
         self.ledger = ledger.ledger
         self.issues_sent = ledger.issues_sent
 
