@@ -758,6 +758,7 @@ def test_publish_changed_files_prefix_delete_and_dry_run(
     assert result.output.splitlines() == [
         f"1 object(s) under s3://{name}/digest/ were not published from here (kept)",
         f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 0 deleted",
+        f"froze      {FIRST}.sent.toml (published; commit it)",  # public now: its papers stay
     ]
     assert "digest/old/page.html" in keys(endpoint, name)
     assert "outside.txt" in keys(endpoint, name)  # outside the prefix: never touched
@@ -889,7 +890,12 @@ def test_cli_publish_output(digest: Path, built: Path, bucket: tuple[str, str]) 
     assert keys(endpoint, name) == set()
 
     first = CliRunner().invoke(main, args, env=env)  # one line, however many files
-    assert (first.exit_code, first.output) == (0, f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\n")
+    assert (first.exit_code, first.output) == (
+        0,
+        f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\nfroze      {FIRST}.sent.toml (published; commit it)\n",
+    )
+    assert (digest / "issues" / f"{FIRST}.sent.toml").is_file()
+    assert not (digest / "issues" / f"{DRAFT}.sent.toml").exists()  # drafts are not public: not frozen
     edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
     build_site(load(digest), built)
     verbose = CliRunner().invoke(main, [*args, "-v"], env=env)
