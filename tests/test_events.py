@@ -46,12 +46,23 @@ ADDRESSES = (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'subscribers.db'}") as store:
+def _open_list(url: str) -> Iterator[Store]:
+    with Store.open(url) as store:
         for address in ADDRESSES:
             store.add_subscriber(address, status="active")
         yield store
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """The list on each back-end: a SQLite file, then a PostgreSQL schema."""
+    yield from _open_list(database_url)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """The list in a SQLite file, for tests that reach into SQLite itself."""
+    yield from _open_list(f"sqlite:///{tmp_path / 'subscribers.db'}")
 
 
 def status(store: Store, address: str) -> str:
@@ -253,8 +264,9 @@ def mend_commits(database: Path) -> None:
     ],
 )
 def test_a_failing_commit_leaves_nothing_half_applied(
-    store: Store, tmp_path: Path, name: str, address: str, field: str, before: object
+    sqlite_store: Store, tmp_path: Path, name: str, address: str, field: str, before: object
 ) -> None:
+    store = sqlite_store
     database = tmp_path / "subscribers.db"
     body = json.dumps(fixture(name))
     break_commits(database)
@@ -360,12 +372,15 @@ def test_an_old_database_gains_the_message_id_index(tmp_path: Path) -> None:
         pass
     with sqlite3.connect(database) as conn:  # back to what version 1 looked like
         conn.execute("DROP INDEX ix_events_message_id")
+        conn.execute("DROP TABLE senders")
+        conn.execute("DROP TABLE rate_buckets")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
         conn.execute("UPDATE schema_version SET version = 1")
     with Store.open(f"sqlite:///{database}") as store:
         store.add_subscriber("full@example.org", status="active")
         process_notification(store, fixture("bounce-transient-raw.json"))
     with sqlite3.connect(database) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
         plan = " ".join(
             str(row)
             for row in conn.execute(
@@ -600,8 +615,8 @@ def test_a_message_whose_processing_fails_stays_in_the_queue(
 ) -> None:
     queue = new_queue(sqs)
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
-    with sqlite3.connect(tmp_path / "subscribers.db") as conn:  # the database fails for real
-        conn.execute("ALTER TABLE subscribers RENAME TO elsewhere")
+    with store.engine.begin() as conn:  # the database fails for real
+        conn.exec_driver_sql("ALTER TABLE subscribers RENAME TO elsewhere")
     result = poll_queue(
         store,
         queue,
@@ -612,8 +627,8 @@ def test_a_message_whose_processing_fails_stays_in_the_queue(
         visibility_timeout=1,
     )
     assert (result.received, result.failed, result.deleted) == (1, 1, 0)
-    with sqlite3.connect(tmp_path / "subscribers.db") as conn:
-        conn.execute("ALTER TABLE elsewhere RENAME TO subscribers")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE elsewhere RENAME TO subscribers")
     time.sleep(1.2)  # the visibility timeout: the message comes back and now succeeds
     again = poll_queue(
         store, queue, endpoint_url=sqs.meta.endpoint_url, region=REGION, once=True, wait_seconds=0
