@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.store import SCHEMA_VERSION, Store, SubscriberRow
 from newsletter.store.schema import copied_tables
-from tests.test_sending import make_newsletter
+from tests.support.project import make_newsletter
 
 ISSUE = "2024-01-10-first"
 

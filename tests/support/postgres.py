@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-SCRIPT = Path(__file__).resolve().parent.parent / ".ci" / "postgres.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "postgres.sh"
 BACKENDS = ["sqlite", "postgresql"]
 
 
