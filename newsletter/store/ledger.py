@@ -1,6 +1,6 @@
 """The delivery ledger: one row per (issue, subscriber), made when a send starts.
 
-The contract (see ARCHITECTURE.md): ``queued → sending → sent | failed``. A row left in
+The contract (see docs/architecture.md): ``queued → sending → sent | failed``. A row left in
 ``sending`` is *uncertain* and is only re-queued when the editor asks. Concurrent senders
 never claim the same row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
 """
