@@ -55,6 +55,8 @@ class Store:
         self.db = Database(url, connections=connections)
         self.url = url
         self.engine = self.db.engine
+        # a server that senders on several machines may share (SQLite is one machine's file)
+        self.shared = not self.db.sqlite
         try:
             self.schema_was, self.schema_version = migrate(self.db)
         except sa.exc.DBAPIError as exc:

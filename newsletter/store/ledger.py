@@ -26,8 +26,7 @@ from newsletter.store.schema import (
     subscribers,
     utc_now,
 )
-from newsletter.store.senders import not_in_flight
-
+from newsletter.store.senders import not_in_flight, reap
 
 # A claim tells the other senders this one is at work at most this often: a statement per
 # batch would cost a round trip to a server for nothing (SILENT_AFTER is far longer).
@@ -240,14 +239,17 @@ class Ledger:
 
         The rows of senders still at work are in flight, not uncertain.
         """
+        now = utc_now()
         query = _delivery_query().where(
-            deliveries.c.issue == issue, deliveries.c.state == "sending", not_in_flight(issue, utc_now())
+            deliveries.c.issue == issue, deliveries.c.state == "sending", not_in_flight(issue, now)
         )
-        with self.db.read() as conn:
+        with self.db.write() as conn:
+            reap(conn, issue, now)
             return [_delivery(r) for r in conn.execute(query.order_by(deliveries.c.id))]
 
     def _requeue_where(self, issue: str, *where: sa.ColumnElement[bool]) -> int:
         with self.db.write() as conn:
+            reap(conn, issue, utc_now())
             return conn.execute(
                 deliveries.update()
                 .where(deliveries.c.issue == issue, *where)

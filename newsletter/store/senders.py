@@ -5,6 +5,7 @@ database. Each registers as a *sender* named "host pid start", stamps the rows i
 that name, and refreshes its `seen_at` while it works. A row in `sending` is *in flight* while
 its sender lives, and *uncertain* once the sender has finished or gone silent for
 `SILENT_AFTER` (killed, or its machine lost): only then may any sender report or re-queue it.
+A sender on this machine whose process is gone is known dead at once (`reap`), not a minute later.
 
 The rate is shared through a token bucket row per quota: every sender takes its tokens from
 the same row, in a transaction that locks it, so N senders together never exceed the quota.
@@ -29,6 +30,38 @@ def sender_name(started: datetime | None = None) -> str:
     """This process as a sender: host, process id and start time (UTC, to the second)."""
     started = started or utc_now()
     return f"{socket.gethostname()} {os.getpid()} {started.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def reap(conn: sa.Connection, issue: str, now: datetime) -> None:
+    """Mark finished the senders of `issue` on this machine whose process no longer exists (SIGKILL).
+
+    A reused process id keeps a dead sender "alive" until SILENT_AFTER: the safe mistake.
+    """
+    host = socket.gethostname()
+    unfinished = conn.execute(
+        sa.select(senders.c.sender).where(senders.c.issue == issue, senders.c.finished_at.is_(None))
+    ).scalars()
+    dead = []
+    for name in unfinished:
+        parts = name.split(" ")
+        if len(parts) >= 3 and parts[0] == host and parts[1].isdigit() and _process_gone(int(parts[1])):
+            dead.append(name)
+    if dead:
+        conn.execute(
+            senders.update()
+            .where(senders.c.issue == issue, senders.c.sender.in_(dead))
+            .values(finished_at=now)
+        )
 
 
 def live_senders(issue: str, now: datetime) -> sa.Select:
