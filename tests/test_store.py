@@ -669,3 +669,28 @@ def test_an_unknown_user_or_database_is_a_clear_error(postgres_server: str) -> N
         Store.open(str(url.set(database="no_such_list")))
     assert ": no database of that name on the server (" in err.value.message
     assert "createdb" in err.value.message
+
+
+def test_a_sender_whose_process_is_gone_is_known_dead_at_once(store: Store) -> None:
+    import socket
+
+    from newsletter.store.schema import senders
+
+    _people(store, 3)
+    store.create_ledger(ISSUE)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    now = datetime.now(UTC)
+    names = {
+        "dead here": f"{socket.gethostname()} {int(gone.stdout)} 2026-01-01T00:00:00Z",
+        "elsewhere": f"another-host {int(gone.stdout)} 2026-01-01T00:00:00Z",  # cannot tell: still live
+    }
+    with store.db.write() as conn:
+        for name in names.values():
+            conn.execute(senders.insert().values(issue=ISSUE, sender=name, started_at=now, seen_at=now))
+    store.claim_batch(ISSUE, 1, sender=names["dead here"])
+    store.claim_batch(ISSUE, 1, sender=names["elsewhere"])
+    assert [(d.email, d.sender) for d in store.uncertain(ISSUE)] == [
+        ("user0@example.com", names["dead here"])
+    ]
