@@ -302,6 +302,9 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
             sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(REPO), "send", ISSUE,
             "--transport", "ses", "--yes", "--no-spam-score", "--threads", str(THREADS),
         ]  # fmt: skip
+        # the first real send of an issue freezes its papers in issues/<slug>.sent.toml: not the repo's
+        frozen = REPO / "issues" / f"{ISSUE}.sent.toml"
+        was_frozen = frozen.exists()
         try:
             running = [
                 subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -313,6 +316,8 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
                     raise SystemExit(f"a sender failed: {err}")
         finally:
             accepted, throttled = stub.stop()
+            if not was_frozen:
+                frozen.unlink(missing_ok=True)
         with Store.open(settings.database_url) as store, store.engine.connect() as conn:
             query = sa.select(
                 deliveries.c.sender,
