@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": "serve:serve",
     "events": "events:events",
     "demo": "project:demo",
+    "db": "db:db",
 }
 
 

@@ -197,7 +197,7 @@ def _status(issue) -> str:
 
 
 def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send: int) -> None:
-    uncertain = store.ledger_counts(plan.issue)["sending"]
+    uncertain = len(store.uncertain(plan.issue))  # rows of senders still at work are in flight
     click.echo(f"Issue:      {plan.issue}")
     click.echo(f"Status:     {_status(issue)}")
     click.echo(f"Subject:    {issue.subject}")
@@ -341,6 +341,9 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
         click.echo(f"Delivered:  {result.delivered}")
         click.echo(f"Queued:     {c['queued']}")
         click.echo(f"Uncertain:  {len(result.uncertain)}")
+        in_flight = c["sending"] - len(result.uncertain)
+        if in_flight:
+            click.echo(f"In flight:  {in_flight} (senders at work)")
         click.echo(f"Failed:     {c['failed_permanent']} permanent, {c['failed_temporary']} temporary")
         if result.events:
             click.echo(
@@ -348,6 +351,11 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
                 f"{result.events.get('soft_bounce', 0)} transient\n"
                 f"Complaints: {result.events.get('complaint', 0)} ({result.complaint_rate:.2%} of sent)"
             )
+        if result.senders:
+            click.echo("Senders:")
+            for name, by_state in result.senders.items():
+                parts = ", ".join(f"{by_state.get(k, 0)} {k}" for k in ("sent", "failed", "sending"))
+                click.echo(f"  {name}: {parts}")
         if result.failures:
             click.echo("Failures:")
             for f in result.failures:

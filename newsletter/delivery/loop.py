@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.delivery.ratelimit import TokenBucket
+from newsletter.delivery.ratelimit import SharedBucket, TokenBucket
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
@@ -37,6 +37,7 @@ MAX_ATTEMPTS = 8  # sends of one message in one run before a retry-safe failure 
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
 RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
+HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
 @dataclass
@@ -61,6 +62,7 @@ class SendLoop:
         rate: float | None,
         max_rows: int | None,
         halt: Any,  # threading.Event or multiprocessing Event: stop claiming, abandon retries
+        quota: float | None = None,  # messages per second for all senders of a shared ledger together
         user_stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
@@ -70,8 +72,16 @@ class SendLoop:
         self.secret = plan.secret
         self.transport = transport
         self.store = store
-        self.bucket = TokenBucket(rate)
         self.threads = plan.threads
+        self.bucket = TokenBucket(rate)
+        if quota is not None and store.shared:
+            # senders on other machines draw from the same quota, through the database
+            def take_shared(n: int) -> int:
+                return store.take_tokens(plan.transport_name, n, quota)
+
+            self.bucket = SharedBucket(rate or quota, take_shared, ask_for=max(1, self.threads // 4))
+        self.claimer: str | None = None  # this process as a sender of the issue (host pid start)
+        self._seen = 0.0
         self.max_rows = max_rows
         self.halt = halt
         self.user_stop = user_stop
@@ -92,6 +102,8 @@ class SendLoop:
             threading.Thread(target=self._send_from, args=(work, answers), name=f"send-{i}", daemon=True)
             for i in range(self.threads)
         ]
+        self.claimer = self.store.start_sender(self.issue)
+        self._seen = time.monotonic()
         for thread in senders:
             thread.start()
         try:
@@ -103,6 +115,8 @@ class SendLoop:
                 thread.join()
         if self._unrecorded:
             self.store.mark_sent_many(self.issue, self._take_unrecorded())
+        # from now on what this sender left in `sending` is uncertain, for every sender to see
+        self.store.finish_sender(self.issue, self.claimer)
         return self.tally
 
     def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
@@ -123,7 +137,9 @@ class SendLoop:
                 want = free if self.max_rows is None else min(free, self.max_rows - claimed)
                 got = self.bucket.take(want) if want > 0 else 0
                 if got:
-                    rows = self.store.claim_batch(self.issue, got, record_sent=self._take_unrecorded())
+                    rows = self.store.claim_batch(
+                        self.issue, got, record_sent=self._take_unrecorded(), sender=self.claimer
+                    )
                     claimed_now = True
                     self.bucket.give_back(got - len(rows))
                     claimed += len(rows)
@@ -145,6 +161,9 @@ class SendLoop:
                 self.store.mark_sent_many(self.issue, self._take_unrecorded())
             if not in_flight and (exhausted or halted):
                 return
+            if time.monotonic() - self._seen > HEARTBEAT:  # slow answers: still at work
+                self.store.sender_seen(self.issue, self.claimer)  # type: ignore[arg-type]
+                self._seen = time.monotonic()
             timeout = 0.1
             if not halted and not exhausted and in_flight < self.threads:
                 timeout = min(timeout, max(self.bucket.wait_time(), 0.001))

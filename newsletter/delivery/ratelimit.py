@@ -134,3 +134,36 @@ class TokenBucket:
         self._recent.extend([now] * n)
         while self._recent and self._recent[0] < now - 1.0:
             self._recent.popleft()
+
+
+class SharedBucket(TokenBucket):
+    """This sender's bucket, drawing every token it grants from a bucket all senders share too.
+
+    Senders on several machines each pace themselves (and slow down on throttles) with their
+    own bucket; `take_shared(n)` — a row in the shared database — grants at most the quota
+    to all of them together, so N senders never send N × the rate. After a shortfall this
+    sender waits for a few tokens' worth before asking the database again.
+    """
+
+    def __init__(self, rate: float, take_shared: Callable[[int], int], *, ask_for: int = 1) -> None:
+        super().__init__(rate)
+        self._take_shared = take_shared
+        self._ask_for = max(1, ask_for)
+        self._not_before = 0.0
+
+    def take(self, n: int = 1) -> int:
+        now = self._clock()
+        if now < self._not_before:
+            return 0
+        got = super().take(n)
+        if not got:
+            return 0
+        granted = self._take_shared(got)
+        super().give_back(got - granted)
+        if granted < got:
+            # the others took the rest: come back when the shared bucket has refilled a little
+            self._not_before = now + self._ask_for / (self.target or 1.0)
+        return granted
+
+    def wait_time(self) -> float:
+        return max(super().wait_time(), self._not_before - self._clock())

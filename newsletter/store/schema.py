@@ -100,6 +100,8 @@ deliveries = sa.Table(
     sa.Column("sent_at", UtcDateTime),
     sa.Column("delivered_at", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # who claimed the row last ("host pid start", see `senders`): an uncertain row names its sender
+    sa.Column("sender", sa.String(200)),
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_issue_state", "issue", "state"),
@@ -129,6 +131,46 @@ events = sa.Table(
 )
 
 
+# The senders of each issue: one row per `newsletter send` process, named "host pid start".
+# A sender refreshes `seen_at` while it works and sets `finished_at` when it stops, so the rows
+# it left in `sending` are in flight while it lives and uncertain once it has finished or gone silent.
+senders = sa.Table(
+    "senders",
+    _metadata,
+    sa.Column("issue", sa.String(200), primary_key=True),
+    sa.Column("sender", sa.String(200), primary_key=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+)
+
+# Token buckets that senders on several machines share: `tokens` available at `at` (seconds
+# since the epoch), refilled at `rate` per second up to `burst`. One row per quota (a
+# transport account), so N senders together never exceed it.
+rate_buckets = sa.Table(
+    "rate_buckets",
+    _metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("rate", sa.Float, nullable=False),
+    sa.Column("burst", sa.Float, nullable=False),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
+def _deliveries_v1(metadata: sa.MetaData) -> sa.Table:
+    """`deliveries` as version 1 made it (before migration 4 added `sender`)."""
+    return sa.Table(
+        "deliveries",
+        metadata,
+        *(column._copy() for column in deliveries.columns if column.name != "sender"),
+        sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+        sa.CheckConstraint(_one_of("state", STATES), name="state"),
+        sa.Index("ix_deliveries_issue_state", "issue", "state"),
+        sa.Index("ix_deliveries_message_id", "message_id"),
+    )
+
+
 def _migration_1(conn: Connection) -> None:
     """The first schema.
 
@@ -136,7 +178,14 @@ def _migration_1(conn: Connection) -> None:
     changes a table, freeze a copy of that table's version-1 definition here first,
     so a fresh database still replays history step by step.
     """
-    _metadata.create_all(conn, tables=[subscribers, deliveries, snapshots, events])
+    v1 = sa.MetaData()
+    tables = [
+        subscribers.to_metadata(v1),
+        _deliveries_v1(v1),
+        snapshots.to_metadata(v1),
+        events.to_metadata(v1),
+    ]
+    v1.create_all(conn, tables=tables)
 
 
 def _migration_2(conn: Connection) -> None:
@@ -184,14 +233,29 @@ def _migration_3(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE delivery_owners"))
 
 
+def _migration_4(conn: Connection) -> None:
+    """Senders on several machines: who claimed each row, the senders of each issue, shared rate buckets."""
+    conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN sender VARCHAR(200)"))
+    _metadata.create_all(conn, tables=[senders, rate_buckets])
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(db: Database) -> None:
-    """Bring the database to SCHEMA_VERSION; StoreError when it is newer than this code."""
-    with db.write() as conn:
+def copied_tables() -> list[sa.Table]:
+    """Every table that holds the list and its history, parents before children (for a copy)."""
+    return [t for t in _metadata.sorted_tables if t is not schema_version]
+
+
+def migrate(db: Database) -> tuple[int, int]:
+    """Bring the database to SCHEMA_VERSION; StoreError when it is newer than this code.
+
+    Returns the versions before and after.
+    """
+    # the lock: several senders starting at once against one server migrate one after another
+    with db.write(lock="newsletter schema") as conn:
         schema_version.create(conn, checkfirst=True)
         version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         if version > SCHEMA_VERSION:
@@ -204,3 +268,4 @@ def migrate(db: Database) -> None:
             migration(conn)
             conn.execute(schema_version.delete())
             conn.execute(schema_version.insert().values(version=number))
+    return version, max(version, SCHEMA_VERSION)
