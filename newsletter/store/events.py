@@ -24,6 +24,7 @@ from newsletter.store.subscribers import StatusChange, status_change_rows
 Decide = Callable[[str, int], tuple[StatusChange, str | None] | None]
 _CHUNK = 1000  # addresses or ids per IN (...)
 _ROWS = 5000  # rows per executemany
+_CACHE_KIB = 65536  # SQLite page cache for a large notification's transaction
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class Events:
         keyed = [(email, email_key(email) if email else None, detail) for email, detail in recipients]
         results: list[ApplyResult] = []
         with self.db.write() as conn:
+            if self.db.sqlite and len(keyed) > _CHUNK:
+                # Room for the whole transaction in the page cache: a large notification's
+                # writes are not spilled to the WAL before the commit (this connection only,
+                # until it is closed or this is set again).
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{_CACHE_KIB}")
             seen = self._recorded(conn, type, message_id, {k for _, k, _ in keyed})
             rows = self._subscribers(conn, {k for _, k, _ in keyed if k is not None and k not in seen})
             marked = 0
@@ -114,7 +120,9 @@ class Events:
                     .where(deliveries.c.message_id == message_id, deliveries.c.delivered_at.is_(None))
                     .values(delivered_at=now, updated_at=now)
                 ).rowcount
-            state = {k: (r.status, r.soft_bounces) for k, r in rows.items()}  # as this notification leaves it
+            state = {
+                k: (r[3], r[4]) for k, r in rows.items()
+            }  # (status, count) as this notification leaves it
             new_events: list[dict[str, Any]] = []
             encode = _DetailEncoder(conn.dialect)
             # Subscribers that get the same columns (and the same status event) are written together.
@@ -142,7 +150,7 @@ class Events:
                         result = dataclasses.replace(result, delivered=marked)
                     counted = outcome.counted
                     if outcome.write is not None:
-                        writes.setdefault(outcome.write, []).append(row.id)
+                        writes.setdefault(outcome.write, []).append(row[0])
                     state[key] = (result.status, result.soft_bounces)
                 new_events.append({"email": email, "detail": encode(detail, counted)})
                 results.append(result)
@@ -171,9 +179,9 @@ class Events:
         return {email.strip() if email else None for (email,) in conn.execute(query)} & keys
 
     @staticmethod
-    def _subscribers(conn: Connection, keys: set[str]) -> dict[str, sa.Row]:
-        """The subscribers with these address keys, read in chunks (SQLite caps bound parameters)."""
-        found: dict[str, sa.Row] = {}
+    def _subscribers(conn: Connection, keys: set[str]) -> dict[str, tuple[Any, ...]]:
+        """(id, email, email_key, status, soft_bounces) by address key, read in chunks (SQLite caps bound parameters)."""
+        found: dict[str, tuple[Any, ...]] = {}
         ordered = sorted(keys)
         columns = (
             subscribers.c.id,
@@ -185,7 +193,7 @@ class Events:
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
             for row in conn.execute(sa.select(*columns).where(subscribers.c.email_key.in_(chunk))):
-                found[row.email_key] = row
+                found[row[2]] = row
         return found
 
     # ----------------------------------------------------------------- the ledger
@@ -312,8 +320,27 @@ def _insert_events(
         message_id=_bound(conn, events.c.message_id, message_id),
         received_at=_bound(conn, events.c.received_at, now),
     )
-    for start in range(0, len(rows), _ROWS):
-        conn.execute(statement, rows[start : start + _ROWS])
+    if conn.dialect.name != "sqlite":
+        # other drivers: SQLAlchemy's own batching (several rows per INSERT on PostgreSQL)
+        for start in range(0, len(rows), _ROWS):
+            conn.execute(statement, rows[start : start + _ROWS])
+        return
+    # sqlite3's executemany takes the rows as they are (values already processed above), in
+    # the order of the statement's ? placeholders: no parameter handling per row in between.
+    compiled = statement.compile(dialect=conn.dialect, column_keys=["email", "detail"])
+    shared = compiled.construct_params({"email": None, "detail": None})
+    order = compiled.positiontup or []
+    email_at, detail_at = order.index("email"), order.index("detail")
+    template = [shared[name] for name in order]
+    parameters = []
+    for row in rows:
+        values = template.copy()
+        values[email_at] = row["email"]
+        values[detail_at] = row["detail"]
+        parameters.append(tuple(values))
+    sql = str(compiled)
+    for start in range(0, len(parameters), _ROWS):
+        conn.exec_driver_sql(sql, parameters[start : start + _ROWS])
 
 
 def _write_subscribers(
