@@ -44,7 +44,7 @@ from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
 from newsletter.mail.message import Recipient  # noqa: E402
 from newsletter.store import Store, SubscriberRow  # noqa: E402
 from newsletter.tokens import unsubscribe_token  # noqa: E402
-from tests.servers_aws import FAKE_AWS_ENV  # noqa: E402
+from tests.support.aws import FAKE_AWS_ENV  # noqa: E402
 
 ISSUE = "2026-03-17-multilingual-llms"
 SECRET = b"bench-secret"

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from newsletter.delivery.transports.ses import SesTransport
-from tests.servers_aws import FAKE_AWS_ENV, SesStub
+from tests.support.aws import FAKE_AWS_ENV, SesStub
 
 RAW = (
     b"From: editor@example.org\r\nTo: reader@example.com\r\nSubject: bench\r\n"

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real services the suite runs against, started once per session."""
+"""Shared fixtures: the real services the suite runs against (from tests/support/), started once per session."""
 
-from tests.servers_aws import moto_reset, moto_server, ses_stub  # noqa: F401
-from tests.servers_smtp import smtp_server, smtp_tls_server, tls_files  # noqa: F401
+from tests.support.aws import moto_reset, moto_server, ses_stub  # noqa: F401
+from tests.support.smtp import smtp_server, smtp_tls_server, tls_files  # noqa: F401

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shutil
 import threading
@@ -24,11 +23,11 @@ from newsletter.archive.site import MANIFEST, build_site, site_server
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content.library import Library, load_library
-from tests.servers_aws import moto_server  # noqa: F401  (a fixture)
+from tests.support.aws import moto_server  # noqa: F401  (a fixture)
+from tests.support.golden import assert_golden
+from tests.support.project import make_newsletter
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURE = REPO / "tests" / "fixtures" / "good" / "digest"
-GOLDEN = REPO / "tests" / "fixtures" / "archive"
 GOLDEN_FILES = [
     "index.html",
     "issues/2024-01-10-first/index.html",
@@ -51,14 +50,7 @@ PAPERS = {"2401.00001", "arabic-dialects", "cjk-tokenizers"}
 @pytest.fixture
 def digest(tmp_path: Path) -> Path:
     """A copy of the fixture newsletter whose templates point at the repository's templates."""
-    root = tmp_path / "digest"
-    shutil.copytree(FIXTURE, root)
-    toml = root / "newsletter.toml"
-    text = re.sub(
-        r"(?m)^templates = .*$", f'templates = "{(REPO / "templates").as_posix()}"', toml.read_text()
-    )
-    toml.write_text(text, encoding="utf-8")
-    return root
+    return make_newsletter(tmp_path)
 
 
 def load(root: Path) -> Library:
@@ -187,16 +179,8 @@ def target_of(url: str, out: Path) -> Path | None:
 
 def test_golden_output(built: Path) -> None:
     """Key files of the fixture site, byte for byte. Regenerate: NEWSLETTER_UPDATE_GOLDEN=1."""
-    if os.environ.get("NEWSLETTER_UPDATE_GOLDEN") == "1":
-        shutil.rmtree(GOLDEN, ignore_errors=True)
-        for name in GOLDEN_FILES:
-            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(built / name, GOLDEN / name)
     for name in GOLDEN_FILES:
-        expected = (GOLDEN / name).read_text(encoding="utf-8")
-        assert (built / name).read_text(encoding="utf-8") == expected, (
-            f"{name} differs from tests/fixtures/archive/{name} (NEWSLETTER_UPDATE_GOLDEN=1 regenerates it)"
-        )
+        assert_golden(f"archive/{name}", (built / name).read_text(encoding="utf-8"))
 
 
 def test_site_has_the_pages_the_email_links_to(built: Path) -> None:

@@ -15,7 +15,7 @@ from newsletter.content.library import load_library
 from newsletter.mail.build import SAMPLE_READER, Built, build_message
 from newsletter.mail.checks import check_built, check_issue, spam_score
 from newsletter.mail.message import MessageTemplate
-from tests.test_content import GOOD, REPO
+from tests.support.project import GOOD, REPO
 
 
 @pytest.fixture(scope="module")

@@ -9,48 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content.issues import read_issue
 from newsletter.content.library import load_library
 from newsletter.content.papers import read_paper
 from newsletter.errors import Problem, ProblemsError
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-GOOD = FIXTURES / "good" / "digest"
-BAD = FIXTURES / "bad"
-TEMPLATES = REPO / "templates"
-
+from tests.support.project import BAD, GOOD, REPO, copy_newsletter, run
 
 # ---------------------------------------------------------------------------
-# Helpers other test modules import
-
-
-def copy_newsletter(source: Path, dest: Path, *, copy_templates: bool = False) -> Path:
-    """Copy a fixture newsletter to `dest`, pointing [paths] templates at a real templates folder."""
-    shutil.copytree(source, dest)
-    templates = TEMPLATES
-    if copy_templates:
-        templates = dest / "templates"
-        shutil.copytree(TEMPLATES, templates)
-    toml = dest / "newsletter.toml"
-    text = re.sub(r'(?m)^templates = ".*"$', f'templates = "{templates.as_posix()}"', toml.read_text())
-    toml.write_text(text)
-    return dest
-
-
-def run(root: Path, *args: str, monkeypatch: pytest.MonkeyPatch | None = None):
-    """Invoke the real CLI on `root`; with monkeypatch, from inside it (so paths print relative)."""
-    if monkeypatch is not None:
-        monkeypatch.chdir(root)
-    return CliRunner().invoke(main, ["--root", str(root), *args], catch_exceptions=False)
+# Helpers
 
 
 def error_lines(output: str) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.content.library import load_library
 from newsletter.mail.build import build_message
-from tests.test_content import REPO
+from tests.support.project import REPO
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")

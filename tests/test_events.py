@@ -17,7 +17,7 @@ from newsletter.audience.events import import_file, parse_notification, poll_que
 from newsletter.audience.lifecycle import change_status, event_decision
 from newsletter.cli import main
 from newsletter.store import Store
-from tests.servers_aws import REGION, moto_server  # noqa: F401 - a fixture
+from tests.support.aws import REGION, moto_server  # noqa: F401 - a fixture
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 

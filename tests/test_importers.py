@@ -17,7 +17,7 @@ from newsletter.ingest.fetch import USER_AGENT, arxiv_url, fetch, hf_url
 from newsletter.ingest.listing import parse_listing
 from newsletter.ingest.plan import import_papers
 from newsletter.ingest.sources import parse_source
-from tests.servers_importers import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
+from tests.support.sources import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
 
 TODAY = dt.date(2026, 3, 20)
 SETTINGS = """\

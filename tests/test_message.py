@@ -17,7 +17,7 @@ from newsletter.config import load_settings
 from newsletter.content.library import load_library
 from newsletter.mail.build import SAMPLE_READER, build_message
 from newsletter.mail.message import MessageTemplate, Recipient, unsubscribe_url
-from tests.test_content import GOOD, REPO
+from tests.support.project import GOOD, REPO
 
 SINGLE = (
     "From",

@@ -15,7 +15,7 @@ from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.mail.preview import Preview, make_server
 from newsletter.store import Store
-from tests.test_content import REPO, copy_newsletter
+from tests.support.project import REPO, copy_newsletter
 
 
 def test_init_scaffolds_a_newsletter_that_builds_and_passes_its_checks(tmp_path: Path) -> None:

@@ -32,19 +32,10 @@ from newsletter.mail.render import (
     short_authors,
     wrap_text,
 )
-from tests.test_content import GOOD, copy_newsletter
+from tests.support.golden import assert_golden
+from tests.support.project import GOOD, copy_newsletter
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
 HOSTILE_TITLE = "Cross-Lingual Transfer with <script>alert(1)</script> {{ 7*7 }} </mj-text>"
-
-
-def assert_golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("NEWSLETTER_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual, encoding="utf-8")
-    assert path.is_file(), f"{path} is missing: run with NEWSLETTER_UPDATE_GOLDEN=1 and review it"
-    assert actual == path.read_text(encoding="utf-8"), f"{name} differs from the golden file"
 
 
 def reviewable(fragment: str) -> str:

@@ -11,7 +11,7 @@ from newsletter.content.issues import Issue, Selection
 from newsletter.content.library import Library, load_library
 from newsletter.content.papers import Paper
 from newsletter.content.selection import papers_for, plan, select_papers
-from tests.test_content import REPO
+from tests.support.project import REPO
 
 
 def paper(

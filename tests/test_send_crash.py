@@ -23,8 +23,9 @@ import pytest
 from newsletter.audience.lifecycle import change_status
 from newsletter.config import load_settings
 from newsletter.store import Store
-from tests.servers_aws import FAKE_AWS_ENV, SesStub
-from tests.test_sending import ISSUE, SECRET, add_people, make_newsletter, parse
+from tests.support.aws import FAKE_AWS_ENV, SesStub
+from tests.support.project import make_newsletter
+from tests.support.sending import ISSUE, SECRET, add_people, parse
 
 REPO = Path(__file__).parent.parent
 THREADS = 4

@@ -8,13 +8,10 @@ keeps the exact bytes), the outbox folder, moto in server mode, or the local SES
 from __future__ import annotations
 
 import dataclasses
-import email
 import json
 import re
-import shutil
 import threading
 from collections import Counter
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -30,52 +27,16 @@ from newsletter.delivery.sending import TEST_PREFIX, build_template, issue_statu
 from newsletter.delivery.transports import Outcome, SendResult, StopSending, make_transport
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.ses import SesTransport
-from newsletter.store import Store, SubscriberRow
+from newsletter.store import Store
 from newsletter.tokens import UNSUBSCRIBE, read_token
-from tests.servers_aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_identity
+from tests.support.aws import FAKE_AWS_ENV, SesStub, moto_sent_messages, verify_identity
+from tests.support.project import make_newsletter
+from tests.support.sending import ISSUE, SECRET, add_people, parse
 
-FIXTURE = Path(__file__).parent / "fixtures" / "good" / "digest"
-TEMPLATES = Path(__file__).parent.parent / "templates"
-ISSUE = "2024-01-10-first"
-SECRET = "test-secret-for-sending"
 SENDER = "digest@example.org"
 
 
 # --------------------------------------------------------------------------- set-up
-
-
-def make_newsletter(root: Path, *, extra_toml: str = "") -> Path:
-    """A copy of the fixture newsletter under `root` whose templates path still resolves."""
-    folder = root / "digest"
-    shutil.copytree(FIXTURE, folder)
-    toml = folder / "newsletter.toml"
-    text = toml.read_text(encoding="utf-8").replace(
-        'templates = "../../../../templates"', f'templates = "{TEMPLATES.resolve()}"'
-    )
-    toml.write_text(text + extra_toml, encoding="utf-8")
-    return folder
-
-
-def add_people(store: Store, active: int, *, suppressed: bool = True) -> dict[str, list[str]]:
-    """`active` active readers (with names, some non-ASCII) plus one of each suppressed status."""
-    rows = [
-        SubscriberRow(
-            email=f"reader{i:04d}@example.com", name=f"Zoë {i}" if i % 2 else f"Ana {i}", status="active"
-        )
-        for i in range(active)
-    ]
-    if suppressed:
-        rows += [
-            SubscriberRow(email="gone@example.com", name="Gone", status="unsubscribed"),
-            SubscriberRow(email="bounced@example.com", status="bounced"),
-            SubscriberRow(email="angry@example.com", status="complained"),
-            SubscriberRow(email="unconfirmed@example.com", status="pending"),
-        ]
-    store.upsert_many(rows)
-    return {
-        "active": [r.email for r in rows if r.status == "active"],
-        "never": [r.email for r in rows if r.status != "active"],
-    }
 
 
 @pytest.fixture
@@ -109,10 +70,6 @@ def store(settings: Settings):
 def template(settings: Settings, library: Library):
     """The fixture issue rendered once for the whole test (rendering takes a few hundred ms)."""
     return build_template(settings, library, library.issue(ISSUE))
-
-
-def parse(raw: bytes) -> EmailMessage:
-    return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
 
 
 def text_part(msg: EmailMessage) -> str:

@@ -28,7 +28,7 @@ from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.ses import SesTransport
 from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.errors import TransportError
-from tests.servers_aws import (
+from tests.support.aws import (
     FAKE_AWS_ENV,
     SesStub,
     moto_reset,
@@ -37,7 +37,7 @@ from tests.servers_aws import (
     ses_stub,
     verify_identity,
 )
-from tests.servers_smtp import (
+from tests.support.smtp import (
     RecordingHandler,
     SmtpServer,
     TlsFiles,

@@ -26,9 +26,10 @@ from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.store import Store
-from newsletter.web.app import Limit, RateLimits, SubscriptionApp, create_app
+from newsletter.web.app import SubscriptionApp, create_app
+from newsletter.web.ratelimit import Limit, RateLimits
+from tests.support.project import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-for-web-tests"
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'",

@@ -7,6 +7,7 @@ import logging
 import click
 
 from newsletter.cli import Context, pass_context
+from newsletter.web.app import create_app
 
 
 @click.command()
@@ -33,9 +34,7 @@ def serve(obj: Context, host: str, port: int, threads: int, trusted_proxy: str |
     Example:
         NEWSLETTER_SECRET=... newsletter serve --port 8080
     """
-    import waitress
-
-    from newsletter.web.app import create_app
+    import waitress  # a third-party server, needed only by this command
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(obj.settings)

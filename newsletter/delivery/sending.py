@@ -1,6 +1,6 @@
 """Sending an issue: render once, personalise per reader, hand to a transport, record in the ledger.
 
-The ledger (see ARCHITECTURE.md, "The ledger") makes a send resumable and safe to repeat:
+The ledger (see docs/architecture.md, "Ledger states") makes a send resumable and safe to repeat:
 
 * the first run snapshots the active subscribers into ``queued`` rows;
 * a row is claimed (``sending``) just before its message goes out, and only as many rows

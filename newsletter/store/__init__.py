@@ -8,6 +8,10 @@ This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 `Store` opens the database, brings its schema up to date, and lends out the methods of
 the three classes, so callers hold one object. It decides no policy: which status may
 follow which is the lifecycle's (`newsletter.audience.lifecycle`).
+
+The ledger contract (see docs/architecture.md): one row per (issue, subscriber), made
+when a send starts; ``queued → sending → sent | failed``. A row left in
+``sending`` is *uncertain* and is only re-queued when the editor asks.
 """
 
 from __future__ import annotations

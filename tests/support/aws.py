@@ -5,7 +5,7 @@ moto covers SendEmail and identities but not GetAccount (quotas) or throttling, 
 `{"message": ...}`), and botocore's real parser turns its answers into the modelled
 exceptions (`client.exceptions.TooManyRequestsException`, ...).
 
-Import the fixtures into a test module (`from .servers_aws import moto_server, moto_reset`);
+tests/conftest.py registers the fixtures for every test module;
 bench scripts use `SesStub` directly (see bench/ses_stub.py).
 """
 

@@ -1,6 +1,6 @@
 """A real SMTP server for tests: aiosmtpd on 127.0.0.1, recording every envelope.
 
-Import the fixture into a test module: `from .servers_smtp import smtp_server`.
+tests/conftest.py registers the fixtures (`smtp_server`, `smtp_tls_server`) for every test module.
 """
 
 from __future__ import annotations

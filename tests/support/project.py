@@ -1,0 +1,54 @@
+"""The repository's fixture newsletter, and how tests copy it and run the CLI on it.
+
+Every copy goes through `copy_newsletter`, so the rewrite of `[paths] templates` (the
+fixture points at the repository's templates by a relative path that a copy breaks)
+is written once.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+GOOD = FIXTURES / "good" / "digest"
+BAD = FIXTURES / "bad"
+TEMPLATES = REPO / "templates"
+
+
+def copy_newsletter(source: Path, dest: Path, *, copy_templates: bool = False, extra_toml: str = "") -> Path:
+    """Copy a fixture newsletter to `dest`, pointing [paths] templates at a real templates folder.
+
+    With `copy_templates`, the templates are copied too (for tests that edit them);
+    `extra_toml` is appended to newsletter.toml.
+    """
+    shutil.copytree(source, dest)
+    templates = TEMPLATES
+    if copy_templates:
+        templates = dest / "templates"
+        shutil.copytree(TEMPLATES, templates)
+    toml = dest / "newsletter.toml"
+    text = re.sub(
+        r'(?m)^templates = ".*"$', f'templates = "{templates.as_posix()}"', toml.read_text(encoding="utf-8")
+    )
+    toml.write_text(text + extra_toml, encoding="utf-8")
+    return dest
+
+
+def make_newsletter(root: Path, *, extra_toml: str = "") -> Path:
+    """A copy of the good fixture newsletter at `root`/digest whose templates path still resolves."""
+    return copy_newsletter(GOOD, root / "digest", extra_toml=extra_toml)
+
+
+def run(root: Path, *args: str, monkeypatch: pytest.MonkeyPatch | None = None) -> Result:
+    """Invoke the real CLI on `root`; with monkeypatch, from inside it (so paths print relative)."""
+    if monkeypatch is not None:
+        monkeypatch.chdir(root)
+    return CliRunner().invoke(main, ["--root", str(root), *args], catch_exceptions=False)
