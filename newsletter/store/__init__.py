@@ -78,6 +78,7 @@ class Store:
         self.mark_sent = ledger.mark_sent
         self.mark_sent_many = ledger.mark_sent_many
         self.mark_failed = ledger.mark_failed
+        self.mark_uncertain = ledger.mark_uncertain
         self.requeue = ledger.requeue
         self.uncertain = ledger.uncertain
         self.requeue_uncertain = ledger.requeue_uncertain
