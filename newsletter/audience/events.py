@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -37,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.audience.lifecycle import SOFT_BOUNCE_LIMIT, event_decision
 from newsletter.errors import NewsletterError
+from newsletter.interrupts import GracefulStop
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -411,9 +410,11 @@ def poll_queue(
     batches = failures = 0
     if dead_letter_queue_url is None:
         _warn_without_redrive(client, queue_url)
+    # The first Ctrl-C lets the batch in hand finish (its messages deleted after the
+    # commit), then stops; a receive waits at most `wait_seconds`, so the flag is seen soon.
     stop = threading.Event()
     try:
-        with _stop_on_sigint(stop):
+        with GracefulStop(stop):
             while (max_batches is None or batches < max_batches) and not stop.is_set():
                 request: dict[str, Any] = {
                     "QueueUrl": queue_url,
@@ -449,30 +450,6 @@ def poll_queue(
         result.interrupted = True
     result.interrupted = result.interrupted or stop.is_set()
     return result
-
-
-@contextmanager
-def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
-    """The first Ctrl-C lets the batch in hand finish (its messages deleted after the commit),
-    then stops; a second one interrupts at once.
-
-    A KeyboardInterrupt raised inside a blocking receive can be lost in the HTTP stack;
-    a flag checked between receives cannot (a receive waits at most `wait_seconds`).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _warn_without_redrive(client: Any, queue_url: str) -> None:

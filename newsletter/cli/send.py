@@ -1,11 +1,9 @@
-"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery.sending."""
+"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery (plan, sending, status)."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +12,11 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli import Context, pass_context
+from newsletter.delivery.transports.registry import COMMAND_LINE_TRANSPORTS
+from newsletter.interrupts import GracefulStop
 
 if TYPE_CHECKING:
-    from newsletter.delivery.sending import SendReport
+    from newsletter.delivery.report import SendReport
 
 
 @click.command()
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @click.option(
     "--transport",
     "transport_name",
-    type=click.Choice(["ses", "smtp", "file"]),
+    type=click.Choice(COMMAND_LINE_TRANSPORTS),
     help="How messages leave [default: send.transport in newsletter.toml].",
 )
 @click.option(
@@ -101,7 +101,8 @@ def send(
         newsletter send 2026-03-17-multilingual-llms
     """
     from newsletter.content.library import load_library
-    from newsletter.delivery.sending import eligible_count, resolve_secret, send_issue, send_test
+    from newsletter.delivery.plan import plan_send, recipients_count, resolve_secret
+    from newsletter.delivery.sending import send_issue, send_test
     from newsletter.delivery.transports import make_transport
     from newsletter.errors import NewsletterError
     from newsletter.mail.build import build_message
@@ -145,49 +146,42 @@ def send(
         )
         return
 
+    plan = plan_send(
+        settings,
+        library,
+        issue,
+        transport=transport,
+        rate=rate,
+        workers=workers,
+        threads=threads,
+        limit=limit,
+        resend_uncertain=resend_uncertain,
+        retry_failed=retry_failed,
+        secret=secret,
+        template=MessageTemplate.build(built.rendered, settings),
+    )
     with Store.open(settings.database_url) as store:
-        eligible = eligible_count(store, issue.slug, limit)
-        counts = store.ledger_counts(issue.slug)
-        uncertain = counts["sending"]
-        to_send = (
-            eligible
-            + (uncertain if resend_uncertain else 0)
-            + (counts["failed_temporary"] if retry_failed else 0)
-        )
+        to_send = recipients_count(store, plan)
         if dry_run:
-            click.echo(f"Issue:      {issue.slug}")
-            click.echo(f"Subject:    {issue.subject}")
-            click.echo(f"Transport:  {name}")
-            click.echo(f"Recipients: {to_send}")
-            if uncertain:
-                click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
-            click.echo(
-                "Checks:     " + ("skipped" if skip_checks else "passed") + "\nDry run: nothing was sent."
-            )
+            _describe_dry_run(store, plan, issue.subject, checked=not skip_checks, to_send=to_send)
             return
         if to_send > 0 and not yes:
             _confirm(issue.slug, issue.subject, to_send, name, limit)
-        template = MessageTemplate.build(built.rendered, settings)
-        stop = threading.Event()
-        with _progress(to_send) as progress, _stop_on_sigint(stop):
-            report = send_issue(
-                settings,
-                library,
-                issue,
-                transport=transport,
-                store=store,
-                rate=rate,
-                workers=workers,
-                threads=threads,
-                limit=limit,
-                resend_uncertain=resend_uncertain,
-                retry_failed=retry_failed,
-                progress=progress,
-                stop_event=stop,
-                secret=secret,
-                template=template,
-            )
+        stop = GracefulStop(on_first=_say_stopping)
+        with _progress(to_send) as progress, stop:
+            report = send_issue(plan, store, progress=progress, stop_event=stop.event)
     _finish(report)
+
+
+def _describe_dry_run(store, plan, subject: str, *, checked: bool, to_send: int) -> None:
+    uncertain = store.ledger_counts(plan.issue)["sending"]
+    click.echo(f"Issue:      {plan.issue}")
+    click.echo(f"Subject:    {subject}")
+    click.echo(f"Transport:  {plan.transport_name}")
+    click.echo(f"Recipients: {to_send}")
+    if uncertain:
+        click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
+    click.echo("Checks:     " + ("passed" if checked else "skipped") + "\nDry run: nothing was sent.")
 
 
 def _address(text: str) -> str:
@@ -269,25 +263,8 @@ def _progress(total: int) -> Iterator:
         yield update
 
 
-@contextmanager
-def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C: finish the messages in flight, then stop. Second: stop now (leaves uncertain rows)."""
-
-    def handler(signum, frame) -> None:
-        if stop.is_set():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _say_stopping() -> None:
+    click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
 
 
 def _finish(report: SendReport) -> None:
@@ -315,7 +292,7 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
     Example:
         newsletter status 2026-03-17-multilingual-llms --json
     """
-    from newsletter.delivery.sending import COMPLAINT_WARNING, issue_status
+    from newsletter.delivery.status import COMPLAINT_WARNING, issue_status
     from newsletter.errors import NewsletterError
     from newsletter.store import Store
 

@@ -1,10 +1,11 @@
 """The delivery ledger: one row per (issue, subscriber), made when a send starts.
 
-The contract (see ARCHITECTURE.md): ``queued → sending → sent | failed``. A row left in
+The contract (see docs/architecture.md): ``queued → sending → sent | failed``. A row left in
 ``sending`` is *uncertain* and is only re-queued when the editor asks: a send that crashed
 leaves it so, and a send whose answer was lost (the connection closed after the request
-went out, a timeout, a server error) records that, with outcome ``uncertain`` and the error. Concurrent senders
-never claim the same row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+went out, a timeout, a server error) records that, with outcome ``uncertain`` and the error.
+Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
 """
 
 from __future__ import annotations
