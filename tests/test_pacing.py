@@ -8,6 +8,7 @@ a share of requests throttled at random whatever the rate.
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -218,3 +219,11 @@ def test_the_unpaced_pacer_gives_every_token_until_a_throttle() -> None:
     pacer.throttled()
     assert pacer.rate == pytest.approx(1000 / 1.5 * 0.95)  # what it achieved, just under
     assert pacer.take(1000) == 0  # the bucket starts empty once paced
+
+
+def test_the_pacer_stops_waiting_when_told_to() -> None:
+    pacer = Pacer(1.0)
+    assert pacer.acquire() is True
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    assert pacer.acquire(stop) is False

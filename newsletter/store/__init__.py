@@ -22,7 +22,7 @@ from newsletter.store.addresses import email_key, normalize_email
 from newsletter.store.engine import Database, StoreError, reason
 from newsletter.store.events import ApplyResult, Events
 from newsletter.store.ledger import Delivery, Ledger
-from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, migrate
+from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
 from newsletter.store.subscribers import ImportCounts, StatusChange, Subscriber, SubscriberRow, Subscribers
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "STATUSES",
+    "UNCERTAIN",
     "ApplyResult",
     "Delivery",
     "ImportCounts",

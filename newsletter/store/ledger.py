@@ -20,7 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from newsletter.store.engine import Database
-from newsletter.store.schema import OUTCOMES, UNCERTAIN, UtcDateTime, deliveries, snapshots, subscribers, utc_now
+from newsletter.store.schema import (
+    OUTCOMES,
+    UNCERTAIN,
+    UtcDateTime,
+    deliveries,
+    snapshots,
+    subscribers,
+    utc_now,
+)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,7 @@ class SesStubState:
     send_limit: float | None = None
     # accept and record this share of sends, then close the connection without answering
     drop_fraction: float = 0.0
+    internal_error: bool = False  # answer every send 500 InternalFailure (whether SES queued it is unknown)
     paused: bool = False  # SendingPausedException for every send
     suspended: bool = False  # AccountSuspendedException
     rejected: set[str] = field(default_factory=set)  # recipients answered with MessageRejected
@@ -281,6 +282,10 @@ class SesStub:
             return _error(400, "AccountSuspendedException", "Your account has been suspended.")
         if s.paused:
             return _error(400, "SendingPausedException", "Sending is paused for this account.")
+        if s.internal_error:
+            return _error(
+                500, "InternalFailure", "The request processing has failed because of an unknown error."
+            )
         if s.sent_last_24_hours + len(self.messages) >= s.max_24_hour_send:
             return _error(400, "LimitExceededException", "Daily message quota exceeded.")
         if not self._take_token() or (s.throttle_fraction and self._random.random() < s.throttle_fraction):
