@@ -227,3 +227,21 @@ def test_the_pacer_stops_waiting_when_told_to() -> None:
     stop = threading.Event()
     threading.Timer(0.05, stop.set).start()
     assert pacer.acquire(stop) is False
+
+
+def test_a_rate_the_sender_does_not_use_is_not_raised() -> None:
+    controller = RateController(200.0)
+    for i in range(100):
+        controller.request(i / 100)
+    for i in range(60):
+        controller.throttled(0.5 + i / 1000)
+    controller.update(1.0)
+    lowered = controller.rate
+    assert lowered is not None and lowered < 100
+    for i in range(10):  # the sender manages only 10/s: no reason to allow more
+        controller.request(1.0 + i / 10)
+    for second in range(2, 8):
+        for i in range(20):
+            controller.request(second + i / 20)
+    assert {d.kind for d in controller.decisions[1:]} == {"hold"}
+    assert controller.rate == lowered

@@ -38,6 +38,7 @@ PROBE_FAR = 1.25  # multiply the rate by this per quiet interval while well belo
 PROBE_NEAR = 0.01  # add this share of the quota per quiet interval near the last limit
 FORGET = 15  # quiet intervals in a row after which the last limit seen is forgotten
 NEAR = 0.9  # "near the last limit": at or above this share of it
+USED = 0.8  # probe up only after an interval that used at least this share of the rate
 NOISE_WEIGHT = 0.2  # weight of a quiet interval's throttle share in the random share
 MIN_RATE = 0.5  # never slow down below one message every two seconds
 BURST_SECONDS = 0.1  # the bucket holds at most this much of a second's tokens (at least one)
@@ -151,6 +152,10 @@ class RateController:
             if share < self.noise:
                 # only downward: a share creeping up as the rate does is a limit, not noise
                 self.noise += NOISE_WEIGHT * (share - self.noise)
+            if requests / elapsed < self.rate * USED:
+                # the sender did not use the rate it had (CPU, threads): a higher one tells
+                # nothing about the provider and would only allow bursts beyond its limit
+                return "hold"
             return self._probe()
         self._quiet = 0
         if judged_random:
