@@ -111,7 +111,8 @@ def test_random_throttles_do_not_lower_the_rate(noise: float) -> None:
     log = run(controller, Provider(noise=noise), 0.0, 30.0)
     kinds = [d.kind for d in controller.decisions]
     assert "random" in kinds  # a decrease was tried, the throttles did not fall, it was undone
-    assert kinds.count("decrease") <= 3
+    # a decrease now and then (chance clusters), undone at once: rarely below 90 % of the quota
+    assert sum(d.rate < 0.9 * 200 for d in controller.decisions) <= len(controller.decisions) // 4
     assert controller.noise == pytest.approx(noise, abs=0.05)
     assert controller.rate >= 0.9 * 200
     assert accepted_rate(log, after=5.0) >= 0.9 * 200 * (1 - noise)

@@ -23,6 +23,7 @@ on a simulated clock; :class:`Pacer` is the thread-safe token bucket the send lo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -133,18 +134,22 @@ class RateController:
         judged_random, self._just_judged_random = self._just_judged_random, False
         after, self._after_decrease = self._after_decrease, None
         if after is not None:
-            after = _AfterDecrease(
-                after.rate_before, after.share_before, after.requests + requests, after.throttles + throttles
+            after = dataclasses.replace(
+                after, requests=after.requests + requests, throttles=after.throttles + throttles
             )
             verdict = after.verdict()
-            if verdict == "random":
+            # One decrease that did not help may not have got under the limit yet (the
+            # provider's burst inflated what it accepted): random after two in a row, or
+            # after one when the throttles since are within the random share anyway.
+            too_many = self._too_many(requests, throttles, self.noise)
+            if verdict == "random" and (after.steps >= 2 or not too_many):
                 # The rate fell and the throttles did not: they are not about our rate.
                 self.noise = min(after.throttles / after.requests, after.share_before)
                 self.rate = after.rate_before
                 self._just_judged_random = True
                 self._quiet = 0
                 return "random"
-            if verdict == "unknown" and not self._too_many(requests, throttles, self.noise):
+            if verdict == "unknown" and not too_many:
                 self._after_decrease = after  # too few throttles yet to tell: hold and count on
                 return "hold"
         if not self._too_many(requests, throttles, self.noise):
@@ -165,8 +170,14 @@ class RateController:
         accepted = (requests - throttles) / elapsed
         self.limit = accepted / (1.0 - min(self.noise, 0.9))
         # a decrease right after a decrease is judged against this interval, but undone to the first's rate
-        first = after.rate_before if after is not None else self.rate
-        self._after_decrease = _AfterDecrease(first, share, 0, 0)
+        if after is not None:
+            # another decrease in a row: judged against the highest share that caused one, and
+            # undone (if random) to the rate before the first
+            self._after_decrease = _AfterDecrease(
+                after.rate_before, max(after.share_before, share), steps=after.steps + 1
+            )
+        else:
+            self._after_decrease = _AfterDecrease(self.rate, share, steps=1)
         self.rate = max(self.floor, min(self.rate, self.limit) * BELOW_LIMIT)
         return "decrease"
 
@@ -206,10 +217,11 @@ class RateController:
 class _AfterDecrease:
     """What the intervals since a decrease showed, to tell random throttles from a limit."""
 
-    rate_before: float
-    share_before: float  # throttled share of requests in the interval that caused the decrease
-    requests: int
-    throttles: int
+    rate_before: float  # before the first decrease of a run of them: what "random" restores
+    share_before: float  # the highest throttled share of the intervals that caused them
+    steps: int  # decreases in a row
+    requests: int = 0  # since the last one
+    throttles: int = 0
 
     def verdict(self) -> str:
         """random (the share did not fall), limit (it fell), or unknown (too few to tell yet).
