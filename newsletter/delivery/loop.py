@@ -108,7 +108,7 @@ class SendLoop:
             self.store.mark_sent_many(self.issue, self._take_unrecorded())
         self.tally.quota = self.bucket.quota
         self.tally.final_rate = self.bucket.rate
-        self.tally.requests = self.bucket.controller.requests
+        self.tally.requests = self.bucket.requests
         return self.tally
 
     def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:

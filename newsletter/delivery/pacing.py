@@ -276,6 +276,10 @@ class Pacer:
     def throttles(self) -> int:
         return self.controller.throttles
 
+    @property
+    def requests(self) -> int:
+        return self.controller.requests
+
     # -- the bucket
 
     def _capacity(self) -> float:
