@@ -21,6 +21,14 @@ Prints, each with its goal:
 
 With --database each run gets a fresh schema in that PostgreSQL database (dropped afterwards);
 without it, a SQLite file in a temporary folder.
+  7. an SES that misbehaves (stub at GetAccount 200/s; 3,000 readers each; --only misbehaving):
+     (a) a real limit of 120/s (another sender on the account) -> >= 90 % of 120/s, under 2 %
+         of requests throttled after the first 10 s; (b) 5 % random throttles -> >= 85 % of
+         200/s; (c) 30 % random throttles -> >= 60 % of 200/s; (d) 2 % of answers dropped
+         after SES accepted the message -> every dropped one reported uncertain, no
+         duplicate after --retry-failed, exactly those resent by --resend-uncertain.
+     6-0 sends the same readers to a well-behaved stub: what the machine reaches at the moment.
+     Each line ends with the load average: on a shared machine, re-run a miss when it is low.
 
 The SES stub runs in its own process (bench/ses_stub.py serve), so its CPU is not
 charged to the sender; on a 2-core machine they still share the cores.
@@ -94,6 +102,9 @@ def drop_schemas() -> None:
     engine.dispose()
 
 
+MISBEHAVING_READERS = 3_000
+
+
 class DiscardTransport(Transport):
     """Accepts every message and keeps only a count: the sender's own cost, nothing else's."""
 
@@ -110,12 +121,12 @@ class DiscardTransport(Transport):
 
 
 class StubProcess:
-    """bench/ses_stub.py serve in a subprocess; stop() returns (sent, throttled)."""
+    """bench/ses_stub.py serve in a subprocess; stop() returns what it saw (sent, throttled, ...)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *options: str) -> None:
         env = {**os.environ, **FAKE_AWS_ENV}
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / "ses_stub.py"), "serve", "--rate", str(rate)],
+            [sys.executable, str(REPO / "bench" / "ses_stub.py"), "serve", "--rate", str(rate), *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -125,14 +136,13 @@ class StubProcess:
         if not self.endpoint.startswith("http"):
             raise SystemExit(f"the SES stub did not start: {self.process.stderr.read()}")  # type: ignore[union-attr]
 
-    def stop(self) -> tuple[int, int]:
+    def stop(self) -> dict:
         self.process.send_signal(signal.SIGINT)
-        _, err = self.process.communicate(timeout=30)
+        _, err = self.process.communicate(timeout=60)
         for line in err.splitlines():
-            if line.startswith("sent "):
-                sent, throttled = line.replace(",", "").split()[1::2]
-                return int(sent), int(throttled)
-        return -1, -1
+            if line.startswith("{"):
+                return json.loads(line)
+        raise SystemExit(f"the SES stub did not report: {err}")
 
 
 def setup(folder: Path, n: int) -> tuple[Settings, object, object]:
@@ -179,7 +189,8 @@ def paced(n: int, threads: int) -> None:
             transport = SesTransport.from_settings(ses, concurrency=threads)
             report = run_send(ses, library, issue, transport, template, threads=threads)
         finally:
-            accepted, throttled = stub.stop()
+            seen = stub.stop()
+            accepted, throttled = seen["sent"], seen["throttled"]
     achieved = report.sent / report.elapsed
     print(
         f"1. paced, {n} subscribers, {threads} threads, stub at 200/s: rate {report.rate:g}/s (from GetAccount), "
@@ -395,15 +406,110 @@ def rss(sizes: list[int]) -> None:
     print("4. peak RSS per send (goal <= 150 MB, flat in N): " + "; ".join(parts))
 
 
+# --------------------------------------------------------------------------- 6. a misbehaving SES
+
+
+def _late_throttled_share(answers: list[list[float]], after: float) -> tuple[float, int]:
+    """Share of SendEmail requests answered 429 once `after` seconds of the send had passed."""
+    if not answers:
+        return 0.0, 0
+    start = answers[0][0]
+    late = [status for t, status in answers if t - start >= after]
+    return (sum(status == 429 for status in late) / len(late) if late else 0.0), len(late)
+
+
+def misbehaving_rate(n: int, scenario: str) -> None:
+    """(a) a real limit below the quota, (b) 5 % and (c) 30 % random throttles: the rate held."""
+    quota = 200.0
+    extra, goal, share = {
+        "0": ([], 0.95 * quota, "no misbehaviour (what this machine reaches now)"),
+        "a": (["--limit", "120"], 0.90 * 120, "real limit 120/s"),
+        "b": (["--throttle-fraction", "0.05"], 0.85 * quota, "5% random throttles"),
+        "c": (["--throttle-fraction", "0.30"], 0.60 * quota, "30% random throttles"),
+    }[scenario]
+    os.environ.update(FAKE_AWS_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, library, issue = setup(Path(tmp), n)
+        template = build_template(settings, library, issue)
+        stub = StubProcess(quota, *extra)
+        try:
+            ses = ses_settings(settings, stub.endpoint)
+            transport = SesTransport.from_settings(ses, concurrency=THREADS)
+            report = run_send(ses, library, issue, transport, template, threads=THREADS)
+        finally:
+            seen = stub.stop()
+    achieved = report.sent / report.elapsed
+    late, late_n = _late_throttled_share(seen["answers"], 10.0)
+    duplicates = len(seen["recipients"]) - len(set(seen["recipients"]))
+    line = (
+        f"6{'' if scenario == '0' else scenario}. quota {quota:g}/s, {share}, {n} readers: achieved {achieved:.1f}/s "
+        f"(goal >= {goal:.0f}/s), controller's final rate {report.tally.final_rate:.1f}/s, "
+        f"throttles {seen['throttled']} of {seen['requests']} requests"
+    )
+    if scenario == "a":
+        line += f", {late:.1%} of the {late_n} requests after the first 10 s throttled (goal < 2%)"
+    line += f"; sent {report.sent}, duplicates {duplicates}, {report.elapsed:.1f} s; load {load()}"
+    print(line, flush=True)
+
+
+def misbehaving_answers(n: int) -> None:
+    """(d) 2 % of answers dropped after SES accepted the message: nobody mailed twice by accident."""
+    from collections import Counter
+
+    from tests.support.aws import SesStub
+
+    os.environ.update(FAKE_AWS_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, library, issue = setup(Path(tmp), n)
+        template = build_template(settings, library, issue)
+        with SesStub(max_send_rate=200.0, drop_fraction=0.02, seed=int(time.time())) as stub:
+            ses = ses_settings(settings, stub.endpoint_url)
+
+            def send(**options):
+                transport = SesTransport.from_settings(ses, concurrency=THREADS)
+                return run_send(ses, library, issue, transport, template, threads=THREADS, **options)
+
+            first = send()
+            dropped = set(stub.dropped)
+            reported = {d.email for d in first.uncertain}
+            before = Counter(stub.recipients())
+            send(retry_failed=True)
+            after_retry = Counter(stub.recipients())
+            duplicates = sum(c - 1 for c in after_retry.values() if c > 1)
+            retried_uncertain = set(after_retry - before) & reported
+            send(resend_uncertain=True)
+            resent = set(Counter(stub.recipients()) - after_retry)
+    print(
+        f"6d. 2% of answers dropped after acceptance, {n} readers: {len(dropped)} dropped, "
+        f"{len(reported)} reported uncertain, every dropped one among them: {dropped <= reported} "
+        f"(goal: yes); duplicates after --retry-failed {duplicates} (goal 0), uncertain ones it "
+        f"sent {len(retried_uncertain)} (goal 0); --resend-uncertain resent exactly the reported "
+        f"ones: {resent == reported} ({len(resent)}) (goal: yes); load {load()}",
+        flush=True,
+    )
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (the paced one takes 25 s)")
-    parser.add_argument("--only", choices=["paced", "unpaced", "cpu", "rss", "senders"], help="run one part")
     parser.add_argument(
-        "--database", metavar="URL", help="a PostgreSQL database to run on (a schema per run)"
+        "--only",
+        choices=["paced", "unpaced", "cpu", "rss", "senders", "misbehaving"],
+        help="run one part",
     )
+    parser.add_argument(
+        "--scenario",
+        choices=["0", "a", "b", "c", "d"],
+        action="append",
+        help="with --only misbehaving: these only",
+    )
+    parser.add_argument("--database", metavar="URL", help="a PostgreSQL database to run on (a schema per run)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global DATABASE
@@ -417,14 +523,14 @@ def main() -> None:
             drop_schemas()
         return
     quick = args.quick
-    parts = [args.only] if args.only else ["paced", "unpaced", "cpu", "rss", "senders"]
+    parts = [args.only] if args.only else ["paced", "unpaced", "cpu", "rss", "senders", "misbehaving"]
     try:
-        run_parts(parts, quick)
+        run_parts(parts, quick, args.scenario)
     finally:
         drop_schemas()
 
 
-def run_parts(parts: list[str], quick: bool) -> None:
+def run_parts(parts: list[str], quick: bool, scenarios: list[str] | None = None) -> None:
     print(
         f"send benchmark: issue {ISSUE}, {THREADS} threads, {os.cpu_count()} CPUs, "
         f"{'PostgreSQL' if DATABASE else 'SQLite'}" + (" (quick)" if quick else "")
@@ -440,6 +546,12 @@ def run_parts(parts: list[str], quick: bool) -> None:
         rss([5_000, 20_000] if quick else [10_000, 30_000, 100_000])
     if "senders" in parts:
         senders(1_500 if quick else 3_000)
+    if "misbehaving" in parts:
+        for scenario in scenarios or ["0", "a", "b", "c", "d"]:
+            if scenario == "d":
+                misbehaving_answers(MISBEHAVING_READERS)
+            else:
+                misbehaving_rate(MISBEHAVING_READERS, scenario)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ The ledger (see docs/architecture.md, "Ledger states") makes a send resumable an
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
   are claimed as there are free sending threads and rate tokens, so a crash leaves at most
   ``threads × workers`` rows *uncertain*;
-* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), or back to
-  ``queued`` when the message certainly did not leave (a stop before it was handed over).
+* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), left in
+  ``sending`` as *uncertain* when the provider may have it and its answer was lost, or back
+  to ``queued`` when the message certainly did not leave (a stop before it was handed over).
 
 Throughput: one thread claims and records (SQLite has one writer anyway), a pool of
-long-lived threads does the I/O, and a token bucket paces the pool.
+long-lived threads does the I/O, and a pacer (``newsletter.delivery.pacing``) holds the pool
+at the rate the provider really allows; retries of throttled requests take tokens too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.delivery.ratelimit import SharedBucket, TokenBucket
+from newsletter.delivery.pacing import Pacer, SharedPacer
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.plan import SendPlan
     from newsletter.store import Delivery, Store
 
-MAX_ATTEMPTS = 8  # sends of one message in one run before a retry-safe failure is recorded
+MAX_ATTEMPTS = 8  # sends of one message in one run before a temporary failure is recorded
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
 RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
@@ -43,7 +45,8 @@ HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders o
 @dataclass
 class _Answer:
     delivery: Delivery
-    kind: str  # sent | temporary | permanent | requeue | stop | crash (after handing over) | crash-before
+    # sent | temporary | permanent | uncertain | requeue | stop | crash (after handing over) | crash-before
+    kind: str
     message_id: str | None = None
     error: str | None = None
     retries: int = 0
@@ -73,13 +76,13 @@ class SendLoop:
         self.transport = transport
         self.store = store
         self.threads = plan.threads
-        self.bucket = TokenBucket(rate)
+        self.bucket = Pacer(rate)
         if quota is not None and store.shared:
             # senders on other machines draw from the same quota, through the database
             def take_shared(n: int) -> int:
                 return store.take_tokens(plan.transport_name, n, quota)
 
-            self.bucket = SharedBucket(rate or quota, take_shared, ask_for=max(1, self.threads // 4))
+            self.bucket = SharedPacer(rate or quota, take_shared, ask_for=max(1, self.threads // 4))
         self.claimer: str | None = None  # this process as a sender of the issue (host pid start)
         self._seen = 0.0
         self.max_rows = max_rows
@@ -117,6 +120,9 @@ class SendLoop:
             self.store.mark_sent_many(self.issue, self._take_unrecorded())
         # from now on what this sender left in `sending` is uncertain, for every sender to see
         self.store.finish_sender(self.issue, self.claimer)
+        self.tally.quota = self.bucket.quota
+        self.tally.final_rate = self.bucket.rate
+        self.tally.requests = self.bucket.requests
         return self.tally
 
     def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
@@ -230,8 +236,8 @@ class SendLoop:
             if result.outcome is Outcome.PERMANENT:
                 answer.kind = "permanent"
                 return answer
-            if not result.retry_safe:
-                answer.kind = "temporary"  # may have been delivered: never resent silently
+            if result.outcome is Outcome.UNCERTAIN:
+                answer.kind = "uncertain"  # may have been delivered: never resent silently
                 return answer
             if result.throttled:
                 answer.throttled += 1
@@ -277,6 +283,9 @@ class SendLoop:
                 t.failed_permanent += 1
             if len(t.failures) < FAILURES_KEPT:
                 t.failures.append(Failure(d.email, answer.kind, answer.error or ""))
+        elif answer.kind == "uncertain":
+            self.store.mark_uncertain(self.issue, sid, answer.error or answer.kind)
+            t.uncertain += 1
         elif answer.kind in ("requeue", "stop", "crash-before"):
             self.store.requeue(self.issue, sid)
             t.requeued += 1

@@ -25,7 +25,7 @@ from newsletter.store.copy import copy_database
 from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
 from newsletter.store.ledger import Delivery, Ledger
-from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, migrate
+from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
 from newsletter.store.senders import Senders
 from newsletter.store.subscribers import ImportCounts, StatusChange, Subscriber, SubscriberRow, Subscribers
 
@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "STATUSES",
+    "UNCERTAIN",
     "ApplyResult",
     "Delivery",
     "ImportCounts",
@@ -87,6 +88,7 @@ class Store:
         self.mark_sent = ledger.mark_sent
         self.mark_sent_many = ledger.mark_sent_many
         self.mark_failed = ledger.mark_failed
+        self.mark_uncertain = ledger.mark_uncertain
         self.requeue = ledger.requeue
         self.uncertain = ledger.uncertain
         self.requeue_uncertain = ledger.requeue_uncertain

@@ -1,8 +1,11 @@
 """The delivery ledger: one row per (issue, subscriber), made when a send starts.
 
 The contract (see docs/architecture.md): ``queued → sending → sent | failed``. A row left in
-``sending`` is *uncertain* and is only re-queued when the editor asks. Concurrent senders
-never claim the same row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+``sending`` is *uncertain* and is only re-queued when the editor asks: a send that crashed
+leaves it so, and a send whose answer was lost (the connection closed after the request
+went out, a timeout, a server error) records that, with outcome ``uncertain`` and the error.
+Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy.engine import Connection
 from newsletter.store.engine import Database
 from newsletter.store.schema import (
     OUTCOMES,
+    UNCERTAIN,
     UtcDateTime,
     deliveries,
     senders,
@@ -229,6 +233,13 @@ class Ledger:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}")
         self._set_row(issue, subscriber_id, {"state": "failed", "outcome": outcome, "error": error})
+
+    def mark_uncertain(self, issue: str, subscriber_id: int, error: str) -> None:
+        """The provider may have the message and its answer was lost: the row stays `sending`.
+
+        Only ``requeue_uncertain`` (the editor's --resend-uncertain) sends it again.
+        """
+        self._set_row(issue, subscriber_id, {"outcome": UNCERTAIN, "error": error}, "sending")
 
     def requeue(self, issue: str, subscriber_id: int) -> None:
         """sending → queued, after a temporary failure that certainly did not deliver."""

@@ -20,7 +20,8 @@ from newsletter.store.engine import Database, StoreError
 # migration as well as a line there (tests check that the two agree).
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 STATES = ("queued", "sending", "sent", "failed")
-OUTCOMES = ("temporary", "permanent")
+OUTCOMES = ("temporary", "permanent")  # of a failed row
+UNCERTAIN = "uncertain"  # the outcome of a row left `sending` because the provider's answer was lost
 ERASED = "[erased]"  # what an erased subscriber's address becomes in the ledger and events
 
 
