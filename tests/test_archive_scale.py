@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import time
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from newsletter.archive.site import build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
+from newsletter.content import cache as cache_module
 from newsletter.content.cache import CACHE_FILE, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
@@ -117,16 +119,24 @@ def test_an_edit_that_keeps_size_and_mtime_is_seen(digest: Path) -> None:
     assert cache.reads == 1
 
 
-def test_files_well_older_than_their_read_are_trusted_by_their_stat(digest: Path) -> None:
+def test_files_well_older_than_their_read_are_trusted_by_their_stat(
+    digest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = load_settings(digest)
-    age(digest)
+    later = time.time_ns() + 3600 * 1_000_000_000
+    monkeypatch.setattr(cache_module, "_now", lambda: later)  # read an hour after the last change
     load_library(settings, cache=ContentCache.for_settings(settings))
     cache = ContentCache.for_settings(settings)
     paper = str(digest / "papers" / f"{PAPER}.md")
     stat, read_ns = cache.entries[paper][:2]
-    assert stat[1] + RACY_NS < read_ns  # not racy: no hash needed next time
+    assert max(stat[1], stat[2]) + RACY_NS < read_ns  # not racy: no hash needed next time
     load_library(settings, cache=cache)
     assert cache.reads == 0 and not cache.changed  # and the cache file is not rewritten
+
+    # ...until the stat differs: a same-size edit is hashed, then parsed
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 6")
+    cache = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=cache).papers[PAPER].upvotes == 6 and cache.reads == 1
 
 
 def test_problems_and_warnings_come_back_from_the_cache(digest: Path) -> None:

@@ -21,6 +21,7 @@ run code.
 
 from __future__ import annotations
 
+import copyreg
 import datetime as dt
 import hashlib
 import io
@@ -40,11 +41,12 @@ from newsletter.content.issues import Issue, Selection
 from newsletter.content.papers import Paper
 from newsletter.errors import Problem
 
-CACHE_VERSION = 1
+CACHE_VERSION = 3
 CACHE_FILE = "cache/content.pickle"
 RACY_NS = 2_000_000_000  # the coarsest common mtime granularity (FAT): 2 s
 
 T = TypeVar("T")
+_now = time.time_ns  # the clock, in one place
 
 # What an entry may hold; nothing else is unpickled.
 _ALLOWED = {
@@ -61,12 +63,39 @@ _ALLOWED = {
 }
 
 
+def _no_path() -> None:
+    """What a stored `Path` unpickles to: the caller's own `Path` object is put back on a hit
+    (rebuilding thousands of `Path`s would be most of what unpickling costs)."""
+    return None
+
+
+def _reduce_path(path: pathlib.PurePath) -> tuple:
+    return (_no_path, ())
+
+
+_ALLOWED[("newsletter.content.cache", "_no_path")] = _no_path
+
+
 class _Unpickler(pickle.Unpickler):
+    """Unpickles only the allowed classes."""
+
     def find_class(self, module: str, name: str) -> Any:
         found = _ALLOWED.get((module, name))
         if found is None:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed in the content cache")
         return found
+
+
+def _dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {
+        **copyreg.dispatch_table,
+        pathlib.PosixPath: _reduce_path,
+        pathlib.WindowsPath: _reduce_path,
+    }
+    pickler.dump(value)
+    return buffer.getvalue()
 
 
 def _salt(settings: Settings) -> str:
@@ -109,39 +138,39 @@ class ContentCache:
     ) -> T | None:
         """What `reader(problems)` gives for `path`, from the cache when the file has not changed."""
         key = str(path)
-        now = time.time_ns()
+        now = _now()
         try:
             st = os.stat(path)
         except OSError:
-            return self._read(key, None, now, problems, reader)
+            return self._read(key, path, None, now, problems, reader)
         # ctime too: no program can set it back, so an edit followed by `touch -d`, `cp -p`
         # or os.utime to the old mtime still shows (a write, chmod or rename moves it)
         stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         entry = self.entries.get(key)
         if entry is not None and _valid(entry):
-            old_stat, read_ns, digest, result, found = entry
-            racy = max(stat[1], stat[2]) + RACY_NS >= read_ns
-            if old_stat == stat and not racy:
-                return self._hit(key, entry, problems)
-            if old_stat[0] == stat[0]:  # same size: compare the bytes' hash before parsing again
-                data = _read_bytes(path)
-                if data is not None and hashlib.sha256(data).hexdigest() == digest:
-                    return self._hit(key, (stat, now, digest, result, found), problems, changed=True)
-        return self._read(key, stat, now, problems, reader)
+            if entry[0] != stat or max(stat[1], stat[2]) + RACY_NS >= entry[1]:
+                # changed, or racy: the same size and hash still spare the parsing
+                same = entry[0][0] == stat[0] and _sha256(path) == entry[2]
+                entry = (stat, now, *entry[2:]) if same else None
+                self.changed |= same
+            if entry is not None:
+                result = entry[3]
+                if result is not None:
+                    object.__setattr__(result, "path", path)  # stored without it (see _no_path)
+                self.used[key] = entry
+                problems.extend(entry[4])
+                return result
+        return self._read(key, path, stat, now, problems, reader)
 
-    def _hit(self, key: str, entry: tuple, problems: list[Problem], *, changed: bool = False) -> Any:
-        self.used[key] = entry
-        self.changed |= changed
-        problems.extend(entry[4])
-        return entry[3]
-
-    def _read(self, key: str, stat: tuple | None, now: int, problems: list[Problem], reader: Callable) -> Any:
+    def _read(
+        self, key: str, path: Path, stat: tuple | None, now: int, problems: list[Problem], reader: Callable
+    ) -> Any:
         self.reads += 1
         self.changed = True
         found: list[Problem] = []
         # The hash is of the bytes before parsing: a file edited during the read is seen as
         # changed next time (its hash differs), never cached with a stale result.
-        data = _read_bytes(Path(key)) if stat is not None else None
+        data = _read_bytes(path) if stat is not None else None
         result = reader(found)
         problems.extend(found)
         if data is not None and stat is not None:
@@ -152,7 +181,7 @@ class ContentCache:
         """Write the entries of the files read in this run (deleted files drop out); best effort."""
         if not self.changed and self.used.keys() == self.entries.keys():
             return
-        data = pickle.dumps({"salt": self.salt, "entries": self.used}, protocol=pickle.HIGHEST_PROTOCOL)
+        data = _dumps({"salt": self.salt, "entries": self.used})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             replace_file(self.path, data)
@@ -162,12 +191,20 @@ class ContentCache:
         self.changed = False
 
 
+def _sha256(path: Path) -> str | None:
+    data = _read_bytes(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
 def _valid(entry: object) -> bool:
     return (
         isinstance(entry, tuple)
         and len(entry) == 5
         and isinstance(entry[0], tuple)
+        and isinstance(entry[1], int)
+        and (entry[3] is None or isinstance(entry[3], (Paper, Issue)))
         and isinstance(entry[4], tuple)
+        and all(isinstance(p, Problem) for p in entry[4])
     )
 
 

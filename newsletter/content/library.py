@@ -30,6 +30,11 @@ def _relative(path: Path, settings: Settings) -> str:
         return str(path)
 
 
+def _content_files(directory: Path) -> list[Path]:
+    # sorted by their text: comparing thousands of Path objects costs more than reading them
+    return sorted(directory.glob("*.md"), key=str) if directory.is_dir() else []
+
+
 def _read(
     cache: ContentCache | None, path: Path, problems: list[Problem], reader: Callable[[list[Problem]], Any]
 ) -> Any:
@@ -49,10 +54,9 @@ def load_papers(
         problems.append(
             Problem(_relative(directory, settings), None, "expected a folder of paper files, found none")
         )
-    for path in sorted(directory.glob("*.md")) if directory.is_dir() else ():
-        where = _relative(path, settings)
+    for path in _content_files(directory):
         paper = _read(
-            cache, path, problems, lambda found, path=path, where=where: read_paper(path, found, where)
+            cache, path, problems, lambda found, path=path: read_paper(path, found, _relative(path, settings))
         )
         if paper is not None:  # ids are unique: each must equal its file's name
             papers.append(paper)
@@ -69,13 +73,12 @@ def load_issues(
     problems = [] if problems is None else problems
     issues = []
     directory = settings.issues_dir
-    for path in sorted(directory.glob("*.md")) if directory.is_dir() else ():
-        where = _relative(path, settings)
+    for path in _content_files(directory):
         issue = _read(
             cache,
             path,
             problems,
-            lambda found, path=path, where=where: read_issue(path, settings, found, where),
+            lambda found, path=path: read_issue(path, settings, found, _relative(path, settings)),
         )
         if issue is not None:
             issues.append(issue)
