@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from newsletter.config import SesSettings, Settings, load_settings  # noqa: E402
 from newsletter.content.library import load_library  # noqa: E402
-from newsletter.delivery.sending import build_template, send_issue  # noqa: E402
+from newsletter.delivery.plan import build_template, plan_send  # noqa: E402
+from newsletter.delivery.sending import send_issue  # noqa: E402
 from newsletter.delivery.transports.base import SendResult, Transport  # noqa: E402
 from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
 from newsletter.mail.message import Recipient  # noqa: E402
@@ -116,16 +117,10 @@ def ses_settings(settings: Settings, endpoint: str) -> Settings:
 
 def run_send(settings, library, issue, transport, template, **options):
     with Store.open(settings.database_url) as store:
-        return send_issue(
-            settings,
-            library,
-            issue,
-            transport=transport,
-            store=store,
-            secret=SECRET,
-            template=template,
-            **options,
+        plan = plan_send(
+            settings, library, issue, transport=transport, secret=SECRET, template=template, **options
         )
+        return send_issue(plan, store)
 
 
 # --------------------------------------------------------------------------- 1. paced

@@ -235,8 +235,10 @@ def test_issue_page_carries_the_full_content_and_nothing_personal(built: Path) -
     # the sanitiser ran: no raw HTML from the abstract, no relative link
     assert "<img src=x" not in page and 'href="/etc/passwd"' not in page
     assert "A <a>relative link</a> and a" in page  # no rel without href (invalid HTML5)
-    for word in ("%%UNSUBSCRIBE_URL%%", "%%GREETING%%", "nsubscribe", "Hi,"):
+    for word in ("%%GREETING", "nsubscribe", "Hi,"):
         assert word not in page
+    assert "The placeholder %%UNSUBSCRIBE_URL%% must stay inert." in page  # the abstract, as written
+    assert not re.search(r"%%\w+-[0-9a-f]{16}%%", page)  # no per-reader marker
 
 
 def test_every_page_is_valid_and_every_link_resolves_under_a_sub_path(built: Path) -> None:
@@ -315,7 +317,7 @@ def test_hostile_titles_are_escaped_everywhere(built: Path) -> None:
         text = data.decode("utf-8")
         assert "<script" not in text, name
         assert "</mj-text>" not in text, name
-        assert "%%UNSUBSCRIBE_URL%%" not in text and "%%GREETING%%" not in text, name
+        assert not re.search(r"%%\w+-[0-9a-f]{16}%%", text), name  # no per-reader marker
         assert "alert(1)</" not in text, name
     issue = (built / f"issues/{FIRST}/index.html").read_text()
     assert (
@@ -753,7 +755,10 @@ def test_publish_changed_files_prefix_delete_and_dry_run(
     )
     assert result.exit_code == 0, result.output
     assert f"delete     s3://{name}/digest/old/page.html" in result.output
-    assert result.output.strip().endswith(f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 1 deleted")
+    assert result.output.splitlines()[-2:] == [
+        f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 1 deleted",
+        f"froze      {FIRST}.sent.toml (published; commit it)",  # public now: its papers stay
+    ]
     assert "digest/old/page.html" not in keys(endpoint, name)
     assert "outside.txt" in keys(endpoint, name)  # outside the prefix: never touched
 
@@ -770,7 +775,12 @@ def test_cli_publish_output(digest: Path, built: Path, bucket: tuple[str, str]) 
     assert keys(endpoint, name) == set()
 
     first = CliRunner().invoke(main, args, env=env)  # one line, however many files
-    assert (first.exit_code, first.output) == (0, f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\n")
+    assert (first.exit_code, first.output) == (
+        0,
+        f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\nfroze      {FIRST}.sent.toml (published; commit it)\n",
+    )
+    assert (digest / "issues" / f"{FIRST}.sent.toml").is_file()
+    assert not (digest / "issues" / f"{DRAFT}.sent.toml").exists()  # drafts are not public: not frozen
     edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
     build_site(load(digest), built)
     verbose = CliRunner().invoke(main, [*args, "-v"], env=env)

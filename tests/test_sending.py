@@ -22,8 +22,10 @@ from newsletter.audience.lifecycle import change_status
 from newsletter.cli import main
 from newsletter.config import SesSettings, Settings, load_settings
 from newsletter.content.library import Library, load_library
+from newsletter.delivery.plan import TEST_PREFIX, build_template, plan_send
 from newsletter.delivery.ratelimit import TokenBucket
-from newsletter.delivery.sending import TEST_PREFIX, build_template, issue_status, send_issue, send_test
+from newsletter.delivery.sending import send_issue, send_test
+from newsletter.delivery.status import issue_status
 from newsletter.delivery.transports import Outcome, SendResult, StopSending, make_transport
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.ses import SesTransport
@@ -86,17 +88,19 @@ def token_of(msg: EmailMessage) -> str:
     return found.group(1)
 
 
-def send(settings, library, store, transport, secret, template=None, **options):
-    return send_issue(
+def send(
+    settings, library, store, transport, secret, template=None, progress=None, stop_event=None, **options
+):
+    plan = plan_send(
         settings,
         library,
         library.issue(ISSUE),
         transport=transport,
-        store=store,
         secret=secret,
         template=template,
         **options,
     )
+    return send_issue(plan, store, progress=progress, stop_event=stop_event)
 
 
 # --------------------------------------------------------------------------- the token bucket
@@ -711,3 +715,23 @@ def test_cli_status_json_and_text(folder, people, store, secret, tmp_path) -> No
     missing = run(folder, "status", "2099-01-01-nothing")
     assert missing.exit_code == 1
     assert f"no send recorded for this issue (issues with a send: {ISSUE})" in missing.output
+
+
+def test_graceful_stop_first_ctrl_c_sets_the_flag_second_interrupts_then_handler_is_restored():
+    import os
+    import signal
+    import time
+
+    from newsletter.interrupts import GracefulStop
+
+    told = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), GracefulStop(on_first=lambda: told.append("stopping")) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.is_set() and told == ["stopping"]
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the second signal interrupts this
+    assert signal.getsignal(signal.SIGINT) is before

@@ -190,6 +190,111 @@ def test_check_passes_and_close_is_idempotent(case: Case) -> None:
     assert len(case.received()) == 1
 
 
+# -- the failure contract: every transport, every outcome -------------------------------------
+# Each transport has a hook that provokes an outcome for the next message to VICTIM; the
+# contract says how every transport must report it, because the sending loop and the ledger
+# act on the report alone:
+#   refused     -> permanent: give up on this reader, not on the send
+#   throttled   -> temporary, retry-safe and marked throttled: back off, then resend
+#   stopped     -> StopSending raised: the whole send stops, the rest stays queued
+#   no answer   -> the request went out and no answer came: outcome unknown. Today that is
+#                  a temporary failure that is NOT retry-safe (the message may have arrived),
+#                  which the loop records as failed_temporary and never resends by itself.
+
+VICTIM = "victim@example.com"
+OUTCOMES = ("refused", "throttled", "stopped", "no_answer")
+
+
+def _provoke_memory(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+    transport = MemoryTransport()
+    if outcome == "refused":
+        transport.fail(VICTIM)
+    elif outcome == "throttled":
+        transport.fail(VICTIM, Outcome.TEMPORARY, throttled=True)
+    elif outcome == "stopped":
+        transport.fail(VICTIM, StopSending("sending paused (memory transport)"))
+    else:
+        transport.fail(VICTIM, Outcome.TEMPORARY, retry_safe=False)
+    return transport
+
+
+def _provoke_file(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+    if outcome != "stopped":
+        pytest.skip(f"an outbox folder has no provider that could answer {outcome!r}")
+    outbox = tmp_path / "outbox"
+    outbox.write_text("a file where the folder should be")
+    return FileTransport(outbox)
+
+
+def _provoke_smtp(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+    server: SmtpServer = request.getfixturevalue("smtp_server")
+    if outcome == "refused":
+        server.handler.refuse[VICTIM] = "550 5.1.1 User unknown"
+    elif outcome == "throttled":
+        server.handler.refuse[VICTIM] = "454 4.7.0 Throttling failure"
+    elif outcome == "stopped":
+        # the server cannot give what the settings demand: no message may leave
+        return SmtpTransport(server.host, server.port, security="starttls", timeout=5)
+    else:
+        pytest.skip("the test SMTP server cannot swallow a message without answering")
+    return smtp_for(server)
+
+
+def _provoke_ses(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+    stub: SesStub = request.getfixturevalue("ses_stub")
+    transport = ses_for(stub, read_timeout=1.0)
+    if outcome == "refused":
+        stub.reset(rejected={VICTIM})
+    elif outcome == "throttled":
+        stub.reset(max_send_rate=0.01, burst=1.0)
+        assert transport.send(SENDER, "first@example.com", build_message("first@example.com")).ok
+    elif outcome == "stopped":
+        stub.reset(paused=True)
+    else:
+        stub.reset(latency=3.0)
+    return transport
+
+
+# what the editor reads in the failure's reason (the provider's own words, where there is one)
+REASON = {
+    ("memory", "refused"): "refused (memory transport)",
+    ("memory", "throttled"): "try again later",
+    ("smtp", "refused"): "550 5.1.1 User unknown (recipient victim@example.com)",
+    ("smtp", "throttled"): "RCPT TO refused: 454 4.7.0 Throttling failure",
+    ("ses", "refused"): "MessageRejected",
+    ("ses", "throttled"): "TooManyRequestsException",
+    ("ses", "no_answer"): "may have been sent",
+    ("memory", "stopped"): "sending paused",
+    ("file", "stopped"): "outbox: cannot create the outbox folder",
+    ("smtp", "stopped"): "does not offer STARTTLS",
+    ("ses", "stopped"): "SendingPausedException: Sending is paused",
+}
+PROVOKE = {"memory": _provoke_memory, "file": _provoke_file, "smtp": _provoke_smtp, "ses": _provoke_ses}
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("kind", sorted(PROVOKE))
+def test_failure_contract(kind: str, outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    transport = PROVOKE[kind](outcome, request, tmp_path)
+    raw = build_message(VICTIM)
+    if outcome == "stopped":  # raised by open() or by send(): either way nothing more leaves
+        with pytest.raises(StopSending) as stopped, transport:
+            transport.send(SENDER, VICTIM, raw)
+        assert REASON[kind, outcome] in stopped.value.format_message()
+        return
+    with transport:
+        result = transport.send(SENDER, VICTIM, raw)
+        assert result.error and REASON.get((kind, outcome), "") in result.error
+        if outcome == "refused":
+            assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.PERMANENT, False, False)
+            # a refusal concerns one reader: the next one still gets the message
+            assert transport.send(SENDER, "other@example.com", build_message("other@example.com")).ok
+        elif outcome == "throttled":
+            assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.TEMPORARY, True, True)
+        else:  # no answer after the request went out: outcome unknown, so never resent silently
+            assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.TEMPORARY, False, False)
+
+
 # -- make_transport -------------------------------------------------------------------------
 
 
@@ -282,14 +387,6 @@ def test_file_transport_readers_never_see_a_partial_message(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(r.message_id for r in results)  # type: ignore[type-var]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
     assert set(seen.values()) <= {len(big)}
-
-
-def test_file_transport_reports_an_unusable_outbox_as_stop_sending(tmp_path: Path) -> None:
-    blocker = tmp_path / "outbox"
-    blocker.write_text("a file where the folder should be")
-    transport = FileTransport(blocker / "sub")
-    with pytest.raises(StopSending, match=r"outbox/sub: cannot create the outbox folder"):
-        transport.open()
 
 
 # -- memory ---------------------------------------------------------------------------------
@@ -392,18 +489,6 @@ def test_ses_paused_suspended_and_daily_quota_stop_the_send(ses_stub: SesStub) -
         transport.send(SENDER, "second@example.com", raw)
 
 
-def test_ses_message_rejected_is_permanent_for_that_recipient_only(ses_stub: SesStub) -> None:
-    ses_stub.reset(rejected={"bad@example.com"})
-    transport = ses_for(ses_stub)
-    bad = transport.send(SENDER, "bad@example.com", build_message("bad@example.com"))
-    good = transport.send(SENDER, "good@example.com", build_message("good@example.com"))
-
-    assert (bad.outcome, bad.retry_safe, bad.throttled) == (Outcome.PERMANENT, False, False)
-    assert "MessageRejected" in bad.error and "bad@example.com" in bad.error  # type: ignore[operator]
-    assert good.ok
-    assert ses_stub.recipients() == ["good@example.com"]
-
-
 def test_ses_sends_configuration_set_and_tags_from_settings(ses_stub: SesStub, tmp_path: Path) -> None:
     s = settings(
         tmp_path,
@@ -431,16 +516,6 @@ def test_ses_check_refuses_a_paused_account(ses_stub: SesStub) -> None:
     ses_stub.reset(paused=True)
     with pytest.raises(TransportError, match="sending is paused for this account"):
         ses_for(ses_stub).check()
-
-
-def test_ses_read_timeout_is_temporary_but_not_retry_safe(ses_stub: SesStub) -> None:
-    ses_stub.reset(latency=0.6)
-    result = ses_for(ses_stub, read_timeout=0.2).send(
-        SENDER, "reader@example.com", build_message("reader@example.com")
-    )
-
-    assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.TEMPORARY, False, False)
-    assert "may have been sent" in result.error  # type: ignore[operator]
 
 
 def test_ses_unreachable_endpoint_is_temporary_and_retry_safe(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -680,3 +755,15 @@ def test_smtp_refuses_to_send_in_the_clear_to_a_server_that_requires_starttls(
         "Check smtp.security, smtp.username and NEWSLETTER_SMTP_PASSWORD."
     )
     assert smtp_tls_server.received == []
+
+
+# -- the names ------------------------------------------------------------------------------
+
+
+def test_transport_names_are_declared_once_and_settings_accept_exactly_them():
+    from newsletter import config
+    from newsletter.delivery.transports import COMMAND_LINE_TRANSPORTS, REAL_TRANSPORTS, TRANSPORTS
+
+    assert set(config.TRANSPORTS) == set(TRANSPORTS) == {"file", "memory", "ses", "smtp"}
+    assert {"ses", "smtp"} == REAL_TRANSPORTS
+    assert "memory" not in COMMAND_LINE_TRANSPORTS and set(COMMAND_LINE_TRANSPORTS) < set(TRANSPORTS)

@@ -667,6 +667,7 @@ def one_click(web: Served, url: str) -> Answer:
 def test_an_address_unsubscribed_mid_send_gets_nothing_from_the_resumed_send(serve_app) -> None:
     """Across features: a canary send, one-click unsubscribes over HTTP, then the send resumes."""
     from newsletter.content.library import load_library
+    from newsletter.delivery.plan import plan_send
     from newsletter.delivery.sending import send_issue
     from newsletter.mail.message import unsubscribe_url
 
@@ -676,8 +677,9 @@ def test_an_address_unsubscribed_mid_send_gets_nothing_from_the_resumed_send(ser
     issue = library.issue("2024-01-10-first")
     outbox = MemoryTransport()  # the issue's transport (the app has its own for confirmations)
 
-    def send(**options):
-        return send_issue(web.settings, library, issue, transport=outbox, store=web.store, **options)
+    def send(progress=None, stop_event=None, **options):
+        plan = plan_send(web.settings, library, issue, transport=outbox, **options)
+        return send_issue(plan, web.store, progress=progress, stop_event=stop_event)
 
     send(limit=2)  # the canary: a partial snapshot of the ledger
     assert outbox.recipients == ["reader0@example.org", "reader1@example.org"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
@@ -11,7 +12,9 @@ from newsletter.archive.server import site_server
 from newsletter.archive.site import build_site
 from newsletter.cli import Context, pass_context
 from newsletter.content.cache import ContentCache
+from newsletter.content.freeze import freeze_path, freeze_published
 from newsletter.content.library import load_library
+from newsletter.content.selection import plan
 
 OUT_OPTION = click.option(
     "--out",
@@ -118,6 +121,10 @@ def publish(
             f"{where}: {len(report.uploaded)} uploaded, {len(report.unchanged)} unchanged, "
             f"{len(report.deleted)} deleted"
         )
+        # Public now: a published issue never sent keeps these papers from here on.
+        library = load_library(obj.settings)
+        for issue in freeze_published(library.issues, plan(library), dt.datetime.now(dt.UTC)):
+            click.echo(f"froze      {freeze_path(issue.path).name} (published; commit it)")
 
 
 @archive.command()

@@ -1,11 +1,9 @@
-"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery.sending."""
+"""`newsletter send` and `newsletter status`: thin wiring over newsletter.delivery (plan, sending, status)."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +12,11 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli import Context, pass_context
+from newsletter.delivery.transports.registry import COMMAND_LINE_TRANSPORTS
+from newsletter.interrupts import GracefulStop
 
 if TYPE_CHECKING:
-    from newsletter.delivery.sending import SendReport
+    from newsletter.delivery.report import SendReport
 
 
 @click.command()
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @click.option(
     "--transport",
     "transport_name",
-    type=click.Choice(["ses", "smtp", "file"]),
+    type=click.Choice(COMMAND_LINE_TRANSPORTS),
     help="How messages leave [default: send.transport in newsletter.toml].",
 )
 @click.option(
@@ -89,7 +89,9 @@ def send(
 ) -> None:
     """Send ISSUE to every active subscriber, once, recorded in the ledger.
 
-    ISSUE is a path or a slug. Re-running continues an interrupted send and never
+    ISSUE is a path or a slug; it must be published (drafts work with --test and
+    --dry-run). The first real send freezes its papers in issues/<slug>.sent.toml
+    (commit it). Re-running continues an interrupted send and never
     reaches a reader twice; messages that were being sent when a send was killed
     are reported as uncertain and resent only with --resend-uncertain. Ctrl-C stops
     after the messages in flight are recorded.
@@ -100,8 +102,10 @@ def send(
         newsletter send 2026-03-17-multilingual-llms --limit 50
         newsletter send 2026-03-17-multilingual-llms
     """
+    from newsletter.content.freeze import require_sendable
     from newsletter.content.library import load_library
-    from newsletter.delivery.sending import eligible_count, resolve_secret, send_issue, send_test
+    from newsletter.delivery.plan import plan_send, recipients_count, resolve_secret
+    from newsletter.delivery.sending import send_issue, send_test
     from newsletter.delivery.transports import make_transport
     from newsletter.errors import NewsletterError
     from newsletter.mail.build import build_message
@@ -115,6 +119,8 @@ def send(
         click.echo(f"Warning: {warning}", err=True)
     library = load_library(settings, only=issue_ref)
     issue = library.issue(issue_ref)
+    if not (test_addresses or dry_run):
+        require_sendable(issue)  # a draft may be tried (--test, --dry-run), never sent to the list
     built = build_message(library, issue)
     if not skip_checks:
         _preflight(built, spamassassin=not no_spam_score)
@@ -145,49 +151,62 @@ def send(
         )
         return
 
+    plan = plan_send(
+        settings,
+        library,
+        issue,
+        transport=transport,
+        rate=rate,
+        workers=workers,
+        threads=threads,
+        limit=limit,
+        resend_uncertain=resend_uncertain,
+        retry_failed=retry_failed,
+        secret=secret,
+        template=MessageTemplate.build(built.rendered, settings),
+    )
     with Store.open(settings.database_url) as store:
-        eligible = eligible_count(store, issue.slug, limit)
-        counts = store.ledger_counts(issue.slug)
-        uncertain = counts["sending"]
-        to_send = (
-            eligible
-            + (uncertain if resend_uncertain else 0)
-            + (counts["failed_temporary"] if retry_failed else 0)
-        )
+        to_send = recipients_count(store, plan)
+        papers = len(built.rendered.papers)
         if dry_run:
-            click.echo(f"Issue:      {issue.slug}")
-            click.echo(f"Subject:    {issue.subject}")
-            click.echo(f"Transport:  {name}")
-            click.echo(f"Recipients: {to_send}")
-            if uncertain:
-                click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
-            click.echo(
-                "Checks:     " + ("skipped" if skip_checks else "passed") + "\nDry run: nothing was sent."
-            )
+            _describe_dry_run(store, plan, issue, papers, checked=not skip_checks, to_send=to_send)
             return
         if to_send > 0 and not yes:
-            _confirm(issue.slug, issue.subject, to_send, name, limit)
-        template = MessageTemplate.build(built.rendered, settings)
-        stop = threading.Event()
-        with _progress(to_send) as progress, _stop_on_sigint(stop):
-            report = send_issue(
-                settings,
-                library,
-                issue,
-                transport=transport,
-                store=store,
-                rate=rate,
-                workers=workers,
-                threads=threads,
-                limit=limit,
-                resend_uncertain=resend_uncertain,
-                retry_failed=retry_failed,
-                progress=progress,
-                stop_event=stop,
-                secret=secret,
-                template=template,
-            )
+            _confirm(issue, papers, to_send, name, limit)
+        if to_send > 0:
+            _freeze(issue, built.rendered.papers)
+        stop = GracefulStop(on_first=_say_stopping)
+        with _progress(to_send) as progress, stop:
+            report = send_issue(plan, store, progress=progress, stop_event=stop.event)
     _finish(report)
+
+
+def _freeze(issue, papers) -> None:
+    """The first real send records the papers it sends: they stay the issue's from now on."""
+    import datetime as dt
+
+    from newsletter.content.freeze import freeze, freeze_path
+
+    if issue.frozen is None:
+        freeze(issue, papers, issue.subject, dt.datetime.now(dt.UTC))
+        click.echo(f"Froze {freeze_path(issue.path).name}: these papers stay the issue's (commit the file)")
+
+
+def _status(issue) -> str:
+    return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
+
+
+def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send: int) -> None:
+    uncertain = store.ledger_counts(plan.issue)["sending"]
+    click.echo(f"Issue:      {plan.issue}")
+    click.echo(f"Status:     {_status(issue)}")
+    click.echo(f"Subject:    {issue.subject}")
+    click.echo(f"Papers:     {papers}")
+    click.echo(f"Transport:  {plan.transport_name}")
+    click.echo(f"Recipients: {to_send}")
+    if uncertain:
+        click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
+    click.echo("Checks:     " + ("passed" if checked else "skipped") + "\nDry run: nothing was sent.")
 
 
 def _address(text: str) -> str:
@@ -215,7 +234,7 @@ def _preflight(built, *, spamassassin: bool) -> None:
         )
 
 
-def _confirm(slug: str, subject: str, count: int, transport: str, limit: int | None) -> None:
+def _confirm(issue, papers: int, count: int, transport: str, limit: int | None) -> None:
     from newsletter.errors import NewsletterError
 
     if not sys.stdin.isatty():
@@ -224,8 +243,10 @@ def _confirm(slug: str, subject: str, count: int, transport: str, limit: int | N
             "Pass --yes to send non-interactively."
         )
     canary = " (canary, --limit)" if limit is not None else ""
-    click.echo(f"Issue:      {slug}", err=True)
-    click.echo(f"Subject:    {subject}", err=True)
+    click.echo(f"Issue:      {issue.slug}", err=True)
+    click.echo(f"Status:     {_status(issue)}", err=True)
+    click.echo(f"Subject:    {issue.subject}", err=True)
+    click.echo(f"Papers:     {papers}", err=True)
     click.echo(f"Recipients: {count}{canary}", err=True)
     click.echo(f"Transport:  {transport}", err=True)
     if not click.confirm("Send now?", default=False, err=True):
@@ -269,25 +290,8 @@ def _progress(total: int) -> Iterator:
         yield update
 
 
-@contextmanager
-def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C: finish the messages in flight, then stop. Second: stop now (leaves uncertain rows)."""
-
-    def handler(signum, frame) -> None:
-        if stop.is_set():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _say_stopping() -> None:
+    click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
 
 
 def _finish(report: SendReport) -> None:
@@ -315,7 +319,7 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
     Example:
         newsletter status 2026-03-17-multilingual-llms --json
     """
-    from newsletter.delivery.sending import COMPLAINT_WARNING, issue_status
+    from newsletter.delivery.status import COMPLAINT_WARNING, issue_status
     from newsletter.errors import NewsletterError
     from newsletter.store import Store
 

@@ -7,12 +7,15 @@ expected, what was found — before anything is rendered. Unknown fields are war
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsletter.config import Settings
+from newsletter.content.freeze import FREEZE_SUFFIX, freeze_path, read_freeze
+from newsletter.content.front_matter import closest
 from newsletter.content.issues import Issue, read_issue
 from newsletter.content.papers import Paper, read_paper
 from newsletter.errors import ContentError, Problem, describe, raise_for
@@ -43,9 +46,16 @@ def _read(
 
 
 def load_papers(
-    settings: Settings, problems: list[Problem] | None = None, cache: ContentCache | None = None
+    settings: Settings,
+    problems: list[Problem] | None = None,
+    broken: set[str] | None = None,
+    cache: ContentCache | None = None,
 ) -> list[Paper]:
-    """Read every `papers/*.md`; raise listing every problem unless a list is passed to collect them."""
+    """Read every `papers/*.md`; raise listing every problem unless a list is passed to collect them.
+
+    `broken` collects the ids (file stems) of papers that failed to load, so an issue that
+    includes one says so instead of calling the id unknown.
+    """
     own = problems is None
     problems = [] if problems is None else problems
     papers: list[Paper] = []
@@ -60,6 +70,8 @@ def load_papers(
         )
         if paper is not None:  # ids are unique: each must equal its file's name
             papers.append(paper)
+        elif broken is not None:
+            broken.add(path.stem)
     if own:
         raise_for(problems)
     return papers
@@ -81,7 +93,8 @@ def load_issues(
             lambda found, path=path: read_issue(path, settings, found, _relative(path, settings)),
         )
         if issue is not None:
-            issues.append(issue)
+            frozen = read_freeze(path, problems, _relative(path, settings))
+            issues.append(dataclasses.replace(issue, frozen=frozen) if frozen else issue)
     numbers: dict[int, Issue] = {}
     for issue in issues:
         if issue.number in numbers:
@@ -113,24 +126,38 @@ class Library:
             if issue.slug == name or issue.path == Path(ref).resolve():
                 return issue
         known = ", ".join(i.slug for i in self.issues) or "none"
-        raise ContentError(f"{ref}: no such issue (expected a path or slug; known issues: {known})")
+        guess = closest(name, [i.slug for i in self.issues])
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise ContentError(f"{ref}: no such issue{hint} (expected a path or slug; known issues: {known})")
 
     def earlier(self, issue: Issue) -> list[Issue]:
         return [i for i in self.issues if (i.date, i.number) < (issue.date, issue.number)]
 
 
-def check_references(settings: Settings, papers: dict[str, Paper], issues: list[Issue]) -> list[Problem]:
-    """Problems that need both papers and issues: unknown ids in include/exclude."""
+def check_references(
+    settings: Settings, papers: dict[str, Paper], issues: list[Issue], broken: Iterable[str] = ()
+) -> list[Problem]:
+    """Problems that need both papers and issues: unknown ids in include/exclude and freeze records.
+
+    A paper in `broken` exists but failed to load; its own errors are reported already.
+    """
     problems = []
+    broken = set(broken)
     for issue in issues:
         where = _relative(issue.path, settings)
-        for key in ("include", "exclude"):
-            for pid in getattr(issue, key):
-                if pid not in papers:
+        lists = [("include", issue.include), ("exclude", issue.exclude)]
+        if issue.frozen is not None:
+            lists.append(("papers", issue.frozen.papers))
+        for key, ids in lists:
+            field_where = freeze_path(Path(where)).as_posix() if key == "papers" else where
+            for pid in ids:
+                if pid in broken:
+                    problems.append(Problem(field_where, key, f"paper {pid!r} has errors, see above"))
+                elif pid not in papers:
                     hint = _close_match(pid, papers)
                     problems.append(
                         Problem(
-                            where,
+                            field_where,
                             key,
                             f"unknown paper id {pid!r} (no papers/{pid}.md)",
                             hint=f"Did you mean {hint!r}?" if hint else None,
@@ -158,17 +185,19 @@ def load_library(
     (`newsletter.content.cache`), only files changed since the last read are parsed.
     """
     problems: list[Problem] = []
-    papers = load_papers(settings, problems, cache)
+    broken: set[str] = set()
+    papers = load_papers(settings, problems, broken, cache)
     issue_problems: list[Problem] = []
     issues = load_issues(settings, issue_problems, cache)
     if cache is not None:
         cache.save()
     by_id = {p.id: p for p in papers}
-    issue_problems += check_references(settings, by_id, issues)
+    issue_problems += check_references(settings, by_id, issues, broken)
     if only is not None:
         target = Path(only).name.removesuffix(".md")
         for p in issue_problems:
-            mine = Path(p.where.split(":")[0]).stem == target or p.warning
+            stem = Path(p.where.split(":")[0]).name.removesuffix(FREEZE_SUFFIX).removesuffix(".md")
+            mine = stem == target or p.warning
             problems.append(p if mine else Problem(p.where, p.field, p.message, p.hint, warning=True))
     else:
         problems += issue_problems

@@ -12,14 +12,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import ClassVar, Self
 
 from newsletter.errors import TransportError
-
-if TYPE_CHECKING:
-    from newsletter.config import Settings
 
 
 class Outcome(StrEnum):
@@ -103,31 +99,3 @@ class Transport(ABC):
 
     def check(self) -> None:  # noqa: B027 - nothing to check for local transports
         """Pre-flight: raise TransportError with a clear message if sending cannot work."""
-
-
-def make_transport(
-    settings: Settings, name: str | None = None, *, outbox: Path | None = None, concurrency: int = 10
-) -> Transport:
-    """The transport named `name` (default: settings.transport), configured from settings.
-
-    `outbox` overrides the file transport's folder; `concurrency` is the number of threads
-    that will call `send` at once (SES sizes its connection pool for it).
-    """
-    chosen = name or settings.transport
-    if chosen == "file":
-        from newsletter.delivery.transports.file import FileTransport
-
-        return FileTransport(outbox or settings.outbox_dir)
-    if chosen == "memory":
-        from newsletter.delivery.transports.memory import MemoryTransport
-
-        return MemoryTransport()
-    if chosen == "ses":
-        from newsletter.delivery.transports.ses import SesTransport
-
-        return SesTransport.from_settings(settings, concurrency=concurrency)
-    if chosen == "smtp":
-        from newsletter.delivery.transports.smtp import SmtpTransport
-
-        return SmtpTransport.from_settings(settings)
-    raise TransportError(f"transport: expected one of file, memory, ses, smtp, got {chosen!r}")

@@ -1,0 +1,273 @@
+"""The sending loop of one process: claim ledger rows, send them on a thread pool, record every answer.
+
+The ledger (see docs/architecture.md, "Ledger states") makes a send resumable and safe to repeat:
+
+* a row is claimed (``sending``) just before its message goes out, and only as many rows
+  are claimed as there are free sending threads and rate tokens, so a crash leaves at most
+  ``threads × workers`` rows *uncertain*;
+* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), or back to
+  ``queued`` when the message certainly did not leave (a stop before it was handed over).
+
+Throughput: one thread claims and records (SQLite has one writer anyway), a pool of
+long-lived threads does the I/O, and a token bucket paces the pool.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from newsletter.delivery.ratelimit import TokenBucket
+from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
+from newsletter.delivery.transports import Outcome, StopSending, Transport
+from newsletter.mail.message import Recipient
+from newsletter.tokens import unsubscribe_token
+
+if TYPE_CHECKING:
+    from newsletter.delivery.plan import SendPlan
+    from newsletter.store import Delivery, Store
+
+MAX_ATTEMPTS = 8  # sends of one message in one run before a retry-safe failure is recorded
+BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
+BACKOFF_CAP = 5.0
+RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
+
+
+@dataclass
+class _Answer:
+    delivery: Delivery
+    kind: str  # sent | temporary | permanent | requeue | stop | crash (after handing over) | crash-before
+    message_id: str | None = None
+    error: str | None = None
+    retries: int = 0
+    throttled: int = 0
+
+
+class SendLoop:
+    """Claim rows as threads and tokens free up; send them on a pool; record every answer."""
+
+    def __init__(
+        self,
+        plan: SendPlan,
+        transport: Transport,
+        store: Store,
+        *,
+        rate: float | None,
+        max_rows: int | None,
+        halt: Any,  # threading.Event or multiprocessing Event: stop claiming, abandon retries
+        user_stop: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.issue = plan.issue
+        self.template = plan.template
+        self.sender = plan.sender
+        self.secret = plan.secret
+        self.transport = transport
+        self.store = store
+        self.bucket = TokenBucket(rate)
+        self.threads = plan.threads
+        self.max_rows = max_rows
+        self.halt = halt
+        self.user_stop = user_stop
+        self.progress = progress
+        self.tally = Tally()
+        self.interrupted = False
+        # claim in small batches (fewer transactions) but keep every thread busy
+        self._low_water = max(1, self.threads // 4)
+        self._unrecorded: list[tuple[int, str | None]] = []  # sent, to be recorded with the next claim
+        self._unrecorded_since = 0.0
+
+    def run(self) -> Tally:
+        # Long-lived sending threads fed through queues: a Future and a wait() per message
+        # cost more CPU than building the message.
+        work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
+        senders = [
+            threading.Thread(target=self._send_from, args=(work, answers), name=f"send-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in senders:
+            thread.start()
+        try:
+            self._loop(work, answers)
+        finally:
+            for _ in senders:
+                work.put(None)
+            for thread in senders:
+                thread.join()
+        if self._unrecorded:
+            self.store.mark_sent_many(self.issue, self._take_unrecorded())
+        return self.tally
+
+    def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
+        in_flight = 0
+        claimed = 0
+        exhausted = self.max_rows is not None and self.max_rows <= 0
+        while True:
+            if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
+                self.interrupted = True
+                self.halt.set()
+            halted = self.halt.is_set()
+            # This loop's rows in `sending` are in flight or sent-but-unrecorded, never more
+            # than `threads` together: that bounds what a crash leaves uncertain. A claim
+            # records the unrecorded ones first, in its own transaction, so they free slots.
+            free = self.threads - in_flight
+            claimed_now = False
+            if not halted and not exhausted and (free >= self._low_water or not in_flight):
+                want = free if self.max_rows is None else min(free, self.max_rows - claimed)
+                got = self.bucket.take(want) if want > 0 else 0
+                if got:
+                    rows = self.store.claim_batch(self.issue, got, record_sent=self._take_unrecorded())
+                    claimed_now = True
+                    self.bucket.give_back(got - len(rows))
+                    claimed += len(rows)
+                    exhausted = len(rows) < got or (self.max_rows is not None and claimed >= self.max_rows)
+                    for delivery in rows:
+                        work.put(delivery)
+                    in_flight += len(rows)
+            if (
+                not claimed_now
+                and self._unrecorded
+                and (
+                    len(self._unrecorded) >= self._low_water
+                    or halted
+                    or exhausted
+                    or not in_flight
+                    or time.monotonic() - self._unrecorded_since > RECORD_DELAY
+                )
+            ):
+                self.store.mark_sent_many(self.issue, self._take_unrecorded())
+            if not in_flight and (exhausted or halted):
+                return
+            timeout = 0.1
+            if not halted and not exhausted and in_flight < self.threads:
+                timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
+            if self._unrecorded:
+                timeout = min(timeout, RECORD_DELAY)
+            if not in_flight:
+                self.halt.wait(timeout)
+                continue
+            try:
+                done = [answers.get(timeout=timeout)]
+            except queue.Empty:
+                continue
+            while True:
+                try:
+                    done.append(answers.get_nowait())
+                except queue.Empty:
+                    break
+            in_flight -= len(done)
+            self._record_all(done)
+
+    def _send_from(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
+        """A sending thread: deliver what the loop hands over until it hands over None."""
+        while (delivery := work.get()) is not None:
+            try:
+                answer = self._deliver(delivery)
+            except BaseException:  # never leave the loop waiting for an answer that cannot come
+                answer = _Answer(delivery, "crash", error=traceback.format_exc())
+            answers.put(answer)
+
+    def _take_unrecorded(self) -> list[tuple[int, str | None]]:
+        taken, self._unrecorded = self._unrecorded, []
+        return taken
+
+    # runs on a sending thread
+    def _deliver(self, delivery: Delivery) -> _Answer:
+        answer = _Answer(delivery, "requeue")
+        try:
+            token = unsubscribe_token(self.secret, delivery.subscriber_id)  # type: ignore[arg-type]
+            raw = self.template.personalise(Recipient(delivery.email, delivery.name, token))
+        except Exception:
+            # a bug before anything left: the row goes back to the queue, the send stops
+            self.halt.set()
+            answer.kind, answer.error = "crash-before", traceback.format_exc()
+            return answer
+        attempt = 0
+        while True:
+            if self.halt.is_set():
+                answer.kind = "requeue"  # stopping, and this message was never accepted
+                return answer
+            attempt += 1
+            try:
+                result = self.transport.send(self.sender, delivery.email, raw)
+            except StopSending as exc:
+                answer.kind, answer.error = "stop", exc.format_message()
+                return answer
+            except Exception:
+                # the provider may or may not have the message: leave the row uncertain
+                answer.kind, answer.error = "crash", traceback.format_exc()
+                return answer
+            if result.outcome is Outcome.SENT:
+                answer.kind, answer.message_id = "sent", result.message_id
+                return answer
+            answer.error = result.error or result.outcome.value
+            if result.outcome is Outcome.PERMANENT:
+                answer.kind = "permanent"
+                return answer
+            if not result.retry_safe:
+                answer.kind = "temporary"  # may have been delivered: never resent silently
+                return answer
+            if result.throttled:
+                answer.throttled += 1
+                self.bucket.throttled()
+            if attempt >= MAX_ATTEMPTS:
+                answer.kind = "temporary"
+                answer.error = f"{answer.error} (gave up after {attempt} attempts)"
+                return answer
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if self.halt.wait(delay) or not self.bucket.acquire(self.halt):
+                answer.kind = "requeue"
+                return answer
+            answer.retries += 1
+
+    # runs on the loop's thread: the only writer of this process
+    def _record_all(self, answers: list[_Answer]) -> None:
+        """Record answers. Sent messages are recorded with the next claim (one transaction for
+        both: a commit per message costs more CPU than building it); the rest at once."""
+        for a in answers:
+            if a.kind == "sent":
+                if not self._unrecorded:
+                    self._unrecorded_since = time.monotonic()
+                self._unrecorded.append((a.delivery.subscriber_id, a.message_id))  # type: ignore[arg-type]
+                self._record(a, recorded=True)
+            else:
+                self._record(a)
+
+    def _record(self, answer: _Answer, *, recorded: bool = False) -> None:
+        d = answer.delivery
+        sid: int = d.subscriber_id  # type: ignore[assignment]
+        t = self.tally
+        t.retries += answer.retries
+        t.throttled += answer.throttled
+        if answer.kind == "sent":
+            if not recorded:
+                self.store.mark_sent(self.issue, sid, answer.message_id)
+            t.sent += 1
+        elif answer.kind in ("temporary", "permanent"):
+            self.store.mark_failed(self.issue, sid, answer.kind, answer.error or answer.kind)
+            if answer.kind == "temporary":
+                t.failed_temporary += 1
+            else:
+                t.failed_permanent += 1
+            if len(t.failures) < FAILURES_KEPT:
+                t.failures.append(Failure(d.email, answer.kind, answer.error or ""))
+        elif answer.kind in ("requeue", "stop", "crash-before"):
+            self.store.requeue(self.issue, sid)
+            t.requeued += 1
+            if answer.kind == "stop":
+                t.stopped = t.stopped or answer.error
+                self.halt.set()
+            elif answer.kind == "crash-before":
+                t.crashed = t.crashed or answer.error
+        elif answer.kind == "crash":
+            t.crashed = t.crashed or answer.error
+            self.halt.set()
+        if self.progress is not None and answer.kind != "requeue":
+            self.progress(1)

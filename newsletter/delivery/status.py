@@ -1,0 +1,73 @@
+"""An issue's send, as the editor sees it afterwards: counts by state, failures, deliveries, complaints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from newsletter.delivery.report import Failure
+
+if TYPE_CHECKING:
+    from newsletter.store import Store
+
+COMPLAINT_WARNING = 0.001  # SES reviews accounts whose complaint rate reaches 0.1 %
+
+
+@dataclass
+class Status:
+    """The ledger of one issue, for `newsletter status`."""
+
+    issue: str
+    counts: dict[str, int]
+    delivered: int
+    failures: list[Failure]
+    uncertain: list[str]
+    events: dict[str, int]  # bounce (permanent), soft_bounce, complaint: matched to this issue's messages
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def complaint_rate(self) -> float:
+        sent = self.counts.get("sent", 0)
+        return self.events.get("complaint", 0) / sent if sent else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "issue": self.issue,
+            "total": self.total,
+            "queued": self.counts["queued"],
+            "sending": self.counts["sending"],
+            "uncertain": len(self.uncertain),
+            "sent": self.counts["sent"],
+            "failed_temporary": self.counts["failed_temporary"],
+            "failed_permanent": self.counts["failed_permanent"],
+            "delivered": self.delivered,
+            "bounces": self.events.get("bounce", 0),
+            "soft_bounces": self.events.get("soft_bounce", 0),
+            "complaints": self.events.get("complaint", 0),
+            "complaint_rate": round(self.complaint_rate, 6),
+            "failures": [{"email": f.email, "outcome": f.outcome, "error": f.error} for f in self.failures],
+            "uncertain_emails": self.uncertain,
+        }
+
+
+def issue_status(store: Store, issue: str) -> Status:
+    """Counts by state, failures with reasons, delivery and complaint figures for one issue."""
+    rows = store.ledger(issue)
+    counts = store.ledger_counts(issue)
+    failures = [
+        Failure(d.email, d.outcome or "permanent", d.error or "") for d in rows if d.state == "failed"
+    ]
+    # Events (bounces, complaints) are recorded by `newsletter events`; the store counts
+    # the ones that answer this issue's messages.
+    events = store.issue_event_counts(issue)
+    return Status(
+        issue=issue,
+        counts=counts,
+        delivered=sum(1 for d in rows if d.delivered_at is not None),
+        failures=failures,
+        uncertain=[d.email for d in rows if d.state == "sending"],
+        events=events,
+    )
