@@ -509,7 +509,9 @@ def main() -> None:
         action="append",
         help="with --only misbehaving: these only",
     )
-    parser.add_argument("--database", metavar="URL", help="a PostgreSQL database to run on (a schema per run)")
+    parser.add_argument(
+        "--database", metavar="URL", help="a PostgreSQL database to run on (a schema per run)"
+    )
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global DATABASE

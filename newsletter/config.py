@@ -86,6 +86,7 @@ class Settings:
     transport: str = "file"
     rate: float | None = None  # messages per second; None: from SES quota, else unlimited
     max_html_kb: int = 95
+    feed_size: int = 20  # issues in feed.xml and feed.json; older ones are in archived feed pages
     ses: SesSettings = field(default_factory=SesSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -277,6 +278,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("email.feedback_id", "feedback_id", _text),
     Option("email.max_html_kb", "max_html_kb", _positive_int),
     Option("web.url", "web_url", _base_url),
+    Option("archive.feed_size", "feed_size", _positive_int),
     Option("paths.papers", "papers_dir", _path),
     Option("paths.issues", "issues_dir", _path),
     Option("paths.templates", "templates_dir", _path),

@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.archive.publish import PUBLISHED, PublishError, publish_site
-from newsletter.archive.site import MANIFEST, build_site, site_server
+from newsletter.archive.server import site_server
+from newsletter.archive.site import MANIFEST, build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content.library import Library, load_library

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
 
+from newsletter.archive.publish import publish_site
+from newsletter.archive.server import site_server
+from newsletter.archive.site import build_site
 from newsletter.cli import Context, pass_context
+from newsletter.content.cache import ContentCache
+from newsletter.content.freeze import freeze_path, freeze_published
+from newsletter.content.library import load_library
+from newsletter.content.selection import plan
 
 OUT_OPTION = click.option(
     "--out",
@@ -28,6 +36,9 @@ def archive() -> None:
 def build(obj: Context, out: Path | None, verbose: bool) -> None:
     """Build the archive site: pages, feeds, sitemap; writes only what changed.
 
+    Reads only the paper and issue files changed since the last build (the rest come
+    from build/cache/). Feeds carry the newest archive.feed_size issues (default 20);
+    older ones are in archived feed pages under feeds/archive/.
     Prints one summary line; --verbose lists the files too. Under a sub-path
     (base_url https://example.org/digest/) crawlers ignore the site's robots.txt:
     add its Sitemap line to the host's own /robots.txt.
@@ -36,12 +47,11 @@ def build(obj: Context, out: Path | None, verbose: bool) -> None:
     Example:
         newsletter archive build --out site/
     """
-    from newsletter.archive.site import build_site
-    from newsletter.content.library import load_library
-
     settings = obj.settings
     target = out or settings.site_dir
-    report = build_site(load_library(settings), target)
+    # the content cache: a rebuild parses only the paper and issue files changed since the last one
+    library = load_library(settings, cache=ContentCache.for_settings(settings))
+    report = build_site(library, target)
     if verbose:
         for path in report.written:
             click.echo(f"wrote      {path}")
@@ -99,12 +109,6 @@ def publish(
     Example:
         newsletter archive publish --bucket digest.example.org --delete
     """
-    import datetime as dt
-
-    from newsletter.archive.publish import publish_site
-    from newsletter.content.freeze import freeze_path, freeze_published
-    from newsletter.content.library import load_library
-    from newsletter.content.selection import plan
 
     site_dir = out or obj.settings.site_dir
     if yes_delete_foreign and not delete:
@@ -165,7 +169,6 @@ def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
     Example:
         newsletter archive serve --port 8000
     """
-    from newsletter.archive.site import site_server
 
     server = site_server(out or obj.settings.site_dir, bind, port)
     host, real_port = server.server_address[:2]

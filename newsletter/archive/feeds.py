@@ -1,0 +1,187 @@
+"""The archive's feeds: Atom (RFC 4287) and JSON Feed 1.1, the newest issues first, older ones in archived pages.
+
+`feed.xml` and `feed.json` carry the newest `archive.feed_size` issues (default 20), so
+a feed stays small however long the newsletter runs. Older issues are in archived feed
+pages (RFC 5005, section 4): `feeds/archive/<n>.xml`, numbered from the oldest, each
+holding `feed_size` issues. Full pages never change when new issues are published; only
+the newest page fills up as issues leave `feed.xml`. The subscription feed links its
+newest archived page as `prev-archive`; every archived page links `current` (feed.xml),
+`prev-archive` (older) and `next-archive` (newer) and carries `<fh:archive/>`.
+The JSON pages (`feeds/archive/<n>.json`) chain the same issues with `next_url`,
+JSON Feed's pagination, from the newest page to the oldest.
+
+Entries carry an issue's full content with absolute links (feed readers have no base);
+dates come from the issues, never from the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from feedgen.ext.base import BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from newsletter.archive.pages import Page, SitePages
+from newsletter.content.library import Issue
+
+ATOM_FEED = "feed.xml"
+JSON_FEED = "feed.json"
+ARCHIVE_PAGE = "feeds/archive/{number}.{ext}"
+HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005's fh: namespace
+
+
+class _ArchiveMarker(BaseExtension):
+    """Marks an Atom document as an archived feed page: `<fh:archive/>` (RFC 5005, section 4)."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": HISTORY_NS}
+
+    def extend_atom(self, feed: Any) -> Any:
+        feed.insert(0, etree.Element(f"{{{HISTORY_NS}}}archive"))
+        return feed
+
+
+def archive_pages(issues: list[Issue], size: int) -> list[list[Issue]]:
+    """The issues of each archived page, oldest page first: all but the newest `size`, in runs of `size`."""
+    archived = issues[: max(len(issues) - size, 0)]
+    return [archived[start : start + size] for start in range(0, len(archived), size)]
+
+
+def feed_pages(site: SitePages) -> list[Page]:
+    """The subscription feeds and every archived page, each keyed by the issues it carries."""
+    size = site.settings.feed_size
+    current = site.issues[-size:] if site.issues else []
+    chunks = archive_pages(site.issues, size)
+    writer = _FeedWriter(site)
+    pages: list[Page] = []
+    for number in range(len(chunks) + 1):  # 0: the subscription feeds, then archived pages 1..n
+        chunk = current if number == 0 else chunks[number - 1]
+        links = _history_links(number, len(chunks))  # so full pages keep their key as pages are added
+        key = site.key("feed", number, links, [site.issue_full(i) for i in chunk])
+        for ext in ("xml", "json"):
+            path = _page_path(number, ext)
+            pages.append(
+                Page(
+                    path,
+                    key,
+                    lambda number=number, chunk=chunk, ext=ext: writer.render(
+                        number, chunk, len(chunks), ext
+                    ),
+                )
+            )
+    return pages
+
+
+def _page_path(number: int, ext: str) -> str:
+    if number == 0:
+        return ATOM_FEED if ext == "xml" else JSON_FEED
+    return ARCHIVE_PAGE.format(number=number, ext=ext)
+
+
+class _FeedWriter:
+    """Renders one feed page, Atom or JSON; entry contents are rendered once per build."""
+
+    def __init__(self, site: SitePages) -> None:
+        self.site = site
+        self.settings = site.settings
+
+    def render(self, number: int, issues: list[Issue], pages: int, ext: str) -> str | bytes:
+        return self.atom(number, issues, pages) if ext == "xml" else self.json(number, issues, pages)
+
+    def content(self, issue: Issue) -> str:
+        """An issue's full content as an HTML fragment with absolute links."""
+        site = self.site
+
+        def compute() -> str:
+            context = site.base_context(depth=None, language=issue.language, path=f"issues/{issue.slug}/")
+            context.update(issue=issue, papers=site.papers_of[issue.slug])
+            return site.render("feed_entry.html.j2", context).strip()
+
+        return site.memo.get("fragment", site.key("feed-entry", site.issue_full(issue)), compute)
+
+    def tags(self, issue: Issue) -> list[str]:
+        return sorted({t for p in self.site.papers_of[issue.slug] for t in p.tags})
+
+    @staticmethod
+    def updated(issues: list[Issue]) -> dt.datetime:
+        """As new as the page's newest issue (never the clock)."""
+        newest = issues[-1].date if issues else dt.date(1970, 1, 1)
+        return dt.datetime.combine(newest, dt.time(), tzinfo=dt.UTC)
+
+    def atom(self, number: int, issues: list[Issue], pages: int) -> bytes:
+        s = self.settings
+        fg = FeedGenerator()
+        fg.id(s.url())
+        fg.title(s.name)
+        fg.subtitle(s.description or s.name)
+        fg.link(href=s.url(), rel="alternate", type="text/html")
+        fg.link(href=s.url(_page_path(number, "xml")), rel="self", type="application/atom+xml")
+        for rel, other in _history_links(number, pages):
+            fg.link(href=s.url(_page_path(other, "xml")), rel=rel, type="application/atom+xml")
+        if number:
+            fg.register_extension("fh", _ArchiveMarker, atom=True, rss=False)
+        fg.language(s.language)
+        fg.author(name=s.name)  # Atom wants an author for the feed when entries have none
+        fg.generator("newsletter")
+        fg.updated(self.updated(issues))
+        for issue in issues:  # feedgen prepends: the newest ends up first
+            entry = fg.add_entry()
+            url = issue.web_url(s)
+            when = dt.datetime.combine(issue.date, dt.time(), tzinfo=dt.UTC)
+            entry.id(url)
+            entry.title(issue.subject)
+            entry.link(href=url, rel="alternate", type="text/html")
+            entry.published(when)
+            entry.updated(when)
+            if issue.preheader:
+                entry.summary(issue.preheader)
+            entry.content(self.content(issue), type="html")
+            for tag in self.tags(issue):
+                entry.category(term=tag)
+        return fg.atom_str(pretty=True)
+
+    def json(self, number: int, issues: list[Issue], pages: int) -> str:
+        s = self.settings
+        items = []
+        for issue in reversed(issues):
+            item: dict[str, Any] = {
+                "id": issue.web_url(s),
+                "url": issue.web_url(s),
+                "title": issue.subject,
+                "content_html": self.content(issue),
+                "date_published": f"{issue.date.isoformat()}T00:00:00Z",
+                "language": issue.language,
+            }
+            if issue.preheader:
+                item["summary"] = issue.preheader
+            if tags := self.tags(issue):
+                item["tags"] = tags
+            items.append(item)
+        older = dict(_history_links(number, pages)).get("prev-archive")
+        feed = {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": s.name,
+            "home_page_url": s.url(),
+            "feed_url": s.url(JSON_FEED),
+            **({"next_url": s.url(_page_path(older, "json"))} if older else {}),
+            "language": s.language,
+            "authors": [{"name": s.name}],
+            **({"description": s.description} if s.description else {}),
+            "items": items,
+        }
+        return json.dumps(feed, ensure_ascii=False, indent=2) + "\n"
+
+
+def _history_links(number: int, pages: int) -> list[tuple[str, int]]:
+    """RFC 5005 links of feed page `number` (0: the subscription feed) among `pages` archived pages."""
+    if number == 0:
+        return [("prev-archive", pages)] if pages else []
+    links = [("current", 0)]
+    if number > 1:
+        links.append(("prev-archive", number - 1))
+    if number < pages:
+        links.append(("next-archive", number + 1))
+    return links

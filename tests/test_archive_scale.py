@@ -1,0 +1,331 @@
+"""Archives of many issues: the content cache, paged feeds (RFC 5005), byte-identical rebuilds."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+from xml.etree import ElementTree
+
+import feedparser
+import pytest
+from click.testing import CliRunner
+
+from newsletter.archive.site import build_site
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.content import cache as cache_module
+from newsletter.content.cache import CACHE_FILE, RACY_NS, ContentCache
+from newsletter.content.library import load_library
+from newsletter.errors import NewsletterError
+from tests.support.project import make_newsletter
+
+BASE = "https://example.org/digest/"
+FIRST = "2024-01-10-first"
+PAPER = "cjk-tokenizers"
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def site_files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def cli_build(root: Path, *args: str) -> list[str]:
+    """`newsletter archive build -v`: the files it wrote."""
+    result = CliRunner().invoke(main, ["--root", str(root), "archive", "build", "-v", *args])
+    assert result.exit_code == 0, result.output
+    return sorted(line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("wrote"))
+
+
+def add_issues(root: Path, count: int, start: int = 2) -> list[str]:
+    """`count` more published issues in January-February 2023 (before the fixture's), oldest first."""
+    slugs = []
+    for n in range(start, start + count):
+        slug = f"2023-{1 + n // 28:02d}-{1 + n % 28:02d}-extra-{n}"
+        (root / "issues" / f"{slug}.md").write_text(
+            f'---\ntitle: "Extra {n}"\nsubject: "Test Digest extra #{n}"\ndate: {slug[:10]}\n'
+            f"number: {100 + n}\nstatus: published\ninclude: [2401.00001]\n---\nExtra issue {n}.\n",
+            encoding="utf-8",
+        )
+        slugs.append(slug)
+    return slugs
+
+
+@pytest.fixture
+def digest(tmp_path: Path) -> Path:
+    return make_newsletter(tmp_path)
+
+
+@pytest.fixture
+def paged(tmp_path: Path) -> Path:
+    """The fixture newsletter with 7 more published issues (8 in all) and feeds of 3 issues."""
+    root = make_newsletter(tmp_path, extra_toml="\n[archive]\nfeed_size = 3\n")
+    add_issues(root, 7)
+    return root
+
+
+def age(root: Path, seconds: int = 3600) -> None:
+    """Date every content file an hour back, as files that were not just written (not "racy")."""
+    for path in [*root.glob("papers/*.md"), *root.glob("issues/*.md")]:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 1_000_000_000))
+
+
+# -- the content cache ----------------------------------------------------------------------
+
+
+def test_the_cache_parses_only_changed_files(digest: Path) -> None:
+    settings = load_settings(digest)
+    files = len(list(digest.glob("papers/*.md"))) + len(list(digest.glob("issues/*.md")))
+    first = ContentCache.for_settings(settings)
+    fresh = load_library(settings, cache=first)
+    assert first.reads == files and (settings.build_dir / CACHE_FILE).is_file()
+
+    again = ContentCache.for_settings(settings)
+    cached = load_library(settings, cache=again)
+    assert again.reads == 0
+    assert cached == fresh  # every paper and issue, field for field
+
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    (digest / "issues" / "2024-01-17-arabic.md").unlink()
+    third = ContentCache.for_settings(settings)
+    changed = load_library(settings, cache=third)
+    assert third.reads == 1
+    assert changed.papers[PAPER].upvotes == 8
+    assert [i.slug for i in changed.issues] == [FIRST]
+    assert len(third.used) == files - 1  # the deleted file left the cache
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_seen(digest: Path) -> None:
+    """The same size and the same mtime to the nanosecond, right after a read: the hash decides."""
+    settings = load_settings(digest)
+    paper = digest / "papers" / f"{PAPER}.md"
+    load_library(settings, cache=ContentCache.for_settings(settings))
+    before = paper.stat()
+    edit(paper, "upvotes: 7", "upvotes: 9")
+    os.utime(paper, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (paper.stat().st_size, paper.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    cache = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=cache).papers[PAPER].upvotes == 9
+    assert cache.reads == 1
+
+
+def test_files_well_older_than_their_read_are_trusted_by_their_stat(
+    digest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(digest)
+    later = time.time_ns() + 3600 * 1_000_000_000
+    monkeypatch.setattr(cache_module, "_now", lambda: later)  # read an hour after the last change
+    load_library(settings, cache=ContentCache.for_settings(settings))
+    cache = ContentCache.for_settings(settings)
+    paper = str(digest / "papers" / f"{PAPER}.md")
+    stat, read_ns = cache.entries[paper][:2]
+    assert max(stat[1], stat[2]) + RACY_NS < read_ns  # not racy: no hash needed next time
+    load_library(settings, cache=cache)
+    assert cache.reads == 0 and not cache.changed  # and the cache file is not rewritten
+
+    # ...until the stat differs: a same-size edit is hashed, then parsed
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 6")
+    cache = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=cache).papers[PAPER].upvotes == 6 and cache.reads == 1
+
+
+def test_problems_and_warnings_come_back_from_the_cache(digest: Path) -> None:
+    settings = load_settings(digest)
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 7\nmood: sunny")
+    first = load_library(settings, cache=ContentCache.for_settings(settings))
+    bad = digest / "papers" / "broken.md"
+    bad.write_text("---\nid: broken\ntitle: [unclosed\n---\nText.\n", encoding="utf-8")
+    for _ in range(2):  # the second time from the cache: the same error, never a silent skip
+        cache = ContentCache.for_settings(settings)
+        with pytest.raises(Exception) as raised:
+            load_library(settings, cache=cache)
+        assert "papers/broken.md" in str(raised.value)
+    bad.unlink()
+    cache = ContentCache.for_settings(settings)
+    problems: list = []
+    from newsletter.content.library import load_papers
+
+    load_papers(settings, problems, cache)
+    assert cache.reads == 0
+    assert [(p.where, p.field, p.warning) for p in problems] == [(f"papers/{PAPER}.md", "mood", True)]
+    assert first.papers[PAPER].upvotes == 7
+
+
+class Boom:
+    def __reduce__(self):  # what a tampered cache would hold: a call on unpickling
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not a pickle at all",
+        b"\x80\x05\x95",  # a truncated pickle
+        pickle.dumps({"salt": "an older version", "entries": {"x": 1}}),
+        pickle.dumps([1, 2, 3]),
+        pickle.dumps({"salt": None, "entries": Boom()}),
+    ],
+    ids=["garbage", "truncated", "older-version", "not-a-mapping", "tampered"],
+)
+def test_a_corrupt_or_foreign_cache_is_ignored(
+    digest: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(digest)
+    settings = load_settings(digest)
+    expected = load_library(settings)
+    path = settings.build_dir / CACHE_FILE
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    cache = ContentCache.for_settings(settings)
+    assert cache.entries == {}
+    assert load_library(settings, cache=cache) == expected
+    assert cache.reads == len(expected.papers) + len(expected.issues)
+    assert not (digest / "pwned").exists()
+    assert ContentCache.for_settings(settings).entries  # rebuilt, and readable again
+
+
+def test_a_cached_entry_of_the_wrong_shape_is_read_again(digest: Path) -> None:
+    settings = load_settings(digest)
+    load_library(settings, cache=ContentCache.for_settings(settings))
+    path = settings.build_dir / CACHE_FILE
+    data = pickle.load(io.BytesIO(path.read_bytes()))
+    for key in data["entries"]:
+        data["entries"][key] = ("wrong",)
+    path.write_bytes(pickle.dumps(data))
+    cache = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=cache) == load_library(settings)
+    assert cache.reads == len(data["entries"])
+
+
+def test_editing_one_paper_changes_exactly_its_pages_and_the_feeds(digest: Path) -> None:
+    age(digest)
+    assert len(cli_build(digest)) == 17
+    assert cli_build(digest) == []
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    assert cli_build(digest) == sorted(
+        [f"issues/{FIRST}/index.html", f"papers/{PAPER}/index.html", "feed.xml", "feed.json"]
+    )
+    assert "8" in (digest / "site" / f"papers/{PAPER}/index.html").read_text()
+    assert cli_build(digest) == []
+
+
+def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Path) -> None:
+    """Through the cache, after an edit and its undoing: the same bytes as a build from nothing."""
+    cli_build(digest)
+    paper = digest / "papers" / f"{PAPER}.md"
+    original = paper.read_text(encoding="utf-8")
+    edit(paper, "upvotes: 7", "upvotes: 70")
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    cli_build(digest)
+    paper.write_text(original, encoding="utf-8")
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome back to the", "Welcome to the")
+    cli_build(digest)
+    build_site(load_library(load_settings(digest)), tmp_path / "fresh")
+    assert site_files(digest / "site") == site_files(tmp_path / "fresh")
+
+
+# -- paged feeds ------------------------------------------------------------------------------
+
+
+def links(parsed) -> dict[str, str]:
+    return {link["rel"]: link["href"] for link in parsed.feed.links}
+
+
+def local(out: Path, url: str) -> Path:
+    assert url.startswith(BASE), url
+    path = out / url.removeprefix(BASE)
+    assert path.is_file(), f"{url} does not resolve in the site"
+    return path
+
+
+def test_feeds_carry_the_newest_issues_and_archived_pages_the_rest(paged: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(load_library(load_settings(paged)), out)
+    published = [i for i in load_library(load_settings(paged)).issues if i.published]
+    assert len(published) == 8
+    urls = [BASE + f"issues/{i.slug}/" for i in published]
+
+    current = feedparser.parse((out / "feed.xml").read_bytes())
+    assert not current.bozo, current.get("bozo_exception")
+    assert [e.id for e in current.entries] == urls[-3:][::-1]  # the newest 3, newest first
+    assert ElementTree.fromstring((out / "feed.xml").read_bytes()).find(f"{{{HISTORY_NS}}}archive") is None
+    assert links(current)["self"] == BASE + "feed.xml"
+
+    # walk back through the archive: feed.xml -> page 2 -> page 1, each linking current and its neighbours
+    seen = [e.id for e in current.entries]
+    page_url = links(current)["prev-archive"]
+    assert page_url == BASE + "feeds/archive/2.xml"
+    pages = []
+    while page_url:
+        path = local(out, page_url)
+        page = feedparser.parse(path.read_bytes())
+        assert not page.bozo, page.get("bozo_exception")
+        assert ElementTree.fromstring(path.read_bytes()).find(f"{{{HISTORY_NS}}}archive") is not None
+        found = links(page)
+        assert found["self"] == page_url and found["current"] == BASE + "feed.xml"
+        local(out, found["current"])
+        if pages:
+            assert found["next-archive"] == pages[-1]
+        seen += [e.id for e in page.entries]
+        pages.append(page_url)
+        page_url = found.get("prev-archive")
+    assert pages == [BASE + "feeds/archive/2.xml", BASE + "feeds/archive/1.xml"]
+    assert "next-archive" not in links(feedparser.parse((out / "feeds/archive/2.xml").read_bytes()))
+    assert sorted(seen) == sorted(urls) and len(seen) == len(set(seen))  # every issue exactly once
+    oldest = feedparser.parse((out / "feeds/archive/1.xml").read_bytes())
+    assert [e.id for e in oldest.entries] == urls[:3][::-1]
+    assert oldest.feed.updated.startswith(published[2].date.isoformat())
+
+    # JSON Feed: the same issues, chained by next_url from the newest page to the oldest
+    feed = json.loads((out / "feed.json").read_text(encoding="utf-8"))
+    items = [i["id"] for i in feed["items"]]
+    assert items == urls[-3:][::-1]
+    while "next_url" in feed:
+        feed = json.loads(local(out, feed["next_url"]).read_text(encoding="utf-8"))
+        items += [i["id"] for i in feed["items"]]
+    assert items == urls[::-1]
+
+
+def test_a_new_issue_leaves_full_archived_pages_alone(paged: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(load_library(load_settings(paged)), out)
+    before = site_files(out)
+    add_issues(paged, 1, start=20)  # 2023-01-21: newer than the extras, older than the fixture's issue
+    report = build_site(load_library(load_settings(paged)), out)
+    # 9 issues: feed.xml keeps the 3 newest; page 2 fills up (3), page 1 stays as it was
+    assert "feeds/archive/1.xml" not in report.written and "feeds/archive/1.json" not in report.written
+    assert site_files(out)["feeds/archive/1.xml"] == before["feeds/archive/1.xml"]
+    assert {"feeds/archive/2.xml", "feeds/archive/2.json"} <= set(report.written)
+    assert len(feedparser.parse((out / "feeds/archive/2.xml").read_bytes()).entries) == 3
+    assert not (out / "feeds/archive/3.xml").exists()
+
+
+def test_feeds_shrink_back_and_old_pages_are_removed(paged: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build_site(load_library(load_settings(paged)), out)
+    edit(paged / "newsletter.toml", "feed_size = 3", "feed_size = 20")
+    report = build_site(load_library(load_settings(paged)), out)
+    assert sorted(p for p in report.removed if p.startswith("feeds/")) == [
+        "feeds/archive/1.json", "feeds/archive/1.xml", "feeds/archive/2.json", "feeds/archive/2.xml",
+    ]  # fmt: skip
+    assert not (out / "feeds").exists()
+    assert len(feedparser.parse((out / "feed.xml").read_bytes()).entries) == 8
+
+
+@pytest.mark.parametrize("value", ["0", '"ten"', "-3"])
+def test_feed_size_must_be_a_positive_number(digest: Path, value: str) -> None:
+    with (digest / "newsletter.toml").open("a", encoding="utf-8") as handle:
+        handle.write(f"\n[archive]\nfeed_size = {value}\n")
+    with pytest.raises(NewsletterError) as raised:
+        load_settings(digest)
+    assert "archive.feed_size: expected" in str(raised.value)
