@@ -4,7 +4,7 @@ The web app's only defence against a script that subscribes strangers' addresses
 answer slowly enough: `per_ip` bounds one client (an IPv6 client by its /64, which one
 household or server usually holds whole), `per_address` bounds how often one mailbox
 can be sent a confirmation mail, whoever asks: once per CONFIRMATION_INTERVAL. Delivery
-has its own, unrelated sending rate (newsletter.delivery.ratelimit).
+has its own, unrelated sending rate (newsletter.delivery.pacing).
 """
 
 from __future__ import annotations
