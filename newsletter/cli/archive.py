@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import Context, pass_context
+from newsletter.cli.listen import listen_options, open_server
 
 OUT_OPTION = click.option(
     "--out",
@@ -115,15 +116,10 @@ def publish(
 
 
 @archive.command()
-@click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
-)
-@click.option(
-    "--bind", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="Address to listen on."
-)
+@listen_options
 @OUT_OPTION
 @pass_context
-def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
+def serve(obj: Context, host: str, port: int, out: Path | None) -> None:
     """Preview the built site over HTTP (folders serve index.html; misses serve 404.html).
 
     \b
@@ -132,7 +128,7 @@ def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
     """
     from newsletter.archive.site import site_server
 
-    server = site_server(out or obj.settings.site_dir, bind, port)
+    server = open_server(lambda h, p: site_server(out or obj.settings.site_dir, h, p), host, port)
     host, real_port = server.server_address[:2]
     click.echo(f"Serving {out or obj.settings.site_dir} at http://{host}:{real_port}/ (Ctrl-C to stop)")
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import Context, display_path, pass_context
+from newsletter.cli.issues import issues as issues_command
 
 
 def _targets(ctx: Context, issues: tuple[str, ...], all_issues: bool):
@@ -90,12 +91,15 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
 
 @click.group()
 def issue() -> None:
-    """Create issues.
+    """Create and list issues.
 
     \b
     Example:
         newsletter issue new tokenizers --tag tokenization
     """
+
+
+issue.add_command(issues_command, "list")
 
 
 @issue.command("new")
