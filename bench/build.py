@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter import render  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.content.library import load_library  # noqa: E402
 from newsletter.content.selection import papers_for  # noqa: E402
+from newsletter.mail import markers, render  # noqa: E402
 from newsletter.mail.message import MessageTemplate, Recipient  # noqa: E402
 
 
@@ -43,11 +43,17 @@ def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:
     papers = stage("select", papers_for, library, issue)
     env = stage("jinja env", render.jinja_environment, settings.templates_dir)
     context = stage("context", render.issue_context, library, issue, papers)
+    bare = stage("jinja bare (for markers)", render.render_template, env, render.EMAIL_TEMPLATE, context)
+    bare_text = render.render_template(env, render.TEXT_TEMPLATE, context)
+    nonce = stage("choose nonce", markers.choose_nonce, bare, bare_text)
+    context = render.issue_context(library, issue, papers, nonce)
     source = stage("jinja -> MJML", render.render_template, env, render.EMAIL_TEMPLATE, context)
     compiled = stage("MJML -> HTML", render.mjml_to_html, source)
     inlined = stage("premailer", render.inline_css, compiled)
     document = stage("finish", render.finish_html, inlined)
     text = stage("text part", render.render_template, env, render.TEXT_TEMPLATE, context)
+    counts = {name: source.count(markers.marker(name, nonce)) for name in markers.BODY_MARKERS}
+    text_counts = {name: text.count(markers.marker(name, nonce)) for name in markers.BODY_MARKERS}
     rendered = render.Rendered(
         issue,
         tuple(papers),
@@ -58,6 +64,7 @@ def build_once(root: Path, slug: str) -> tuple[dict[str, float], str]:
         issue.language,
         context["dir"],
         context["strings"],
+        markers.Markers(nonce, counts, text_counts),
     )
     template = stage("MIME template", MessageTemplate.build, rendered, settings)
     stage("personalise x1", template.personalise, Recipient("reader@example.org", "Ada", "t" * 40))
@@ -114,7 +121,7 @@ def main() -> None:
         runs.append(times)
     print(f"\nmedian of {args.runs} warm builds of {args.issue}:")
     for name in runs[0]:
-        print(f"  {name:<16} {statistics.median(r[name] for r in runs) * 1000:8.2f} ms")
+        print(f"  {name:<26} {statistics.median(r[name] for r in runs) * 1000:8.2f} ms")
     total = statistics.median(r["total"] for r in runs)
     python_mjml = statistics.median(r["MJML -> HTML"] for r in runs)
 

@@ -54,7 +54,7 @@ def test_every_example_issue_passes(example_library):
         assert (report.errors, report.warnings) == ([], []), issue.slug
         assert report.ok
         assert "message re-parses with 0 MIME defects" in report.passed
-        assert "every placeholder personalised" in report.passed
+        assert any(line.startswith("every per-reader marker personalised (") for line in report.passed)
         assert f"all {report.figures['papers']} paper titles in the text part" in report.passed
     first = check_issue(example_library, example_library.issues[0], spamassassin=False)
     assert first.figures["papers"] == 45
@@ -138,15 +138,23 @@ def test_text_part_without_unsubscribe_link_or_titles(english):
     text = "Test Digest\n\nThis week we have papers for you. Read them online.\n"
     report = check_built(rebuild(english, text=text), spamassassin=False)
     assert report.errors[0] == "no unsubscribe link in the text part"
-    assert report.errors[1].startswith("plain-text part is thin (")
-    assert report.errors[2].startswith("3 paper title(s) missing from the text part: ")
-    assert len(report.errors) == 3
+    assert report.errors[1] == (
+        "per-reader markers: the text part has no markers; its template placed 1 GREETING, 1 UNSUBSCRIBE_URL"
+    )
+    assert report.errors[2].startswith("plain-text part is thin (")
+    assert report.errors[3].startswith("3 paper title(s) missing from the text part: ")
+    assert len(report.errors) == 4
 
 
 def test_unsubscribe_link_missing_from_html(english):
-    html = english.rendered.html.replace("%%UNSUBSCRIBE_URL%%", "https://example.org/digest/")
+    html = english.rendered.html.replace(
+        english.rendered.markers.unsubscribe_url, "https://example.org/digest/"
+    )
     report = check_built(rebuild(english, html=html), spamassassin=False)
-    assert report.errors == ["no unsubscribe link in the part of the HTML that Gmail shows (first ~102 KB)"]
+    assert report.errors == [
+        "no unsubscribe link in the part of the HTML that Gmail shows (first ~102 KB)",
+        "per-reader markers: the html part has 1 GREETING; its template placed 1 GREETING, 2 UNSUBSCRIBE_URL",
+    ]
 
 
 def test_control_characters(english):
@@ -168,3 +176,77 @@ def test_check_command_prints_each_result(monkeypatch):
     assert "  ok    message re-parses with 0 MIME defects" in lines
     assert "  ok    all 3 paper titles in the text part" in lines
     assert not any(line.startswith(("  FAIL", "  warn")) for line in lines)
+
+
+# ---------------------------------------------------------------------------
+# Text the scaffold writes for the editor to replace
+
+
+def test_check_names_each_unedited_scaffold_text_by_file_and_field(tmp_path):
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    root = tmp_path / "new"
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(root), "--name", "Speech Weekly"]).exit_code == 0
+
+    def failures() -> list[str]:
+        result = runner.invoke(main, ["--root", str(root), "check", "--all", "--no-spam-score"])
+        assert "Traceback" not in result.output
+        return [line for line in result.output.splitlines() if line.startswith("  FAIL")]
+
+    scaffold = [
+        "  FAIL  issues/2026-01-20-first-issue.md: introduction: still the template text "
+        "('Write your introduction here'): expected your own introduction",
+        "  FAIL  newsletter.toml: [newsletter] postal_address: still the placeholder "
+        "'Your name · Street 1 · City · Country': expected the postal address readers can write to",
+        "  FAIL  papers/example-paper.md: abstract: still the template text "
+        "(\"Replace this with the paper's abstract\"): expected the paper's own abstract",
+        "  FAIL  papers/example-paper.md: note: still the template text "
+        "('Why this paper matters, in a sentence or two'): expected the paper's own note",
+    ]
+    assert failures() == scaffold  # the file transport: example.org is fine for trying things out
+
+    toml = root / "newsletter.toml"
+    toml.write_text(toml.read_text().replace('transport = "file"', 'transport = "smtp"'))
+    why = "expected a real address (the transport is smtp)"
+    assert failures() == [
+        *scaffold,
+        f"  FAIL  newsletter.toml: [newsletter] base_url: 'https://example.org/' is a placeholder domain: {why}",
+        f"  FAIL  newsletter.toml: [email] from: 'Speech Weekly <newsletter@example.org>' is a placeholder "
+        f"domain: {why}",
+        f"  FAIL  newsletter.toml: [email] reply_to: 'editor@example.org' is a placeholder domain: {why}",
+        f"  FAIL  newsletter.toml: [email] unsubscribe_mailto: 'unsubscribe@example.org' is a placeholder "
+        f"domain: {why}",
+        f"  FAIL  newsletter.toml: [web] url: 'https://example.org/api/' is a placeholder domain: {why}",
+        f"  FAIL  papers/example-paper.md: url: links to https://example.org…, a placeholder domain: {why}",
+        f"  FAIL  papers/example-paper.md: abstract: links to https://example.org…, a placeholder domain: {why}",
+    ]
+
+    toml.write_text(
+        toml.read_text()
+        .replace("example.org", "speech.example-lab.net")
+        .replace("Your name · Street 1 · City · Country", "Speech Weekly · 2 Mill Lane · Leeds · UK")
+    )
+    issue = root / "issues" / "2026-01-20-first-issue.md"
+    issue.write_text(issue.read_text().replace("Write your introduction here.", "Three papers on speech."))
+    paper = root / "papers" / "example-paper.md"
+    paper.write_text(
+        paper.read_text()
+        .replace("https://example.org/papers/example", "https://arxiv.org/abs/2401.00001")
+        .split("\n---\n")[0]
+        + "\n---\nWe study speech.\n\n## Editor's note\nWorth it.\n"
+    )
+    assert failures() == []
+
+
+def test_a_marker_the_template_did_not_place_fails_the_check(english):
+    markers = english.rendered.markers
+    html = english.rendered.html.replace("A clear baseline", f"A clear baseline {markers.unsubscribe_url}", 1)
+    assert html != english.rendered.html
+    report = check_built(rebuild(english, html=html), spamassassin=False)
+    assert report.errors == [
+        "per-reader markers: the html part has 1 GREETING, 3 UNSUBSCRIBE_URL; "
+        "its template placed 1 GREETING, 2 UNSUBSCRIBE_URL"
+    ]

@@ -127,12 +127,13 @@ def test_lines_are_short_and_quoted_printable_is_clean(english, example):
 def test_bodies_decode_to_the_rendered_parts(english):
     text, html_part = parts(parse(english.preview))
     url = "https://example.org/api/u/preview-token"
+    markers = english.rendered.markers
     assert text.replace("\r\n", "\n") == english.rendered.text.replace(
-        "%%GREETING%%", "Hi Ada Lovelace,"
-    ).replace("%%UNSUBSCRIBE_URL%%", url)
+        markers.greeting, "Hi Ada Lovelace,"
+    ).replace(markers.unsubscribe_url, url)
     assert html_part.replace("\r\n", "\n") == english.rendered.html.replace(
-        "%%GREETING%%", "Hi Ada Lovelace,"
-    ).replace("%%UNSUBSCRIBE_URL%%", url)
+        markers.greeting, "Hi Ada Lovelace,"
+    ).replace(markers.unsubscribe_url, url)
 
 
 # ---------------------------------------------------------------------------
@@ -282,6 +283,21 @@ def test_token_with_dash_and_underscore_survives(english):
     text, html_part = parts(parse(raw))
     assert f"Unsubscribe with one click: {url}\r\n" in text
     assert Anchors(html_part).hrefs.count(url) == 2
+
+
+def test_marker_like_subject_and_a_long_mailto_stay_as_written(library, english):
+    settings = dataclasses.replace(
+        library.settings, unsubscribe_mailto="leave-this-digest-for-good@lists.unsubscribe.example.org"
+    )
+    subject = "%%TO%% %%TOKEN%% list-unsubscribe-links %%UNSUBSCRIBE_URL%%"
+    rendered = dataclasses.replace(english.rendered, subject=subject)
+    raw = MessageTemplate.build(rendered, settings).personalise(Recipient("reader@example.org", None, "tok"))
+    msg = parse(raw)
+    assert msg["Subject"] == subject and msg["To"] == "reader@example.org"
+    assert raw_header(raw, "List-Unsubscribe") == [
+        "<https://example.org/api/u/tok>, "
+        "<mailto:leave-this-digest-for-good@lists.unsubscribe.example.org?subject=unsubscribe%20tok>"
+    ]  # plain links, never RFC 2047 words
 
 
 def test_without_a_web_endpoint_unsubscribe_falls_back_to_mailto(library, english):

@@ -33,9 +33,14 @@ from newsletter.mail.render import (
     wrap_text,
 )
 from tests.support.golden import assert_golden
-from tests.support.project import GOOD, copy_newsletter
+from tests.support.project import GOOD, copy_newsletter, run
 
 HOSTILE_TITLE = "Cross-Lingual Transfer with <script>alert(1)</script> {{ 7*7 }} </mj-text>"
+
+
+def nonce_masked(built, text: str) -> str:
+    """`text` with this build's marker nonce written as NONCE: golden files outlive a nonce."""
+    return text.replace(built.rendered.markers.nonce, "NONCE")
 
 
 def reviewable(fragment: str) -> str:
@@ -88,28 +93,29 @@ class Tags(HTMLParser):
 
 
 def test_golden_text_part(english):
-    assert_golden("first.email.txt", english.rendered.text)
+    assert_golden("first.email.txt", nonce_masked(english, english.rendered.text))
 
 
 def test_golden_arabic_text_part(arabic):
-    assert_golden("arabic.email.txt", arabic.rendered.text)
+    assert_golden("arabic.email.txt", nonce_masked(arabic, arabic.rendered.text))
 
 
 def test_golden_paper_block(english):
-    assert_golden("first.paper-2401.00001.html", reviewable(paper_block(english.rendered.html, "2401.00001")))
+    block = paper_block(english.rendered.html, "2401.00001")
+    assert_golden("first.paper-2401.00001.html", reviewable(nonce_masked(english, block)))
 
 
 def test_golden_footer(english):
     match = re.search(r"<div[^>]*>(?:(?!<div).)*Springfield</p></div>", english.rendered.html, re.DOTALL)
     assert match
-    assert_golden("first.footer.html", reviewable(match.group(0)))
+    assert_golden("first.footer.html", reviewable(nonce_masked(english, match.group(0))))
 
 
 def test_golden_arabic_masthead_and_intro(arabic):
     start = arabic.rendered.html.index("<body")
     end = arabic.rendered.html.index('<div id="arabic-dialects"')
     divs = re.findall(r'<div dir="rtl"[^>]*>.*?</div>', arabic.rendered.html[start:end], re.DOTALL)
-    assert_golden("arabic.rtl-blocks.html", reviewable("".join(divs)))
+    assert_golden("arabic.rtl-blocks.html", reviewable(nonce_masked(arabic, "".join(divs))))
 
 
 # ---------------------------------------------------------------------------
@@ -182,14 +188,37 @@ def test_relative_link_in_an_intro_keeps_only_its_text(tmp_path):
     assert '"/notes/"' not in document
 
 
+def test_intro_and_note_links_keep_their_url_in_the_text_part(tmp_path):
+    root = copy_newsletter(GOOD, tmp_path / "digest")
+    path = root / "issues" / "2024-01-10-first.md"
+    path.write_text(
+        path.read_text()
+        + '\nSee [our notes](/notes/), [the *site*](https://example.com/site?a=1&b=2 "Site"), '
+        "<https://example.com/auto> and <editor@example.com>.\n"
+    )
+    paper = root / "papers" / "2401.00001.md"
+    paper.write_text(
+        paper.read_text().replace("A clear baseline", "A [clear](https://example.com/b) baseline")
+    )
+    library = load_library(load_settings(root))
+    issue = library.issue("2024-01-10-first")
+    text = " ".join(render_issue(library, issue, papers_for(library, issue)).text.split())
+    assert (
+        "See our notes, the site (https://example.com/site?a=1&b=2), https://example.com/auto and "
+        "editor@example.com." in text
+    )
+    assert "> A clear (https://example.com/b) baseline" in text
+
+
 def test_placeholder_text_inside_content_is_not_personalised(english):
     url = "https://example.org/api/u/TOKEN-1"
     html_part, text_part = personalise_preview(english.rendered, name="Ada", unsubscribe_url=url)
     assert html_part.count(url) == 2  # top line and footer, not the abstract
     assert text_part.count(url) == 1
-    assert "%\u2060%UNSUBSCRIBE_URL%\u2060%" in html_part
-    assert "%\u2060%UNSUBSCRIBE_URL%\u2060%" in text_part
-    assert "%%UNSUBSCRIBE_URL%%" not in html_part + text_part
+    # the abstract's own text, exactly as written
+    assert "The placeholder %%UNSUBSCRIBE_URL%% must stay inert." in html_part
+    assert "The placeholder %%UNSUBSCRIBE_URL%% must stay inert." in " ".join(text_part.split())
+    assert english.rendered.markers.nonce not in html_part + text_part
 
 
 # ---------------------------------------------------------------------------
@@ -321,8 +350,58 @@ def test_short_authors():
 def test_eml_part_equals_rendered_text_after_personalisation(english):
     msg = email.message_from_bytes(english.preview, policy=policy.default)
     text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # MIME text lines end in CRLF
-    expected = english.rendered.text.replace("%%GREETING%%", "Hi Ada Lovelace,").replace(
-        "%%UNSUBSCRIBE_URL%%", "https://example.org/api/u/preview-token"
+    markers = english.rendered.markers
+    expected = english.rendered.text.replace(markers.greeting, "Hi Ada Lovelace,").replace(
+        markers.unsubscribe_url, "https://example.org/api/u/preview-token"
     )
     assert text == expected
     assert html.escape("Hi Ada Lovelace,") in msg.get_body(("html",)).get_content()
+
+
+def test_imported_html_markdown_and_entities_show_as_text(tmp_path):
+    """An imported abstract is text: its stars, brackets, tags and entities are shown, not obeyed."""
+    import json
+
+    root = tmp_path / "digest"
+    assert run(root.parent, "init", str(root)).exit_code == 0
+    for path in [*(root / "papers").glob("*.md"), *(root / "issues").glob("*.md")]:
+        path.unlink()
+    abstract = (
+        "We compare A* search and B* trees; x &amp; y &#37; z; **not bold**; <b>tag</b>; "
+        "[link](https://x.example), <https://auto.example>, _under_ and `code` \\* \\& %%UNSUBSCRIBE_URL%%."
+    )
+    blocks = ["# Not a heading", "1. not a list", "- not a list either", "---", "~~~"]
+    source = tmp_path / "hf.json"
+    summary = "\n\n".join([abstract, *blocks])
+    paper = {"id": "2406.30001", "title": "Stars *and* <b>tags</b> &amp; co", "summary": summary}
+    source.write_text(json.dumps([{"paper": {**paper, "authors": [{"name": "A"}]}}]), encoding="utf-8")
+    assert run(root, "papers", "import", str(source)).output.endswith(
+        "1 created, 0 updated, 0 unchanged, 0 refused\n"
+    )
+    again = run(root, "papers", "import", str(source))
+    assert again.output.endswith("0 created, 0 updated, 1 unchanged, 0 refused\n")  # escaping is stable
+    (root / "issues" / "2026-06-20-t.md").write_text(
+        "---\ntitle: T\ndate: 2026-06-20\nnumber: 1\nselect: {sort: id}\n---\nHi.\n", encoding="utf-8"
+    )
+    library = load_library(load_settings(root))
+    issue = library.issue("2026-06-20-t")
+    [imported] = papers_for(library, issue)
+    rendered = render_issue(library, issue, [imported])
+    shown = " ".join([abstract, *blocks])
+    assert excerpt(imported.abstract, 10_000) == (shown, False)
+    assert shown[:150] in " ".join(rendered.text.split())  # the email shows an excerpt
+    assert html.escape(shown[:150], quote=False) in rendered.html
+    assert html.escape("Stars *and* <b>tags</b> &amp; co", quote=False) in rendered.html
+
+
+def test_a_template_that_alters_a_marker_is_a_clear_error(tmp_path):
+    root = copy_newsletter(GOOD, tmp_path / "digest", copy_templates=True)
+    template = root / "templates" / "email" / "issue.txt.j2"
+    template.write_text(template.read_text().replace("{{ greeting }}", "{{ greeting|lower }}"))
+    result = run(root, "build", "2024-01-10-first", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert (
+        "templates/email/issue.txt.j2: the per-reader values greeting and unsubscribe_url must be output "
+        "as they are (no filters or tests on them)" in result.output
+    )

@@ -38,10 +38,10 @@ class Expected(Exception):
 def clean_text(text: str) -> str:
     """Drop control characters (C0 except newline/tab, DEL, C1) and surrounding whitespace.
 
-    Also breaks '%%' with an invisible word joiner: content is untrusted, and text such as
-    '%%UNSUBSCRIBE_URL%%' in an abstract must never be taken for a per-reader placeholder.
+    Text such as '%%UNSUBSCRIBE_URL%%' stays as written: no content can produce the
+    per-reader markers (see newsletter.mail.markers.Markers).
     """
-    return CONTROL_CHARS.sub("", text).replace("%%", "%\u2060%").strip()
+    return CONTROL_CHARS.sub("", text).strip()
 
 
 # ---------------------------------------------------------------------------

@@ -94,6 +94,19 @@ def clean_paragraphs(text: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
+# Characters that start Markdown's inline syntax (emphasis, code, links, autolinks and raw
+# HTML, entities, escapes), and the starts of a paragraph that make it a block (heading,
+# list, rule, code fence): an imported abstract is text, and shows as exactly that text.
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>&])")
+_MARKDOWN_BLOCK_START = re.compile(r"^([#+\-~=])|^(\d+)([.)])", re.MULTILINE)
+
+
+def markdown_escaped(text: str) -> str:
+    """`text` written as Markdown that renders back to exactly `text` (backslash escapes)."""
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", text)
+    return _MARKDOWN_BLOCK_START.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
+
+
 def normalise_title(title: str) -> str:
     """The dedupe key of a title: case, punctuation and spacing do not count."""
     folded = unicodedata.normalize("NFKC", title).casefold()

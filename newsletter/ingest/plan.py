@@ -30,6 +30,7 @@ from newsletter.ingest.candidates import (
     Parsed,
     Refusal,
     SourceError,
+    markdown_escaped,
     normalise_tag,
     normalise_title,
     slugify,
@@ -108,7 +109,7 @@ def _new_file(
         meta["tags"] = [t for t in all_tags if t]
     meta["source"] = candidate.source
     meta["imported"] = today
-    return PaperFile(papers_dir / f"{pid}.md", meta, candidate.abstract)
+    return PaperFile(papers_dir / f"{pid}.md", meta, markdown_escaped(candidate.abstract))
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Building an issue: render it once and write what an editor looks at before sending.
 
-`build/<slug>/email.html` and `email.txt` keep the per-reader placeholders (they are
+`build/<slug>/email.html` and `email.txt` keep the per-reader markers (they are
 what every message is made from); `preview.eml` is the complete message one sample
 reader would receive.
 """

@@ -13,10 +13,13 @@ import subprocess
 from dataclasses import dataclass, field
 from email import policy
 from html.parser import HTMLParser
+from pathlib import Path
 
-from newsletter.mail.build import SAMPLE_READER, Built
+from newsletter.config import Settings
+from newsletter.content.library import Issue, Library, Paper
+from newsletter.mail.build import SAMPLE_READER, Built, build_message
+from newsletter.mail.markers import BODY_MARKERS, marker_counts
 from newsletter.mail.message import unsubscribe_url
-from newsletter.mail.render import PLACEHOLDERS
 from newsletter.text import CONTROL_CHARS
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message whose HTML is larger than about this, as encoded
@@ -160,12 +163,7 @@ def check_built(built: Built, *, spamassassin: bool = True) -> CheckReport:
     report.check(
         not controls, "no control characters", f"{len(controls)} C0/C1 control character(s) in the message"
     )
-    leftovers = [p for p in PLACEHOLDERS if p in html or p in text]
-    report.check(
-        not leftovers,
-        "every placeholder personalised",
-        f"placeholders left after personalisation: {', '.join(leftovers)}",
-    )
+    _check_markers(report, built, html + text + str(msg))
 
     visible = " ".join("".join(parser.text).split())
     share = len(" ".join(text.split())) / max(1, len(visible))
@@ -194,8 +192,36 @@ def check_built(built: Built, *, spamassassin: bool = True) -> CheckReport:
     return report
 
 
+def _check_markers(report: CheckReport, built: Built, personalised: str) -> None:
+    """Each part substitutes exactly the markers its template placed, and none is left over."""
+    markers = built.rendered.markers
+    placed = {"html": markers.html, "text": markers.text}
+    encoded = built.template.marker_counts()
+    problems = []
+    for part in ("html", "text"):
+        expected = {name: n for name, n in placed[part].items() if n}
+        rendered = marker_counts(getattr(built.rendered, part), markers.nonce, BODY_MARKERS)
+        if rendered != expected or encoded[part] != expected:
+            problems.append(
+                f"the {part} part has {_describe(encoded[part])}; its template placed {_describe(expected)}"
+            )
+    left = personalised.count(markers.nonce)
+    if left:
+        problems.append(f"{left} marker(s) left after personalisation")
+    placed_total = sum(placed["html"].values()) + sum(placed["text"].values())
+    report.check(
+        not problems,
+        f"every per-reader marker personalised ({placed_total} placed by the templates)",
+        "per-reader markers: " + "; ".join(problems),
+    )
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()) if n) or "no markers"
+
+
 def _good_link(link: str) -> bool:
-    return bool(re.match(r"^(https?://[^\s/]+|mailto:\S+@)", link)) or link in PLACEHOLDERS
+    return bool(re.match(r"^(https?://[^\s/]+|mailto:\S+@)", link))
 
 
 def _norm(text: str) -> str:
@@ -245,8 +271,86 @@ def spam_score(raw: bytes) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def check_issue(library, issue, *, spamassassin: bool = True) -> CheckReport:
-    """Build `issue` (in memory) and check it."""
-    from newsletter.mail.build import build_message
+def check_issue(library: Library, issue: Issue, *, spamassassin: bool = True) -> CheckReport:
+    """Build `issue` (in memory) and check it, and its sources for text left from the scaffold."""
+    built = build_message(library, issue)
+    report = check_built(built, spamassassin=spamassassin)
+    problems = scaffold_text(library.settings, issue, built.rendered.papers)
+    report.check(
+        not problems, "no scaffold text or placeholder addresses left", problems[0] if problems else ""
+    )
+    report.errors.extend(problems[1:])
+    return report
 
-    return check_built(build_message(library, issue), spamassassin=spamassassin)
+
+# ---------------------------------------------------------------------------
+# Text a new project or `newsletter issue new` writes for the editor to replace
+
+SCAFFOLD_INTRO = ("Write your introduction here", "Write the introduction here")
+SCAFFOLD_PAPER_TEXT = (
+    "Replace this with the paper's abstract",
+    "Why this paper matters, in a sentence or two",
+)
+SCAFFOLD_POSTAL_ADDRESS = "Your name · Street 1 · City · Country"
+# RFC 2606 names: fine while trying things out with the file transport, never for readers
+PLACEHOLDER_DOMAIN = re.compile(r"(?:https?://|mailto:|@)(?:[\w-]+\.)*example\.(?:org|com)\b", re.IGNORECASE)
+REAL_TRANSPORTS = ("ses", "smtp")
+SETTINGS_FIELDS = {
+    "[newsletter] base_url": "base_url",
+    "[email] from": "sender",
+    "[email] reply_to": "reply_to",
+    "[email] unsubscribe_mailto": "unsubscribe_mailto",
+    "[web] url": "web_url",
+}
+PAPER_FIELDS = ("url", "pdf", "code", "project_page", "thumbnail", "abstract", "note")
+
+
+def scaffold_text(settings: Settings, issue: Issue, papers: tuple[Paper, ...] | list[Paper]) -> list[str]:
+    """Errors for scaffold text the editor has not replaced, each naming the file and field.
+
+    Placeholder domains (example.org, example.com) only count when the transport reaches
+    real readers (ses, smtp): the file transport is how a new project is tried out.
+    """
+    settings_file = "newsletter.toml"
+    issue_file = _shown(issue.path, settings.root)
+    problems = [
+        f"{issue_file}: introduction: still the template text ({phrase!r}): expected your own introduction"
+        for phrase in SCAFFOLD_INTRO
+        if phrase.casefold() in issue.intro.casefold()
+    ]
+    if SCAFFOLD_POSTAL_ADDRESS.casefold() in settings.postal_address.casefold():
+        problems.append(
+            f"{settings_file}: [newsletter] postal_address: still the placeholder "
+            f"{settings.postal_address!r}: expected the postal address readers can write to"
+        )
+    for paper in papers:
+        paper_file = _shown(paper.path, settings.root)
+        for field_name in ("abstract", "note"):
+            text = getattr(paper, field_name) or ""
+            problems += [
+                f"{paper_file}: {field_name}: still the template text ({phrase!r}): expected the paper's own {field_name}"
+                for phrase in SCAFFOLD_PAPER_TEXT
+                if phrase.casefold() in text.casefold()
+            ]
+    if settings.transport not in REAL_TRANSPORTS:
+        return problems
+    why = f"expected a real address (the transport is {settings.transport})"
+    for label, attribute in SETTINGS_FIELDS.items():
+        value = getattr(settings, attribute) or ""
+        if PLACEHOLDER_DOMAIN.search(value if "://" in value else "@" + value.split("@")[-1]):
+            problems.append(f"{settings_file}: {label}: {value!r} is a placeholder domain: {why}")
+    sources = [(issue_file, "introduction", issue.intro)] + [
+        (_shown(p.path, settings.root), name, getattr(p, name) or "") for p in papers for name in PAPER_FIELDS
+    ]
+    for where, field_name, text in sources:
+        found = PLACEHOLDER_DOMAIN.search(text)
+        if found:
+            problems.append(f"{where}: {field_name}: links to {found.group(0)}…, a placeholder domain: {why}")
+    return problems
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name

@@ -1,10 +1,11 @@
 """The MIME message: built once per issue, personalised per reader by substitution.
 
 `MessageTemplate.build()` encodes the whole message — headers, a text/plain part and
-a text/html part, both UTF-8 quoted-printable — once. The per-reader placeholders are
-kept on lines of their own in the encoded bytes (between soft line breaks, which
-decoders remove), so `personalise()` is a join of pre-encoded bytes with a few short
-encoded values: no re-render, no re-encoding of the 60–90 KB body.
+a text/html part, both UTF-8 quoted-printable — once. The per-reader markers
+(`newsletter.mail.markers.Markers`) are kept on lines of their own in the encoded bytes
+(between soft line breaks, which decoders remove), so `personalise()` is a join of
+pre-encoded bytes with a few short encoded values: no re-render, no re-encoding of the
+60–90 KB body. Only this issue's markers are split on: marker-like content stays text.
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 from newsletter.config import Settings
-from newsletter.mail.render import GREETING, UNSUBSCRIBE_URL, Rendered
+from newsletter.mail.markers import (
+    GREETING,
+    MARKER_NAMES,
+    MESSAGE_ID,
+    TO,
+    TOKEN,
+    UNSUBSCRIBE_URL,
+    Markers,
+    expect_markers,
+)
+from newsletter.mail.render import Rendered
 
-TO = "%%TO%%"
-MESSAGE_ID = "%%MESSAGE_ID%%"
-TOKEN = "%%TOKEN%%"
-_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in (UNSUBSCRIBE_URL, GREETING, TO, MESSAGE_ID, TOKEN)))
 _SOFT_BREAK = b"=\r\n"
 CRLF = "\r\n"
 
@@ -55,17 +62,22 @@ def _qp(text: str) -> bytes:
     return email.quoprimime.body_encode(latin, maxlinelen=76, eol=CRLF).encode("ascii")
 
 
-def _segments(encoded_text: str, encode) -> list[bytes | str]:
-    """Split `encoded_text` on placeholders: encoded static bytes interleaved with placeholder names.
+def _marker_pattern(markers: Markers) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(markers[name]) for name in MARKER_NAMES))
+
+
+def _segments(encoded_text: str, encode, pattern: re.Pattern[str], markers: Markers) -> list[bytes | str]:
+    """Split `encoded_text` on markers: encoded static bytes interleaved with marker names.
 
     Each static piece that does not end a line ends with a soft line break, so every
-    placeholder starts a line of its own and is never split by line wrapping.
+    marker starts a line of its own and is never split by line wrapping.
     """
+    names = {markers[name]: name for name in MARKER_NAMES}
     pieces: list[bytes | str] = []
     position = 0
-    for match in _PLACEHOLDER.finditer(encoded_text):
+    for match in pattern.finditer(encoded_text):
         pieces.append(_soft_end(encode(encoded_text[position : match.start()])))
-        pieces.append(match.group(0))
+        pieces.append(names[match.group(0)])
         position = match.end()
     pieces.append(encode(encoded_text[position:]))
     return pieces
@@ -120,20 +132,21 @@ class MessageTemplate:
     ) -> MessageTemplate:
         """Encode `rendered` into a message template; `date` defaults to now (SES overwrites it anyway)."""
         slug = rendered.issue.slug
+        markers = rendered.markers
         date = date or dt.datetime.now(dt.UTC)
         body_hash = hashlib.sha256((rendered.html + rendered.text).encode("utf-8")).hexdigest()
         boundary = f"=_nl_{body_hash[:24]}"  # "=_" can never occur in quoted-printable text
 
         head = EmailMessage(policy=policy.SMTP)
         head["From"] = settings.sender
-        head["To"] = TO
+        head["To"] = markers[TO]
         head["Subject"] = subject_prefix + rendered.subject
         head["Date"] = format_datetime(date)
-        head["Message-ID"] = MESSAGE_ID
+        head["Message-ID"] = markers[MESSAGE_ID]
         if settings.reply_to:
             head["Reply-To"] = settings.reply_to
         head["List-Id"] = f"{settings.name} <{settings.list_id}>"
-        head["List-Unsubscribe"] = _list_unsubscribe(settings)
+        head["List-Unsubscribe"] = LIST_UNSUBSCRIBE_SLOT
         if settings.web_url:
             head["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         head["List-Archive"] = f"<{settings.base_url}>"
@@ -141,14 +154,24 @@ class MessageTemplate:
         head["Content-Language"] = rendered.language
         head["MIME-Version"] = "1.0"
         head["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-        # the header block alone, placeholders intact (they contain no spaces, so folding keeps them whole)
+        # the header block alone, markers intact (they contain no spaces, so folding keeps them whole)
         head_text = head.as_bytes(policy=policy.SMTP).decode("ascii").split("\r\n\r\n", 1)[0] + "\r\n\r\n"
-        head_pieces = _segments(head_text, lambda s: s.encode("ascii"))
+        slot_line = (
+            f"\r\nList-Unsubscribe: {LIST_UNSUBSCRIBE_SLOT}\r\n"  # a whole line: no subject matches it
+        )
+        links_line = f"\r\nList-Unsubscribe: {_list_unsubscribe(settings, markers)}\r\n"
+        head_text = head_text.replace(slot_line, links_line, 1)
+        header_markers = {TO: 1, MESSAGE_ID: 1, TOKEN: 1, UNSUBSCRIBE_URL: 1 if settings.web_url else 0}
+        # the settings and the subject prefix were not part of the content the nonce was
+        # checked against: count the header block's markers too
+        expect_markers(head_text, markers, header_markers, "the message headers")
+        pattern = _marker_pattern(markers)
+        head_pieces = _segments(head_text, lambda s: s.encode("ascii"), pattern, markers)
         head_pieces = [p for p in head_pieces if p != b""]
         return cls(
             head=_merge_plain(head_pieces),
-            text=_segments(rendered.text, _qp),
-            html_=_segments(rendered.html, _qp),
+            text=_segments(rendered.text, _qp, pattern, markers),
+            html_=_segments(rendered.html, _qp, pattern, markers),
             boundary=boundary,
             rendered=rendered,
             settings=settings,
@@ -158,6 +181,15 @@ class MessageTemplate:
     @property
     def rendered(self) -> Rendered:
         return self._rendered
+
+    def marker_counts(self) -> dict[str, dict[str, int]]:
+        """How many markers of each name each part of the encoded message substitutes."""
+        parts = {"headers": self._head, "text": self._text, "html": self._html}
+        counts: dict[str, dict[str, int]] = {}
+        for part, pieces in parts.items():
+            names = [p for p in pieces if isinstance(p, str)]
+            counts[part] = {name: names.count(name) for name in dict.fromkeys(names)}
+        return counts
 
     def message_id(self, recipient: Recipient) -> str:
         """A stable Message-ID per (issue, reader): a resend of the same message keeps it."""
@@ -205,11 +237,16 @@ def _merge_plain(pieces: list[bytes | str]) -> list[bytes | str]:
     return [p[: -len(_SOFT_BREAK)] if isinstance(p, bytes) and p.endswith(_SOFT_BREAK) else p for p in pieces]
 
 
-def _list_unsubscribe(settings: Settings) -> str:
+# List-Unsubscribe is folded here, one link a line: the email package would fold a link
+# longer than 78 characters into RFC 2047 encoded words, which no client reads as a URL.
+LIST_UNSUBSCRIBE_SLOT = "list-unsubscribe-links"
+
+
+def _list_unsubscribe(settings: Settings, markers: Markers) -> str:
     mailto = settings.unsubscribe_mailto or settings.sender_address.addr_spec
-    mail_link = f"<mailto:{mailto}?subject=unsubscribe%20{TOKEN}>"
+    mail_link = f"<mailto:{mailto}?subject=unsubscribe%20{markers[TOKEN]}>"
     if settings.web_url:
-        return f"<{UNSUBSCRIBE_URL}>, {mail_link}"
+        return f"<{markers[UNSUBSCRIBE_URL]}>,\r\n {mail_link}"
     return mail_link
 
 

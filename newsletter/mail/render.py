@@ -1,8 +1,9 @@
 """Rendering: Jinja2 → MJML → mjml-python → premailer, plus a real plain-text part.
 
 Each stage is one function. An issue is rendered once (per language); what differs
-per reader — the greeting and the unsubscribe link — is left as placeholders that
-survive every stage, so a send personalises by substitution, never by re-rendering.
+per reader — the greeting and the unsubscribe link — is left as markers (`Markers`)
+that survive every stage, so a send personalises by substitution, never by re-rendering.
+No content can produce a marker: see `newsletter.mail.markers.Markers` for why.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import textwrap
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -23,14 +25,16 @@ from markupsafe import Markup
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.errors import RenderError
+from newsletter.mail.markers import (
+    GREETING,
+    UNSUBSCRIBE_URL,
+    Markers,
+    choose_nonce,
+    expect_markers,
+    marker,
+    placed_markers,
+)
 from newsletter.text import CONTROL_CHARS
-
-# Per-recipient placeholders. Plain ASCII without '=' or URL-special characters, so
-# that MJML, premailer/lxml (which escape some characters in href values) and
-# quoted-printable encoding leave them byte-for-byte intact.
-UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
-GREETING = "%%GREETING%%"
-PLACEHOLDERS = (UNSUBSCRIBE_URL, GREETING)
 
 EXCERPT_CHARS = 300
 TEXT_WIDTH = 78
@@ -52,6 +56,7 @@ class Rendered:
     language: str
     direction: str
     strings: dict[str, Any]
+    markers: Markers
 
     def greeting(self, name: str | None) -> str:
         """The greeting line for one reader, in the issue's language (plain text)."""
@@ -94,13 +99,34 @@ class Markdown:
         return Markup(self._cleaner.clean(self._parser.render(text)).strip())
 
     def plain(self, text: str) -> str:
-        """The visible text of markdown, whitespace collapsed (for excerpts and the text part)."""
-        rendered = _BLOCK_TAG.sub(" ", self._parser.render(text))
-        rendered = re.sub(r"<[^>]+>", "", rendered)
-        return " ".join(html.unescape(rendered).split())
+        """The visible text of markdown, whitespace collapsed (for excerpts)."""
+        return _visible(self._parser.render(text))
+
+    def text_with_links(self, text: str) -> str:
+        """Markdown as the plain-text part shows it: the visible text, each link as `text (URL)`.
+
+        A link whose text is its URL (`<https://…>`) is shown once; a relative link, which
+        the HTML part drops too, keeps only its text.
+        """
+        return _visible(_LINK.sub(_link_as_text, self._parser.render(text)))
 
 
 _BLOCK_TAG = re.compile(r"</?(p|li|ul|ol|br|h[1-6]|blockquote|pre|hr)\b[^>]*>", re.IGNORECASE)
+# markdown-it writes every link this way (raw HTML is off, so content cannot write its own)
+_LINK = re.compile(r'<a href="([^"]*)"(?: title="[^"]*")?>(.*?)</a>', re.DOTALL)
+
+
+def _visible(rendered: str) -> str:
+    rendered = re.sub(r"<[^>]+>", "", _BLOCK_TAG.sub(" ", rendered))
+    return " ".join(html.unescape(rendered).split())
+
+
+def _link_as_text(match: re.Match[str]) -> str:
+    # both groups are still HTML-escaped here; _visible unescapes them once
+    url, label = match.group(1), match.group(2)
+    if _absolute_links_only("a", "href", url) is None or url in (label, f"mailto:{label}"):
+        return label
+    return f"{label} ({url})"
 
 
 def _absolute_links_only(tag: str, attr: str, value: str) -> str | None:
@@ -199,14 +225,28 @@ def jinja_environment(templates_dir: Path):
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # Each issue is rendered twice (see newsletter.mail.markers.Markers): the Markdown of
+    # the second pass comes from this environment's memo.
     env.filters.update(
-        markdown=MARKDOWN.html,
-        plain=MARKDOWN.plain,
+        markdown=_memo(MARKDOWN.html),
+        plain=_memo(MARKDOWN.plain),
+        text_with_links=_memo(MARKDOWN.text_with_links),
         excerpt=lambda text, limit=EXCERPT_CHARS: excerpt(text, limit)[0],
         short_authors=short_authors,
         wrap=wrap_text,
     )
     return env
+
+
+def _memo(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    results: dict[str, Any] = {}
+
+    def memoised(text: str) -> Any:
+        if text not in results:
+            results[text] = convert(text)
+        return results[text]
+
+    return memoised
 
 
 def render_template(env, name: str, context: dict[str, Any]) -> str:
@@ -366,8 +406,8 @@ def _tidy_text(text: str) -> str:
 # The whole pipeline
 
 
-def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[str, Any]:
-    """What the email and site templates see."""
+def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: str = "") -> dict[str, Any]:
+    """What the email templates see; `nonce` "" puts each marker's bare name (see `Markers`)."""
     settings = library.settings
     strings = load_strings(settings, issue.language)
     direction = text_direction(issue.language)
@@ -397,8 +437,8 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[s
         "align": "right" if direction == "rtl" else "left",
         "date": format_date(issue.date, strings),
         "web_url": web_url,
-        "unsubscribe_url": Markup(UNSUBSCRIBE_URL),
-        "greeting": Markup(GREETING),
+        "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "greeting": Markup(marker(GREETING, nonce)),
         "intro": issue.intro,
         "reason": settings.subscribe_reason
         or strings["reason"].format(newsletter=settings.name, site=settings.base_url),
@@ -406,13 +446,29 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper]) -> dict[s
 
 
 def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendered:
-    """Render one issue: subject, preheader, inlined HTML and the plain-text part."""
+    """Render one issue: subject, preheader, inlined HTML and the plain-text part, with markers."""
     settings = library.settings
     env = jinja_environment(settings.templates_dir)
     context = issue_context(library, issue, papers)
+    bare_source = render_template(env, EMAIL_TEMPLATE, context)
+    bare_text = render_template(env, TEXT_TEMPLATE, context)
+    nonce = choose_nonce(bare_source, bare_text)
+    context = {
+        **context,
+        "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "greeting": Markup(marker(GREETING, nonce)),
+    }
     source = render_template(env, EMAIL_TEMPLATE, context)
+    raw_text = render_template(env, TEXT_TEMPLATE, context)
+    markers = Markers(
+        nonce,
+        html=placed_markers(source, bare_source, nonce, EMAIL_TEMPLATE),
+        text=placed_markers(raw_text, bare_text, nonce, TEXT_TEMPLATE),
+    )
     document = finish_html(inline_css(mjml_to_html(source, where=f"templates/{EMAIL_TEMPLATE}")))
-    text = _tidy_text(render_template(env, TEXT_TEMPLATE, context))
+    text = _tidy_text(raw_text)
+    expect_markers(document, markers, markers.html, f"templates/{EMAIL_TEMPLATE} after MJML and inlining")
+    expect_markers(text, markers, markers.text, f"templates/{TEXT_TEMPLATE}")
     return Rendered(
         issue=issue,
         papers=tuple(papers),
@@ -423,14 +479,15 @@ def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendere
         language=issue.language,
         direction=context["dir"],
         strings=context["strings"],
+        markers=markers,
     )
 
 
 def personalise_preview(rendered: Rendered, *, name: str | None, unsubscribe_url: str) -> tuple[str, str]:
-    """(html, text) for one reader: substitution only, escaped for each context."""
-    greeting = rendered.greeting(name)
-    html_part = rendered.html.replace(UNSUBSCRIBE_URL, html.escape(unsubscribe_url)).replace(
-        GREETING, html.escape(greeting)
-    )
-    text_part = rendered.text.replace(UNSUBSCRIBE_URL, unsubscribe_url).replace(GREETING, greeting)
+    """(html, text) for one reader: substitution at the markers only (one pass), escaped for each context."""
+    markers = rendered.markers
+    values = {markers.unsubscribe_url: unsubscribe_url, markers.greeting: rendered.greeting(name)}
+    pattern = re.compile("|".join(re.escape(m) for m in values))
+    html_part = pattern.sub(lambda m: html.escape(values[m.group(0)]), rendered.html)
+    text_part = pattern.sub(lambda m: values[m.group(0)], rendered.text)
     return html_part, text_part
