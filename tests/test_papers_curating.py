@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,6 @@ def _editor(tmp_path: Path, note: str) -> str:
         encoding="utf-8",
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    import sys
-
     return f"{sys.executable} {script}"
 
 
@@ -236,3 +235,22 @@ def test_hidden_authors_on_hugging_face_are_still_authors() -> None:
         "Anonymous Reviewer Placeholder",
     ]
     assert [c.upvotes for c in parsed.candidates] == [87, 41, 0]
+
+
+def test_note_refuses_when_the_file_changed_while_the_editor_was_open(root: Path, tmp_path: Path) -> None:
+    paper = root / "papers" / "tiny-multilingual-models.md"
+    script = tmp_path / "busy-editor.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "pathlib.Path(sys.argv[1]).write_text('A new note.', encoding='utf-8')\n"
+        f"p = pathlib.Path({str(paper)!r})\n"
+        "p.write_text(p.read_text(encoding='utf-8') + 'Saved elsewhere meanwhile.\\n', encoding='utf-8')\n",
+        encoding="utf-8",
+    )
+    result = run(root, "note", "tiny", env={"EDITOR": f"{sys.executable} {script}"})
+    assert result.exit_code == 1
+    assert (
+        "papers/tiny-multilingual-models.md: changed while `newsletter papers note` ran; nothing was written"
+        in result.output
+    )
+    assert paper.read_text(encoding="utf-8") == EDITED + "Saved elsewhere meanwhile.\n"

@@ -14,6 +14,7 @@ built from `settings.base_url`.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import re
@@ -664,6 +665,8 @@ def site_server(out: Path | str, host: str = "127.0.0.1", port: int = 8000, *, q
     try:
         server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(root)))
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise  # the command may move on to the next free port
         raise ArchiveError(f"{host}:{port}: cannot listen there: {exc.strerror}") from None
     server.daemon_threads = True
     return server

@@ -1,4 +1,4 @@
-"""`newsletter papers`: import candidate papers from listings, Hugging Face and arXiv; list them."""
+"""`newsletter papers`: import candidate papers from listings, Hugging Face and arXiv; list, tag and annotate them."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ ISO_DATE = IsoDate()
 
 @click.group()
 def papers() -> None:
-    """Import candidate papers into papers/ and list them."""
+    """Import candidate papers into papers/, list them, tag them and write notes.
+
+    \b
+    Example:
+        newsletter papers list --untagged
+    """
 
 
 def _import_options(command: click.Command) -> click.Command:
@@ -303,7 +308,7 @@ def tag(obj: Context, ids: tuple[str, ...], add: list[str], remove: list[str]) -
         text = retagged_text(f, add, remove)
         if text != f.text:
             writes[f.path], expected[f.path] = text, f.text
-    write_atomically(writes, expected)
+    write_atomically(writes, expected, command="`newsletter papers tag`")
     for f in dict((f.path, f) for f in files).values():
         state = "updated  " if f.path in writes else "unchanged"
         click.echo(f"{state}  {f.id}  tags: {', '.join(f.meta.get('tags') or []) or '(none)'}")
@@ -331,5 +336,7 @@ def note(obj: Context, paper_id: str) -> None:
     if edited is None or edited.strip() == current.strip():
         click.echo(f"{paper.id}: note unchanged")
         return
-    write_atomically({paper.path: with_note(paper, edited)}, {paper.path: paper.text})
+    write_atomically(
+        {paper.path: with_note(paper, edited)}, {paper.path: paper.text}, command="`newsletter papers note`"
+    )
     click.echo(f"{paper.id}: note {'saved' if edited.strip() else 'removed'}")
