@@ -93,8 +93,10 @@ def test_tag_with_an_unknown_id_changes_no_file(root: Path) -> None:
     before = {p.name: p.read_bytes() for p in (root / "papers").iterdir()}
     result = run(root, "tag", "tiny", "tiny-multilingual-modles", "--add", "x")
     assert result.exit_code == 1
-    assert "Error: tiny-multilingual-modles: no such paper" in result.output
-    assert "Did you mean 'tiny-multilingual-models'?" in result.output
+    assert (
+        "Error: tiny-multilingual-modles: no such paper; did you mean 'tiny-multilingual-models'?"
+        in result.output
+    )
     assert {p.name: p.read_bytes() for p in (root / "papers").iterdir()} == before
 
 

@@ -10,11 +10,11 @@ resolve paper ids the same way.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from newsletter.content.front_matter import closest
 from newsletter.errors import ContentError
 
 DATED_STEM = re.compile(r"^\d{4}-\d{2}-\d{2}-(?P<short>.+)$")
@@ -53,21 +53,17 @@ def resolve_slug(ref: str, slugs: Iterable[str], kind: str = "issue") -> str:
                 f"{ref}: matches {len(candidates)} {kind}s ({', '.join(candidates)}); "
                 "expected a unique slug or prefix\n\nType more of the slug."
             )
-    hint = _hint(name, known)
-    raise ContentError(
-        f"{ref}: no such {kind}"
-        + (f" (known {kind}s: {', '.join(known) or 'none'})" if len(known) <= 20 else "")
-        + (f"\n\n{hint}" if hint else "")
-    )
+    guess = _closest(name, known)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    listed = f" (known {kind}s: {', '.join(known) or 'none'})" if len(known) <= 20 else ""
+    raise ContentError(f"{ref}: no such {kind}{hint}{listed}")
 
 
-def _hint(name: str, known: list[str]) -> str | None:
-    """A did-you-mean from the full slugs and the short names alike."""
+def _closest(name: str, known: list[str]) -> str | None:
+    """A did-you-mean from the full slugs, else from the short names."""
     by_short = {short_name(s): s for s in known}
-    close = difflib.get_close_matches(name, [*known, *by_short], n=1, cutoff=0.6)
-    if not close:
-        return None
-    return f"Did you mean {by_short.get(close[0], close[0])!r}?"
+    guess = closest(name, known) or closest(name, list(by_short))
+    return by_short.get(guess, guess) if guess else None
 
 
 def issue_stems(issues_dir: Path) -> list[str]:
