@@ -59,7 +59,7 @@ def _failed(store: Store, issue: str) -> list:
 
 def test_fresh_database_is_created_with_folder_wal_and_current_version(db_path: Path, store: Store) -> None:
     assert db_path.is_file()
-    assert _version(db_path) == SCHEMA_VERSION == 2
+    assert _version(db_path) == SCHEMA_VERSION == 3
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "subscribers", "deliveries", "events", "snapshots"} <= tables
@@ -88,7 +88,7 @@ def test_a_version_1_database_is_upgraded_in_place(db_path: Path, store: Store) 
     conn.execute("UPDATE schema_version SET version = 1")
     conn.commit()
     with Store.open(f"sqlite:///{db_path}") as again:
-        assert _version(db_path) == 2
+        assert _version(db_path) == SCHEMA_VERSION
         assert again.get_subscriber("ana@example.com") is not None
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "ix_events_message_id" in indexes

@@ -65,6 +65,7 @@ class Store:
         self.get_subscriber = subscribers.get_subscriber
         self.change_status = subscribers.change_status
         self.remove_subscriber = subscribers.remove_subscriber
+        self.purge_pending = subscribers.purge_pending
         self.iter_subscribers = subscribers.iter_subscribers
         self.count_by_status = subscribers.count_by_status
         self.upsert_many = subscribers.upsert_many

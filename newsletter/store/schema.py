@@ -78,6 +78,9 @@ subscribers = sa.Table(
     sa.Column("unsubscribed_at", UtcDateTime),
     sa.CheckConstraint(_one_of("status", STATUSES), name="status"),
     sa.Index("ix_subscribers_status", "status"),
+    # ids are never reused (migration 3): an unsubscribe link names its subscriber by id, so
+    # after an erasure it must name nobody, not whoever is added next
+    sqlite_autoincrement=True,
 )
 
 deliveries = sa.Table(
@@ -141,8 +144,48 @@ def _migration_2(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_message_id ON events (message_id)"))
 
 
+def _migration_3(conn: Connection) -> None:
+    """Subscriber ids are never reused: SQLite's AUTOINCREMENT, keeping every row and ledger link.
+
+    Without it SQLite hands the highest id again after that subscriber is erased, and an
+    old unsubscribe link would act on the newcomer. PostgreSQL's sequences never go back,
+    so there is nothing to do there. SQLite cannot add AUTOINCREMENT to a table, so the
+    table is rebuilt; dropping the old one sets deliveries.subscriber_id to NULL (its
+    foreign key says so, and the pragma cannot be turned off inside a transaction), so
+    those links are saved first and written back.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    sql = conn.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'subscribers'")
+    ).scalar()
+    if sql is None or "AUTOINCREMENT" in sql.upper():
+        return  # created by migration 1 from today's definition
+    rebuilt = subscribers.to_metadata(sa.MetaData(), name="subscribers_rebuilt")
+    conn.execute(sa.schema.CreateTable(rebuilt))
+    columns = ", ".join(c.name for c in subscribers.columns)
+    conn.execute(sa.text(f"INSERT INTO subscribers_rebuilt ({columns}) SELECT {columns} FROM subscribers"))
+    conn.execute(
+        sa.text(
+            "CREATE TEMP TABLE delivery_owners AS "
+            "SELECT id, subscriber_id FROM deliveries WHERE subscriber_id IS NOT NULL"
+        )
+    )
+    conn.execute(sa.text("DROP TABLE subscribers"))
+    conn.execute(sa.text("ALTER TABLE subscribers_rebuilt RENAME TO subscribers"))
+    conn.execute(sa.text("CREATE INDEX ix_subscribers_status ON subscribers (status)"))
+    conn.execute(
+        sa.text(
+            "UPDATE deliveries SET subscriber_id = "
+            "(SELECT o.subscriber_id FROM delivery_owners o WHERE o.id = deliveries.id) "
+            "WHERE id IN (SELECT id FROM delivery_owners)"
+        )
+    )
+    conn.execute(sa.text("DROP TABLE delivery_owners"))
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
