@@ -63,8 +63,7 @@ def test_unknown_issue_lists_the_known_ones(tmp_path):
     result = run(GOOD, "build", "2024-01-99-nope", "--out", str(tmp_path))
     assert result.exit_code == 1
     assert result.output == (
-        "Error: 2024-01-99-nope: no such issue (expected a path or slug; "
-        "known issues: 2024-01-10-first, 2024-01-17-arabic)\n"
+        "Error: 2024-01-99-nope: no such issue (known issues: 2024-01-10-first, 2024-01-17-arabic)\n"
     )
     assert list(tmp_path.iterdir()) == []
 

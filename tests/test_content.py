@@ -362,7 +362,7 @@ def test_read_paper_cleans_untrusted_text_and_splits_the_note(tmp_path):
             "  sort: random\n  limit: 0\n  has_code: 'yes'\n---\n",
             [
                 "2024-01-10-x.md: select.has_code: expected true or false, got 'yes'",
-                "2024-01-10-x.md: select.sort: expected one of upvotes, published, title, id, got 'random'",
+                "2024-01-10-x.md: select.sort: expected one of upvotes, rank, published, title, id, got 'random'",
                 "2024-01-10-x.md: select.limit: expected a whole number >= 1, got 0 (a number)",
                 "2024-01-10-x.md: select.until: must not be before select.since (2024-02-01)",
             ],

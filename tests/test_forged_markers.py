@@ -87,7 +87,7 @@ def sent(forged: Path, tmp_path_factory: pytest.TempPathFactory) -> email.messag
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    [eml] = sorted(outbox.glob("*.eml"))
+    [eml] = sorted((outbox / SLUG / "test").glob("*.eml"))  # test messages: OUTBOX/<slug>/test/
     return email.message_from_bytes(eml.read_bytes(), policy=policy.default)  # type: ignore[return-value]
 
 

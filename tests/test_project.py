@@ -53,7 +53,7 @@ def test_demo_builds_sends_to_the_outbox_once_and_builds_the_archive(tmp_path: P
     runner = CliRunner()
     first = runner.invoke(main, ["demo"])
     assert first.exit_code == 0, first.output
-    outbox = sorted((root / "outbox").glob("*.eml"))
+    outbox = sorted((root / "outbox" / "2026-03-17-multilingual-llms").glob("*.eml"))
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
         active = store.count_by_status()["active"]
         assert store.ledger_counts("2026-03-17-multilingual-llms")["sent"] == active == len(outbox)
@@ -62,7 +62,7 @@ def test_demo_builds_sends_to_the_outbox_once_and_builds_the_archive(tmp_path: P
     second = runner.invoke(main, ["demo"])
     assert second.exit_code == 0, second.output
     assert "Nothing to send: 2026-03-17-multilingual-llms was already sent" in second.output
-    assert len(list((root / "outbox").glob("*.eml"))) == len(outbox)  # nobody mailed twice
+    assert len(list((root / "outbox").rglob("*.eml"))) == len(outbox)  # nobody mailed twice
 
 
 def _get(url: str) -> str:

@@ -38,7 +38,7 @@ class Outbox:
     """Messages that left, read from the outbox folder."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
+        self.folder = folder / ISSUE  # `send` writes an issue's messages to OUTBOX/<slug>/
         self.options = ("--transport", "file", "--outbox", str(folder))
         self.env: dict[str, str] = {}
 

@@ -48,9 +48,10 @@ def send(folder: Path, outbox: Path, *args: str):
     return run(folder, "send", *args, "--transport", "file", "--outbox", str(outbox), "--no-spam-score")
 
 
-def messages(outbox: Path) -> list[email.message.EmailMessage]:
+def messages(folder: Path) -> list[email.message.EmailMessage]:
+    """The messages in one outbox folder: OUTBOX/<slug>/, or OUTBOX/<slug>/test/ for test sends."""
     return [
-        email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in sorted(outbox.glob("*.eml"))
+        email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in sorted(folder.glob("*.eml"))
     ]
 
 
@@ -75,7 +76,7 @@ def test_a_draft_is_refused_but_can_be_tried(folder: Path, store: Store, tmp_pat
     assert f"Error: {DRAFT}.md: status: draft; only published issues are sent to the list" in refused.output
     assert f"set 'status: published' in issues/{DRAFT}.md" in refused.output
     assert "Traceback" not in refused.output
-    assert store.ledger(DRAFT) == [] and not list(outbox.glob("*.eml"))
+    assert store.ledger(DRAFT) == [] and not list(outbox.rglob("*.eml"))
     assert not (folder / "issues" / f"{DRAFT}.sent.toml").exists()
 
     dry = send(folder, outbox, DRAFT, "--dry-run")
@@ -85,7 +86,7 @@ def test_a_draft_is_refused_but_can_be_tried(folder: Path, store: Store, tmp_pat
 
     tried = send(folder, outbox, DRAFT, "--test", "me@example.net")
     assert tried.exit_code == 0, tried.output
-    assert [m["To"] for m in messages(outbox)] == ["me@example.net"]
+    assert [m["To"] for m in messages(outbox / DRAFT / "test")] == ["me@example.net"]
     assert not (folder / "issues" / f"{DRAFT}.sent.toml").exists()
 
 
@@ -126,14 +127,14 @@ def test_the_first_send_freezes_and_the_archive_keeps_what_readers_got(
     built = run(folder, "archive", "build")
     assert built.exit_code == 0, built.output
     page = (load_settings(folder).site_dir / "issues" / ISSUE / "index.html").read_text(encoding="utf-8")
-    message = messages(outbox)[0]
+    message = messages(outbox / ISSUE)[0]
     in_message = titles_in(message.get_body(("html",)).get_content(), titles)
     assert len(in_message) == 3 and LATE_TITLE not in in_message
     assert titles_in(page, titles) == in_message
 
     # a resumed send (nothing left) and a rebuild use the frozen list too
     again = send(folder, outbox, ISSUE, "--yes")
-    assert again.exit_code == 0 and len(messages(outbox)) == 8
+    assert again.exit_code == 0 and len(messages(outbox / ISSUE)) == 8
     rebuilt = run(folder, "build", ISSUE, "--out", str(tmp_path / "build"))
     assert "3 papers" in rebuilt.output
     # another issue's rules do not take the frozen papers either, but do get the new one
@@ -171,4 +172,4 @@ def test_dry_run_after_the_snapshot_counts_only_the_queued_rows(
     real = send(folder, outbox, ISSUE, "--yes")
     assert real.exit_code == 0, real.output
     assert "Sent 6 message(s)" in real.output
-    assert "late@example.com" not in {m["To"] for m in messages(outbox)}
+    assert "late@example.com" not in {m["To"] for m in messages(outbox / ISSUE)}

@@ -496,7 +496,8 @@ def run(folder: Path, *args: str, env: dict[str, str] | None = None):
 
 
 def outbox_recipients(outbox: Path) -> Counter[str]:
-    return Counter(parse(f.read_bytes())["To"].addresses[0].addr_spec for f in outbox.glob("*.eml"))
+    """Readers of the issue's messages: `newsletter send` writes them to OUTBOX/<slug>/."""
+    return Counter(parse(f.read_bytes())["To"].addresses[0].addr_spec for f in (outbox / ISSUE).glob("*.eml"))
 
 
 @pytest.fixture
@@ -538,7 +539,7 @@ def test_cli_dry_run_counts_and_writes_nothing(folder, people, store, secret, tm
     assert "Checks:     passed" in result.output
     assert "Dry run: nothing was sent." in result.output
     assert store.ledger(ISSUE) == []
-    assert not list((tmp_path / "o").glob("*.eml"))
+    assert not list((tmp_path / "o").rglob("*.eml"))
 
 
 def test_cli_limit_is_a_canary(folder, people, store, secret, tmp_path) -> None:
@@ -562,7 +563,8 @@ def test_cli_test_addresses_get_a_prefixed_subject_and_no_ledger_rows(
         "--test", "me@example.net", "--test", "you@example.net",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    messages = [parse(f.read_bytes()) for f in sorted(outbox.glob("*.eml"))]
+    assert not list((outbox / ISSUE).glob("*.eml"))  # test messages never mix with the issue's
+    messages = [parse(f.read_bytes()) for f in sorted((outbox / ISSUE / "test").glob("*.eml"))]
     assert sorted(m["To"].addresses[0].addr_spec for m in messages) == ["me@example.net", "you@example.net"]
     assert all(m["Subject"].startswith("[TEST] Test Digest #1") for m in messages)
     assert "nothing was recorded in the ledger" in result.output
@@ -611,6 +613,18 @@ def test_cli_file_transport_without_secret_warns_and_sends(folder, people, monke
         "Warning: NEWSLETTER_SECRET is not set: the file transport signs unsubscribe links with a development key"
         in result.output
     )
+
+
+def test_cli_secret_warning_is_not_printed_before_an_unrelated_error(
+    folder, people, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    outbox = ("--transport", "file", "--outbox", str(tmp_path / "o"))
+    typo = run(folder, "send", "frist", *outbox, "--yes", "--no-spam-score")
+    assert typo.exit_code == 1 and "no such issue" in typo.output
+    assert "NEWSLETTER_SECRET" not in typo.output
+    dry = run(folder, "send", ISSUE, *outbox, "--dry-run", "--no-spam-score")
+    assert dry.exit_code == 0 and "NEWSLETTER_SECRET" not in dry.output  # nothing is signed
 
 
 def test_cli_ses_with_unverified_sender_refuses_before_the_ledger(
@@ -685,9 +699,9 @@ def test_cli_refuses_when_checks_fail_unless_skipped(tmp_path, secret) -> None:
     assert refused.exit_code == 1
     assert f"Error: {ISSUE}: the pre-flight checks failed; nothing was sent" in refused.output
     assert "over the 1 KB limit" in refused.output
-    assert not list(outbox.glob("*.eml"))
+    assert not list(outbox.rglob("*.eml"))
     forced = run(folder, *args, "--skip-checks")
-    assert forced.exit_code == 0 and len(list(outbox.glob("*.eml"))) == 3
+    assert forced.exit_code == 0 and len(list((outbox / ISSUE).glob("*.eml"))) == 3
 
 
 def test_cli_status_json_and_text(folder, people, store, secret, tmp_path) -> None:
@@ -714,7 +728,10 @@ def test_cli_status_json_and_text(folder, people, store, secret, tmp_path) -> No
     assert "Sent:       5" in text.output and "Recipients: 5" in text.output
     missing = run(folder, "status", "2099-01-01-nothing")
     assert missing.exit_code == 1
-    assert f"no send recorded for this issue (issues with a send: {ISSUE})" in missing.output
+    assert "Error: 2099-01-01-nothing: no such issue (known issues: " in missing.output
+    unsent = run(folder, "status", "arabic")
+    assert unsent.exit_code == 1
+    assert f"arabic: no send recorded for this issue (issues with a send: {ISSUE})" in unsent.output
 
 
 def test_graceful_stop_first_ctrl_c_sets_the_flag_second_interrupts_then_handler_is_restored():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,8 @@ def site_server(out: Path | str, host: str = "127.0.0.1", port: int = 8000, *, q
     try:
         server = ThreadingHTTPServer((host, port), partial(Handler, directory=str(root)))
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise  # the command may move on to the next free port
         raise ArchiveError(f"{host}:{port}: cannot listen there: {exc.strerror}") from None
     server.daemon_threads = True
     return server

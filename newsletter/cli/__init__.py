@@ -21,6 +21,7 @@ COMMANDS = {
     "preview": "preview:preview",
     "papers": "papers:papers",
     "issue": "content:issue",
+    "issues": "issues:issues",
     "subscribers": "subscribers:subscribers",
     "send": "send:send",
     "status": "send:status",

@@ -11,6 +11,7 @@ from newsletter.archive.publish import publish_site
 from newsletter.archive.server import site_server
 from newsletter.archive.site import build_site
 from newsletter.cli import Context, pass_context
+from newsletter.cli.listen import listen_options, open_server
 from newsletter.content.cache import ContentCache
 from newsletter.content.freeze import freeze_path, freeze_published
 from newsletter.content.library import load_library
@@ -154,15 +155,10 @@ def publish(
 
 
 @archive.command()
-@click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
-)
-@click.option(
-    "--bind", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="Address to listen on."
-)
+@listen_options
 @OUT_OPTION
 @pass_context
-def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
+def serve(obj: Context, host: str, port: int, out: Path | None) -> None:
     """Preview the built site over HTTP (folders serve index.html; misses serve 404.html).
 
     \b
@@ -170,7 +166,7 @@ def serve(obj: Context, port: int, bind: str, out: Path | None) -> None:
         newsletter archive serve --port 8000
     """
 
-    server = site_server(out or obj.settings.site_dir, bind, port)
+    server = open_server(lambda h, p: site_server(out or obj.settings.site_dir, h, p), host, port)
     host, real_port = server.server_address[:2]
     click.echo(f"Serving {out or obj.settings.site_dir} at http://{host}:{real_port}/ (Ctrl-C to stop)")
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import Context, display_path, pass_context
+from newsletter.cli.issues import issues as issues_command
 
 
 def _targets(ctx: Context, issues: tuple[str, ...], all_issues: bool):
@@ -109,13 +110,16 @@ def _freeze_warnings(issue) -> list[str]:
 
 @click.group()
 def issue() -> None:
-    """Create issues; change a sent issue's frozen paper list.
+    """Create and list issues; change a sent issue's frozen paper list.
 
     \b
     Example:
         newsletter issue new tokenizers --tag tokenization
         newsletter issue refreeze 2026-03-17-multilingual-llms
     """
+
+
+issue.add_command(issues_command, "list")
 
 
 @issue.command("new")

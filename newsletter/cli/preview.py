@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from newsletter.cli import Context, pass_context
+from newsletter.cli.listen import listen_options, open_server
 
 
 @click.command()
 @click.argument("issue")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@listen_options
 @pass_context
 def preview(ctx: Context, issue: str, port: int, host: str) -> None:
     """Serve ISSUE in desktop and 375 px phone frames, plus its text part.
@@ -25,10 +25,11 @@ def preview(ctx: Context, issue: str, port: int, host: str) -> None:
     from newsletter.content.library import load_library
     from newsletter.mail.preview import Preview, make_server
 
-    load_library(ctx.settings, only=issue).issue(issue)  # fail early on a bad ref
+    # resolved once (a short name or prefix becomes the slug), failing early on a bad ref
+    issue = load_library(ctx.settings, only=issue).issue(issue).slug
     state = Preview(ctx.settings.root, issue)
     state.refresh()
-    server = make_server(state, host, port)
+    server = open_server(lambda h, p: make_server(state, h, p), host, port)
     click.echo(f"Previewing {issue} at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()

@@ -97,6 +97,6 @@ def demo(ctx: Context, issue_ref: str | None) -> None:
         click.get_current_context().invoke(command, **params)
     click.echo(
         f"\nDone. Open {display_path(settings.build_dir)}/{target}/email.html, the messages in "
-        f"{display_path(settings.outbox_dir)}/ and {display_path(settings.site_dir)}/index.html, "
+        f"{display_path(settings.outbox_dir)}/{target}/ and {display_path(settings.site_dir)}/index.html, "
         "or run `newsletter archive serve`."
     )

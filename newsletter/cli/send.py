@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @click.option(
     "--outbox",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the file transport [default: outbox/].",
+    help="Folder for the file transport; messages go to OUTBOX/<slug>/ [default: outbox/].",
 )
 @click.option(
     "--rate",
@@ -124,9 +124,9 @@ def send(
 
     settings = ctx.settings
     name = transport_name or settings.transport
+    # A real transport without a secret stops here; the development-key warning waits
+    # until messages are about to be signed, so it never precedes an unrelated error.
     secret, warning = resolve_secret(settings, name)
-    if warning:
-        click.echo(f"Warning: {warning}", err=True)
     library = load_library(settings, only=issue_ref)
     issue = library.issue(issue_ref)
     if not (test_addresses or dry_run):
@@ -135,11 +135,15 @@ def send(
     if not skip_checks:
         _preflight(built, spamassassin=not no_spam_score)
 
+    from newsletter.delivery.transports.file import issue_outbox
+
+    outbox = issue_outbox(outbox or settings.outbox_dir, issue.slug, test=bool(test_addresses))
     transport = make_transport(settings, name, outbox=outbox, concurrency=threads)
     transport.check()
 
     if test_addresses:
         addresses = [_address(a) for a in test_addresses]
+        _warn(warning)
         with Store.open(settings.database_url) as store:
             results = send_test(
                 settings,
@@ -184,11 +188,20 @@ def send(
         if to_send > 0 and not yes:
             _confirm(issue, papers, to_send, name, limit)
         if to_send > 0:
+            _warn(warning)
             _freeze(issue, built.rendered.papers)
         stop = GracefulStop(on_first=_say_stopping)
-        with _progress(to_send) as progress, stop:
-            report = send_issue(plan, store, progress=progress, stop_event=stop.event)
+        try:
+            with _progress(to_send) as progress, stop:
+                report = send_issue(plan, store, progress=progress, stop_event=stop.event)
+        except KeyboardInterrupt:
+            _quit_at_once(store, issue.slug)
     _finish(report)
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 def _freeze(issue, papers) -> None:
@@ -304,6 +317,19 @@ def _say_stopping() -> None:
     click.echo("\nStopping after the messages in flight… (Ctrl-C again to quit at once)", err=True)
 
 
+def _quit_at_once(store, slug: str) -> None:
+    """After a second Ctrl-C: what the ledger holds now and how to go on (not a bare "Aborted!")."""
+    c = store.ledger_counts(slug)
+    click.echo(
+        f"\nQuit at once: {c['sent']} sent, {c['queued']} still queued, {c['sending']} uncertain "
+        f"(in flight when you pressed Ctrl-C; maybe delivered).\n"
+        f"Run `newsletter send {slug}` again to send the rest; it never reaches a reader twice.\n"
+        f"The uncertain ones are resent only with --resend-uncertain (see `newsletter status {slug}`).",
+        err=True,
+    )
+    sys.exit(130)  # the shell's code for "ended by Ctrl-C"
+
+
 def _finish(report: SendReport) -> None:
     click.echo(report.summary())
     if report.tally.failures:
@@ -329,12 +355,14 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
     Example:
         newsletter status 2026-03-17-multilingual-llms --json
     """
+    from newsletter.content.issue_refs import issue_stems, resolve_slug
     from newsletter.delivery.status import COMPLAINT_WARNING, issue_status
     from newsletter.errors import NewsletterError
     from newsletter.store import Store
 
-    slug = Path(issue_ref).name.removesuffix(".md")
     with Store.open(ctx.settings.database_url) as store:
+        # an issue file may be gone while its ledger stays: both name issues
+        slug = resolve_slug(issue_ref, issue_stems(ctx.settings.issues_dir) + store.issues_sent())
         result = issue_status(store, slug)
         if result.total == 0:
             known = ", ".join(store.issues_sent()) or "none"

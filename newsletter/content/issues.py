@@ -20,7 +20,7 @@ from newsletter.content.schema import FrontMatterFields
 from newsletter.errors import Problem
 
 ISSUE_STEM = re.compile(r"^(\d{4}-\d{2}-\d{2})-([a-z0-9][a-z0-9-]*)$")
-SORT_KEYS = ("upvotes", "published", "title", "id")
+SORT_KEYS = ("upvotes", "rank", "published", "title", "id")
 ISSUE_FIELDS = [
     "title",
     "subject",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.config import Settings
 from newsletter.content.freeze import FREEZE_SUFFIX, freeze_path, read_freeze
-from newsletter.content.front_matter import closest
+from newsletter.content.issue_refs import issue_stems, resolve_slug
 from newsletter.content.issues import Issue, read_issue
 from newsletter.content.papers import Paper, read_paper
 from newsletter.errors import ContentError, Problem, describe, raise_for
@@ -120,15 +120,9 @@ class Library:
     issues: list[Issue]
 
     def issue(self, ref: str) -> Issue:
-        """Find an issue by slug, file name or path."""
-        name = Path(ref).name.removesuffix(".md")
-        for issue in self.issues:
-            if issue.slug == name or issue.path == Path(ref).resolve():
-                return issue
-        known = ", ".join(i.slug for i in self.issues) or "none"
-        guess = closest(name, [i.slug for i in self.issues])
-        hint = f"; did you mean {guess!r}?" if guess else ""
-        raise ContentError(f"{ref}: no such issue{hint} (expected a path or slug; known issues: {known})")
+        """Find an issue by slug, short name, unique prefix, file name or path."""
+        slug = resolve_slug(ref, [i.slug for i in self.issues])
+        return next(i for i in self.issues if i.slug == slug)
 
     def earlier(self, issue: Issue) -> list[Issue]:
         return [i for i in self.issues if (i.date, i.number) < (issue.date, issue.number)]
@@ -194,7 +188,10 @@ def load_library(
     by_id = {p.id: p for p in papers}
     issue_problems += check_references(settings, by_id, issues, broken)
     if only is not None:
-        target = Path(only).name.removesuffix(".md")
+        try:
+            target = resolve_slug(only, issue_stems(settings.issues_dir))
+        except ContentError:
+            target = Path(only).name.removesuffix(".md")  # Library.issue() reports it
         for p in issue_problems:
             stem = Path(p.where.split(":")[0]).name.removesuffix(FREEZE_SUFFIX).removesuffix(".md")
             mine = stem == target or p.warning

@@ -37,6 +37,7 @@ class Paper:
     thumbnail: str | None = None
     thumbnail_alt: str | None = None
     upvotes: int | None = None
+    rank: int | None = None
     tags: tuple[str, ...] = ()
     note: str | None = None  # the editor's note (markdown), after "## Editor's note"
 

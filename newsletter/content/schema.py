@@ -188,6 +188,7 @@ PAPER_SCHEMA: tuple[Field, ...] = (
     Field("thumbnail", url, FOLLOW),
     Field("thumbnail_alt", text, FILL),
     Field("upvotes", count, FOLLOW),
+    Field("rank", positive_int, FOLLOW),  # position on the listing page it came from: 1 is the top
     Field("tags", tags, default=()),
     Field("source", None),  # where the import found it: listing, hf, arxiv
     Field("imported", None),  # the day of the import

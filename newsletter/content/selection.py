@@ -77,6 +77,8 @@ def _sort_key(sort: str):
     """Best first; ties broken by id so the order is stable across runs."""
     if sort == "upvotes":
         return lambda p: (-(p.upvotes or 0), p.id)
+    if sort == "rank":  # the listing page's order; papers without a rank come last
+        return lambda p: (p.rank is None, p.rank or 0, p.id)
     if sort == "published":
         return lambda p: (-(p.published.toordinal() if p.published else 0), p.id)
     if sort == "title":

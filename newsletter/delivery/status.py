@@ -1,4 +1,5 @@
-"""An issue's send, as the editor sees it afterwards: counts by state, failures, deliveries, complaints."""
+"""Issues' sends as the editor sees them: one issue's counts, failures, deliveries and complaints
+(`status`), and every issue at a glance (`issues`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from newsletter.delivery.report import Failure
 
 if TYPE_CHECKING:
+    from newsletter.content.library import Library
     from newsletter.store import Store
 
 COMPLAINT_WARNING = 0.001  # SES reviews accounts whose complaint rate reaches 0.1 %
@@ -75,3 +77,56 @@ def issue_status(store: Store, issue: str) -> Status:
         events=events,
         senders=store.sender_counts(issue),
     )
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    """One row of `newsletter issues`: an issue's content and how far its send got."""
+
+    number: int
+    date: str
+    slug: str
+    title: str
+    status: str  # draft, published, sending (a send began and has readers left), sent
+    papers: int
+    recipients: int
+    sent: int
+    delivered: int
+    bounces: int
+    complaints: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def send_state(front_matter_status: str, counts: dict[str, int]) -> str:
+    """The issue's state: its front matter's until a send begins, then the ledger's."""
+    if not sum(counts.values()):
+        return front_matter_status
+    return "sending" if counts["queued"] or counts["sending"] else "sent"
+
+
+def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
+    """Every issue of the library, oldest first, with its paper count and ledger figures."""
+    from newsletter.content.selection import plan
+
+    papers = plan(library)
+    rows = []
+    for issue in library.issues:
+        status = issue_status(store, issue.slug)
+        rows.append(
+            IssueSummary(
+                number=issue.number,
+                date=issue.date.isoformat(),
+                slug=issue.slug,
+                title=issue.title,
+                status=send_state(issue.status, status.counts),
+                papers=len(papers[issue.slug]),
+                recipients=status.total,
+                sent=status.counts["sent"],
+                delivered=status.delivered,
+                bounces=status.events.get("bounce", 0),  # permanent: the ones SES's bounce rate counts
+                complaints=status.events.get("complaint", 0),
+            )
+        )
+    return rows

@@ -55,6 +55,7 @@ class Candidate:
     thumbnail: str | None = None
     thumbnail_alt: str | None = None
     upvotes: int | None = None
+    rank: int | None = None
     tags: list[str] = field(default_factory=list)
 
     def fields(self) -> dict[str, Any]:

@@ -51,10 +51,8 @@ def parse_hf(data: Any, *, where: str) -> Parsed:
         authors = [
             clean_line(a["name"])
             for a in paper.get("authors") or []
-            if isinstance(a, dict)
-            and isinstance(a.get("name"), str)
-            and a["name"].strip()
-            and not a.get("hidden")
+            if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
+            # `hidden` only asks Hugging Face not to display the name; arXiv lists the author
         ]
         upvotes = paper.get("upvotes")
         keywords = paper.get("ai_keywords") or []

@@ -162,6 +162,8 @@ def parse_listing(
         parsed.refused.append(Refusal(f"{where}:{title[0]}", title[1], "no abstract follows the title"))
     # Validate after multi-paragraph abstracts are complete.
     candidates, parsed.candidates = parsed.candidates, []
-    for candidate in candidates:
+    for position, candidate in enumerate(candidates, start=1):
+        # The page's order is its trending order, the only ranking a listing gives.
+        candidate.rank = position
         accept(parsed, candidate)
     return parsed

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.content.front_matter import yaml_loader as content_yaml_loader
-from newsletter.content.papers import split_note
+from newsletter.content.papers import NOTE_HEADING, split_note
 from newsletter.content.schema import ARXIV_ID, KEY_ORDER
 from newsletter.ingest.candidates import SourceError
 
@@ -71,11 +71,13 @@ def render_paper(meta: dict[str, Any], body: str) -> str:
     return f"---\n{_dump(ordered)}---\n\n{body.strip()}\n"
 
 
-def _dump(mapping: dict[str, Any]) -> str:
+def _dump(mapping: dict[str, Any], *, flow: bool = False) -> str:
     import yaml
 
     # not libyaml's dumper: it writes emoji as \U escapes, which editors then read in titles
-    return yaml.safe_dump(mapping, allow_unicode=True, sort_keys=False, width=2**30, default_flow_style=False)
+    return yaml.safe_dump(
+        mapping, allow_unicode=True, sort_keys=False, width=2**30, default_flow_style=None if flow else False
+    )
 
 
 def updated_text(paper: PaperFile, changed: Sequence[str]) -> str:
@@ -91,8 +93,10 @@ def updated_text(paper: PaperFile, changed: Sequence[str]) -> str:
     newline = "\r\n" if front.endswith("\r\n") or "\r\n" in front[:200] else "\n"
     added: list[str] = []
     for key in sorted(changed, key=lambda k: paper.front.spans.get(k, (-1, -1, ""))[0], reverse=True):
-        new = _dump({key: paper.meta[key]}).replace("\n", newline)
         span = paper.front.spans.get(key)
+        # a list the editor wrote on one line (`tags: [a, b]`) stays on one line
+        flow = span is not None and span[0] == span[1] and isinstance(paper.meta[key], list)
+        new = _dump({key: paper.meta[key]}, flow=flow).replace("\n", newline)
         if span is None:
             added.append(new)
             continue
@@ -189,3 +193,39 @@ def load_paper_files(papers_dir: Path) -> list[PaperFile]:
     if not papers_dir.is_dir():
         return []
     return [read_paper_file(p) for p in sorted(papers_dir.glob("*.md"))]
+
+
+def retagged_text(paper: PaperFile, add: Sequence[str], remove: Sequence[str]) -> str:
+    """The file's text with `add` tags appended and `remove` tags dropped; only the tags line(s) change."""
+    current = paper.meta.get("tags") or []
+    current = [current] if isinstance(current, str) else [str(t) for t in current]
+    dropped = {t.lower() for t in remove}
+    tags = [t for t in current if t.lower() not in dropped]
+    tags += [t for t in add if t.lower() not in {x.lower() for x in tags} and t.lower() not in dropped]
+    if tags == current:
+        return paper.text if paper.text is not None else render_paper(paper.meta, paper.body)
+    paper.meta["tags"] = tags
+    return updated_text(paper, ["tags"])
+
+
+def with_note(paper: PaperFile, note: str) -> str:
+    """The file's text with the editor's note replaced (an empty note removes the section).
+
+    The front matter and the abstract stay byte for byte; the note goes under the
+    '## Editor's note' heading after the abstract.
+    """
+    text = paper.text if paper.text is not None else render_paper(paper.meta, paper.body)
+    closing = FRONT_BOUNDARY.search(text, FRONT_BOUNDARY.match(text, _bom(text)).end())
+    body_start = closing.end()
+    heading = NOTE_HEADING.search(text, body_start)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    kept = (text[: heading.start()] if heading else text).rstrip("\r\n \t")
+    note = note.strip()
+    if not note:
+        return kept + newline
+    note = newline.join(note.splitlines())
+    return f"{kept}{newline}{newline}## Editor's note{newline}{newline}{note}{newline}"
+
+
+def _bom(text: str) -> int:
+    return len(text) - len(text.removeprefix("\ufeff"))

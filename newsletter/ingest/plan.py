@@ -221,7 +221,9 @@ def plan_import(
     return plan
 
 
-def write_atomically(writes: dict[Path, str], expected: dict[Path, str | None] | None = None) -> None:
+def write_atomically(
+    writes: dict[Path, str], expected: dict[Path, str | None] | None = None, *, command: str = "the import"
+) -> None:
     """Write every file to a temporary sibling first, then move them all into place.
 
     If any temporary write fails, every temporary file is removed and nothing changes.
@@ -255,8 +257,8 @@ def write_atomically(writes: dict[Path, str], expected: dict[Path, str | None] |
             discard()
             what = "was created" if before is None else "changed"
             raise NewsletterError(
-                f"{path.parent.name}/{path.name}: {what} while the import ran; nothing was written\n\n"
-                "Run the import again: it will keep those changes."
+                f"{path.parent.name}/{path.name}: {what} while {command} ran; nothing was written\n\n"
+                f"Run {command} again: it will keep those changes."
             )
     for tmp, path in staged:
         os.replace(tmp, path)

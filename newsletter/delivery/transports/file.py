@@ -32,6 +32,15 @@ def safe_file_part(recipient: str, limit: int = 64) -> str:
     return _UNSAFE.sub("_", recipient).strip("._")[:limit] or "recipient"
 
 
+def issue_outbox(outbox: Path, slug: str, *, test: bool = False) -> Path:
+    """Where an issue's messages go: `<outbox>/<slug>/`, its test messages in `<outbox>/<slug>/test/`.
+
+    One folder per issue, so the messages of separate issues, and test messages, never mix.
+    """
+    folder = Path(outbox) / slug
+    return folder / "test" if test else folder
+
+
 class FileTransport(Transport):
     """Writes each message to `<outbox>/<run>-<seq>-<recipient>.eml`."""
 

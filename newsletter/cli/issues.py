@@ -1,0 +1,70 @@
+"""`newsletter issues` (also `newsletter issue list`): every issue at a glance."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from newsletter.cli import Context, pass_context
+
+# column heading -> IssueSummary field; ledger figures stay blank until a send begins
+COLUMNS = (
+    ("#", "number"),
+    ("date", "date"),
+    ("slug", "slug"),
+    ("status", "status"),
+    ("papers", "papers"),
+    ("recipients", "recipients"),
+    ("sent", "sent"),
+    ("delivered", "delivered"),
+    ("bounces", "bounces"),
+    ("complaints", "complaints"),
+)
+LEDGER_FIELDS = {"recipients", "sent", "delivered", "bounces", "complaints"}
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@pass_context
+def issues(ctx: Context, as_json: bool) -> None:
+    """List every issue: number, date, slug, status, papers and how its send went.
+
+    Status is the front matter's (draft, published) until a send begins, then
+    sending (readers left, e.g. after Ctrl-C) or sent. An issue file with errors
+    is left out with a warning; `newsletter check` says what is wrong with it.
+
+    \b
+    Example:
+        newsletter issues --json
+    """
+    from newsletter.content.library import Library, load_issues, load_papers
+    from newsletter.delivery.status import issue_summaries
+    from newsletter.errors import Problem
+    from newsletter.store import Store
+
+    settings = ctx.settings
+    problems: list[Problem] = []
+    papers = {p.id: p for p in load_papers(settings, problems)}
+    library = Library(settings=settings, papers=papers, issues=load_issues(settings, problems))
+    for problem in problems:
+        if not problem.warning and problem.where.startswith("issues"):
+            click.echo(f"Warning: {problem} (left out)", err=True)
+    with Store.open(settings.database_url) as store:
+        rows = issue_summaries(library, store)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
+        return
+    table = [[head for head, _ in COLUMNS]]
+    for row in rows:
+        values = row.as_dict()
+        started = row.recipients > 0
+        table.append([str(values[f]) if started or f not in LEDGER_FIELDS else "" for _, f in COLUMNS])
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    for line in table:
+        cells = [
+            cell.rjust(width) if COLUMNS[i][1] in LEDGER_FIELDS | {"number", "papers"} else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        click.echo("  ".join(cells).rstrip())
+    click.echo(f"{len(rows)} issue{'s' if len(rows) != 1 else ''}")
