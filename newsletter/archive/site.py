@@ -200,8 +200,8 @@ class _Site:
         site_templates = self.settings.templates_dir / "site"
         files = sorted(site_templates.rglob("*")) if site_templates.is_dir() else []
         blobs = [(str(f.relative_to(site_templates)), f.read_bytes()) for f in files if f.is_file()]
-        strings_file = self.settings.templates_dir / "strings.toml"
-        strings = strings_file.read_bytes() if strings_file.is_file() else b""
+        catalogues = sorted((self.settings.templates_dir / "locale").rglob("*.po"))
+        strings = b"".join(path.read_bytes() for path in catalogues)
         s = self.settings
         from newsletter.mail import render
 
