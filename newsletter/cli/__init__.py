@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": "serve:serve",
     "events": "events:events",
     "demo": "project:demo",
+    "i18n": "i18n:i18n",
 }
 
 

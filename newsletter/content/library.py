@@ -7,12 +7,13 @@ expected, what was found — before anything is rendered. Unknown fields are war
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.content.issues import Issue, read_issue
 from newsletter.content.papers import Paper, read_paper
+from newsletter.content.translations import Translations, is_translation, load_translations
 from newsletter.errors import ContentError, Problem, describe, raise_for
 
 __all__ = ["Issue", "Library", "Paper", "check_references", "load_issues", "load_library", "load_papers"]
@@ -36,6 +37,8 @@ def load_papers(settings: Settings, problems: list[Problem] | None = None) -> li
             Problem(_relative(directory, settings), None, "expected a folder of paper files, found none")
         )
     for path in sorted(directory.glob("*.md")) if directory.is_dir() else ():
+        if is_translation(path):  # papers/<id>.<lang>.md: read by load_translations
+            continue
         paper = read_paper(path, problems, _relative(path, settings))
         if paper is not None:  # ids are unique: each must equal its file's name
             papers.append(paper)
@@ -51,6 +54,8 @@ def load_issues(settings: Settings, problems: list[Problem] | None = None) -> li
     issues = []
     directory = settings.issues_dir
     for path in sorted(directory.glob("*.md")) if directory.is_dir() else ():
+        if is_translation(path):  # issues/<slug>.<lang>.md: read by load_translations
+            continue
         issue = read_issue(path, settings, problems, _relative(path, settings))
         if issue is not None:
             issues.append(issue)
@@ -77,6 +82,7 @@ class Library:
     settings: Settings
     papers: dict[str, Paper]
     issues: list[Issue]
+    translations: Translations = field(default_factory=Translations)
 
     def issue(self, ref: str) -> Issue:
         """Find an issue by slug, file name or path."""
@@ -130,6 +136,7 @@ def load_library(settings: Settings, *, only: str | None = None) -> Library:
     papers = load_papers(settings, problems)
     issue_problems: list[Problem] = []
     issues = load_issues(settings, issue_problems)
+    translations = load_translations(settings, issue_problems)
     by_id = {p.id: p for p in papers}
     issue_problems += check_references(settings, by_id, issues)
     if only is not None:
@@ -140,4 +147,4 @@ def load_library(settings: Settings, *, only: str | None = None) -> Library:
     else:
         problems += issue_problems
     raise_for(problems)
-    return Library(settings=settings, papers=by_id, issues=issues)
+    return Library(settings=settings, papers=by_id, issues=issues, translations=translations)

@@ -12,11 +12,10 @@ import html
 import logging
 import re
 import textwrap
-import tomllib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,9 @@ from markupsafe import Markup
 
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
+from newsletter.content.translations import best_language
 from newsletter.errors import RenderError
+from newsletter.mail.locale import babel_locale, chrome, translations
 from newsletter.mail.markers import (
     GREETING,
     UNSUBSCRIBE_URL,
@@ -40,7 +41,6 @@ EXCERPT_CHARS = 300
 TEXT_WIDTH = 78
 EMAIL_TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"
-STRINGS_FILE = "strings.toml"
 
 
 @dataclass(frozen=True)
@@ -168,44 +168,20 @@ def short_authors(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Chrome strings (translations of the email's own words)
+# Chrome strings (the email's own words: gettext catalogues, see newsletter.mail.locale)
 
 
 def load_strings(settings: Settings, language: str) -> dict[str, Any]:
-    """The chrome strings for `language` (falling back per key to its base language, then English)."""
-    path = settings.templates_dir / STRINGS_FILE
-    table = _read_strings(path)
-    chain = [language, language.split("-")[0], "en"]
-    merged: dict[str, Any] = {}
-    for lang in reversed(chain):
-        merged.update(table.get(lang, {}))
-    if not merged:
-        raise RenderError(f"{path}: expected a table [en] of chrome strings, found none")
-    return merged
-
-
-@lru_cache(maxsize=8)
-def _read_strings_cached(path: Path, mtime: float) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise RenderError(f"{path.name}: not valid TOML: {exc}") from None
-
-
-def _read_strings(path: Path) -> dict[str, Any]:
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        raise RenderError(f"{path}: the chrome strings file is missing") from None
-    return _read_strings_cached(path, mtime)
+    """The chrome strings for `language` (falling back per string to its base language, then English)."""
+    return chrome(settings.templates_dir, language).strings()
 
 
 def format_date(date, strings: dict[str, Any]) -> str:
-    months = strings.get("months")
-    month = months[date.month - 1] if months else date.strftime("%B")
-    return strings.get("date_format", "{day} {month} {year}").format(
-        day=date.day, month=month, year=date.year
-    )
+    """`date` in the language of `strings` (its CLDR month names, its catalogue's date pattern)."""
+    from babel.dates import format_date as babel_format_date
+
+    language = strings.get("_language", "en")
+    return babel_format_date(date, format=strings["date_pattern"], locale=babel_locale(language))
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +200,10 @@ def jinja_environment(templates_dir: Path):
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # `_()` and `ngettext()` in templates: English until a render installs a language's catalogue
+    env.install_null_translations(newstyle=True)
     # Each issue is rendered twice (see newsletter.mail.markers.Markers): the Markdown of
     # the second pass comes from this environment's memo.
     env.filters.update(
@@ -409,7 +388,8 @@ def _tidy_text(text: str) -> str:
 def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: str = "") -> dict[str, Any]:
     """What the email templates see; `nonce` "" puts each marker's bare name (see `Markers`)."""
     settings = library.settings
-    strings = load_strings(settings, issue.language)
+    words = chrome(settings.templates_dir, issue.language)
+    strings = words.strings()
     direction = text_direction(issue.language)
     web_url = issue.web_url(settings)
     items = []
@@ -435,7 +415,9 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: st
         "language": issue.language,
         "dir": direction,
         "align": "right" if direction == "rtl" else "left",
-        "date": format_date(issue.date, strings),
+        "date": words.date(issue.date),
+        "papers_count": words.papers(len(papers)),
+        "number": words.number,
         "web_url": web_url,
         "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
         "greeting": Markup(marker(GREETING, nonce)),
@@ -445,10 +427,33 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: st
     }
 
 
-def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendered:
-    """Render one issue: subject, preheader, inlined HTML and the plain-text part, with markers."""
+def in_language(
+    library: Library, issue: Issue, papers: list[Paper], language: str
+) -> tuple[Issue, list[Paper]]:
+    """`issue` and its papers in the translation that best serves readers of `language`.
+
+    Falls back by BCP 47 lookup (see `best_language`) to the issue's own language;
+    a paper without a translation in the chosen language stays as written.
+    """
+    translations = library.translations
+    chosen = best_language(language, translations.languages_of(issue), issue.language)
+    return translations.issue_in(issue, chosen), [translations.paper_in(p, chosen)[0] for p in papers]
+
+
+def render_issue(
+    library: Library, issue: Issue, papers: list[Paper], *, language: str | None = None
+) -> Rendered:
+    """Render one issue: subject, preheader, inlined HTML and the plain-text part, with markers.
+
+    With `language`, the issue is rendered in its best translation for that language
+    (subject, preheader, introduction, papers' words, chrome, dates, numbers, plurals):
+    render once per language, then personalise each reader's copy at the markers.
+    """
+    if language is not None:
+        issue, papers = in_language(library, issue, papers, language)
     settings = library.settings
     env = jinja_environment(settings.templates_dir)
+    env.install_gettext_translations(translations(settings.templates_dir, issue.language), newstyle=True)
     context = issue_context(library, issue, papers)
     bare_source = render_template(env, EMAIL_TEMPLATE, context)
     bare_text = render_template(env, TEXT_TEMPLATE, context)
