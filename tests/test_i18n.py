@@ -208,7 +208,9 @@ def test_render_in_german(digest) -> None:
     assert "Hallo Ada Lovelace," in text
     assert "Ausgabe 1 · 10. Januar 2024" in text  # CLDR German month name, the catalogue's pattern
     assert "In dieser Ausgabe" in text and "Im Browser ansehen" in html
-    assert "Ein übersetzter Titel" in html  # the paper's translation
+    assert "Ein übersetzter Titel" in html  # the paper's translation, marked as German
+    assert re.search(r'<div[^>]* id="2401.00001" lang="de" dir="ltr"', html)
+    assert re.search(r'<div[^>]* id="arabic-dialects" lang="en" dir="ltr"', html)
     papers = len(built.rendered.papers)
     assert f"{papers} Artikel" in html
 
@@ -227,6 +229,7 @@ def test_render_in_arabic_is_right_to_left_with_arabic_plurals(digest) -> None:
     assert built.rendered.preheader == "ثلاث أوراق هذا الأسبوع"
     # untranslated papers keep their own words
     assert library.papers["2401.00001"].title in text
+    assert re.search(r'<div[^>]* id="2401.00001" lang="en" dir="ltr" style="[^"]*text-align:left', html)
 
 
 @pytest.mark.parametrize("wanted", ["fr", "pt-BR", None, "en-GB"])

@@ -79,6 +79,24 @@ class Translations:
             return paper, None
         return dataclasses.replace(paper, **found.words), language
 
+    def for_readers_of(
+        self, language: str, issue: Issue, papers: list[Paper]
+    ) -> tuple[Issue, list[Paper], dict[str, str]]:
+        """`issue` and its papers in the translation that best serves readers of `language`.
+
+        Falls back by BCP 47 lookup (see `best_language`) to the issue's own language;
+        a paper without a translation in the chosen language stays as written. The third
+        value names the language of each translated paper, by id.
+        """
+        chosen = best_language(language, self.languages_of(issue), issue.language)
+        shown, languages = [], {}
+        for paper in papers:
+            translated, paper_language = self.paper_in(paper, chosen)
+            shown.append(translated)
+            if paper_language is not None:
+                languages[paper.id] = paper_language
+        return self.issue_in(issue, chosen), shown, languages
+
 
 # ---------------------------------------------------------------------------
 # Choosing a language

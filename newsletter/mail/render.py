@@ -23,7 +23,6 @@ from markupsafe import Markup
 
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
-from newsletter.content.translations import best_language
 from newsletter.errors import RenderError
 from newsletter.mail.locale import babel_locale, chrome, translations
 from newsletter.mail.markers import (
@@ -385,8 +384,19 @@ def _tidy_text(text: str) -> str:
 # The whole pipeline
 
 
-def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: str = "") -> dict[str, Any]:
-    """What the email templates see; `nonce` "" puts each marker's bare name (see `Markers`)."""
+def issue_context(
+    library: Library,
+    issue: Issue,
+    papers: list[Paper],
+    nonce: str = "",
+    *,
+    paper_languages: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the email templates see; `nonce` "" puts each marker's bare name (see `Markers`).
+
+    `paper_languages` names the papers shown in a translation (by id); the others are
+    marked as written, in English.
+    """
     settings = library.settings
     words = chrome(settings.templates_dir, issue.language)
     strings = words.strings()
@@ -395,8 +405,12 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: st
     items = []
     for paper in papers:
         short, truncated = excerpt(paper.abstract)
+        paper_language = (paper_languages or {}).get(paper.id, "en")
         items.append(
             {
+                "lang": paper_language,
+                "dir": text_direction(paper_language),
+                "align": "right" if text_direction(paper_language) == "rtl" else "left",
                 "paper": paper,
                 "link": paper.link(settings),
                 "authors": short_authors(paper.authors),
@@ -427,19 +441,6 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: st
     }
 
 
-def in_language(
-    library: Library, issue: Issue, papers: list[Paper], language: str
-) -> tuple[Issue, list[Paper]]:
-    """`issue` and its papers in the translation that best serves readers of `language`.
-
-    Falls back by BCP 47 lookup (see `best_language`) to the issue's own language;
-    a paper without a translation in the chosen language stays as written.
-    """
-    translations = library.translations
-    chosen = best_language(language, translations.languages_of(issue), issue.language)
-    return translations.issue_in(issue, chosen), [translations.paper_in(p, chosen)[0] for p in papers]
-
-
 def render_issue(
     library: Library, issue: Issue, papers: list[Paper], *, language: str | None = None
 ) -> Rendered:
@@ -449,12 +450,13 @@ def render_issue(
     (subject, preheader, introduction, papers' words, chrome, dates, numbers, plurals):
     render once per language, then personalise each reader's copy at the markers.
     """
+    paper_languages: dict[str, str] = {}
     if language is not None:
-        issue, papers = in_language(library, issue, papers, language)
+        issue, papers, paper_languages = library.translations.for_readers_of(language, issue, papers)
     settings = library.settings
     env = jinja_environment(settings.templates_dir)
     env.install_gettext_translations(translations(settings.templates_dir, issue.language), newstyle=True)
-    context = issue_context(library, issue, papers)
+    context = issue_context(library, issue, papers, paper_languages=paper_languages)
     bare_source = render_template(env, EMAIL_TEMPLATE, context)
     bare_text = render_template(env, TEXT_TEMPLATE, context)
     nonce = choose_nonce(bare_source, bare_text)
