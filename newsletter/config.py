@@ -10,6 +10,7 @@ secret is ever read from the file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,14 @@ class SesSettings:
     configuration_set: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     endpoint_url: str | None = None  # for tests and SES-compatible services
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """Where SES notifications may come from (`events poll` and `events import`)."""
+
+    topic_arns: tuple[str, ...] = ()  # SNS topics whose envelopes are accepted; empty: any
+    account_id: str | None = None  # the AWS account the topics and EventBridge events belong to
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class Settings:
     rate: float | None = None  # messages per second; None: from SES quota, else unlimited
     max_html_kb: int = 95
     ses: SesSettings = field(default_factory=SesSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property
@@ -185,6 +195,23 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     return convert
 
 
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+
+
+def _topic_arns(v: Any) -> tuple[str, ...]:
+    """A list of SNS topic ARNs; from the environment, separated by commas."""
+    items = [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(a, str) and _SNS_TOPIC_ARN.match(a) for a in items):
+        raise ValueError("a list of SNS topic ARNs like 'arn:aws:sns:eu-west-1:123456789012:ses-events'")
+    return tuple(items)
+
+
+def _account_id(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"\d{12}", v):
+        raise ValueError("an AWS account id of 12 digits, as text")
+    return v
+
+
 def _tags(v: Any) -> dict[str, str]:
     if not isinstance(v, dict) or not all(isinstance(x, str) for x in (*v.keys(), *v.values())):
         raise ValueError("a table of text values")
@@ -199,7 +226,7 @@ def _tags(v: Any) -> dict[str, str]:
 class Option:
     """One key of `newsletter.toml`: the attribute it fills, how it is read, and what overrides it.
 
-    `attr` names a `Settings` attribute, or `ses.<name>` / `smtp.<name>` for those tables.
+    `attr` names a `Settings` attribute, or `ses.<name>` / `smtp.<name>` / `events.<name>` for those tables.
     Defaults are the dataclass fields' own: the typed declaration of each setting.
     """
 
@@ -242,6 +269,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ses.configuration_set", "ses.configuration_set", _text),
     Option("ses.tags", "ses.tags", _tags),
     Option("ses.endpoint_url", "ses.endpoint_url", _url, env="NEWSLETTER_SES_ENDPOINT_URL"),
+    Option("events.topic_arns", "events.topic_arns", _topic_arns, env="NEWSLETTER_EVENTS_TOPIC_ARNS"),
+    Option("events.account_id", "events.account_id", _account_id),
     Option("smtp.host", "smtp.host", _text),
     Option("smtp.port", "smtp.port", _port),
     Option("smtp.security", "smtp.security", _one_of("starttls", "ssl", "none")),
@@ -257,7 +286,7 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
     """Read `<root>/newsletter.toml`; report every problem at once.
 
     An option's environment variable (NEWSLETTER_DATABASE_URL, NEWSLETTER_TRANSPORT,
-    NEWSLETTER_SES_ENDPOINT_URL) overrides the file, so one checkout can run against
+    NEWSLETTER_SES_ENDPOINT_URL, NEWSLETTER_EVENTS_TOPIC_ARNS) overrides the file, so one checkout can run against
     several environments; its value is checked like the file's.
     """
     env = os.environ if env is None else env
@@ -302,6 +331,7 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
                 values[option.attr] = option.convert(env[option.env])
             except ValueError as exc:
                 problems.append(Problem.expected("environment", option.env, str(exc), env[option.env]))
+    problems += _foreign_topics(where, values)
     raise_for(problems)
 
     for attr in _FOLDERS:
@@ -310,7 +340,24 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
     values["database_url"] = _resolve_sqlite(values.get("database_url", Settings.database_url), root)
     ses = {a.removeprefix("ses."): values.pop(a) for a in list(values) if a.startswith("ses.")}
     smtp = {a.removeprefix("smtp."): values.pop(a) for a in list(values) if a.startswith("smtp.")}
-    return Settings(root=root, ses=SesSettings(**ses), smtp=SmtpSettings(**smtp), **values)
+    events = {a.removeprefix("events."): values.pop(a) for a in list(values) if a.startswith("events.")}
+    return Settings(
+        root=root,
+        ses=SesSettings(**ses),
+        smtp=SmtpSettings(**smtp),
+        events=EventsSettings(**events),
+        **values,
+    )
+
+
+def _foreign_topics(where: str, values: dict[str, Any]) -> list[Problem]:
+    """Allowed topics of another account than `events.account_id` would refuse every event."""
+    account = values.get("events.account_id")
+    return [
+        Problem.expected(where, "events.topic_arns", f"topics of account {account}", arn)
+        for arn in values.get("events.topic_arns", ())
+        if account and arn.split(":")[4] != account
+    ]
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:

@@ -754,7 +754,10 @@ def test_publish_changed_files_prefix_delete_and_dry_run(
     )
     assert result.exit_code == 0, result.output
     assert f"delete     s3://{name}/digest/old/page.html" in result.output
-    assert result.output.strip().endswith(f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 1 deleted")
+    assert result.output.splitlines()[-2:] == [
+        f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 1 deleted",
+        f"froze      {FIRST}.sent.toml (published; commit it)",  # public now: its papers stay
+    ]
     assert "digest/old/page.html" not in keys(endpoint, name)
     assert "outside.txt" in keys(endpoint, name)  # outside the prefix: never touched
 
@@ -771,7 +774,12 @@ def test_cli_publish_output(digest: Path, built: Path, bucket: tuple[str, str]) 
     assert keys(endpoint, name) == set()
 
     first = CliRunner().invoke(main, args, env=env)  # one line, however many files
-    assert (first.exit_code, first.output) == (0, f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\n")
+    assert (first.exit_code, first.output) == (
+        0,
+        f"s3://{name}/: 17 uploaded, 0 unchanged, 0 deleted\nfroze      {FIRST}.sent.toml (published; commit it)\n",
+    )
+    assert (digest / "issues" / f"{FIRST}.sent.toml").is_file()
+    assert not (digest / "issues" / f"{DRAFT}.sent.toml").exists()  # drafts are not public: not frozen
     edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
     build_site(load(digest), built)
     verbose = CliRunner().invoke(main, [*args, "-v"], env=env)

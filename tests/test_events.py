@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.audience.events import import_file, parse_notification, poll_queue, process_notification
+from newsletter.audience.events import import_file, process_notification
 from newsletter.audience.lifecycle import change_status, event_decision
+from newsletter.audience.notifications import MAX_BODY_BYTES, Notice, Trust, json_depth, parse_notification
+from newsletter.audience.sqs import poll_queue
 from newsletter.cli import main
 from newsletter.store import Store
 from tests.support.aws import REGION, moto_server  # noqa: F401 - a fixture
@@ -22,8 +24,25 @@ from tests.support.aws import REGION, moto_server  # noqa: F401 - a fixture
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 
 
+TOPIC = (
+    "arn:aws:sns:eu-west-1:123456789012:ses-events"  # every fixture's topic (tests/fixtures/events/README.md)
+)
+ACCOUNT = "123456789012"
+TRUSTED = Trust(frozenset({TOPIC}), ACCOUNT)
+
+
 def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def body_of(name: str) -> str:
+    """A fixture as the SQS message body (a .txt fixture is the body itself)."""
+    text = (FIXTURES / name).read_text(encoding="utf-8")
+    return text if name.endswith(".txt") else json.dumps(json.loads(text))
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    return '{"a": ' * depth + inner + "}" * depth
 
 
 def raw_event(name: str) -> dict:
@@ -216,6 +235,154 @@ def test_parse_accepts_bytes_and_raw_events() -> None:
     parsed = parse_notification(json.dumps(raw_event("bounce-permanent-sns.json")).encode())
     assert parsed.type == "Bounce" and parsed.bounce_type == "Permanent"
     assert parsed.recipients == ("gone@example.org", "also-gone@example.org")
+
+
+# --------------------------------------------------------------------------- messages as they really arrive
+
+NOTICES = [
+    ("validation-notice-sns.json", "SES topic validation"),
+    ("validation-notice-raw.txt", "SES topic validation"),
+    ("subscription-confirmation.json", "SNS SubscriptionConfirmation"),
+    ("unsubscribe-confirmation.json", "SNS UnsubscribeConfirmation"),
+    ("eventbridge-advisor-recommendation-open.json", "EventBridge 'Advisor Recommendation Status Open'"),
+    ("eventbridge-sending-status-disabled.json", "EventBridge 'Sending Status Disabled'"),
+    ("eventbridge-sending-status-enabled.json", "EventBridge 'Sending Status Enabled'"),
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), NOTICES)
+def test_messages_about_no_mail_are_recognised_and_ignored(store: Store, name: str, kind: str) -> None:
+    body = body_of(name)
+    notice = parse_notification(body, TRUSTED)
+    assert isinstance(notice, Notice) and notice.kind == kind
+    summary = process_notification(store, body, trust=TRUSTED)
+    assert (summary.processed, summary.ignored, summary.notices) == (1, 1, 1)
+    assert (summary.malformed, summary.refused, summary.errors) == (0, 0, [])
+    assert store.list_events() == []
+    assert all(status(store, a) == "active" for a in ADDRESSES)
+
+
+def test_the_validation_notice_as_sqs_carries_it(store: Store) -> None:
+    """The research sample is an SQS ReceiveMessage answer; its Body is what the poller reads."""
+    answer = fixture("validation-notice-sns.json")
+    assert answer["Message"] == "Successfully validated SNS topic for Amazon SES event publishing."
+    assert (FIXTURES / "validation-notice-raw.txt").read_text(encoding="utf-8") == answer["Message"]
+    # Bytes, as a saved body may be, and with the whitespace an editor adds.
+    assert process_notification(store, answer["Message"].encode() + b"\n").notices == 1
+
+
+def test_an_eventbridge_mail_event_is_still_applied(store: Store) -> None:
+    assert process_notification(store, fixture("delivery-eventbridge.json"), trust=TRUSTED).delivered == 1
+
+
+def test_envelopes_from_other_topics_or_accounts_are_refused(store: Store) -> None:
+    forged = body_of("forged-topic-bounce-sns.json")
+    refused = process_notification(store, forged, trust=TRUSTED)
+    assert (refused.refused, refused.processed, refused.bounced) == (1, 0, 0)
+    assert "TopicArn: expected arn:aws:sns:eu-west-1:123456789012:ses-events, got" in refused.errors[0]
+    assert "210987654321" in refused.errors[0]
+    assert status(store, "gone@example.org") == "active" and store.list_events() == []
+
+    # The account alone is enough to refuse another account's topic, and its account events.
+    by_account = Trust(account_id=ACCOUNT)
+    assert process_notification(store, forged, trust=by_account).refused == 1
+    elsewhere = {**fixture("eventbridge-sending-status-disabled.json"), "account": "210987654321"}
+    assert (
+        "account: expected 123456789012, got '210987654321'"
+        in (process_notification(store, elsewhere, trust=by_account).errors[0])
+    )
+    # A confirmation for another topic is refused too: it says someone else subscribed this queue.
+    other = {**fixture("subscription-confirmation.json"), "TopicArn": TOPIC.replace("ses-events", "other")}
+    assert process_notification(store, other, trust=TRUSTED).refused == 1
+
+    # The allowed topic is applied; without settings every topic is (the queue policy decides).
+    assert process_notification(store, body_of("bounce-permanent-sns.json"), trust=TRUSTED).bounced == 2
+    assert process_notification(store, forged).duplicates == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("[" * 200_000 + "]" * 200_000, "expected at most 262144 bytes"),
+        ("[" * 100_000 + "]" * 100_000, "expected JSON nested at most 64 deep, got 100000"),
+        (nested(65).encode(), "expected JSON nested at most 64 deep, got 65"),
+        (json.dumps({"eventType": "Bounce", "pad": "x" * MAX_BODY_BYTES}), "expected at most 262144 bytes"),
+        (
+            json.dumps({**fixture("bounce-permanent-sns.json"), "Message": "[" * 50_000 + "]" * 50_000}),
+            "expected JSON nested at most 64 deep, got 50000",
+        ),
+    ],
+    ids=["200k-brackets", "100k-brackets", "65-objects", "oversized", "deep-inside-an-envelope"],
+)
+def test_oversized_or_deep_json_is_malformed_not_a_crash(
+    store: Store, body: str | bytes, reason: str
+) -> None:
+    summary = process_notification(store, body)
+    assert (summary.malformed, summary.processed) == (1, 0)
+    assert reason in summary.errors[0]
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    assert json_depth(nested(64)) == 64
+    assert json_depth(json.dumps({"a": "[[[[{{{{", "b": ['\\"]]]', {"c": []}]})) == 4
+    assert json_depth("") == 0
+    # 64 levels is still an event: the limit is above any real SES event.
+    event = raw_event("bounce-permanent-sns.json")
+    event["mail"]["tags"]["deep"] = json.loads(nested(55))
+    assert parse_notification(json.dumps(event)).type == "Bounce"
+
+
+def test_events_import_of_a_deeply_nested_file_reports_it(tmp_path: Path) -> None:
+    from newsletter.store import Store as _Store
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    _Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}").close()
+    saved = tmp_path / "saved.json"
+    saved.write_text(
+        "[" * 200_000 + "]" * 200_000 + "\n" + body_of("complaint-sns.json") + "\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "import", str(saved)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "RecursionError" not in result.output
+    assert f"Error: {saved}:1: expected at most 262144 bytes" in result.output
+    assert "1 processed" in result.output
+
+
+def test_events_settings(tmp_path: Path) -> None:
+    from newsletter.config import load_settings
+    from newsletter.errors import NewsletterError
+
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    base = repo_toml.read_text(encoding="utf-8")
+    (tmp_path / "newsletter.toml").write_text(
+        base + f'\n[events]\ntopic_arns = ["{TOPIC}"]\naccount_id = "{ACCOUNT}"\n', encoding="utf-8"
+    )
+    settings = load_settings(tmp_path, env={})
+    assert (settings.events.topic_arns, settings.events.account_id) == ((TOPIC,), ACCOUNT)
+    other = "arn:aws:sns:eu-west-1:210987654321:ses-events"
+    assert load_settings(
+        tmp_path, env={"NEWSLETTER_EVENTS_TOPIC_ARNS": f"{TOPIC}, {TOPIC}-2"}
+    ).events.topic_arns == (
+        TOPIC,
+        f"{TOPIC}-2",
+    )
+    (tmp_path / "newsletter.toml").write_text(
+        base + f'\n[events]\ntopic_arns = ["{other}", "ses-events"]\naccount_id = {ACCOUNT}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(NewsletterError) as problems:
+        load_settings(tmp_path, env={})
+    message = str(problems.value)
+    assert "events.topic_arns: expected a list of SNS topic ARNs like" in message
+    assert "events.account_id: expected an AWS account id of 12 digits, as text, got" in message
+    (tmp_path / "newsletter.toml").write_text(
+        base + f'\n[events]\ntopic_arns = ["{other}"]\naccount_id = "{ACCOUNT}"\n', encoding="utf-8"
+    )
+    with pytest.raises(NewsletterError, match=r"events\.topic_arns: expected topics of account 123456789012"):
+        load_settings(tmp_path, env={})
 
 
 # --------------------------------------------------------------------------- one transaction per event
@@ -559,6 +726,80 @@ def test_poll_once_processes_everything_and_deletes_after_processing(
     assert [m["Body"] for m in left] == ["this is not JSON"]
 
 
+def test_poll_survives_every_fixture(store: Store, sqs) -> None:
+    """Every kind of message in one queue: applied, ignored or set aside; none stuck, no failure."""
+    queue, dead = new_queue(sqs), new_queue(sqs)
+    names = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".json", ".txt"))
+    generated = ["[" * 100_000 + "]" * 100_000, nested(65), "x" * 1000]
+    bodies = [body_of(n) for n in names] + generated
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    result = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        visibility_timeout=1,
+        dead_letter_queue_url=dead,
+        trust=TRUSTED,
+    )
+    s = result.summary
+    malformed = [n for n in names if n.startswith("malformed-")]
+    assert (result.received, result.deleted, result.failed) == (len(bodies), len(bodies), 0)
+    assert (s.notices, s.refused, s.malformed) == (len(NOTICES), 1, len(malformed) + len(generated))
+    assert result.dead_lettered == s.refused + s.malformed
+    assert s.processed == len(bodies) - s.refused - s.malformed
+    assert status(store, "gone@example.org") == "bounced"  # from the allowed topic
+    time.sleep(1.2)  # past the visibility timeout: nothing comes back
+    assert queued(sqs, queue) == 0
+    moved = []
+    while batch := sqs.receive_message(
+        QueueUrl=dead, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        moved += batch
+        sqs.delete_message_batch(
+            QueueUrl=dead,
+            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
+        )
+    reasons = sorted(m["MessageAttributes"]["error"]["StringValue"] for m in moved)
+    assert len(moved) == result.dead_lettered
+    assert any(r.startswith("refused: TopicArn") for r in reasons)
+    assert any("nested at most 64 deep, got 100000" in r for r in reasons)
+
+
+def test_a_refused_message_is_never_deleted_without_a_dead_letter_queue(store: Store, sqs) -> None:
+    """A typo in the allowed topics must not throw real bounces away: they wait for the redrive policy."""
+    queue = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody=body_of("bounce-permanent-sns.json"))
+    wrong = Trust(frozenset({TOPIC + "-typo"}))
+    result = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        visibility_timeout=1,
+        trust=wrong,
+    )
+    assert (result.received, result.deleted, result.summary.refused, result.failed) == (1, 0, 1, 0)
+    assert status(store, "gone@example.org") == "active"
+    time.sleep(1.2)  # once the settings are right, the same message is applied
+    again = poll_queue(
+        store,
+        queue,
+        endpoint_url=sqs.meta.endpoint_url,
+        region=REGION,
+        once=True,
+        wait_seconds=0,
+        trust=TRUSTED,
+    )
+    assert (again.deleted, again.summary.bounced) == (1, 2)
+    assert queued(sqs, queue) == 0
+
+
 def queue_arn(sqs, queue_url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
@@ -682,7 +923,7 @@ def test_events_poll_cli(
     )
     assert result.exit_code == 0, result.output
     assert (
-        "Received 2, deleted 1: 1 processed, 1 bounced, 0 complained, 0 delivered, 1 malformed."
+        "Received 2, deleted 1: 1 processed, 1 bounced, 0 complained, 0 delivered, 0 ignored, 1 malformed."
         in result.output
     )
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
@@ -744,3 +985,39 @@ def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
     assert "Stopped." in err and "Traceback" not in err
     assert "Received 1, deleted 1: 1 processed, 1 bounced" in out
     assert queued(sqs, queue) == 0
+
+
+def test_a_bounce_with_many_recipients_is_one_transaction_through_the_lifecycle(
+    store: Store, tmp_path: Path
+) -> None:
+    readers = [f"reader.{n}@example.com" for n in range(1500)]
+    for address in readers[:1000]:
+        store.add_subscriber(address, status="active")
+    change_status(store, readers[0], "complained", "event")  # a complaint is never replaced by a bounce
+    change_status(store, readers[1], "unsubscribed", "reader")  # a bounce is stronger than leaving
+    event = raw_event("bounce-permanent-sns.json")
+    recipients = [{"emailAddress": a} for a in readers]
+    recipients.append({"emailAddress": readers[2].upper()})  # the same address twice, in another case
+    event["bounce"]["bouncedRecipients"] = recipients
+    database = tmp_path / "subscribers.db"
+
+    break_commits(database)
+    with pytest.raises(Exception, match="FOREIGN KEY constraint failed"):
+        process_notification(store, event)
+    assert status(store, readers[5]) == "active" and store.list_events(type="bounce") == []
+    mend_commits(database)
+
+    summary = process_notification(store, event)
+    # 999 known, active or unsubscribed, became bounced; 500 unknown addresses are recorded only.
+    assert (summary.bounced, summary.duplicates, summary.processed) == (999, 1, 1)
+    assert [status(store, a) for a in readers[:3]] == ["complained", "bounced", "bounced"]
+    assert len(store.list_events(type="bounce")) == 1500
+    [change] = store.list_events(email=readers[1], type="status")[-1:]
+    assert change["detail"] == {
+        "from": "unsubscribed",
+        "to": "bounced",
+        "reason": "permanent bounce (General)",
+    }
+    assert store.count_by_status()["bounced"] == 999
+    again = process_notification(store, event)
+    assert (again.bounced, again.duplicates) == (0, 1501)

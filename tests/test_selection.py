@@ -6,11 +6,15 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 from newsletter.config import load_settings
+from newsletter.content.freeze import Freeze
+from newsletter.content.front_matter import closest, edit_distance
 from newsletter.content.issues import Issue, Selection
 from newsletter.content.library import Library, load_library
 from newsletter.content.papers import Paper
-from newsletter.content.selection import papers_for, plan, select_papers
+from newsletter.content.selection import papers_for, plan, rules_would_pick, select_papers
 from tests.support.project import REPO
 
 
@@ -180,3 +184,53 @@ def test_rules_of_an_earlier_issue_do_not_claim_later_papers():
     planned = plan(library)
     assert ids(planned[early.slug]) == ["a", "b", "e"]
     assert ids(planned[late.slug]) == ["f"]
+
+
+def frozen(base: Issue, *pids: str) -> Issue:
+    record = Freeze(
+        papers=pids, subject="S", sent=dt.datetime(2024, 2, 1, tzinfo=dt.UTC), by="send", source_sha256=""
+    )
+    return dataclasses.replace(base, frozen=record)
+
+
+def test_a_frozen_issue_features_its_record_whatever_its_rules_say():
+    sent = frozen(issue(tags=("nlp",), sort="id"), "c", "a", "gone")
+    assert ids(select_papers(sent, POOL)) == ["c", "a"]  # record order; a missing id is check's error
+
+
+def test_no_issue_takes_a_frozen_issues_papers_not_even_an_earlier_one():
+    earlier = issue(number=1, date="2024-02-01", sort="id")  # a draft older than the sent issue
+    sent = frozen(issue(number=2, date="2024-02-08", sort="id"), "b", "e")
+    library = Library(settings=load_settings(REPO), papers=POOL, issues=[earlier, sent])
+    planned = plan(library)
+    assert ids(planned[earlier.slug]) == ["a", "c", "d"]
+    assert ids(planned[sent.slug]) == ["b", "e"]
+
+
+def test_a_frozen_issue_never_gains_papers_however_many_arrive():
+    sent = frozen(issue(number=1, tags=("nlp",), sort="id"), "a", "b")
+    pool = {**POOL, **{f"n{i}": paper(f"n{i}", published="2024-01-01", tags=["nlp"]) for i in range(20)}}
+    library = Library(settings=load_settings(REPO), papers=pool, issues=[sent])
+    assert ids(plan(library)[sent.slug]) == ["a", "b"]
+    assert len(rules_would_pick(library, sent)) == 23  # what refreeze would propose
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("stauts", "status"),
+        ("tag", "tags"),
+        ("limt", "limit"),
+        ("subjcet", "subject"),
+        ("colour", None),
+        ("", None),
+    ],
+)
+def test_closest_is_within_two_edits(word, expected):
+    assert closest(word, ["status", "tags", "limit", "subject", "title"]) == expected
+
+
+def test_edit_distance_counts_a_swap_as_one():
+    assert edit_distance("stauts", "status", 2) == 1
+    assert edit_distance("kitten", "sitting", 5) == 3
+    assert edit_distance("abc", "abcdefgh", 2) == 3  # past the cap: cap + 1

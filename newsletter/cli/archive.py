@@ -85,7 +85,12 @@ def publish(
     Example:
         newsletter archive publish --bucket digest.example.org --delete
     """
+    import datetime as dt
+
     from newsletter.archive.publish import publish_site
+    from newsletter.content.freeze import freeze_path, freeze_published
+    from newsletter.content.library import load_library
+    from newsletter.content.selection import plan
 
     site_dir = out or obj.settings.site_dir
     report = publish_site(
@@ -112,6 +117,10 @@ def publish(
             f"{where}: {len(report.uploaded)} uploaded, {len(report.unchanged)} unchanged, "
             f"{len(report.deleted)} deleted"
         )
+        # Public now: a published issue never sent keeps these papers from here on.
+        library = load_library(obj.settings)
+        for issue in freeze_published(library.issues, plan(library), dt.datetime.now(dt.UTC)):
+            click.echo(f"froze      {freeze_path(issue.path).name} (published; commit it)")
 
 
 @archive.command()

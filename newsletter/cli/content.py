@@ -70,12 +70,18 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
     Example:
         newsletter check 2026-03-17-multilingual-llms
     """
-    from newsletter.mail.checks import check_issue
+    from newsletter.content.selection import empty_issue_problem, plan
+    from newsletter.mail.checks import CheckReport, check_issue
 
     library, targets = _targets(ctx, issues, all_issues)
+    planned = plan(library)
     failed = 0
     for issue in targets:
-        report = check_issue(library, issue, spamassassin=not no_spam_score)
+        if planned[issue.slug]:
+            report = check_issue(library, issue, spamassassin=not no_spam_score)
+        else:  # nothing to render: say which rule matched nothing
+            report = CheckReport(errors=[str(empty_issue_problem(library, issue))])
+        report.warnings[:0] = _freeze_warnings(issue)
         click.echo(f"{issue.slug}")
         for line in report.passed:
             click.echo(f"  ok    {line}")
@@ -88,13 +94,27 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
         raise click.ClickException(f"{failed} issue(s) failed the checks") from None
 
 
+def _freeze_warnings(issue) -> list[str]:
+    from newsletter.content.freeze import changed_since_frozen, freeze_path
+
+    if not changed_since_frozen(issue):
+        return []
+    sent = issue.frozen.sent.strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"{issue.path.name} changed since it was sent ({sent}): the archive page shows the edit, "
+        f"but the papers stay the {len(issue.frozen.papers)} in {freeze_path(issue.path).name} "
+        f"(`newsletter issue refreeze {issue.slug}` to review and record the change)"
+    ]
+
+
 @click.group()
 def issue() -> None:
-    """Create issues.
+    """Create issues; change a sent issue's frozen paper list.
 
     \b
     Example:
         newsletter issue new tokenizers --tag tokenization
+        newsletter issue refreeze 2026-03-17-multilingual-llms
     """
 
 
@@ -139,3 +159,112 @@ def issue_new(
         settings, slug=slug, date=date, number=number, title=title, language=language, tags=tags, limit=limit
     )
     click.echo(f"Created {display_path(path)} (issue {number}, draft)")
+
+
+@issue.command("refreeze")
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def issue_refreeze(ctx: Context, issue_ref: str, yes: bool) -> None:
+    """Replace a sent issue's frozen papers with what its rules pick now.
+
+    Shows the papers that would leave and join the issue (its archive page changes;
+    mail already sent does not), then asks. Also records the issue file as it is now,
+    so `check` stops warning that it changed.
+
+    \b
+    Example:
+        newsletter issue refreeze 2026-03-17-multilingual-llms
+    """
+    import dataclasses
+
+    from newsletter.content.freeze import file_sha256, freeze_path, write_freeze
+    from newsletter.content.selection import rules_would_pick
+
+    library, issue = _frozen_issue(ctx, issue_ref)
+    now = rules_would_pick(library, issue)
+    ids = tuple(p.id for p in now)
+    if not ids:
+        raise click.ClickException(f"{issue.slug}: its rules pick no paper now; the record is kept")
+    changed = _show_change(library, issue.frozen.papers, ids)
+    if not changed and issue.frozen.source_sha256 == file_sha256(issue.path):
+        click.echo(f"{issue.slug}: the papers and the issue file are as frozen; nothing to do")
+        return
+    if not changed:
+        click.echo(f"{issue.slug}: the papers stay as they are; the record will note the edited issue file")
+    if not yes:
+        _ask(f"Rewrite {freeze_path(issue.path).name}?")
+    record = dataclasses.replace(
+        issue.frozen, papers=ids, by="issue refreeze", source_sha256=file_sha256(issue.path)
+    )
+    path = write_freeze(issue, record)
+    click.echo(f"Wrote {display_path(path)} ({_papers(len(ids))}); commit it, then rebuild the archive")
+
+
+@issue.command("unfreeze")
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def issue_unfreeze(ctx: Context, issue_ref: str, yes: bool) -> None:
+    """Remove a sent issue's freeze record: its rules pick its papers again at every build.
+
+    Shows what the rules pick now against what was sent, then asks. The papers of
+    other frozen issues stay out of its reach; the next real send freezes it again.
+
+    \b
+    Example:
+        newsletter issue unfreeze 2026-03-17-multilingual-llms
+    """
+    from newsletter.content.freeze import freeze_path, unfreeze
+    from newsletter.content.selection import rules_would_pick
+
+    library, issue = _frozen_issue(ctx, issue_ref)
+    now = tuple(p.id for p in rules_would_pick(library, issue))
+    _show_change(library, issue.frozen.papers, now)
+    click.echo(f"From now on its papers follow its rules at every build (today: {_papers(len(now))}).")
+    if not yes:
+        _ask(f"Remove {freeze_path(issue.path).name}?")
+    unfreeze(issue)
+    click.echo(f"Removed {display_path(freeze_path(issue.path))}; commit the removal")
+
+
+def _frozen_issue(ctx: Context, ref: str):
+    from newsletter.content.freeze import freeze_path
+    from newsletter.content.library import load_library
+
+    library = load_library(ctx.settings, only=ref)
+    issue = library.issue(ref)
+    if issue.frozen is None:
+        raise click.ClickException(
+            f"{issue.slug}: not frozen (no {freeze_path(issue.path).name}); its rules pick its papers at every build"
+        )
+    return library, issue
+
+
+def _show_change(library, old: tuple[str, ...], new: tuple[str, ...]) -> bool:
+    """Print the papers that leave and join; True if the list (or its order) changes."""
+
+    def title(pid: str) -> str:
+        paper = library.papers.get(pid)
+        return f"{pid}  {paper.title}" if paper else f"{pid}  (no such paper now)"
+
+    for pid in old:
+        if pid not in new:
+            click.echo(f"  - {title(pid)}")
+    for pid in new:
+        if pid not in old:
+            click.echo(f"  + {title(pid)}")
+    if old != new and set(old) == set(new):
+        click.echo("  (same papers, new order)")
+    if old != new:
+        click.echo(f"{_papers(len(old))} frozen -> {_papers(len(new))} by the rules now")
+    return old != new
+
+
+def _ask(question: str) -> None:
+    import sys
+
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{question} No terminal to ask on: pass --yes to confirm.")
+    if not click.confirm(question, default=False):
+        raise click.Abort()

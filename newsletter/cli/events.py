@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.audience.lifecycle import SOFT_BOUNCE_LIMIT
 from newsletter.cli import Context, pass_context
+
+if TYPE_CHECKING:
+    from newsletter.audience.notifications import Trust
+    from newsletter.config import Settings
 
 _limit = click.option(
     "--soft-bounce-limit",
@@ -63,13 +68,17 @@ def poll(
 
     Permanent bounces and complaints suppress the address at once; transient bounces
     do after --soft-bounce-limit of them; deliveries are noted in the ledger. A message
-    is deleted only after its changes are saved. Stop with Ctrl-C.
+    is deleted only after its changes are saved. SNS confirmations, SES's topic
+    validation notice and account events are ignored and deleted. Malformed messages,
+    and envelopes from a topic or account not in [events] topic_arns / account_id, are
+    moved to --dead-letter-queue-url (or left for the queue's redrive policy). Stop with
+    Ctrl-C.
 
     \b
     Example:
         newsletter events poll --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events
     """
-    from newsletter.audience.events import poll_queue
+    from newsletter.audience.sqs import poll_queue
     from newsletter.store import Store
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -86,13 +95,15 @@ def poll(
             wait_seconds=wait_seconds,
             dead_letter_queue_url=dead_letter_queue_url,
             soft_bounce_limit=soft_bounce_limit,
+            trust=_trust(settings),
         )
     s = result.summary
     if result.interrupted:
         click.echo("Stopped.", err=True)
     click.echo(
         f"Received {result.received}, deleted {result.deleted}: {s.processed} processed, {s.bounced} bounced, "
-        f"{s.complained} complained, {s.delivered} delivered, {s.malformed} malformed"
+        f"{s.complained} complained, {s.delivered} delivered, {s.ignored} ignored, {s.malformed} malformed"
+        + (f", {s.refused} refused (not from an allowed topic or account)" if s.refused else "")
         + (f", {s.unsubscribed} unsubscribed" if s.unsubscribed else "")
         + (f" ({result.dead_lettered} moved to the dead-letter queue)" if result.dead_lettered else "")
         + (f", {result.failed} failed and left in the queue" if result.failed else "")
@@ -119,11 +130,18 @@ def import_(obj: Context, file: Path, soft_bounce_limit: int) -> None:
     from newsletter.store import Store
 
     with Store.open(obj.settings.database_url) as store:
-        s = import_file(store, file, soft_bounce_limit=soft_bounce_limit)
+        s = import_file(store, file, soft_bounce_limit=soft_bounce_limit, trust=_trust(obj.settings))
     for error in s.errors:
         click.echo(f"Error: {error}", err=True)
     click.echo(s.line() + ".")
-    if s.malformed:
+    if s.set_aside:
         raise NewsletterError(
-            f"{file}: {s.malformed} malformed notification{'s' if s.malformed != 1 else ''} skipped"
+            f"{file}: {s.set_aside} malformed or refused notification{'s' if s.set_aside != 1 else ''} skipped"
         )
+
+
+def _trust(settings: Settings) -> Trust:
+    """Where notifications may come from, as `[events]` in newsletter.toml says."""
+    from newsletter.audience.notifications import Trust
+
+    return Trust(frozenset(settings.events.topic_arns), settings.events.account_id)

@@ -89,7 +89,9 @@ def send(
 ) -> None:
     """Send ISSUE to every active subscriber, once, recorded in the ledger.
 
-    ISSUE is a path or a slug. Re-running continues an interrupted send and never
+    ISSUE is a path or a slug; it must be published (drafts work with --test and
+    --dry-run). The first real send freezes its papers in issues/<slug>.sent.toml
+    (commit it). Re-running continues an interrupted send and never
     reaches a reader twice; messages that were being sent when a send was killed
     are reported as uncertain and resent only with --resend-uncertain. Ctrl-C stops
     after the messages in flight are recorded.
@@ -100,6 +102,7 @@ def send(
         newsletter send 2026-03-17-multilingual-llms --limit 50
         newsletter send 2026-03-17-multilingual-llms
     """
+    from newsletter.content.freeze import require_sendable
     from newsletter.content.library import load_library
     from newsletter.delivery.plan import plan_send, recipients_count, resolve_secret
     from newsletter.delivery.sending import send_issue, send_test
@@ -116,6 +119,8 @@ def send(
         click.echo(f"Warning: {warning}", err=True)
     library = load_library(settings, only=issue_ref)
     issue = library.issue(issue_ref)
+    if not (test_addresses or dry_run):
+        require_sendable(issue)  # a draft may be tried (--test, --dry-run), never sent to the list
     built = build_message(library, issue)
     if not skip_checks:
         _preflight(built, spamassassin=not no_spam_score)
@@ -162,21 +167,41 @@ def send(
     )
     with Store.open(settings.database_url) as store:
         to_send = recipients_count(store, plan)
+        papers = len(built.rendered.papers)
         if dry_run:
-            _describe_dry_run(store, plan, issue.subject, checked=not skip_checks, to_send=to_send)
+            _describe_dry_run(store, plan, issue, papers, checked=not skip_checks, to_send=to_send)
             return
         if to_send > 0 and not yes:
-            _confirm(issue.slug, issue.subject, to_send, name, limit)
+            _confirm(issue, papers, to_send, name, limit)
+        if to_send > 0:
+            _freeze(issue, built.rendered.papers)
         stop = GracefulStop(on_first=_say_stopping)
         with _progress(to_send) as progress, stop:
             report = send_issue(plan, store, progress=progress, stop_event=stop.event)
     _finish(report)
 
 
-def _describe_dry_run(store, plan, subject: str, *, checked: bool, to_send: int) -> None:
+def _freeze(issue, papers) -> None:
+    """The first real send records the papers it sends: they stay the issue's from now on."""
+    import datetime as dt
+
+    from newsletter.content.freeze import freeze, freeze_path
+
+    if issue.frozen is None:
+        freeze(issue, papers, issue.subject, dt.datetime.now(dt.UTC))
+        click.echo(f"Froze {freeze_path(issue.path).name}: these papers stay the issue's (commit the file)")
+
+
+def _status(issue) -> str:
+    return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
+
+
+def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send: int) -> None:
     uncertain = store.ledger_counts(plan.issue)["sending"]
     click.echo(f"Issue:      {plan.issue}")
-    click.echo(f"Subject:    {subject}")
+    click.echo(f"Status:     {_status(issue)}")
+    click.echo(f"Subject:    {issue.subject}")
+    click.echo(f"Papers:     {papers}")
     click.echo(f"Transport:  {plan.transport_name}")
     click.echo(f"Recipients: {to_send}")
     if uncertain:
@@ -209,7 +234,7 @@ def _preflight(built, *, spamassassin: bool) -> None:
         )
 
 
-def _confirm(slug: str, subject: str, count: int, transport: str, limit: int | None) -> None:
+def _confirm(issue, papers: int, count: int, transport: str, limit: int | None) -> None:
     from newsletter.errors import NewsletterError
 
     if not sys.stdin.isatty():
@@ -218,8 +243,10 @@ def _confirm(slug: str, subject: str, count: int, transport: str, limit: int | N
             "Pass --yes to send non-interactively."
         )
     canary = " (canary, --limit)" if limit is not None else ""
-    click.echo(f"Issue:      {slug}", err=True)
-    click.echo(f"Subject:    {subject}", err=True)
+    click.echo(f"Issue:      {issue.slug}", err=True)
+    click.echo(f"Status:     {_status(issue)}", err=True)
+    click.echo(f"Subject:    {issue.subject}", err=True)
+    click.echo(f"Papers:     {papers}", err=True)
     click.echo(f"Recipients: {count}{canary}", err=True)
     click.echo(f"Transport:  {transport}", err=True)
     if not click.confirm("Send now?", default=False, err=True):

@@ -7,7 +7,7 @@ with the same YAML rules (`yaml_loader`), so an id or a date means the same to b
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,54 @@ def error_count(problems: list[Problem]) -> int:
     return sum(not p.warning for p in problems)
 
 
-def warn_unknown(where: str, data: dict[str, Any], known: Iterable[str], problems: list[Problem]) -> None:
+def check_unknown(
+    where: str, data: dict[str, Any], known: Sequence[str], problems: list[Problem], *, strict: bool = False
+) -> None:
+    """Unknown keys: an error when close to a known one (a typo like `stauts`), else a warning.
+
+    With `strict` (inside `select`, where an ignored rule changes which papers go out),
+    every unknown key is an error.
+    """
     for key in data:
-        if key not in known:
+        if key in known:
+            continue
+        guess = closest(str(key), known)
+        if guess is None and not strict:
             problems.append(Problem(where, str(key), "unknown field (ignored)", warning=True))
+            continue
+        expected = f"one of {', '.join(known)}" if guess is None else f"{guess!r}"
+        problems.append(
+            Problem(
+                where,
+                str(key),
+                "unknown field" + (f"; did you mean {guess!r}?" if guess else f" (expected {expected})"),
+            )
+        )
+
+
+def closest(word: str, choices: Iterable[str], max_distance: int = 2) -> str | None:
+    """The choice nearest to `word` within `max_distance` edits (a did-you-mean), else None."""
+    best: tuple[int, str] | None = None
+    for choice in choices:
+        d = edit_distance(word.casefold(), choice.casefold(), max_distance)
+        if d <= max_distance and (best is None or d < best[0]):
+            best = (d, choice)
+    return best[1] if best else None
+
+
+def edit_distance(a: str, b: str, cap: int) -> int:
+    """Levenshtein distance (insert, delete, substitute, swap two neighbours), stopping past `cap`."""
+    if abs(len(a) - len(b)) > cap:
+        return cap + 1
+    before: list[int] | None = None
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb))
+            if before is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], before[j - 2] + 1)  # a swap: "stauts" -> "status"
+        if min(current) > cap:
+            return cap + 1
+        before, row = row, current
+    return row[-1]

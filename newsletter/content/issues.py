@@ -13,7 +13,8 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.content import schema
-from newsletter.content.front_matter import error_count, read_front_matter, warn_unknown
+from newsletter.content.freeze import Freeze
+from newsletter.content.front_matter import check_unknown, error_count, read_front_matter
 from newsletter.content.papers import clean_body
 from newsletter.content.schema import FrontMatterFields
 from newsletter.errors import Problem
@@ -65,6 +66,7 @@ class Issue:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     select: Selection | None = None  # None: no rules, only `include`
+    frozen: Freeze | None = None  # what it was sent with (`<slug>.sent.toml`): its papers from then on
 
     @property
     def published(self) -> bool:
@@ -90,9 +92,9 @@ def read_issue(
         return None
     data, body = split
     before = error_count(problems)
-    warn_unknown(where, data, ISSUE_FIELDS, problems)
+    check_unknown(where, data, ISSUE_FIELDS, problems)
     f = FrontMatterFields(where, data, problems)
-    title = f.get("title", schema.text, required=True)
+    title = f.get("title", schema.header_text, required=True)
     date = f.get("date", schema.date, required=True)
     if date is not None and date.isoformat() != match.group(1):
         problems.append(
@@ -106,11 +108,12 @@ def read_issue(
         if not isinstance(raw_select, dict):
             problems.append(Problem.expected(where, "select", "a mapping of rules", raw_select))
         else:
-            warn_unknown(
-                f"{where}",
+            check_unknown(
+                where,
                 {f"select.{k}": v for k, v in raw_select.items()},
                 [f"select.{k}" for k in SELECT_FIELDS],
                 problems,
+                strict=True,  # an ignored rule would send unrelated papers
             )
             s = FrontMatterFields(where, {f"select.{k}": v for k, v in raw_select.items()}, problems)
             select = Selection(
@@ -127,9 +130,9 @@ def read_issue(
                     Problem(where, "select.until", f"must not be before select.since ({select.since})")
                 )
     issue_kwargs = dict(
-        subject=f.get("subject", schema.text, default=title),
+        subject=f.get("subject", schema.header_text, default=title),
         number=f.get("number", schema.positive_int, required=True),
-        preheader=f.get("preheader", schema.optional_text, default=""),
+        preheader=f.get("preheader", schema.optional_header_text, default=""),
         language=f.get("language", schema.language, default=settings.language),
         status=f.get("status", schema.one_of("draft", "published"), default="draft"),
         include=f.get("include", schema.paper_ids, default=()),

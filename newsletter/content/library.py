@@ -7,10 +7,14 @@ expected, what was found — before anything is rendered. Unknown fields are war
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.config import Settings
+from newsletter.content.freeze import FREEZE_SUFFIX, freeze_path, read_freeze
+from newsletter.content.front_matter import closest
 from newsletter.content.issues import Issue, read_issue
 from newsletter.content.papers import Paper, read_paper
 from newsletter.content.translations import Translations, is_translation, load_translations
@@ -26,8 +30,14 @@ def _relative(path: Path, settings: Settings) -> str:
         return str(path)
 
 
-def load_papers(settings: Settings, problems: list[Problem] | None = None) -> list[Paper]:
-    """Read every `papers/*.md`; raise listing every problem unless a list is passed to collect them."""
+def load_papers(
+    settings: Settings, problems: list[Problem] | None = None, broken: set[str] | None = None
+) -> list[Paper]:
+    """Read every `papers/*.md`; raise listing every problem unless a list is passed to collect them.
+
+    `broken` collects the ids (file stems) of papers that failed to load, so an issue that
+    includes one says so instead of calling the id unknown.
+    """
     own = problems is None
     problems = [] if problems is None else problems
     papers: list[Paper] = []
@@ -42,6 +52,8 @@ def load_papers(settings: Settings, problems: list[Problem] | None = None) -> li
         paper = read_paper(path, problems, _relative(path, settings))
         if paper is not None:  # ids are unique: each must equal its file's name
             papers.append(paper)
+        elif broken is not None:
+            broken.add(path.stem)
     if own:
         raise_for(problems)
     return papers
@@ -56,9 +68,11 @@ def load_issues(settings: Settings, problems: list[Problem] | None = None) -> li
     for path in sorted(directory.glob("*.md")) if directory.is_dir() else ():
         if is_translation(path):  # issues/<slug>.<lang>.md: read by load_translations
             continue
-        issue = read_issue(path, settings, problems, _relative(path, settings))
+        where = _relative(path, settings)
+        issue = read_issue(path, settings, problems, where)
         if issue is not None:
-            issues.append(issue)
+            frozen = read_freeze(path, problems, where)
+            issues.append(dataclasses.replace(issue, frozen=frozen) if frozen else issue)
     numbers: dict[int, Issue] = {}
     for issue in issues:
         if issue.number in numbers:
@@ -91,24 +105,38 @@ class Library:
             if issue.slug == name or issue.path == Path(ref).resolve():
                 return issue
         known = ", ".join(i.slug for i in self.issues) or "none"
-        raise ContentError(f"{ref}: no such issue (expected a path or slug; known issues: {known})")
+        guess = closest(name, [i.slug for i in self.issues])
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise ContentError(f"{ref}: no such issue{hint} (expected a path or slug; known issues: {known})")
 
     def earlier(self, issue: Issue) -> list[Issue]:
         return [i for i in self.issues if (i.date, i.number) < (issue.date, issue.number)]
 
 
-def check_references(settings: Settings, papers: dict[str, Paper], issues: list[Issue]) -> list[Problem]:
-    """Problems that need both papers and issues: unknown ids in include/exclude."""
+def check_references(
+    settings: Settings, papers: dict[str, Paper], issues: list[Issue], broken: Iterable[str] = ()
+) -> list[Problem]:
+    """Problems that need both papers and issues: unknown ids in include/exclude and freeze records.
+
+    A paper in `broken` exists but failed to load; its own errors are reported already.
+    """
     problems = []
+    broken = set(broken)
     for issue in issues:
         where = _relative(issue.path, settings)
-        for key in ("include", "exclude"):
-            for pid in getattr(issue, key):
-                if pid not in papers:
+        lists = [("include", issue.include), ("exclude", issue.exclude)]
+        if issue.frozen is not None:
+            lists.append(("papers", issue.frozen.papers))
+        for key, ids in lists:
+            field_where = freeze_path(Path(where)).as_posix() if key == "papers" else where
+            for pid in ids:
+                if pid in broken:
+                    problems.append(Problem(field_where, key, f"paper {pid!r} has errors, see above"))
+                elif pid not in papers:
                     hint = _close_match(pid, papers)
                     problems.append(
                         Problem(
-                            where,
+                            field_where,
                             key,
                             f"unknown paper id {pid!r} (no papers/{pid}.md)",
                             hint=f"Did you mean {hint!r}?" if hint else None,
@@ -133,16 +161,18 @@ def load_library(settings: Settings, *, only: str | None = None) -> Library:
     broken draft must not block building another issue.
     """
     problems: list[Problem] = []
-    papers = load_papers(settings, problems)
+    broken: set[str] = set()
+    papers = load_papers(settings, problems, broken)
     issue_problems: list[Problem] = []
     issues = load_issues(settings, issue_problems)
     translations = load_translations(settings, issue_problems)
     by_id = {p.id: p for p in papers}
-    issue_problems += check_references(settings, by_id, issues)
+    issue_problems += check_references(settings, by_id, issues, broken)
     if only is not None:
         target = Path(only).name.removesuffix(".md")
         for p in issue_problems:
-            mine = Path(p.where.split(":")[0]).stem == target or p.warning
+            stem = Path(p.where.split(":")[0]).name.removesuffix(FREEZE_SUFFIX).removesuffix(".md")
+            mine = stem == target or p.warning
             problems.append(p if mine else Problem(p.where, p.field, p.message, p.hint, warning=True))
     else:
         problems += issue_problems

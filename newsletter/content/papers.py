@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.content.front_matter import error_count, read_front_matter, warn_unknown
+from newsletter.content.front_matter import check_unknown, error_count, read_front_matter
 from newsletter.content.schema import KEY_ORDER, PAPER_SCHEMA, FrontMatterFields, clean_text
 from newsletter.errors import Problem
 
@@ -61,7 +61,7 @@ def read_paper(path: Path, problems: list[Problem], where: str | None = None) ->
         return None
     data, body = split
     before = error_count(problems)
-    warn_unknown(where, data, KEY_ORDER, problems)
+    check_unknown(where, data, KEY_ORDER, problems)
     values = FrontMatterFields(where, data, problems).read(PAPER_SCHEMA)
     pid = values["id"]
     if pid is not None and pid != path.stem:
@@ -69,9 +69,9 @@ def read_paper(path: Path, problems: list[Problem], where: str | None = None) ->
             Problem(where, "id", f"must match the file name: expected {path.stem!r}, got {pid!r}")
         )
     abstract, note = split_note(clean_body(body))
-    if not abstract:
+    if not abstract:  # only id and title are required: the paper goes out without an excerpt
         problems.append(
-            Problem(where, None, "expected the abstract as the body after the front matter, found none")
+            Problem(where, None, "no abstract (the body after the front matter is empty)", warning=True)
         )
     if error_count(problems) > before:
         return None

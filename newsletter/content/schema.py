@@ -10,13 +10,14 @@ with the issue reader.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from newsletter.errors import Problem
-from newsletter.text import CONTROL_CHARS, http_url, is_language_tag
+from newsletter.text import ALL_CONTROL_CHARS, CONTROL_CHARS, http_url, is_language_tag
 
 PAPER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}$")
@@ -60,6 +61,17 @@ def optional_text(v: Any) -> str:
     return "" if v == "" else text(v)
 
 
+def header_text(v: Any) -> str:
+    """One line for a mail header or a page title (subject, title, preheader): no CR/LF, no controls."""
+    if isinstance(v, str) and ALL_CONTROL_CHARS.search(v.strip()):
+        raise Expected("one line of text (no line breaks, tabs or other control characters)")
+    return text(v)
+
+
+def optional_header_text(v: Any) -> str:
+    return "" if v == "" else header_text(v)
+
+
 def date(v: Any) -> dt.date:
     if isinstance(v, dt.datetime):
         return v.date()
@@ -94,7 +106,9 @@ def url(v: Any) -> str:
 
 def strings(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
-        v = [v]
+        # "Alice, Bob" would silently be one author; show the list form the editor meant
+        items = [x.strip() for x in v.split(",") if x.strip()] or [v]
+        raise Expected("a list like [" + ", ".join(json.dumps(x, ensure_ascii=False) for x in items) + "]")
     if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) for x in v):
         raise Expected("a list of strings")
     return tuple(clean_text(str(x)) for x in v if str(x).strip())

@@ -20,7 +20,6 @@ so `zh-Hant` does not fall back to `zh-Hans`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.content import schema
-from newsletter.content.front_matter import error_count, read_front_matter
+from newsletter.content.front_matter import closest, error_count, read_front_matter
 from newsletter.content.issues import Issue
 from newsletter.content.papers import Paper, clean_body, split_note
 from newsletter.content.schema import FrontMatterFields
@@ -219,13 +218,13 @@ def _check_fields(where: str, data: dict, known: tuple[str, ...], problems: list
     for key in data:
         if key in known:
             continue
-        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
+        close = closest(str(key), known)
         problems.append(
             Problem(
                 where,
                 str(key),
                 f"unknown field in a translation (expected one of {', '.join(known)})",
-                hint=f"Did you mean {close[0]!r}?"
+                hint=f"Did you mean {close!r}?"
                 if close
                 else "Papers, number, date and status come from the original.",
             )

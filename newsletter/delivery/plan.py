@@ -140,17 +140,13 @@ def build_template(
 
 
 def eligible_count(store: Store, issue: str, limit: int | None = None) -> int:
-    """How many readers a send would reach now (an estimate for prompts and --dry-run).
+    """How many readers a send would reach now (for prompts and --dry-run).
 
-    Queued rows count, and so do active subscribers not yet in an incomplete snapshot;
-    `limit` caps it as `send --limit` caps a run. Nothing is written.
+    After a complete snapshot only its queued rows of readers still active count (people
+    who subscribe later get the next issue); before it, active subscribers not in it yet
+    count too. `limit` caps it as `send --limit` caps a run. Nothing is written.
     """
-    counts = store.ledger_counts(issue)
-    in_ledger = sum(counts.values())
-    active = store.count_by_status().get("active", 0)
-    # Without a store query for "is the snapshot complete", assume it still grows when the
-    # ledger holds fewer rows than there are active readers (true unless people left).
-    n = counts["queued"] + max(0, active - in_ledger)
+    n = store.reachable(issue)
     return n if limit is None else min(n, limit)
 
 

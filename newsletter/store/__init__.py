@@ -71,6 +71,7 @@ class Store:
 
         self.list_events = events.list_events
         self.apply_event = events.apply_event
+        self.apply_events = events.apply_events
         self.issue_event_counts = events.issue_event_counts
 
         self.create_ledger = ledger.create_ledger
@@ -83,6 +84,7 @@ class Store:
         self.requeue_uncertain = ledger.requeue_uncertain
         self.requeue_temporary = ledger.requeue_temporary
         self.ledger_counts = ledger.ledger_counts
+        self.reachable = ledger.reachable
         self.ledger = ledger.ledger
         self.issues_sent = ledger.issues_sent
 

@@ -1,21 +1,28 @@
 """Events: what SES reported about each address, and status changes, in one log.
 
-`apply_event` applies one notification for one address in one transaction; the
+`apply_events` applies one notification to all its addresses in one transaction; the
 lifecycle decides any status change (`decide`), this module only writes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from newsletter.store.addresses import email_key
 from newsletter.store.engine import Database
 from newsletter.store.schema import deliveries, events, subscribers, utc_now
-from newsletter.store.subscribers import StatusChange, write_status_change
+from newsletter.store.subscribers import StatusChange, status_change_rows
+
+# The lifecycle's answer for one subscriber: (status, soft-bounce count) → (change, reason) or None.
+Decide = Callable[[str, int], tuple[StatusChange, str | None] | None]
+_CHUNK = 1000  # addresses or ids per IN (...)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class ApplyResult:
     status: str | None  # the subscriber's status afterwards (None: unknown address)
     soft_bounces: int  # the subscriber's soft-bounce count afterwards
     delivered: int = 0  # ledger rows newly marked delivered
+
+
+_DUPLICATE = ApplyResult(duplicate=True, known=False, changed=False, status=None, soft_bounces=0)
 
 
 class Events:
@@ -53,15 +63,32 @@ class Events:
         message_id: str | None,
         detail: dict[str, Any],
         *,
-        decide: Callable[[str, int], tuple[StatusChange, str | None] | None] | None = None,
+        decide: Decide | None = None,
         soft_bounce: bool = False,
         delivered: bool = False,
     ) -> ApplyResult:
-        """Apply one notification event for one address, all of it in ONE transaction.
+        """`apply_events` for one address."""
+        [result] = self.apply_events(
+            type, message_id, [(email, detail)], decide=decide, soft_bounce=soft_bounce, delivered=delivered
+        )
+        return result
 
-        SQS delivers at least once: when an event of the same `type`, address (any case)
-        and `message_id` is already recorded, nothing is done (`duplicate`). Events without
-        a message id are never deduplicated. Otherwise, in this order:
+    def apply_events(
+        self,
+        type: str,
+        message_id: str | None,
+        recipients: Sequence[tuple[str | None, dict[str, Any]]],
+        *,
+        decide: Decide | None = None,
+        soft_bounce: bool = False,
+        delivered: bool = False,
+    ) -> list[ApplyResult]:
+        """Apply one notification to each of its (address, detail) `recipients`, in ONE transaction.
+
+        SQS delivers at least once: an address for which an event of the same `type` and
+        `message_id` is already recorded (any case) is skipped (`duplicate`), as is a second
+        copy of an address in `recipients`. Events without a message id are never
+        deduplicated. Otherwise, for each address, in this order:
         - `soft_bounce`: the subscriber's soft-bounce count goes up by one;
         - `decide(current status, soft-bounce count)` (the lifecycle) says whether the
           status changes, and the reason recorded (None: the event changes no status);
@@ -69,75 +96,103 @@ class Events:
           one only), and the subscriber's soft-bounce count starts again from 0;
         - the event is recorded (with ``soft_bounces`` in its detail when counted), plus a
           ``status`` event when the status changed.
-        A failure anywhere rolls all of it back, so processing the notification again is safe.
+        A failure anywhere rolls all of it back, so processing the notification again is
+        safe. Reads and writes go by the thousand (one statement per kind of row), not one
+        address at a time. Returns one result per recipient, in order.
         """
         now = utc_now()
-        key = email_key(email) if email else None
+        keyed = [(email, email_key(email) if email else None, detail) for email, detail in recipients]
+        results: list[ApplyResult] = []
         with self.db.write() as conn:
-            if message_id is not None:
-                seen = conn.execute(
-                    sa.select(events.c.id)
-                    .where(
-                        events.c.message_id == message_id,
-                        events.c.type == type,
-                        sa.func.lower(events.c.email) == key if key else events.c.email.is_(None),
-                    )
-                    .limit(1)
-                ).first()
-                if seen is not None:
-                    return ApplyResult(
-                        duplicate=True, known=False, changed=False, status=None, soft_bounces=0
-                    )
-            row = None
-            if key is not None:
-                row = conn.execute(
-                    sa.select(
-                        subscribers.c.id,
-                        subscribers.c.email,
-                        subscribers.c.status,
-                        subscribers.c.soft_bounces,
-                    ).where(subscribers.c.email_key == key)
-                ).first()
-            detail = dict(detail)
-            current = row.status if row else None
-            soft_bounces = row.soft_bounces if row else 0
-            values: dict[str, Any] = {}
-            if soft_bounce and row is not None:
-                soft_bounces += 1
-                values["soft_bounces"] = soft_bounces
-                detail["soft_bounces"] = soft_bounces
-            decision = decide(row.status, soft_bounces) if decide is not None and row is not None else None
+            seen = self._recorded(conn, type, message_id, {k for _, k, _ in keyed})
+            rows = self._subscribers(conn, {k for _, k, _ in keyed if k is not None and k not in seen})
             marked = 0
-            if delivered:
+            if delivered and message_id is not None:
+                marked = conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.message_id == message_id, deliveries.c.delivered_at.is_(None))
+                    .values(delivered_at=now, updated_at=now)
+                ).rowcount
+            state = {k: (r.status, r.soft_bounces) for k, r in rows.items()}  # as this notification leaves it
+            new_events: list[dict[str, Any]] = []
+            # Subscribers that get the same columns (and the same status event) are written together.
+            writes: dict[tuple[Any, ...], list[int]] = {}
+            # What happens to a subscriber depends on (status, count) only: thousands of
+            # recipients share a few outcomes, each decided once.
+            outcomes: dict[tuple[str, int], _Outcome] = {}
+            for email, key, detail in keyed:
                 if message_id is not None:
-                    marked = conn.execute(
-                        deliveries.update()
-                        .where(deliveries.c.message_id == message_id, deliveries.c.delivered_at.is_(None))
-                        .values(delivered_at=now, updated_at=now)
-                    ).rowcount
-                if row is not None and soft_bounces:
-                    soft_bounces = values["soft_bounces"] = 0
-            conn.execute(
-                events.insert().values(
-                    type=type, email=email, message_id=message_id, detail=detail, received_at=now
+                    if key in seen:
+                        results.append(_DUPLICATE)
+                        continue
+                    seen.add(key)
+                row = rows.get(key) if key is not None else None
+                if row is None:
+                    result = ApplyResult(False, False, False, None, 0, delivered=marked)
+                else:
+                    before = state[key]
+                    outcome = outcomes.get(before)
+                    if outcome is None:
+                        outcome = outcomes[before] = _outcome(*before, decide, soft_bounce, delivered, now)
+                    result = outcome.result
+                    if marked:
+                        result = dataclasses.replace(result, delivered=marked)
+                    if outcome.counted is not None:
+                        detail = {**detail, "soft_bounces": outcome.counted}
+                    if outcome.write is not None:
+                        writes.setdefault(outcome.write, []).append(row.id)
+                    state[key] = (result.status, result.soft_bounces)
+                new_events.append(
+                    {
+                        "type": type,
+                        "email": email,
+                        "message_id": message_id,
+                        "detail": detail,
+                        "received_at": now,
+                    }
                 )
-            )
-            changed = decision is not None and decision[0].changed
-            if changed:
-                write_status_change(
-                    conn, row.id, row.email, decision[0], now, reason=decision[1], also=values
+                results.append(result)
+                marked = 0  # the ledger rows count once, with the first address
+            if new_events:
+                conn.execute(events.insert(), new_events)
+            for (values, status_detail), ids in writes.items():
+                _write_subscribers(
+                    conn, ids, dict(values), None if status_detail is None else dict(status_detail), now
                 )
-            elif values and row is not None:
-                values["updated_at"] = now
-                conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(values))
-        return ApplyResult(
-            duplicate=False,
-            known=row is not None,
-            changed=changed,
-            status=decision[0].status if changed else current,
-            soft_bounces=soft_bounces,
-            delivered=marked,
+        return results
+
+    @staticmethod
+    def _recorded(
+        conn: Connection, type: str, message_id: str | None, keys: set[str | None]
+    ) -> set[str | None]:
+        """Which of `keys` (None: no address) already have an event of `type` for `message_id`."""
+        if message_id is None:
+            return set()
+        query = sa.select(sa.func.lower(events.c.email)).where(
+            events.c.message_id == message_id, events.c.type == type
         )
+        if len(keys) <= _CHUNK and None not in keys:
+            # a few addresses: look up those only, not every event of the message
+            query = query.where(sa.func.lower(events.c.email).in_(sorted(keys)))
+        return {email.strip() if email else None for (email,) in conn.execute(query)} & keys
+
+    @staticmethod
+    def _subscribers(conn: Connection, keys: set[str]) -> dict[str, sa.Row]:
+        """The subscribers with these address keys, read in chunks (SQLite caps bound parameters)."""
+        found: dict[str, sa.Row] = {}
+        ordered = sorted(keys)
+        columns = (
+            subscribers.c.id,
+            subscribers.c.email,
+            subscribers.c.email_key,
+            subscribers.c.status,
+            subscribers.c.soft_bounces,
+        )
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            for row in conn.execute(sa.select(*columns).where(subscribers.c.email_key.in_(chunk))):
+                found[row.email_key] = row
+        return found
 
     # ----------------------------------------------------------------- the ledger
 
@@ -171,3 +226,67 @@ class Events:
                 if name is not None:
                     counts[name] = n
         return counts
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one event does to a subscriber in a given (status, soft-bounce count)."""
+
+    result: ApplyResult
+    write: tuple[Any, ...] | None  # (columns to set, status event detail), as hashable items
+    counted: int | None  # the soft-bounce count to note in the event's detail, when counted
+
+
+def _outcome(
+    current: str, soft_bounces: int, decide: Decide | None, soft_bounce: bool, delivered: bool, now: datetime
+) -> _Outcome:
+    values: dict[str, Any] = {}
+    counted = None
+    if soft_bounce:
+        counted = soft_bounces = values["soft_bounces"] = soft_bounces + 1
+    decision = decide(current, soft_bounces) if decide is not None else None
+    if delivered and soft_bounces:
+        soft_bounces = values["soft_bounces"] = 0
+    changed = decision is not None and decision[0].changed
+    status_detail = None
+    if changed:
+        # The status event's address is the subscriber's own, written by `_write_subscribers`.
+        values, change = status_change_rows("", decision[0], now, reason=decision[1], also=values)
+        status_detail = tuple(change["detail"].items())
+    elif values:
+        values["updated_at"] = now
+    write = (tuple(sorted(values.items())), status_detail) if values else None
+    status = decision[0].status if changed else current
+    return _Outcome(ApplyResult(False, True, changed, status, soft_bounces), write, counted)
+
+
+def _write_subscribers(
+    conn: Connection,
+    ids: list[int],
+    values: dict[str, Any],
+    status_detail: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Set `values` on the subscribers `ids` and, for a status change, record its ``status`` events.
+
+    One statement per chunk of ids, whatever their number: a bounce for 20,000 addresses
+    is a few dozen statements, not 40,000.
+    """
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        conn.execute(subscribers.update().where(subscribers.c.id.in_(chunk)).values(values))
+        if status_detail is None:
+            continue
+        columns = ("type", "email", "message_id", "detail", "received_at")
+        rows = (
+            sa.select(
+                sa.literal("status", events.c.type.type),
+                subscribers.c.email,
+                sa.null(),
+                sa.literal(status_detail, events.c.detail.type),
+                sa.literal(now, events.c.received_at.type),
+            )
+            .where(subscribers.c.id.in_(chunk))
+            .order_by(subscribers.c.id)
+        )
+        conn.execute(events.insert().from_select(columns, rows))

@@ -206,6 +206,30 @@ class Ledger:
         """failed/temporary → queued, for a later retry run. The error text is kept until resent."""
         return self._requeue_where(issue, deliveries.c.state == "failed", deliveries.c.outcome == "temporary")
 
+    def reachable(self, issue: str) -> int:
+        """How many readers a send of `issue` would reach now, as `create_ledger` and the claims decide.
+
+        Queued rows whose subscriber is still active, plus, while the snapshot is not
+        complete (no send yet, or only a canary), active subscribers not in it yet.
+        """
+        queued = (
+            sa.select(sa.func.count())
+            .select_from(deliveries.join(subscribers, deliveries.c.subscriber_id == subscribers.c.id))
+            .where(
+                deliveries.c.issue == issue, deliveries.c.state == "queued", subscribers.c.status == "active"
+            )
+        )
+        already = sa.select(deliveries.c.id).where(
+            deliveries.c.issue == issue, deliveries.c.subscriber_id == subscribers.c.id
+        )
+        joining = sa.select(sa.func.count()).where(subscribers.c.status == "active", ~sa.exists(already))
+        with self.db.read() as conn:
+            n = conn.execute(queued).scalar() or 0
+            snap = conn.execute(sa.select(snapshots.c.complete).where(snapshots.c.issue == issue)).first()
+            if snap is None or not snap.complete:
+                n += conn.execute(joining).scalar() or 0
+        return n
+
     def ledger_counts(self, issue: str) -> dict[str, int]:
         """Rows by state: queued, sending, sent, failed_temporary, failed_permanent."""
         counts = dict.fromkeys(("queued", "sending", "sent", "failed_temporary", "failed_permanent"), 0)

@@ -360,14 +360,32 @@ def write_status_change(
     also: dict[str, Any] | None = None,
 ) -> None:
     """Write a decided status change (plus `also`, other columns) and record it as a ``status`` event."""
-    values = {**(also or {}), **change.columns, "updated_at": now}
+    values, event = status_change_rows(email, change, now, reason=reason, by=by, also=also)
     conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(values))
+    conn.execute(events.insert().values(event))
+
+
+def status_change_rows(
+    email: str,
+    change: StatusChange,
+    now: datetime,
+    *,
+    reason: str | None,
+    by: str | None = None,
+    also: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The subscriber columns a decided status change sets, and its ``status`` event row."""
+    values = {**(also or {}), **change.columns, "updated_at": now}
     detail = {"from": change.current, "to": change.status, "reason": reason}
     if by is not None:
         detail["by"] = by
-    conn.execute(
-        events.insert().values(type="status", email=email, message_id=None, detail=detail, received_at=now)
-    )
+    return values, {
+        "type": "status",
+        "email": email,
+        "message_id": None,
+        "detail": detail,
+        "received_at": now,
+    }
 
 
 def _check_status(status: str) -> None:
