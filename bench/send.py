@@ -12,7 +12,23 @@ Prints, each with its goal:
      that discards the bytes (goal <= 0.1 ms), and its parts;
   4. peak RSS of a send of 10k / 30k / 100k subscribers (quick: 5k / 20k), each in a fresh
      process (goal <= 150 MB, flat in N);
-  5. --workers 2 against --workers 1, unpaced.
+  5. --workers 2 against --workers 1, unpaced;
+  6. senders: three `newsletter send` processes against one ledger and the SES stub, unlimited
+     and at 300/s: messages/s and the sum of the senders' rates (goal >= 2.5x one process
+     unlimited; within 5 % of 300/s and zero throttles when limited), duplicates (goal 0).
+
+    .venv/bin/python bench/send.py --database postgresql://user@host/db   # every part on PostgreSQL
+
+With --database each run gets a fresh schema in that PostgreSQL database (dropped afterwards);
+without it, a SQLite file in a temporary folder.
+  7. an SES that misbehaves (stub at GetAccount 200/s; 3,000 readers each; --only misbehaving):
+     (a) a real limit of 120/s (another sender on the account) -> >= 90 % of 120/s, under 2 %
+         of requests throttled after the first 10 s; (b) 5 % random throttles -> >= 85 % of
+         200/s; (c) 30 % random throttles -> >= 60 % of 200/s; (d) 2 % of answers dropped
+         after SES accepted the message -> every dropped one reported uncertain, no
+         duplicate after --retry-failed, exactly those resent by --resend-uncertain.
+     6-0 sends the same readers to a well-behaved stub: what the machine reaches at the moment.
+     Each line ends with the load average: on a shared machine, re-run a miss when it is low.
 
 The SES stub runs in its own process (bench/ses_stub.py serve), so its CPU is not
 charged to the sender; on a 2-core machine they still share the cores.
@@ -30,8 +46,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -50,6 +69,40 @@ from tests.support.aws import FAKE_AWS_ENV  # noqa: E402
 ISSUE = "2026-03-17-multilingual-llms"
 SECRET = b"bench-secret"
 THREADS = 8
+DATABASE: str | None = None  # --database: a PostgreSQL URL; None: SQLite files
+
+
+def fresh_database(folder: Path) -> str:
+    """An empty database for one run: a SQLite file in `folder`, or a new schema on the server."""
+    if DATABASE is None:
+        return f"sqlite:///{folder / 'subscribers.db'}"
+    from newsletter.store.engine import parse_url
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(parse_url(DATABASE))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+    _SCHEMAS.append(schema)
+    return str(sa.make_url(DATABASE).update_query_dict({"options": f"-csearch_path={schema}"}))
+
+
+_SCHEMAS: list[str] = []
+
+
+def drop_schemas() -> None:
+    if DATABASE is None or not _SCHEMAS:
+        return
+    from newsletter.store.engine import parse_url
+
+    engine = sa.create_engine(parse_url(DATABASE))
+    with engine.begin() as conn:
+        for schema in _SCHEMAS:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    engine.dispose()
+
+
+MISBEHAVING_READERS = 3_000
 
 
 class DiscardTransport(Transport):
@@ -68,12 +121,12 @@ class DiscardTransport(Transport):
 
 
 class StubProcess:
-    """bench/ses_stub.py serve in a subprocess; stop() returns (sent, throttled)."""
+    """bench/ses_stub.py serve in a subprocess; stop() returns what it saw (sent, throttled, ...)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *options: str) -> None:
         env = {**os.environ, **FAKE_AWS_ENV}
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / "ses_stub.py"), "serve", "--rate", str(rate)],
+            [sys.executable, str(REPO / "bench" / "ses_stub.py"), "serve", "--rate", str(rate), *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -83,21 +136,20 @@ class StubProcess:
         if not self.endpoint.startswith("http"):
             raise SystemExit(f"the SES stub did not start: {self.process.stderr.read()}")  # type: ignore[union-attr]
 
-    def stop(self) -> tuple[int, int]:
+    def stop(self) -> dict:
         self.process.send_signal(signal.SIGINT)
-        _, err = self.process.communicate(timeout=30)
+        _, err = self.process.communicate(timeout=60)
         for line in err.splitlines():
-            if line.startswith("sent "):
-                sent, throttled = line.replace(",", "").split()[1::2]
-                return int(sent), int(throttled)
-        return -1, -1
+            if line.startswith("{"):
+                return json.loads(line)
+        raise SystemExit(f"the SES stub did not report: {err}")
 
 
 def setup(folder: Path, n: int) -> tuple[Settings, object, object]:
     settings = load_settings(REPO, env={})
     settings = dataclasses.replace(
         settings,
-        database_url=f"sqlite:///{folder / 'subscribers.db'}",
+        database_url=fresh_database(folder),
         outbox_dir=folder / "outbox",
         rate=None,
     )
@@ -137,7 +189,8 @@ def paced(n: int, threads: int) -> None:
             transport = SesTransport.from_settings(ses, concurrency=threads)
             report = run_send(ses, library, issue, transport, template, threads=threads)
         finally:
-            accepted, throttled = stub.stop()
+            seen = stub.stop()
+            accepted, throttled = seen["sent"], seen["throttled"]
     achieved = report.sent / report.elapsed
     print(
         f"1. paced, {n} subscribers, {threads} threads, stub at 200/s: rate {report.rate:g}/s (from GetAccount), "
@@ -239,6 +292,82 @@ def cpu(n: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------- 6. several senders
+
+
+def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
+    """`processes` real `newsletter send` processes on one ledger; rates from the ledger's sent_at."""
+    from newsletter.store.schema import deliveries
+
+    os.environ.update(FAKE_AWS_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, _, _ = setup(Path(tmp), n)
+        stub = StubProcess(stub_rate)
+        env = {
+            **os.environ,
+            "NEWSLETTER_DATABASE_URL": settings.database_url,
+            "NEWSLETTER_SES_ENDPOINT_URL": stub.endpoint,
+            "NEWSLETTER_SECRET": SECRET.decode(),
+        }
+        command = [
+            sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(REPO), "send", ISSUE,
+            "--transport", "ses", "--yes", "--no-spam-score", "--threads", str(THREADS),
+        ]  # fmt: skip
+        # the first real send of an issue freezes its papers in issues/<slug>.sent.toml: not the repo's
+        frozen = REPO / "issues" / f"{ISSUE}.sent.toml"
+        was_frozen = frozen.exists()
+        try:
+            running = [
+                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(processes)
+            ]
+            for p in running:
+                _, err = p.communicate(timeout=600)
+                if p.returncode != 0:
+                    raise SystemExit(f"a sender failed: {err}")
+        finally:
+            accepted, throttled = stub.stop()
+            if not was_frozen:
+                frozen.unlink(missing_ok=True)
+        with Store.open(settings.database_url) as store, store.engine.connect() as conn:
+            query = sa.select(
+                deliveries.c.sender,
+                sa.func.count(),
+                sa.func.min(deliveries.c.sent_at),
+                sa.func.max(deliveries.c.sent_at),
+            ).where(deliveries.c.issue == ISSUE, deliveries.c.state == "sent")
+            per_sender = conn.execute(query.group_by(deliveries.c.sender)).all()
+            (total,) = conn.execute(query.with_only_columns(sa.func.count())).one()
+            first = min(r[2] for r in per_sender)
+            last = max(r[3] for r in per_sender)
+    span = max((last - first).total_seconds(), 1e-3)
+    rates = [r[1] / max((r[3] - r[2]).total_seconds(), 1e-3) for r in per_sender]
+    return {
+        "sent": total,
+        "rate": total / span,
+        "sum_of_rates": sum(rates),
+        "senders": len(per_sender),
+        "accepted": accepted,
+        "throttled": throttled,
+        "duplicates": accepted - total,
+    }
+
+
+def senders(n: int) -> None:
+    where = "PostgreSQL" if DATABASE else "SQLite"
+    one = senders_run(n, 1, 1_000_000)
+    three = senders_run(n, 3, 1_000_000)
+    paced = senders_run(n, 3, 300)
+    print(
+        f"6. senders on one {where} ledger, {n} messages, {THREADS} threads each, SES stub: "
+        f"one process unlimited {one['rate']:.0f}/s; three unlimited {three['rate']:.0f}/s "
+        f"(sum of rates {three['sum_of_rates']:.0f}/s) = {three['rate'] / one['rate']:.2f}x one "
+        f"(goal >= 2.5x), duplicates {three['duplicates']} (goal 0), {three['senders']} senders sent; "
+        f"three at 300/s: {paced['rate']:.1f}/s = {paced['rate'] / 300:.1%} of 300 (goal within 5%), "
+        f"throttles {paced['throttled']} (goal 0), duplicates {paced['duplicates']} (goal 0)"
+    )
+
+
 # --------------------------------------------------------------------------- 4. RSS
 
 
@@ -277,22 +406,134 @@ def rss(sizes: list[int]) -> None:
     print("4. peak RSS per send (goal <= 150 MB, flat in N): " + "; ".join(parts))
 
 
+# --------------------------------------------------------------------------- 6. a misbehaving SES
+
+
+def _late_throttled_share(answers: list[list[float]], after: float) -> tuple[float, int]:
+    """Share of SendEmail requests answered 429 once `after` seconds of the send had passed."""
+    if not answers:
+        return 0.0, 0
+    start = answers[0][0]
+    late = [status for t, status in answers if t - start >= after]
+    return (sum(status == 429 for status in late) / len(late) if late else 0.0), len(late)
+
+
+def misbehaving_rate(n: int, scenario: str) -> None:
+    """(a) a real limit below the quota, (b) 5 % and (c) 30 % random throttles: the rate held."""
+    quota = 200.0
+    extra, goal, share = {
+        "0": ([], 0.95 * quota, "no misbehaviour (what this machine reaches now)"),
+        "a": (["--limit", "120"], 0.90 * 120, "real limit 120/s"),
+        "b": (["--throttle-fraction", "0.05"], 0.85 * quota, "5% random throttles"),
+        "c": (["--throttle-fraction", "0.30"], 0.60 * quota, "30% random throttles"),
+    }[scenario]
+    os.environ.update(FAKE_AWS_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, library, issue = setup(Path(tmp), n)
+        template = build_template(settings, library, issue)
+        stub = StubProcess(quota, *extra)
+        try:
+            ses = ses_settings(settings, stub.endpoint)
+            transport = SesTransport.from_settings(ses, concurrency=THREADS)
+            report = run_send(ses, library, issue, transport, template, threads=THREADS)
+        finally:
+            seen = stub.stop()
+    achieved = report.sent / report.elapsed
+    late, late_n = _late_throttled_share(seen["answers"], 10.0)
+    duplicates = len(seen["recipients"]) - len(set(seen["recipients"]))
+    line = (
+        f"6{'' if scenario == '0' else scenario}. quota {quota:g}/s, {share}, {n} readers: achieved {achieved:.1f}/s "
+        f"(goal >= {goal:.0f}/s), controller's final rate {report.tally.final_rate:.1f}/s, "
+        f"throttles {seen['throttled']} of {seen['requests']} requests"
+    )
+    if scenario == "a":
+        line += f", {late:.1%} of the {late_n} requests after the first 10 s throttled (goal < 2%)"
+    line += f"; sent {report.sent}, duplicates {duplicates}, {report.elapsed:.1f} s; load {load()}"
+    print(line, flush=True)
+
+
+def misbehaving_answers(n: int) -> None:
+    """(d) 2 % of answers dropped after SES accepted the message: nobody mailed twice by accident."""
+    from collections import Counter
+
+    from tests.support.aws import SesStub
+
+    os.environ.update(FAKE_AWS_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, library, issue = setup(Path(tmp), n)
+        template = build_template(settings, library, issue)
+        with SesStub(max_send_rate=200.0, drop_fraction=0.02, seed=int(time.time())) as stub:
+            ses = ses_settings(settings, stub.endpoint_url)
+
+            def send(**options):
+                transport = SesTransport.from_settings(ses, concurrency=THREADS)
+                return run_send(ses, library, issue, transport, template, threads=THREADS, **options)
+
+            first = send()
+            dropped = set(stub.dropped)
+            reported = {d.email for d in first.uncertain}
+            before = Counter(stub.recipients())
+            send(retry_failed=True)
+            after_retry = Counter(stub.recipients())
+            duplicates = sum(c - 1 for c in after_retry.values() if c > 1)
+            retried_uncertain = set(after_retry - before) & reported
+            send(resend_uncertain=True)
+            resent = set(Counter(stub.recipients()) - after_retry)
+    print(
+        f"6d. 2% of answers dropped after acceptance, {n} readers: {len(dropped)} dropped, "
+        f"{len(reported)} reported uncertain, every dropped one among them: {dropped <= reported} "
+        f"(goal: yes); duplicates after --retry-failed {duplicates} (goal 0), uncertain ones it "
+        f"sent {len(retried_uncertain)} (goal 0); --resend-uncertain resent exactly the reported "
+        f"ones: {resent == reported} ({len(resent)}) (goal: yes); load {load()}",
+        flush=True,
+    )
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (the paced one takes 25 s)")
-    parser.add_argument("--only", choices=["paced", "unpaced", "cpu", "rss"], help="run one part")
+    parser.add_argument(
+        "--only",
+        choices=["paced", "unpaced", "cpu", "rss", "senders", "misbehaving"],
+        help="run one part",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=["0", "a", "b", "c", "d"],
+        action="append",
+        help="with --only misbehaving: these only",
+    )
+    parser.add_argument("--database", metavar="URL", help="a PostgreSQL database to run on (a schema per run)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DATABASE
+    DATABASE = args.database or os.environ.get("NEWSLETTER_BENCH_DATABASE")
+    if DATABASE:
+        os.environ["NEWSLETTER_BENCH_DATABASE"] = DATABASE  # for the RSS child processes
     if args.rss_child:
-        rss_child(args.rss_child)
+        try:
+            rss_child(args.rss_child)
+        finally:
+            drop_schemas()
         return
     quick = args.quick
-    parts = [args.only] if args.only else ["paced", "unpaced", "cpu", "rss"]
+    parts = [args.only] if args.only else ["paced", "unpaced", "cpu", "rss", "senders", "misbehaving"]
+    try:
+        run_parts(parts, quick, args.scenario)
+    finally:
+        drop_schemas()
+
+
+def run_parts(parts: list[str], quick: bool, scenarios: list[str] | None = None) -> None:
     print(
-        f"send benchmark: issue {ISSUE}, {THREADS} threads, {os.cpu_count()} CPUs"
-        + (" (quick)" if quick else "")
+        f"send benchmark: issue {ISSUE}, {THREADS} threads, {os.cpu_count()} CPUs, "
+        f"{'PostgreSQL' if DATABASE else 'SQLite'}" + (" (quick)" if quick else "")
     )
     if "paced" in parts:
         for threads in (THREADS, 16):
@@ -303,6 +544,14 @@ def main() -> None:
         cpu(5_000 if quick else 20_000)
     if "rss" in parts:
         rss([5_000, 20_000] if quick else [10_000, 30_000, 100_000])
+    if "senders" in parts:
+        senders(1_500 if quick else 3_000)
+    if "misbehaving" in parts:
+        for scenario in scenarios or ["0", "a", "b", "c", "d"]:
+            if scenario == "d":
+                misbehaving_answers(MISBEHAVING_READERS)
+            else:
+                misbehaving_rate(MISBEHAVING_READERS, scenario)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
 """Run the local SES v2 stub, or measure the SES transport against it.
 
     python bench/ses_stub.py serve --rate 14            # prints the endpoint; Ctrl-C stops
+    python bench/ses_stub.py serve --rate 200 --limit 120 --throttle-fraction 0.05 --drop-fraction 0.02
     python bench/ses_stub.py measure --rate 1000 --threads 4 --messages 400
 
 `serve` lets the sender be exercised end to end: point NEWSLETTER_SES_ENDPOINT_URL at
 the printed URL and set fake AWS credentials (AWS_ACCESS_KEY_ID=testing ...).
+It can misbehave as real accounts and networks do: `--limit` refuses sends over a real
+rate below the quota GetAccount reports (another sender shares the account),
+`--throttle-fraction` answers that share of sends 429 at random, and `--drop-fraction`
+records that share of accepted messages, then closes the connection without answering.
+On Ctrl-C it prints what it accepted, throttled and dropped (one JSON line on stderr).
 `measure` sends through SesTransport from a thread pool, unpaced, and reports the
 achieved rate, the 429s the stub's token bucket gave, and the HTTP calls made.
 """
@@ -12,6 +18,7 @@ achieved rate, the 429s the stub's token bucket gave, and the HTTP calls made.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -29,14 +36,29 @@ RAW = (
 )
 
 
-def serve(rate: float) -> None:
-    with SesStub(max_send_rate=rate) as stub:
+def serve(rate: float, limit: float | None, throttle_fraction: float, drop_fraction: float) -> None:
+    with SesStub(
+        max_send_rate=rate,
+        send_limit=limit,
+        throttle_fraction=throttle_fraction,
+        drop_fraction=drop_fraction,
+        seed=int(time.time()),
+    ) as stub:
         print(stub.endpoint_url, flush=True)
         try:
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:
-            print(f"sent {len(stub.messages)}, throttled {stub.throttled}", file=sys.stderr)
+            with stub.lock:
+                report = {
+                    "sent": len(stub.messages),
+                    "throttled": stub.throttled,
+                    "requests": stub.calls["SendEmail"],
+                    "recipients": [to for m in stub.messages for to in m.to],
+                    "dropped": list(stub.dropped),
+                    "answers": [(round(t, 4), status) for t, status in stub.answers],
+                }
+            print(json.dumps(report), file=sys.stderr)
 
 
 def measure(rate: float, threads: int, messages: int) -> None:
@@ -68,11 +90,16 @@ def main() -> None:
     )
     parser.add_argument("mode", choices=["serve", "measure"])
     parser.add_argument("--rate", type=float, default=14.0, help="the stub's MaxSendRate (token bucket)")
+    parser.add_argument("--limit", type=float, help="the rate really allowed, below --rate (serve)")
+    parser.add_argument(
+        "--throttle-fraction", type=float, default=0.0, help="429 this share at random (serve)"
+    )
+    parser.add_argument("--drop-fraction", type=float, default=0.0, help="drop this share of answers (serve)")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--messages", type=int, default=200)
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.rate)
+        serve(args.rate, args.limit, args.throttle_fraction, args.drop_fraction)
     else:
         measure(args.rate, args.threads, args.messages)
 

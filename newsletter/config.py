@@ -109,9 +109,31 @@ class Settings:
 
     @property
     def secret(self) -> bytes | None:
-        """The HMAC key for tokens, from NEWSLETTER_SECRET (never from a file)."""
-        value = os.environ.get("NEWSLETTER_SECRET")
-        return value.encode() if value else None
+        """The HMAC key for tokens, from NEWSLETTER_SECRET (never from a file); ConfigError if short."""
+        return _secret("NEWSLETTER_SECRET")
+
+    @property
+    def old_secret(self) -> bytes | None:
+        """The previous key during a rotation (NEWSLETTER_SECRET_OLD): it only verifies links."""
+        return _secret("NEWSLETTER_SECRET_OLD")
+
+    @property
+    def verify_secrets(self) -> tuple[bytes, ...]:
+        """Every key a link may be signed with: the current one first."""
+        return tuple(s for s in (self.secret, self.old_secret) if s)
+
+
+def _secret(name: str) -> bytes | None:
+    from newsletter.tokens import check_secret
+
+    value = os.environ.get(name)
+    if not value:
+        return None
+    key = value.encode()
+    problem = check_secret(f"environment: {name}", key)
+    if problem:
+        raise ConfigError(problem)
+    return key
 
 
 # ---------------------------------------------------------------------------

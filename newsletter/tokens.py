@@ -1,25 +1,47 @@
-"""HMAC-signed tokens for unsubscribe and confirmation links.
+"""HMAC-signed tokens for unsubscribe and confirmation links, and the rules for their secret.
 
 A token is ``<payload>.<signature>``, both base64url without padding. The payload
 is ``purpose:subject[:expiry]``; the signature is HMAC-SHA256 over it with the
 newsletter's secret (NEWSLETTER_SECRET). Tokens carry no secret data, but cannot
 be forged or moved from one purpose to another.
+
+Each token has exactly one spelling: padding, a changed letter case, trailing bits in
+the last character or characters outside base64url are refused, so a link can be
+compared, logged and rate-limited as the string it is. Verification accepts a list of
+secrets (the current one first, then NEWSLETTER_SECRET_OLD) so links in mail already
+sent keep working while the key is rotated; new tokens are always signed with the first.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import re
 import time
+from collections.abc import Sequence
 
 UNSUBSCRIBE = "u"
 CONFIRM = "c"
+MIN_SECRET_BYTES = 32
+GENERATE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 _SIG_BYTES = 16  # 128-bit truncated HMAC: unforgeable, and keeps URLs short
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class InvalidToken(ValueError):
     """The token is malformed, forged, for another purpose, or expired."""
+
+
+def check_secret(name: str, value: bytes) -> str | None:
+    """Why `value` cannot sign links (too short), with how to make a good one; None when it can."""
+    if len(value) >= MIN_SECRET_BYTES:
+        return None
+    return (
+        f"{name}: expected a secret of at least {MIN_SECRET_BYTES} bytes, got {len(value)} bytes\n\n"
+        f"Generate one with:\n\n    {GENERATE_SECRET}"
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -27,7 +49,16 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode unpadded base64url, refusing every spelling but the one `_b64` writes."""
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:
+        raise ValueError("not base64url") from None
+    if _b64(data) != text:  # trailing bits set, or an impossible length
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
@@ -41,15 +72,24 @@ def make_token(secret: bytes, purpose: str, subject: str, *, expires_at: int | N
     return f"{_b64(data)}.{_b64(_sign(secret, data))}"
 
 
-def read_token(secret: bytes, purpose: str, token: str, *, now: float | None = None) -> str:
-    """Return the subject of a valid token, or raise InvalidToken."""
+def read_token(
+    secrets: bytes | Sequence[bytes], purpose: str, token: str, *, now: float | None = None
+) -> str:
+    """Return the subject of a valid token, or raise InvalidToken.
+
+    `secrets` is one key or several (current first, older after): a token signed with
+    any of them is valid.
+    """
+    keys = [secrets] if isinstance(secrets, bytes) else [s for s in secrets if s]
     try:
         payload_b64, sig_b64 = token.split(".")
         data, sig = _unb64(payload_b64), _unb64(sig_b64)
         payload = data.decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         raise InvalidToken("malformed token") from None
-    if not hmac.compare_digest(sig, _sign(secret, data)):
+    # every key is tried, so the time taken does not say which one matched
+    matched = [hmac.compare_digest(sig, _sign(key, data)) for key in keys]
+    if not any(matched):
         raise InvalidToken("bad signature")
     kind, _, rest = payload.partition(":")
     if kind != purpose:
@@ -65,7 +105,11 @@ def read_token(secret: bytes, purpose: str, token: str, *, now: float | None = N
 
 
 def unsubscribe_token(secret: bytes, subscriber_id: int | str) -> str:
-    """The token in a subscriber's unsubscribe links; stable for that subscriber."""
+    """The token in a subscriber's unsubscribe links; stable for that subscriber.
+
+    Subscriber ids are never reused (see newsletter.store.schema), so the token names
+    one subscriber forever: after an erasure it names nobody.
+    """
     return make_token(secret, UNSUBSCRIBE, str(subscriber_id))
 
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive.publish import PublishError, publish_site
+from newsletter.archive.publish import PUBLISHED, PublishError, publish_site
 from newsletter.archive.site import MANIFEST, build_site, site_server
 from newsletter.cli import main
 from newsletter.config import load_settings
@@ -687,7 +687,9 @@ def test_publish_uploads_once_with_headers(built: Path, bucket: tuple[str, str])
     report = publish_site(built, name, endpoint_url=endpoint)
     expected = set(site_files(built)) - {MANIFEST}
     assert set(report.uploaded) == expected and report.unchanged == []
-    assert keys(endpoint, name) == expected  # the manifest stays local
+    assert keys(endpoint, name) == expected | {PUBLISHED}  # the build manifest stays local
+    record = json.loads(s3(endpoint).get_object(Bucket=name, Key=PUBLISHED)["Body"].read())
+    assert record["keys"] == sorted(expected)
 
     client = s3(endpoint)
     css = next(k for k in expected if k.startswith("assets/"))
@@ -727,12 +729,12 @@ def test_publish_changed_files_prefix_delete_and_dry_run(
     assert sorted(dry.uploaded) == [
         f"digest/{k}" for k in sorted(["feed.json", "feed.xml", "index.html", f"issues/{FIRST}/index.html"])
     ]
-    assert dry.deleted == ["digest/old/page.html"]
-    assert "digest/old/page.html" in keys(endpoint, name)  # a dry run changes nothing
+    # put there by someone else, not by a publish: --delete keeps it
+    assert dry.deleted == [] and dry.foreign == ["digest/old/page.html"]
     assert b"Welcome back" not in client.get_object(Bucket=name, Key="digest/index.html")["Body"].read()
 
     kept = publish_site(built, name, prefix="digest", endpoint_url=endpoint)
-    assert len(kept.uploaded) == 4 and kept.stale == ["digest/old/page.html"] and kept.deleted == []
+    assert len(kept.uploaded) == 4 and kept.stale == [] and kept.foreign == ["digest/old/page.html"]
     assert "digest/old/page.html" in keys(endpoint, name)
 
     result = CliRunner().invoke(
@@ -753,13 +755,127 @@ def test_publish_changed_files_prefix_delete_and_dry_run(
         env={"NEWSLETTER_S3_ENDPOINT_URL": endpoint},
     )
     assert result.exit_code == 0, result.output
-    assert f"delete     s3://{name}/digest/old/page.html" in result.output
-    assert result.output.splitlines()[-2:] == [
-        f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 1 deleted",
+    assert result.output.splitlines() == [
+        f"1 object(s) under s3://{name}/digest/ were not published from here (kept)",
+        f"s3://{name}/digest/: 0 uploaded, 17 unchanged, 0 deleted",
         f"froze      {FIRST}.sent.toml (published; commit it)",  # public now: its papers stay
     ]
-    assert "digest/old/page.html" not in keys(endpoint, name)
+    assert "digest/old/page.html" in keys(endpoint, name)
     assert "outside.txt" in keys(endpoint, name)  # outside the prefix: never touched
+
+
+def test_publish_sends_only_what_the_build_made_and_deletes_only_what_it_published(
+    digest: Path, tmp_path: Path, bucket: tuple[str, str]
+) -> None:
+    endpoint, name = bucket
+    client = s3(endpoint)
+    for key in ("logs/2026-01-01.log", "backups/db.sqlite", "other-site/index.html"):
+        client.put_object(Bucket=name, Key=key, Body=b"someone else's")
+    publish_draft(digest)
+    out = tmp_path / "site"
+    build_site(load(digest), out)
+    built_files = set(site_files(out)) - {MANIFEST}
+    # what a site folder that is also a git checkout holds, and two things an attacker would love
+    (out / ".git").mkdir()
+    (out / ".git" / "config").write_text('[remote "origin"]\n\turl = https://token@example.org/x\n')
+    (out / ".env").write_text("NEWSLETTER_SECRET=do-not-publish\n")
+    (out / "assets" / ".DS_Store").write_bytes(b"\0")
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0\n")
+    (out / "passwd.txt").symlink_to(secret)
+    (out / "notes.html").write_text("an editor's draft, not built")
+
+    first = publish_site(out, name, endpoint_url=endpoint)
+    assert set(first.uploaded) == built_files
+    foreign = {"logs/2026-01-01.log", "backups/db.sqlite", "other-site/index.html"}
+    assert keys(endpoint, name) == built_files | foreign | {PUBLISHED}
+    assert first.foreign == sorted(foreign)
+
+    # the draft goes back: its pages are stale, and --delete without a prefix is refused
+    edit(digest / "issues" / f"{DRAFT}.md", "status: published", "status: draft")
+    build_site(load(digest), out)
+    now_built = set(json.loads((out / MANIFEST).read_text())["files"])
+    assert now_built < built_files
+    gone = built_files - now_built
+    assert f"issues/{DRAFT}/index.html" in gone
+    with pytest.raises(PublishError) as err:
+        publish_site(out, name, delete=True, endpoint_url=endpoint)
+    assert err.value.message == (
+        f"s3://{name}/: --delete: the bucket holds 3 object(s) no publish of this site made: "
+        "backups/db.sqlite, logs/2026-01-01.log, other-site/index.html\n\n"
+        "Nothing was changed. Publish under a --prefix of its own, drop --delete, or add "
+        "--yes-delete-foreign to delete them too."
+    )
+    assert keys(endpoint, name) == built_files | foreign | {PUBLISHED}
+
+    kept = publish_site(out, name, endpoint_url=endpoint)  # without --delete: stale ones stay recorded
+    assert kept.stale == sorted(gone) and kept.deleted == []
+    cli = CliRunner().invoke(
+        main,
+        ["--root", str(digest), "archive", "publish", "--bucket", name, "--out", str(out), "--delete"],
+        env={"NEWSLETTER_S3_ENDPOINT_URL": endpoint},
+    )
+    assert cli.exit_code == 1 and "--yes-delete-foreign" in cli.output and "Traceback" not in cli.output
+    forced = CliRunner().invoke(
+        main,
+        [
+            "--root",
+            str(digest),
+            "archive",
+            "publish",
+            "--bucket",
+            name,
+            "--out",
+            str(out),
+            "--delete",
+            "--yes-delete-foreign",
+        ],
+        env={"NEWSLETTER_S3_ENDPOINT_URL": endpoint},
+    )
+    assert forced.exit_code == 0, forced.output
+    assert keys(endpoint, name) == now_built | {PUBLISHED}
+    for key in sorted(gone | foreign):
+        assert f"delete     s3://{name}/{key}" in forced.output
+
+
+def test_publish_deletes_under_a_prefix_only_what_it_published(
+    digest: Path, tmp_path: Path, bucket: tuple[str, str]
+) -> None:
+    endpoint, name = bucket
+    client = s3(endpoint)
+    client.put_object(Bucket=name, Key="digest/uploaded-by-hand.pdf", Body=b"keep me")
+    publish_draft(digest)
+    out = tmp_path / "site"
+    build_site(load(digest), out)
+    publish_site(out, name, prefix="digest", endpoint_url=endpoint)
+    edit(digest / "issues" / f"{DRAFT}.md", "status: published", "status: draft")
+    build_site(load(digest), out)
+    report = publish_site(out, name, prefix="digest", delete=True, endpoint_url=endpoint)
+    assert f"digest/issues/{DRAFT}/index.html" in report.deleted
+    assert report.foreign == ["digest/uploaded-by-hand.pdf"]
+    assert keys(endpoint, name) == {f"digest/{k}" for k in set(site_files(out)) - {MANIFEST}} | {
+        "digest/uploaded-by-hand.pdf",
+        f"digest/{PUBLISHED}",
+    }
+
+
+def test_publish_refuses_a_listed_file_that_became_a_symlink_or_changed(
+    built: Path, bucket: tuple[str, str], tmp_path: Path
+) -> None:
+    endpoint, name = bucket
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0\n")
+    (built / "robots.txt").unlink()
+    (built / "robots.txt").symlink_to(secret)
+    with pytest.raises(PublishError) as err:
+        publish_site(built, name, endpoint_url=endpoint)
+    assert err.value.message.startswith(f"{built}/robots.txt: expected a plain file the build wrote")
+    (built / "robots.txt").unlink()
+    (built / "robots.txt").write_text("User-agent: *\nDisallow: /\n")
+    with pytest.raises(PublishError) as err:
+        publish_site(built, name, endpoint_url=endpoint)
+    assert err.value.message.startswith(f"{built}/robots.txt: changed since the build")
+    assert keys(endpoint, name) == set()
 
 
 def test_cli_publish_output(digest: Path, built: Path, bucket: tuple[str, str]) -> None:

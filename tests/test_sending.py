@@ -22,11 +22,11 @@ from newsletter.audience.lifecycle import change_status
 from newsletter.cli import main
 from newsletter.config import SesSettings, Settings, load_settings
 from newsletter.content.library import Library, load_library
+from newsletter.delivery.loop import MAX_ATTEMPTS
 from newsletter.delivery.plan import TEST_PREFIX, build_template, plan_send
-from newsletter.delivery.ratelimit import TokenBucket
 from newsletter.delivery.sending import send_issue, send_test
 from newsletter.delivery.status import issue_status
-from newsletter.delivery.transports import Outcome, SendResult, StopSending, make_transport
+from newsletter.delivery.transports import Outcome, StopSending, make_transport
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.ses import SesTransport
 from newsletter.store import Store
@@ -101,67 +101,6 @@ def send(
         **options,
     )
     return send_issue(plan, store, progress=progress, stop_event=stop_event)
-
-
-# --------------------------------------------------------------------------- the token bucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_bucket_paces_at_its_rate_with_a_small_burst() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100.0, clock=clock)
-    assert bucket.take(50) == 10  # a tenth of a second's worth at most
-    assert bucket.take(1) == 0
-    assert bucket.wait_time() == pytest.approx(0.01)
-    clock.now += 0.05
-    assert bucket.take(50) == 5
-    clock.now += 10  # idle time does not pile up into a big burst
-    assert bucket.take(1000) == 10
-    bucket.give_back(3)
-    assert bucket.take(1000) == 3
-
-
-def test_bucket_halves_on_throttle_and_recovers_linearly() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100.0, clock=clock)
-    bucket.throttled()
-    assert bucket.current == pytest.approx(70.0)
-    bucket.throttled()
-    assert bucket.current == pytest.approx(49.0)
-    assert bucket.throttles == 2
-    clock.now += 1.0  # recovery: target/10 per second
-    bucket.take(1)
-    assert bucket.current == pytest.approx(59.0)
-    clock.now += 60
-    bucket.take(1)
-    assert bucket.current == 100.0
-
-
-def test_unlimited_bucket_learns_a_rate_from_its_first_throttle() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(None, clock=clock)
-    for _ in range(60):
-        assert bucket.take(5) == 5
-        clock.now += 0.02  # 250 messages per second
-    bucket.throttled()
-    assert bucket.target == pytest.approx(250, rel=0.05)
-    assert bucket.current == pytest.approx(0.7 * bucket.target)
-    assert bucket.take(1) == 0  # and it now has to wait
-
-
-def test_bucket_acquire_gives_up_when_stopped() -> None:
-    bucket = TokenBucket(1.0)
-    assert bucket.acquire() is True
-    stop = threading.Event()
-    threading.Timer(0.05, stop.set).start()
-    assert bucket.acquire(stop) is False
 
 
 # --------------------------------------------------------------------------- sending with real transports
@@ -255,6 +194,56 @@ def ses_transport(stub: SesStub, threads: int = 8) -> SesTransport:
     return SesTransport(sender=SENDER, endpoint_url=stub.endpoint_url, concurrency=threads)
 
 
+def test_lost_answers_are_uncertain_and_only_resend_uncertain_mails_them_again(
+    settings, library, store, template, secret, stub
+) -> None:
+    # the stub records each message it accepts; for 10 % it then closes the connection unanswered
+    stub.reset(drop_fraction=0.1, seed=11)
+    people = add_people(store, 80, suppressed=False)
+    report = send(settings, library, store, ses_transport(stub), secret, template, threads=8)
+
+    dropped = set(stub.dropped)
+    assert 2 <= len(dropped) <= 20
+    # every reader got exactly one copy; the ones whose answer was lost are the uncertain ones
+    assert Counter(stub.recipients()) == Counter(people["active"])
+    assert {d.email for d in report.uncertain} == dropped
+    assert report.tally.uncertain == len(dropped) and report.sent == 80 - len(dropped)
+    assert report.tally.failed_temporary == 0  # nothing that may have arrived is called failed
+    assert all(d.outcome == "uncertain" and "may have been sent" in d.error for d in report.uncertain)
+    assert all(address in report.summary() for address in dropped)
+    assert set(issue_status(store, ISSUE).uncertain) == dropped
+
+    with stub.lock:
+        stub.state.drop_fraction = 0.0
+    retried = send(settings, library, store, ses_transport(stub), secret, template, retry_failed=True)
+    assert retried.sent == 0 and retried.requeued_failed == 0
+    assert Counter(stub.recipients()) == Counter(people["active"])  # still no second copy
+
+    resent = send(settings, library, store, ses_transport(stub), secret, template, resend_uncertain=True)
+    assert resent.requeued_uncertain == len(dropped) and resent.sent == len(dropped)
+    twice = {to for to, n in Counter(stub.recipients()).items() if n > 1}
+    assert twice == dropped  # exactly those, because the editor asked
+    assert store.uncertain(ISSUE) == []
+
+
+def test_a_real_limit_below_the_quota_is_found_and_every_reader_gets_one_copy(
+    settings, library, store, template, secret, stub
+) -> None:
+    # GetAccount says 200/s; another sender on the account leaves 20/s
+    stub.reset(max_send_rate=200.0, send_limit=20.0)
+    people = add_people(store, 80, suppressed=False)
+    report = send(settings, library, store, ses_transport(stub), secret, template, threads=8)
+
+    assert Counter(stub.recipients()) == Counter(people["active"])
+    assert report.sent == 80 and report.exit_code == 0
+    assert stub.throttled > 0 and report.tally.throttled == stub.throttled
+    assert report.tally.quota == 200.0
+    assert report.tally.final_rate is not None and report.tally.final_rate < 40.0
+    assert report.tally.requests == stub.calls["SendEmail"]  # retries take tokens like first sends
+    assert "Rate: quota 200/s, achieved" in report.summary()
+    assert f"throttled {stub.throttled} of {stub.calls['SendEmail']} request(s)" in report.summary()
+
+
 def test_throttled_sends_back_off_slow_down_and_arrive_exactly_once(
     settings, library, store, template, secret, stub
 ) -> None:
@@ -319,43 +308,54 @@ def test_stop_midway_records_what_was_sent_and_a_resume_finishes_without_duplica
     assert Counter(transport.recipients) == Counter(people["active"])
 
 
-def test_permanent_and_temporary_failures_are_recorded_and_retried_only_when_asked(
+def test_failures_and_uncertain_messages_are_recorded_and_resent_only_when_asked(
     settings, library, store, template, secret
 ) -> None:
     add_people(store, 10, suppressed=False)
     transport = MemoryTransport()
     transport.fail("reader0002@example.com", Outcome.PERMANENT)
-    transport.fail(
-        "reader0005@example.com",
-        SendResult.temporary("SES: no answer in time; the message may have been sent"),
-        times=1,
-    )
-    transport.fail("reader0007@example.com", Outcome.TEMPORARY, times=2, retry_safe=True)
+    transport.fail("reader0005@example.com", Outcome.UNCERTAIN, times=1)  # delivered, answer lost
+    transport.fail("reader0007@example.com", Outcome.TEMPORARY, times=2)
+    transport.fail("reader0008@example.com", Outcome.TEMPORARY, times=MAX_ATTEMPTS)
     report = send(settings, library, store, transport, secret, template)
 
-    assert report.sent == 8
+    assert report.sent == 7
     assert {(f.email, f.outcome) for f in report.tally.failures} == {
         ("reader0002@example.com", "permanent"),
-        ("reader0005@example.com", "temporary"),
+        ("reader0008@example.com", "temporary"),
     }
     assert transport.attempts["reader0007@example.com"] == 3  # retried in place, then sent
-    assert transport.attempts["reader0005@example.com"] == 1  # not retry-safe: never resent silently
-    failures = {d.email: (d.outcome, d.error) for d in store.ledger(ISSUE) if d.state == "failed"}
-    assert failures["reader0002@example.com"] == (
-        "permanent",
+    assert transport.attempts["reader0008@example.com"] == MAX_ATTEMPTS  # then given up for this run
+    assert transport.attempts["reader0005@example.com"] == 1  # may have arrived: never resent silently
+    rows = {d.email: d for d in store.ledger(ISSUE)}
+    assert (rows["reader0002@example.com"].state, rows["reader0002@example.com"].error) == (
+        "failed",
         "reader0002@example.com: refused (memory transport)",
     )
-    assert "may have been sent" in failures["reader0005@example.com"][1]
-    assert "temporary failure(s) can be retried with --retry-failed" in report.summary()
+    lost = rows["reader0005@example.com"]
+    assert (lost.state, lost.outcome) == ("sending", "uncertain")
+    assert "the answer was lost" in lost.error
+    assert [d.email for d in report.uncertain] == ["reader0005@example.com"]
+    summary = report.summary()
+    assert "Uncertain: 1 (the provider may have them: its answer was lost)." in summary
+    assert "1 whose answer from the provider was lost): reader0005@example.com." in summary
+    assert "1 temporary failure(s) can be retried with --retry-failed" in summary
+    assert issue_status(store, ISSUE).uncertain == ["reader0005@example.com"]
 
     plain = send(settings, library, store, transport, secret, template)
     assert plain.nothing_to_do and transport.attempts["reader0005@example.com"] == 1
 
     retried = send(settings, library, store, transport, secret, template, retry_failed=True)
     assert retried.requeued_failed == 1 and retried.sent == 1
-    assert len(transport.to("reader0005@example.com")) == 1
+    assert len(transport.to("reader0008@example.com")) == 1
+    assert transport.attempts["reader0005@example.com"] == 1  # --retry-failed leaves it alone
     assert len(transport.to("reader0002@example.com")) == 0
     assert store.ledger_counts(ISSUE)["failed_permanent"] == 1
+
+    resent = send(settings, library, store, transport, secret, template, resend_uncertain=True)
+    assert resent.requeued_uncertain == 1 and resent.sent == 1
+    assert len(transport.to("reader0005@example.com")) == 2  # the editor asked for the second copy
+    assert store.uncertain(ISSUE) == []
 
 
 def test_ctrl_c_finishes_in_flight_messages_and_resume_continues(

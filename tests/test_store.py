@@ -1,4 +1,4 @@
-"""The store on real SQLite files: schema and migrations, subscribers, the delivery ledger."""
+"""The store on real SQLite files and a real PostgreSQL server: schema and migrations, subscribers, the ledger."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from newsletter.audience import lifecycle
 from newsletter.audience.lifecycle import change_status
@@ -24,6 +25,8 @@ from newsletter.store import (
     SubscriberRow,
     normalize_email,
 )
+from newsletter.store.engine import Database
+from newsletter.store.schema import MIGRATIONS, schema_version
 
 
 @pytest.fixture
@@ -32,7 +35,14 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):
+def store(database_url: str):
+    """A store on each back-end: a SQLite file, then a PostgreSQL schema."""
+    with Store.open(database_url) as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(db_path: Path):
     with Store.open(f"sqlite:///{db_path}") as s:
         yield s
 
@@ -57,54 +67,104 @@ def _failed(store: Store, issue: str) -> list:
 # ------------------------------------------------------------------ schema and opening
 
 
-def test_fresh_database_is_created_with_folder_wal_and_current_version(db_path: Path, store: Store) -> None:
+def test_fresh_database_is_created_with_folder_wal_and_current_version(
+    db_path: Path, sqlite_store: Store
+) -> None:
     assert db_path.is_file()
-    assert _version(db_path) == SCHEMA_VERSION == 2
+    assert _version(db_path) == SCHEMA_VERSION == 4
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"schema_version", "subscribers", "deliveries", "events", "snapshots"} <= tables
+    assert {"schema_version", "subscribers", "deliveries", "events", "snapshots", "senders"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"ix_deliveries_issue_state", "ix_deliveries_message_id"} <= indexes
     conn.close()
 
 
-def test_reopening_keeps_data_and_does_not_migrate_again(db_path: Path, store: Store) -> None:
+def _tables_and_indexes(store: Store) -> tuple[set[str], set[str], set[str]]:
+    inspector = sa.inspect(store.engine)
+    indexes = {  # PostgreSQL also lists the index behind each unique constraint
+        i["name"]
+        for t in ("deliveries", "events")
+        for i in inspector.get_indexes(t)
+        if not i.get("duplicates_constraint")
+    }
+    columns = {c["name"] for c in inspector.get_columns("deliveries")}
+    return set(inspector.get_table_names()), indexes, columns
+
+
+def test_both_back_ends_get_the_same_schema(postgres_url: str, sqlite_store: Store) -> None:
+    with Store.open(postgres_url) as server:
+        assert server.engine.dialect.name == "postgresql"
+        assert server.engine.dialect.driver == "psycopg"
+        assert _tables_and_indexes(server) == _tables_and_indexes(sqlite_store)
+    tables, indexes, columns = _tables_and_indexes(sqlite_store)
+    assert {
+        "schema_version",
+        "subscribers",
+        "deliveries",
+        "events",
+        "snapshots",
+        "senders",
+        "rate_buckets",
+    } <= tables
+    assert {"ix_deliveries_issue_state", "ix_deliveries_message_id", "ix_events_message_id"} <= indexes
+    assert "sender" in columns
+
+
+def _schema_version(store: Store) -> list[int]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT version FROM schema_version")).scalars())
+
+
+def _set_version(url: str, version: int) -> None:
+    db = Database(url)  # beside the store: opening one would migrate
+    with db.write() as conn:
+        conn.execute(schema_version.update().values(version=version))
+    db.close()
+
+
+def test_reopening_keeps_data_and_does_not_migrate_again(database_url: str, store: Store) -> None:
     store.add_subscriber("ana@example.com")
     store.close()
-    with Store.open(f"sqlite:///{db_path}") as again:
+    with Store.open(database_url) as again:
         assert again.get_subscriber("ana@example.com").email == "ana@example.com"
-        assert _version(db_path) == SCHEMA_VERSION
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
-    conn.close()
+        assert _schema_version(again) == [SCHEMA_VERSION]
 
 
-def test_a_version_1_database_is_upgraded_in_place(db_path: Path, store: Store) -> None:
-    store.add_subscriber("ana@example.com")
+def test_a_version_1_database_is_upgraded_in_place(database_url: str) -> None:
+    db = Database(database_url)  # what version 1 made: the first migration alone
+    with db.write() as conn:
+        schema_version.create(conn)
+        MIGRATIONS[0](conn)
+        conn.execute(schema_version.insert().values(version=1))
+        conn.execute(
+            sa.text(
+                "INSERT INTO subscribers (email, email_key, status, created_at, updated_at) "
+                "VALUES ('ana@example.com', 'ana@example.com', 'active', '2026-01-01', '2026-01-01')"
+            )
+        )
+    db.close()
+    with Store.open(database_url) as again:
+        assert _schema_version(again) == [SCHEMA_VERSION]
+        assert again.get_subscriber("ana@example.com").status == "active"
+        tables, indexes, columns = _tables_and_indexes(again)
+        assert {"senders", "rate_buckets"} <= tables
+        assert "ix_events_message_id" in indexes
+        assert "sender" in columns
+        again.create_ledger(ISSUE)
+        (row,) = again.claim_batch(ISSUE, 5, sender=again.start_sender(ISSUE))
+        assert row.email == "ana@example.com"
+
+
+def test_newer_schema_is_refused(database_url: str, store: Store) -> None:
+    where = store.db.where
     store.close()
-    conn = sqlite3.connect(db_path)  # make it what version 1 left: no events(message_id) index
-    conn.execute("DROP INDEX ix_events_message_id")
-    conn.execute("UPDATE schema_version SET version = 1")
-    conn.commit()
-    with Store.open(f"sqlite:///{db_path}") as again:
-        assert _version(db_path) == 2
-        assert again.get_subscriber("ana@example.com") is not None
-    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "ix_events_message_id" in indexes
-    conn.close()
-
-
-def test_newer_schema_is_refused(db_path: Path, store: Store) -> None:
-    store.close()
-    conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE schema_version SET version = 7")
-    conn.commit()
-    conn.close()
+    _set_version(database_url, 7)
     with pytest.raises(StoreError) as err:
-        Store.open(f"sqlite:///{db_path}")
+        Store.open(database_url)
     assert err.value.message == (
-        f"{db_path}: database schema version 7 is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
+        f"{where}: database schema version 7 is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
         "Upgrade newsletter (pip install -U newsletter), or use another database."
     )
 
@@ -121,7 +181,8 @@ def test_bad_urls_are_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as err:
         Store.open("subscribers.db")
     assert err.value.message == (
-        "database url: expected a URL like 'sqlite:///subscribers/subscribers.db', got 'subscribers.db'"
+        "database url: expected a URL like 'sqlite:///subscribers/subscribers.db' or "
+        "'postgresql://user@host/newsletter', got 'subscribers.db'"
     )
     with pytest.raises(StoreError) as err:
         Store.open(f"sqlite:///{tmp_path}")
@@ -388,12 +449,12 @@ def test_claim_send_fail_requeue_cycle(store: Store) -> None:
         store.mark_failed(ISSUE, b, "soft", "x")
 
 
-def test_rows_left_sending_are_uncertain_until_requeued(db_path: Path, store: Store) -> None:
+def test_rows_left_sending_are_uncertain_until_requeued(database_url: str, store: Store) -> None:
     _people(store, 3)
     store.create_ledger(ISSUE)
     store.claim_batch(ISSUE, 2)
     store.close()  # the "crash": two rows stay in 'sending'
-    with Store.open(f"sqlite:///{db_path}") as after:
+    with Store.open(database_url) as after:
         assert [d.email for d in after.uncertain(ISSUE)] == ["user0@example.com", "user1@example.com"]
         # never re-sent silently: a plain claim only gets the queued row
         (third,) = after.claim_batch(ISSUE, 10)
@@ -420,7 +481,7 @@ def test_people_who_leave_after_the_snapshot_are_skipped(store: Store) -> None:
     ]
 
 
-def test_concurrent_claimers_never_share_a_row(db_path: Path, store: Store) -> None:
+def test_concurrent_claimers_never_share_a_row(database_url: str, store: Store) -> None:
     store.upsert_many(SubscriberRow(f"p{i}@example.com") for i in range(300))
     store.create_ledger(ISSUE)
     results: dict[int, list[int]] = {}
@@ -430,7 +491,7 @@ def test_concurrent_claimers_never_share_a_row(db_path: Path, store: Store) -> N
 
     def worker(n: int) -> None:
         try:
-            with Store.open(f"sqlite:///{db_path}") as own:  # its own engine and connections
+            with Store.open(database_url) as own:  # its own engine and connections
                 got: list[int] = []
                 start.wait()  # all claim at once, or one fast thread could take every row
                 while batch := own.claim_batch(ISSUE, 7):
@@ -467,3 +528,169 @@ def test_issue_event_counts_count_only_the_issue_s_messages(store: Store) -> Non
     store.apply_event("complaint", "user1@example.com", "ses-1", {"complaintFeedbackType": "Not-Spam"})
     store.apply_event("delivery", "user2@example.com", "ses-2", {})
     assert store.issue_event_counts(ISSUE) == {"bounce": 1, "soft_bounce": 1, "complaint": 1}
+
+
+# ------------------------------------------------------------------ senders sharing one ledger
+
+
+def _silence(store: Store, sender: str) -> None:
+    """What a SIGKILL leaves: the sender stops refreshing `seen_at`; make that long ago."""
+    from newsletter.store.schema import senders
+    from newsletter.store.senders import SILENT_AFTER
+
+    with store.db.write() as conn:
+        conn.execute(
+            senders.update()
+            .where(senders.c.sender == sender)
+            .values(seen_at=datetime.now(UTC) - SILENT_AFTER * 2)
+        )
+
+
+def test_rows_of_a_live_sender_are_in_flight_and_of_a_silent_one_uncertain(store: Store) -> None:
+    _people(store, 6)
+    store.create_ledger(ISSUE)
+    alive, killed = store.start_sender(ISSUE), store.start_sender(ISSUE) + " second"
+    from newsletter.store.schema import senders
+
+    with store.db.write() as conn:  # two senders of one process: give the second its own name
+        conn.execute(
+            senders.insert().values(
+                issue=ISSUE, sender=killed, started_at=datetime.now(UTC), seen_at=datetime.now(UTC)
+            )
+        )
+    mine = store.claim_batch(ISSUE, 2, sender=alive)
+    theirs = store.claim_batch(ISSUE, 2, sender=killed)
+    assert {d.sender for d in mine} == {alive} and {d.sender for d in theirs} == {killed}
+    assert store.uncertain(ISSUE) == []  # both at work: in flight, nobody's business yet
+    assert store.requeue_uncertain(ISSUE) == 0
+    _silence(store, killed)
+    assert [(d.email, d.sender) for d in store.uncertain(ISSUE)] == [
+        ("user2@example.com", killed),
+        ("user3@example.com", killed),
+    ]
+    assert store.requeue_uncertain(ISSUE) == 2  # only the silent sender's rows
+    assert [d.state for d in store.ledger(ISSUE)] == [
+        "sending",
+        "sending",
+        "queued",
+        "queued",
+        "queued",
+        "queued",
+    ]
+    store.finish_sender(ISSUE, alive)  # finished: what it left in `sending` is uncertain too
+    assert [d.email for d in store.uncertain(ISSUE)] == ["user0@example.com", "user1@example.com"]
+
+
+def test_sender_counts_show_who_sent_what(store: Store) -> None:
+    _people(store, 5)
+    store.create_ledger(ISSUE)
+    first = store.start_sender(ISSUE)
+    for d in store.claim_batch(ISSUE, 3, sender=first):
+        store.mark_sent(ISSUE, d.subscriber_id, f"m-{d.id}")
+    (left,) = store.claim_batch(ISSUE, 1, sender=first)
+    store.mark_failed(ISSUE, left.subscriber_id, "permanent", "refused")
+    store.claim_batch(ISSUE, 1, sender=first)
+    host, pid, started = first.split(" ")
+    assert pid.isdigit() and started.endswith("Z") and host
+    assert store.sender_counts(ISSUE) == {first: {"sent": 3, "failed": 1, "sending": 1}}
+    assert store.sender_counts("another-issue") == {}
+
+
+def test_a_shared_bucket_grants_at_most_its_burst_then_refills_at_its_rate(store: Store) -> None:
+    t = 1_000_000.0
+    assert store.take_tokens("ses", 100, rate=50.0, now=t) == 5  # a tenth of a second's worth: the burst
+    assert store.take_tokens("ses", 100, rate=50.0, now=t) == 0
+    assert store.take_tokens("ses", 100, rate=50.0, now=t + 0.04) == 2  # 50/s for 40 ms
+    assert store.take_tokens("ses", 100, rate=50.0, now=t + 10) == 5  # refilled, but never past the burst
+    with Store.open(store.url) as other:  # another sender draws from the same balance
+        assert other.take_tokens("ses", 100, rate=50.0, now=t + 10) == 0
+        assert other.take_tokens("ses", 3, rate=50.0, now=t + 10.06) == 3
+        assert other.take_tokens("smtp", 1, rate=50.0, now=t + 10) == 1  # another quota, its own bucket
+
+
+def test_concurrent_senders_share_one_rate(database_url: str, store: Store) -> None:
+    """Three senders asking as fast as they can never get more, together, than one rate allows."""
+    rate = 200.0
+    totals: list[int] = []
+    start = threading.Barrier(3)
+    times: list[float] = []
+
+    def sender() -> None:
+        with Store.open(database_url) as own:
+            got = 0
+            start.wait()
+            times.append(time.time())
+            for _ in range(40):
+                got += own.take_tokens("ses", 10, rate=rate)
+                time.sleep(0.005)
+            times.append(time.time())
+            totals.append(got)
+
+    threads = [threading.Thread(target=sender) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # at most the burst plus what the rate refilled between the first take and the last
+    assert 0 < sum(totals) <= rate * 0.1 + rate * (max(times) - min(times)) + 1
+
+
+# ------------------------------------------------------------------ PostgreSQL errors
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError) as err:
+        Store.open(f"postgresql://newsletter:secret@127.0.0.1:{port}/newsletter")
+    message = err.value.message
+    assert message.startswith(
+        f"postgresql+psycopg://newsletter:***@127.0.0.1:{port}/newsletter: cannot reach the database server ("
+    )
+    assert "Connection refused" in message
+    assert message.endswith(
+        "Check the host and port in the URL, and that the server is running and accepts connections. "
+        "The URL comes from database.url in newsletter.toml or NEWSLETTER_DATABASE_URL."
+    )
+    assert "secret" not in message
+
+
+def test_an_unknown_user_or_database_is_a_clear_error(postgres_server: str) -> None:
+    url = sa.make_url(postgres_server)
+    with pytest.raises(StoreError) as err:
+        Store.open(str(url.set(username="nobody")))
+    assert ": the server refused the credentials (" in err.value.message
+    assert 'role "nobody" does not exist' in err.value.message
+    assert "Check the user and password in the URL." in err.value.message
+    with pytest.raises(StoreError) as err:
+        Store.open(str(url.set(database="no_such_list")))
+    assert ": no database of that name on the server (" in err.value.message
+    assert "createdb" in err.value.message
+
+
+def test_a_sender_whose_process_is_gone_is_known_dead_at_once(store: Store) -> None:
+    import socket
+
+    from newsletter.store.schema import senders
+
+    _people(store, 3)
+    store.create_ledger(ISSUE)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    now = datetime.now(UTC)
+    names = {
+        "dead here": f"{socket.gethostname()} {int(gone.stdout)} 2026-01-01T00:00:00Z",
+        "elsewhere": f"another-host {int(gone.stdout)} 2026-01-01T00:00:00Z",  # cannot tell: still live
+    }
+    with store.db.write() as conn:
+        for name in names.values():
+            conn.execute(senders.insert().values(issue=ISSUE, sender=name, started_at=now, seen_at=now))
+    store.claim_batch(ISSUE, 1, sender=names["dead here"])
+    store.claim_batch(ISSUE, 1, sender=names["elsewhere"])
+    assert [(d.email, d.sender) for d in store.uncertain(ISSUE)] == [
+        ("user0@example.com", names["dead here"])
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -369,7 +370,9 @@ def test_cli_add_list_unsubscribe_remove(root: Path) -> None:
 def test_cli_import_stats_and_export_roundtrip(root: Path, tmp_path: Path) -> None:
     result = run(root, "import", str(SAMPLE))
     assert result.exit_code == 0, result.output
-    assert result.output == "12 rows: 12 added, 0 updated, 0 unchanged, 0 duplicates merged, 0 refused\n"
+    assert result.output == (
+        "format: generic\n12 rows: 12 added, 0 updated, 0 unchanged, 0 duplicates merged, 0 refused\n"
+    )
     assert run(root, "stats").output == (
         "pending             1\n"
         "active             10\n"
@@ -391,7 +394,7 @@ def test_cli_import_stats_and_export_roundtrip(root: Path, tmp_path: Path) -> No
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "newsletter.toml").write_text(SETTINGS, encoding="utf-8")
-    assert run(fresh, "import", str(backup)).output.startswith("12 rows: 12 added")
+    assert run(fresh, "import", str(backup)).output.startswith("format: generic\n12 rows: 12 added")
     with Store.open(f"sqlite:///{fresh / 'subscribers' / 'subscribers.db'}") as copy:
         assert statuses(copy) == {e: s for e, s in ((x.email, x.status) for x in _all(root))}
         assert copy.get_subscriber("li.wei@example.com").name == "李伟"
@@ -416,6 +419,7 @@ def test_cli_import_reports_refused_rows_and_strict_aborts(root: Path, tmp_path:
     result = run(root, "import", str(path))
     assert result.exit_code == 0
     assert result.output == (
+        "format: generic\n"
         f"refused    {path}:3: column 'email': 'müller@example.com' is not a usable address: the part before "
         "'@' has non-ASCII characters ('ü'); Amazon SES cannot send to such addresses\n"
         "2 rows: 1 added, 0 updated, 0 unchanged, 0 duplicates merged, 1 refused\n"
@@ -437,7 +441,9 @@ def test_cli_reports_an_unusable_database(root: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("command", ["add", "remove", "unsubscribe", "list", "export", "stats", "import"])
+@pytest.mark.parametrize(
+    "command", ["add", "remove", "unsubscribe", "list", "export", "stats", "import", "purge-pending"]
+)
 def test_every_command_has_help_ending_with_an_example(root: Path, command: str) -> None:
     result = run(root, command, "--help")
     assert result.exit_code == 0
@@ -558,3 +564,54 @@ def test_set_status_brings_an_address_back_only_when_forced_and_records_who(
     ]
     assert shown[0].startswith(received[0].isoformat(timespec="seconds"))
     assert run(root, "history", "nobody@example.com").exit_code == 1
+
+
+# ------------------------------------------------------------------ unconfirmed sign-ups
+
+
+def _age(database: Path, address: str, days: int) -> None:
+    conn = sqlite3.connect(database)
+    conn.execute(
+        "UPDATE subscribers SET created_at = datetime('now', ?) WHERE email = ?", (f"-{days} days", address)
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_purge_pending_erases_only_old_unconfirmed_web_sign_ups(root: Path) -> None:
+    database = root / "subscribers" / "subscribers.db"
+    with Store.open(f"sqlite:///{database}") as store:
+        store.add_subscriber("old@example.org", status="pending", source="web")
+        store.add_subscriber("new@example.org", status="pending", source="web")
+        store.add_subscriber("imported@example.org", status="pending", source="import")
+        store.add_subscriber("reader@example.org", status="active", source="web")
+    for address in ("old@example.org", "imported@example.org", "reader@example.org"):
+        _age(database, address, 8)
+    result = run(root, "purge-pending")
+    assert (result.exit_code, result.output) == (0, "1 pending sign-up(s) older than 168 hours erased.\n")
+    with Store.open(f"sqlite:///{database}") as store:
+        assert sorted(statuses(store)) == ["imported@example.org", "new@example.org", "reader@example.org"]
+        _age(database, "new@example.org", 2)
+    assert run(root, "purge-pending", "--older-than", "24").output.startswith("1 pending sign-up(s)")
+
+
+def test_serve_purges_pending_sign_ups_when_it_starts(root: Path) -> None:
+    import threading
+    from datetime import timedelta
+
+    from newsletter.cli.serve import _purge_pending
+
+    database = root / "subscribers" / "subscribers.db"
+    with Store.open(f"sqlite:///{database}") as store:
+        store.add_subscriber("old@example.org", status="pending", source="web")
+        _age(database, "old@example.org", 30)
+
+        class App:
+            pass
+
+        app = App()
+        app.store = store
+        stop = threading.Event()
+        stop.set()  # one round, then return
+        _purge_pending(app, timedelta(days=7), stop)
+        assert statuses(store) == {}

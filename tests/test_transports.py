@@ -193,54 +193,92 @@ def test_check_passes_and_close_is_idempotent(case: Case) -> None:
 # -- the failure contract: every transport, every outcome -------------------------------------
 # Each transport has a hook that provokes an outcome for the next message to VICTIM; the
 # contract says how every transport must report it, because the sending loop and the ledger
-# act on the report alone:
-#   refused     -> permanent: give up on this reader, not on the send
-#   throttled   -> temporary, retry-safe and marked throttled: back off, then resend
-#   stopped     -> StopSending raised: the whole send stops, the rest stays queued
-#   no answer   -> the request went out and no answer came: outcome unknown. Today that is
-#                  a temporary failure that is NOT retry-safe (the message may have arrived),
-#                  which the loop records as failed_temporary and never resends by itself.
+# act on the report alone. The line that matters is whether the request may have reached
+# the provider: only what certainly did not may be sent again without asking the editor.
+#   refused        -> permanent: give up on this reader, not on the send
+#   throttled      -> temporary and marked throttled: back off, then resend
+#   not_connected  -> temporary: nothing reached the provider, resending cannot duplicate
+#   stopped        -> StopSending raised: the whole send stops, the rest stays queued
+#   answer_lost    -> the provider took the message and the connection closed before its
+#                     answer: uncertain (never resent silently); a transport that can look
+#                     (the file outbox) finds the message and says sent
+#   no_answer      -> the request went out and no answer came in time: uncertain
 
 VICTIM = "victim@example.com"
-OUTCOMES = ("refused", "throttled", "stopped", "no_answer")
+OUTCOMES = ("refused", "throttled", "not_connected", "stopped", "answer_lost", "no_answer")
+Received = Callable[[], list[str]]  # the recipients the provider has a message for
 
 
-def _provoke_memory(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once the probe is closed
+
+
+def _provoke_memory(
+    outcome: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[Transport, Received]:
     transport = MemoryTransport()
     if outcome == "refused":
         transport.fail(VICTIM)
     elif outcome == "throttled":
         transport.fail(VICTIM, Outcome.TEMPORARY, throttled=True)
+    elif outcome == "not_connected":
+        transport.fail(VICTIM, Outcome.TEMPORARY)
     elif outcome == "stopped":
         transport.fail(VICTIM, StopSending("sending paused (memory transport)"))
+    elif outcome == "answer_lost":
+        transport.fail(VICTIM, Outcome.UNCERTAIN)
     else:
-        transport.fail(VICTIM, Outcome.TEMPORARY, retry_safe=False)
-    return transport
+        pytest.skip("the memory transport answers at once or loses the answer (answer_lost)")
+    return transport, lambda: transport.recipients
 
 
-def _provoke_file(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
-    if outcome != "stopped":
-        pytest.skip(f"an outbox folder has no provider that could answer {outcome!r}")
+def _provoke_file(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Transport, Received]:
     outbox = tmp_path / "outbox"
-    outbox.write_text("a file where the folder should be")
-    return FileTransport(outbox)
+    if outcome == "stopped":
+        outbox.write_text("a file where the folder should be")
+    elif outcome == "answer_lost":
+        # A rename over NFS whose reply is lost is retried by the client and then fails
+        # (the source is gone) although it happened: the outbox is where to look.
+        monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        real_replace = os.replace
+
+        def replace_then_fail(src: str, dst: Path) -> None:
+            real_replace(src, dst)
+            raise FileNotFoundError(2, "No such file or directory", src)
+
+        monkeypatch.setattr(os, "replace", replace_then_fail)
+    else:
+        pytest.skip(f"an outbox folder has no provider that could answer {outcome!r}")
+
+    def received() -> list[str]:
+        return [parse(p.read_bytes())["To"].addresses[0].addr_spec for p in outbox.glob("*.eml")]
+
+    return FileTransport(outbox), received
 
 
-def _provoke_smtp(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+def _provoke_smtp(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Transport, Received]:
     server: SmtpServer = request.getfixturevalue("smtp_server")
+    transport = smtp_for(server)
     if outcome == "refused":
         server.handler.refuse[VICTIM] = "550 5.1.1 User unknown"
     elif outcome == "throttled":
         server.handler.refuse[VICTIM] = "454 4.7.0 Throttling failure"
+    elif outcome == "not_connected":
+        transport = SmtpTransport("127.0.0.1", _closed_port(), security="none", timeout=5)
     elif outcome == "stopped":
         # the server cannot give what the settings demand: no message may leave
-        return SmtpTransport(server.host, server.port, security="starttls", timeout=5)
+        transport = SmtpTransport(server.host, server.port, security="starttls", timeout=5)
+    elif outcome == "answer_lost":
+        server.handler.drop_after_data.add(VICTIM)
     else:
-        pytest.skip("the test SMTP server cannot swallow a message without answering")
-    return smtp_for(server)
+        server.handler.slow_after_data[VICTIM] = 3.0
+        transport = SmtpTransport(server.host, server.port, security="none", timeout=1)
+    return transport, lambda: [to for r in server.received for to in r.rcpt_tos]
 
 
-def _provoke_ses(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+def _provoke_ses(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Transport, Received]:
     stub: SesStub = request.getfixturevalue("ses_stub")
     transport = ses_for(stub, read_timeout=1.0)
     if outcome == "refused":
@@ -248,34 +286,47 @@ def _provoke_ses(outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -
     elif outcome == "throttled":
         stub.reset(max_send_rate=0.01, burst=1.0)
         assert transport.send(SENDER, "first@example.com", build_message("first@example.com")).ok
+    elif outcome == "not_connected":
+        transport = SesTransport(endpoint_url=f"http://127.0.0.1:{_closed_port()}", connect_timeout=2)
     elif outcome == "stopped":
         stub.reset(paused=True)
+    elif outcome == "answer_lost":
+        stub.reset(drop_fraction=1.0)
     else:
         stub.reset(latency=3.0)
-    return transport
+    return transport, lambda: [to for to in stub.recipients() if to != "first@example.com"]
 
 
 # what the editor reads in the failure's reason (the provider's own words, where there is one)
 REASON = {
     ("memory", "refused"): "refused (memory transport)",
     ("memory", "throttled"): "try again later",
+    ("memory", "not_connected"): "try again later",
+    ("memory", "answer_lost"): "the answer was lost",
     ("smtp", "refused"): "550 5.1.1 User unknown (recipient victim@example.com)",
     ("smtp", "throttled"): "RCPT TO refused: 454 4.7.0 Throttling failure",
+    ("smtp", "not_connected"): "cannot connect",
+    ("smtp", "answer_lost"): "connection lost during DATA",
+    ("smtp", "no_answer"): "the message may have been sent",
     ("ses", "refused"): "MessageRejected",
     ("ses", "throttled"): "TooManyRequestsException",
-    ("ses", "no_answer"): "may have been sent",
+    ("ses", "not_connected"): "cannot connect",
+    ("ses", "answer_lost"): "the message may have been sent",
+    ("ses", "no_answer"): "no answer in time",
     ("memory", "stopped"): "sending paused",
     ("file", "stopped"): "outbox: cannot create the outbox folder",
     ("smtp", "stopped"): "does not offer STARTTLS",
     ("ses", "stopped"): "SendingPausedException: Sending is paused",
 }
 PROVOKE = {"memory": _provoke_memory, "file": _provoke_file, "smtp": _provoke_smtp, "ses": _provoke_ses}
+# what the provider holds for VICTIM afterwards: the message, nothing, or either (None)
+ARRIVED = {"refused": 0, "throttled": 0, "not_connected": 0, "answer_lost": 1, "no_answer": None}
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 @pytest.mark.parametrize("kind", sorted(PROVOKE))
 def test_failure_contract(kind: str, outcome: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    transport = PROVOKE[kind](outcome, request, tmp_path)
+    transport, received = PROVOKE[kind](outcome, request, tmp_path)
     raw = build_message(VICTIM)
     if outcome == "stopped":  # raised by open() or by send(): either way nothing more leaves
         with pytest.raises(StopSending) as stopped, transport:
@@ -284,15 +335,23 @@ def test_failure_contract(kind: str, outcome: str, request: pytest.FixtureReques
         return
     with transport:
         result = transport.send(SENDER, VICTIM, raw)
-        assert result.error and REASON.get((kind, outcome), "") in result.error
-        if outcome == "refused":
-            assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.PERMANENT, False, False)
-            # a refusal concerns one reader: the next one still gets the message
+    if ARRIVED[outcome] is not None:
+        assert received().count(VICTIM) == ARRIVED[outcome]
+    if kind == "file":  # the outbox looked, found the message, and says so
+        assert (result.outcome, result.error) == (Outcome.SENT, None)
+        return
+    assert result.error and REASON[kind, outcome] in result.error
+    expected = {
+        "refused": (Outcome.PERMANENT, False),
+        "throttled": (Outcome.TEMPORARY, True),
+        "not_connected": (Outcome.TEMPORARY, False),
+        "answer_lost": (Outcome.UNCERTAIN, False),
+        "no_answer": (Outcome.UNCERTAIN, False),
+    }[outcome]
+    assert (result.outcome, result.throttled) == expected
+    if outcome == "refused":  # a refusal concerns one reader: the next one still gets the message
+        with transport:
             assert transport.send(SENDER, "other@example.com", build_message("other@example.com")).ok
-        elif outcome == "throttled":
-            assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.TEMPORARY, True, True)
-        else:  # no answer after the request went out: outcome unknown, so never resent silently
-            assert (result.outcome, result.retry_safe, result.throttled) == (Outcome.TEMPORARY, False, False)
 
 
 # -- make_transport -------------------------------------------------------------------------
@@ -401,10 +460,10 @@ def test_memory_transport_fails_chosen_recipients_then_recovers() -> None:
 
     assert transport.send(SENDER, "gone@example.com", raw).outcome is Outcome.PERMANENT
     busy = [transport.send(SENDER, "busy@example.com", raw) for _ in range(3)]
-    assert [(r.outcome, r.throttled, r.retry_safe) for r in busy] == [
-        (Outcome.TEMPORARY, True, True),
-        (Outcome.TEMPORARY, True, True),
-        (Outcome.SENT, False, False),
+    assert [(r.outcome, r.throttled) for r in busy] == [
+        (Outcome.TEMPORARY, True),
+        (Outcome.TEMPORARY, True),
+        (Outcome.SENT, False),
     ]
     with pytest.raises(StopSending, match="sending paused"):
         transport.send(SENDER, "stop@example.com", raw)
@@ -459,7 +518,7 @@ def test_ses_max_rate_is_none_when_get_account_is_not_answered(moto_reset: str) 
     assert SesTransport(endpoint_url=moto_reset).max_rate() is None
 
 
-def test_ses_throttling_is_temporary_retry_safe_and_never_retried_by_botocore(ses_stub: SesStub) -> None:
+def test_ses_throttling_is_temporary_and_never_retried_by_botocore(ses_stub: SesStub) -> None:
     ses_stub.reset(max_send_rate=0.5, burst=2.0)
     transport = ses_for(ses_stub)
     results = [
@@ -467,7 +526,7 @@ def test_ses_throttling_is_temporary_retry_safe_and_never_retried_by_botocore(se
     ]
 
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT, Outcome.TEMPORARY, Outcome.TEMPORARY]
-    assert results[2].throttled and results[2].retry_safe
+    assert results[2].throttled
     assert "TooManyRequestsException: Maximum sending rate exceeded." in results[2].error  # type: ignore[operator]
     # One HTTP request per send: botocore must not retry behind the sender's back.
     assert ses_stub.calls["SendEmail"] == 4
@@ -518,7 +577,15 @@ def test_ses_check_refuses_a_paused_account(ses_stub: SesStub) -> None:
         ses_for(ses_stub).check()
 
 
-def test_ses_unreachable_endpoint_is_temporary_and_retry_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ses_server_error_is_uncertain(ses_stub: SesStub) -> None:
+    ses_stub.reset(internal_error=True)
+    result = ses_for(ses_stub).send(SENDER, "reader@example.com", build_message("reader@example.com"))
+
+    assert (result.outcome, result.throttled) == (Outcome.UNCERTAIN, False)
+    assert "InternalFailure" in result.error and "may have been sent" in result.error  # type: ignore[operator]
+
+
+def test_ses_unreachable_endpoint_is_temporary_and_has_no_quota(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in FAKE_AWS_ENV.items():
         monkeypatch.setenv(name, value)
     with socket.socket() as probe:  # a port nobody listens on
@@ -527,7 +594,7 @@ def test_ses_unreachable_endpoint_is_temporary_and_retry_safe(monkeypatch: pytes
     transport = SesTransport(endpoint_url=f"http://127.0.0.1:{port}", connect_timeout=1)
     result = transport.send(SENDER, "reader@example.com", build_message("reader@example.com"))
 
-    assert (result.outcome, result.retry_safe) == (Outcome.TEMPORARY, True)
+    assert result.outcome is Outcome.TEMPORARY
     assert "cannot connect" in result.error  # type: ignore[operator]
     assert transport.max_rate() is None
 
@@ -617,9 +684,9 @@ def test_smtp_454_is_throttled_550_permanent_and_the_connection_keeps_working(
         gone = transport.send(SENDER, "gone@example.com", build_message("gone@example.com"))
         ok = transport.send(SENDER, "ok@example.com", build_message("ok@example.com"))
 
-    assert (busy.outcome, busy.throttled, busy.retry_safe) == (Outcome.TEMPORARY, True, True)
+    assert (busy.outcome, busy.throttled) == (Outcome.TEMPORARY, True)
     assert "RCPT TO refused: 454 4.7.0 Throttling failure" in busy.error  # type: ignore[operator]
-    assert (gone.outcome, gone.retry_safe) == (Outcome.PERMANENT, False)
+    assert gone.outcome is Outcome.PERMANENT
     assert "550 5.1.1 User unknown (recipient gone@example.com)" in gone.error  # type: ignore[operator]
     assert ok.ok and ok.message_id == "Q00001"
     assert [(r.mail_from, r.rcpt_tos) for r in smtp_server.received] == [(SENDER, ["ok@example.com"])]
@@ -633,7 +700,7 @@ def test_smtp_refusal_at_end_of_data(smtp_server: SmtpServer) -> None:
         later = transport.send(SENDER, "later@example.com", build_message("later@example.com"))
         spam = transport.send(SENDER, "spam@example.com", build_message("spam@example.com"))
 
-    assert (later.outcome, later.retry_safe, later.throttled) == (Outcome.TEMPORARY, True, False)
+    assert (later.outcome, later.throttled) == (Outcome.TEMPORARY, False)
     assert "end of DATA refused: 451 4.3.0 Try again later" in later.error  # type: ignore[operator]
     assert spam.outcome is Outcome.PERMANENT
     assert smtp_server.received == []
@@ -656,7 +723,7 @@ def test_smtp_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
     transport = SmtpTransport("127.0.0.1", port, security="none", timeout=2)
 
     result = transport.send(SENDER, "a@example.com", build_message("a@example.com"))
-    assert (result.outcome, result.retry_safe) == (Outcome.TEMPORARY, True)
+    assert result.outcome is Outcome.TEMPORARY
     with pytest.raises(TransportError) as caught:
         transport.check()
     assert caught.value.message == (

@@ -130,7 +130,7 @@ def process_notification(
     kind = notification.type.lower()
     detail = dict(notification.detail)
     effect = _effect(notification, detail, now, soft_bounce_limit)
-    rows = [(a, {**detail, **notification.per_recipient.get(a, {})}) for a in notification.recipients]
+    rows = _recipient_details(notification, detail)
     for result in store.apply_events(kind, notification.message_id, rows, **effect):
         if result.duplicate:
             summary.duplicates += 1
@@ -144,6 +144,31 @@ def process_notification(
         elif result.changed and result.status == "complained":
             summary.complained += 1
     return summary
+
+
+def _recipient_details(
+    notification: Notification, detail: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(address, detail) for each recipient: the notification's detail plus the recipient's own part.
+
+    Recipients whose own part is the same share one detail object, which the store then
+    encodes once for all of them (a large bounce usually says the same of every address).
+    """
+    shared: dict[Any, dict[str, Any]] = {}
+    rows = []
+    for address in notification.recipients:
+        extra = notification.per_recipient.get(address, {})
+        try:
+            key: Any = tuple(extra.items())
+            merged = shared.get(key)
+        except TypeError:  # a value that cannot be a key (a list): this recipient's own detail
+            key, merged = None, None
+        if merged is None:
+            merged = {**detail, **extra}
+            if key is not None:
+                shared[key] = merged
+        rows.append((address, merged))
+    return rows
 
 
 def _effect(

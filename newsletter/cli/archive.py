@@ -55,7 +55,16 @@ def build(obj: Context, out: Path | None, verbose: bool) -> None:
 @archive.command()
 @click.option("--bucket", required=True, metavar="NAME", help="The S3 bucket to publish to.")
 @click.option("--prefix", default="", metavar="P", help="Publish under this key prefix (a sub-folder).")
-@click.option("--delete", is_flag=True, help="Delete objects under the prefix that the site no longer has.")
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Delete objects an earlier publish put under the prefix that the site no longer has.",
+)
+@click.option(
+    "--yes-delete-foreign",
+    is_flag=True,
+    help="With --delete, also delete every object under the prefix no publish of this site made.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be uploaded and deleted; change nothing.")
 @click.option("--verbose", "-v", is_flag=True, help="List every uploaded file (deletions are always listed).")
 @click.option(
@@ -71,6 +80,7 @@ def publish(
     bucket: str,
     prefix: str,
     delete: bool,
+    yes_delete_foreign: bool,
     dry_run: bool,
     verbose: bool,
     endpoint_url: str | None,
@@ -78,6 +88,10 @@ def publish(
 ) -> None:
     """Upload the built site to S3: only changed files, with Content-Type and Cache-Control.
 
+    Only the files the build made are uploaded (never dot-files or symlinks). Each
+    publish records its keys in .newsletter-published.json under the prefix; --delete
+    removes only keys recorded there, and with an empty prefix refuses a bucket that
+    holds anything else unless --yes-delete-foreign is given.
     AWS credentials come from the usual places (environment, ~/.aws, instance role).
     Prints a summary line; deletions, and with --verbose or --dry-run the uploads, one per line.
 
@@ -93,8 +107,16 @@ def publish(
     from newsletter.content.selection import plan
 
     site_dir = out or obj.settings.site_dir
+    if yes_delete_foreign and not delete:
+        raise click.UsageError("--yes-delete-foreign: expected together with --delete")
     report = publish_site(
-        site_dir, bucket, prefix=prefix, delete=delete, dry_run=dry_run, endpoint_url=endpoint_url
+        site_dir,
+        bucket,
+        prefix=prefix,
+        delete=delete,
+        delete_foreign=yes_delete_foreign,
+        dry_run=dry_run,
+        endpoint_url=endpoint_url,
     )
     verb = "would " if dry_run else ""
     if verbose or dry_run:
@@ -105,6 +127,10 @@ def publish(
     if report.stale:
         click.echo(
             f"{len(report.stale)} object(s) under s3://{bucket}/{report.prefix} are not in the site (kept; use --delete)"
+        )
+    if report.foreign:
+        click.echo(
+            f"{len(report.foreign)} object(s) under s3://{bucket}/{report.prefix} were not published from here (kept)"
         )
     where = f"s3://{bucket}/{report.prefix}"
     if dry_run:

@@ -56,8 +56,16 @@ if TYPE_CHECKING:
     type=click.IntRange(min=0),
     help="Send to at most N readers now (a canary); a later run continues with the rest.",
 )
-@click.option("--resend-uncertain", is_flag=True, help="Resend messages an interrupted send may have sent.")
-@click.option("--retry-failed", is_flag=True, help="Retry readers whose message failed temporarily.")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Resend the messages that may or may not have arrived (answer lost, send killed).",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Retry readers whose message failed temporarily (never the uncertain ones).",
+)
 @click.option("--dry-run", is_flag=True, help="Count the readers and run the checks; send nothing.")
 @click.option(
     "--test",
@@ -91,10 +99,12 @@ def send(
 
     ISSUE is a path or a slug; it must be published (drafts work with --test and
     --dry-run). The first real send freezes its papers in issues/<slug>.sent.toml
-    (commit it). Re-running continues an interrupted send and never
-    reaches a reader twice; messages that were being sent when a send was killed
-    are reported as uncertain and resent only with --resend-uncertain. Ctrl-C stops
-    after the messages in flight are recorded.
+    (commit it). Re-running continues an interrupted send and never reaches a reader
+    twice. Messages the provider may have taken without our knowing (its answer was
+    lost, or a send was killed while they were in flight) are listed as uncertain and
+    resent only with --resend-uncertain; --retry-failed resends only messages known
+    not to have left. The send paces itself at the provider's quota and slows down to
+    the rate it really allows. Ctrl-C stops after the messages in flight are recorded.
 
     \b
     Example:
@@ -197,7 +207,7 @@ def _status(issue) -> str:
 
 
 def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send: int) -> None:
-    uncertain = store.ledger_counts(plan.issue)["sending"]
+    uncertain = len(store.uncertain(plan.issue))  # rows of senders still at work are in flight
     click.echo(f"Issue:      {plan.issue}")
     click.echo(f"Status:     {_status(issue)}")
     click.echo(f"Subject:    {issue.subject}")
@@ -341,6 +351,9 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
         click.echo(f"Delivered:  {result.delivered}")
         click.echo(f"Queued:     {c['queued']}")
         click.echo(f"Uncertain:  {len(result.uncertain)}")
+        in_flight = c["sending"] - len(result.uncertain)
+        if in_flight:
+            click.echo(f"In flight:  {in_flight} (senders at work)")
         click.echo(f"Failed:     {c['failed_permanent']} permanent, {c['failed_temporary']} temporary")
         if result.events:
             click.echo(
@@ -348,6 +361,11 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
                 f"{result.events.get('soft_bounce', 0)} transient\n"
                 f"Complaints: {result.events.get('complaint', 0)} ({result.complaint_rate:.2%} of sent)"
             )
+        if result.senders:
+            click.echo("Senders:")
+            for name, by_state in result.senders.items():
+                parts = ", ".join(f"{by_state.get(k, 0)} {k}" for k in ("sent", "failed", "sending"))
+                click.echo(f"  {name}: {parts}")
         if result.failures:
             click.echo("Failures:")
             for f in result.failures:

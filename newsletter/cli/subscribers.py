@@ -1,4 +1,4 @@
-"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats."""
+"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats, purge-pending."""
 
 from __future__ import annotations
 
@@ -267,30 +267,106 @@ def stats(obj: Context) -> None:
     click.echo(f"{'total':<{width}}  {sum(counts.values()):>7}")
 
 
+@subscribers.command("purge-pending")
+@click.option(
+    "--older-than",
+    "hours",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="HOURS",
+    help="Erase web sign-ups still pending after this many hours (default: the confirmation link's lifetime).",
+)
+@pass_context
+def purge_pending(obj: Context, hours: int | None) -> None:
+    """Erase subscribe requests from the web that were never confirmed.
+
+    An unconfirmed request is not consent, and the address may be someone else's;
+    `newsletter serve` runs this every hour by itself. Imported pending rows stay.
+
+    \b
+    Example:
+        newsletter subscribers purge-pending --older-than 168
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.web.confirmation import CONFIRM_TTL
+
+    age = timedelta(hours=hours) if hours else timedelta(seconds=CONFIRM_TTL)
+    with _open_store(obj) as store:
+        erased = store.purge_pending(datetime.now(UTC) - age)
+    click.echo(f"{len(erased)} pending sign-up(s) older than {age.total_seconds() / 3600:g} hours erased.")
+
+
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Refuse the whole file (write nothing) if any row is refused.")
 @click.option("--check-dns", is_flag=True, help="Also check that each domain accepts mail (DNS; slow).")
+@click.option(
+    "--format",
+    "format_",
+    metavar="NAME",
+    help="The platform the file comes from (mailchimp, substack, buttondown, ghost, kit, beehiiv, "
+    "listmonk, generic); recognised from the header when not given.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the format, its status mapping and counts per status; write nothing.",
+)
 @pass_context
-def import_(obj: Context, file: Path, strict: bool, check_dns: bool) -> None:
-    """Merge subscribers from a CSV file (ours, or a Mailchimp, Substack or Buttondown export).
+def import_(
+    obj: Context, file: Path, strict: bool, check_dns: bool, format_: str | None, dry_run: bool
+) -> None:
+    """Merge subscribers from a CSV file: ours, or an export of Mailchimp, Substack,
+    Buttondown, Ghost, Kit, beehiiv or listmonk.
 
-    Columns are found by name: email (or 'Email Address'), name (or 'First Name' and
-    'Last Name'), language, status. Rows without a status become active. Unsubscribed,
-    bounced and complained addresses are never re-activated. Bad rows are refused
-    with their line number; the others are imported (unless --strict).
+    The platform is recognised from the header (and Mailchimp's file name); --format
+    overrides it. Each platform's statuses map onto ours by the table in the README;
+    every opt-out (status, flag, unsubscribe date, blocklist, cleaned or bounced) wins
+    over active, and a status the table does not know refuses the row. Rows without
+    a status become active. Unsubscribed, bounced and complained addresses are never
+    re-activated. Bad rows are refused with their line number; the others are
+    imported (unless --strict). --dry-run shows what would happen and writes nothing.
 
     \b
     Example:
-        newsletter subscribers import subscribers/sample.csv --strict
+        newsletter subscribers import members_export/cleaned_members_export_ef3462e259.csv --dry-run
     """
-    from newsletter.audience.imports import import_csv
+    from newsletter.audience.imports import import_csv, plan_import
 
+    if dry_run:
+        plan = plan_import(file, format=format_, check_dns=check_dns)
+        _show_plan(plan)
+        return
     with _open_store(obj) as store, _progress() as progress:
-        report = import_csv(store, file, strict=strict, check_dns=check_dns, progress=progress)
+        report = import_csv(
+            store, file, strict=strict, check_dns=check_dns, progress=progress, format=format_
+        )
+    click.echo(f"format: {report.format}")
     for refusal in report.refused:
         click.echo(f"refused    {file}:{refusal.line}: {refusal.reason}")
     click.echo(report.summary())
+
+
+def _show_plan(plan: Any) -> None:
+    platform = plan.platform
+    click.echo(f"format: {platform.name} ({platform.title})")
+    if plan.file_status:
+        click.echo(f"status from the file name: every row is {plan.file_status}")
+    elif plan.status_column:
+        click.echo(f"status column: {plan.status_column!r}")
+        for word, status in platform.statuses.items():
+            click.echo(f"  {word:<16} -> {status}")
+    else:
+        click.echo("status column: none (rows are active unless an opt-out column says otherwise)")
+    for signal in plan.signals:
+        click.echo(f"opt-out column: {signal.replace('`', '')}")
+    for refusal in plan.refused:
+        click.echo(f"refused    {plan.path}:{refusal.line}: {refusal.reason}")
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(plan.statuses.items()))
+    click.echo(
+        f"{plan.rows} rows: {counts or 'none usable'}, {len(plan.refused)} refused (dry run: nothing written)"
+    )
 
 
 @contextmanager

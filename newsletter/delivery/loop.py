@@ -5,11 +5,13 @@ The ledger (see docs/architecture.md, "Ledger states") makes a send resumable an
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
   are claimed as there are free sending threads and rate tokens, so a crash leaves at most
   ``threads × workers`` rows *uncertain*;
-* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), or back to
-  ``queued`` when the message certainly did not leave (a stop before it was handed over).
+* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), left in
+  ``sending`` as *uncertain* when the provider may have it and its answer was lost, or back
+  to ``queued`` when the message certainly did not leave (a stop before it was handed over).
 
 Throughput: one thread claims and records (SQLite has one writer anyway), a pool of
-long-lived threads does the I/O, and a token bucket paces the pool.
+long-lived threads does the I/O, and a pacer (``newsletter.delivery.pacing``) holds the pool
+at the rate the provider really allows; retries of throttled requests take tokens too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.delivery.ratelimit import TokenBucket
+from newsletter.delivery.pacing import Pacer, SharedPacer
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
@@ -33,16 +35,18 @@ if TYPE_CHECKING:
     from newsletter.delivery.plan import SendPlan
     from newsletter.store import Delivery, Store
 
-MAX_ATTEMPTS = 8  # sends of one message in one run before a retry-safe failure is recorded
+MAX_ATTEMPTS = 8  # sends of one message in one run before a temporary failure is recorded
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
 RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
+HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
 @dataclass
 class _Answer:
     delivery: Delivery
-    kind: str  # sent | temporary | permanent | requeue | stop | crash (after handing over) | crash-before
+    # sent | temporary | permanent | uncertain | requeue | stop | crash (after handing over) | crash-before
+    kind: str
     message_id: str | None = None
     error: str | None = None
     retries: int = 0
@@ -61,6 +65,7 @@ class SendLoop:
         rate: float | None,
         max_rows: int | None,
         halt: Any,  # threading.Event or multiprocessing Event: stop claiming, abandon retries
+        quota: float | None = None,  # messages per second for all senders of a shared ledger together
         user_stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
@@ -70,8 +75,16 @@ class SendLoop:
         self.secret = plan.secret
         self.transport = transport
         self.store = store
-        self.bucket = TokenBucket(rate)
         self.threads = plan.threads
+        self.bucket = Pacer(rate)
+        if quota is not None and store.shared:
+            # senders on other machines draw from the same quota, through the database
+            def take_shared(n: int) -> int:
+                return store.take_tokens(plan.transport_name, n, quota)
+
+            self.bucket = SharedPacer(rate or quota, take_shared, ask_for=max(1, self.threads // 4))
+        self.claimer: str | None = None  # this process as a sender of the issue (host pid start)
+        self._seen = 0.0
         self.max_rows = max_rows
         self.halt = halt
         self.user_stop = user_stop
@@ -92,6 +105,8 @@ class SendLoop:
             threading.Thread(target=self._send_from, args=(work, answers), name=f"send-{i}", daemon=True)
             for i in range(self.threads)
         ]
+        self.claimer = self.store.start_sender(self.issue)
+        self._seen = time.monotonic()
         for thread in senders:
             thread.start()
         try:
@@ -103,6 +118,11 @@ class SendLoop:
                 thread.join()
         if self._unrecorded:
             self.store.mark_sent_many(self.issue, self._take_unrecorded())
+        # from now on what this sender left in `sending` is uncertain, for every sender to see
+        self.store.finish_sender(self.issue, self.claimer)
+        self.tally.quota = self.bucket.quota
+        self.tally.final_rate = self.bucket.rate
+        self.tally.requests = self.bucket.requests
         return self.tally
 
     def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
@@ -123,7 +143,9 @@ class SendLoop:
                 want = free if self.max_rows is None else min(free, self.max_rows - claimed)
                 got = self.bucket.take(want) if want > 0 else 0
                 if got:
-                    rows = self.store.claim_batch(self.issue, got, record_sent=self._take_unrecorded())
+                    rows = self.store.claim_batch(
+                        self.issue, got, record_sent=self._take_unrecorded(), sender=self.claimer
+                    )
                     claimed_now = True
                     self.bucket.give_back(got - len(rows))
                     claimed += len(rows)
@@ -145,6 +167,9 @@ class SendLoop:
                 self.store.mark_sent_many(self.issue, self._take_unrecorded())
             if not in_flight and (exhausted or halted):
                 return
+            if time.monotonic() - self._seen > HEARTBEAT:  # slow answers: still at work
+                self.store.sender_seen(self.issue, self.claimer)  # type: ignore[arg-type]
+                self._seen = time.monotonic()
             timeout = 0.1
             if not halted and not exhausted and in_flight < self.threads:
                 timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
@@ -211,8 +236,8 @@ class SendLoop:
             if result.outcome is Outcome.PERMANENT:
                 answer.kind = "permanent"
                 return answer
-            if not result.retry_safe:
-                answer.kind = "temporary"  # may have been delivered: never resent silently
+            if result.outcome is Outcome.UNCERTAIN:
+                answer.kind = "uncertain"  # may have been delivered: never resent silently
                 return answer
             if result.throttled:
                 answer.throttled += 1
@@ -258,6 +283,9 @@ class SendLoop:
                 t.failed_permanent += 1
             if len(t.failures) < FAILURES_KEPT:
                 t.failures.append(Failure(d.email, answer.kind, answer.error or ""))
+        elif answer.kind == "uncertain":
+            self.store.mark_uncertain(self.issue, sid, answer.error or answer.kind)
+            t.uncertain += 1
         elif answer.kind in ("requeue", "stop", "crash-before"):
             self.store.requeue(self.issue, sid)
             t.requeued += 1

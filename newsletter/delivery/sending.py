@@ -82,6 +82,7 @@ def send_issue(
                 transport,
                 store,
                 rate=rate,
+                quota=rate,
                 max_rows=plan.limit,
                 halt=threading.Event(),
                 user_stop=stop_event,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.report import Failure
@@ -23,6 +23,7 @@ class Status:
     failures: list[Failure]
     uncertain: list[str]
     events: dict[str, int]  # bounce (permanent), soft_bounce, complaint: matched to this issue's messages
+    senders: dict[str, dict[str, int]] = field(default_factory=dict)  # "host pid start" -> rows by state
 
     @property
     def total(self) -> int:
@@ -50,6 +51,7 @@ class Status:
             "complaint_rate": round(self.complaint_rate, 6),
             "failures": [{"email": f.email, "outcome": f.outcome, "error": f.error} for f in self.failures],
             "uncertain_emails": self.uncertain,
+            "senders": [{"sender": name, **counts} for name, counts in self.senders.items()],
         }
 
 
@@ -68,6 +70,8 @@ def issue_status(store: Store, issue: str) -> Status:
         counts=counts,
         delivered=sum(1 for d in rows if d.delivered_at is not None),
         failures=failures,
-        uncertain=[d.email for d in rows if d.state == "sending"],
+        # rows in `sending` are in flight while their sender is at work, uncertain afterwards
+        uncertain=[d.email for d in store.uncertain(issue)],
         events=events,
+        senders=store.sender_counts(issue),
     )

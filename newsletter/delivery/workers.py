@@ -31,6 +31,7 @@ class _WorkerJob:
     plan: SendPlan  # without its transport: each worker makes its own
     outbox: Path | None
     rate: float | None  # this worker's share
+    quota: float | None  # all senders' together (a shared ledger splits it through the database)
     max_rows: int | None  # this worker's share of --limit
 
 
@@ -46,7 +47,9 @@ def _worker_main(job: _WorkerJob, halt: Any, results: Any) -> None:
                 plan.settings, plan.transport_name, outbox=job.outbox, concurrency=plan.threads
             )
             with transport:
-                loop = SendLoop(plan, transport, store, rate=job.rate, max_rows=job.max_rows, halt=halt)
+                loop = SendLoop(
+                    plan, transport, store, rate=job.rate, quota=job.quota, max_rows=job.max_rows, halt=halt
+                )
                 tally = loop.run()
     except NewsletterError as exc:
         tally.stopped = exc.format_message()
@@ -84,6 +87,7 @@ def run_workers(
             plan=portable,
             outbox=outbox,
             rate=None if rate is None else rate / workers,
+            quota=rate,
             max_rows=shares[i],
         )
         for i in range(workers)

@@ -4,7 +4,9 @@ This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `engine`: the engine, SQLite's pragmas, read and write transactions;
 - `schema`: tables and migrations;
 - `subscribers`, `events`, `ledger`: one small class each, holding their statements;
-- `addresses`: an address's identity and valid form.
+- `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
+- `addresses`: an address's identity and valid form;
+- `copy`: a whole database copied into another (SQLite → PostgreSQL), verified by counts.
 `Store` opens the database, brings its schema up to date, and lends out the methods of
 the three classes, so callers hold one object. It decides no policy: which status may
 follow which is the lifecycle's (`newsletter.audience.lifecycle`).
@@ -19,10 +21,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from newsletter.store.addresses import email_key, normalize_email
-from newsletter.store.engine import Database, StoreError, reason
+from newsletter.store.copy import copy_database
+from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
 from newsletter.store.ledger import Delivery, Ledger
-from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, migrate
+from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
+from newsletter.store.senders import Senders
 from newsletter.store.subscribers import ImportCounts, StatusChange, Subscriber, SubscriberRow, Subscribers
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "STATUSES",
+    "UNCERTAIN",
     "ApplyResult",
     "Delivery",
     "ImportCounts",
@@ -47,24 +52,28 @@ __all__ = [
 class Store:
     """Subscribers, events and the delivery ledger in one database."""
 
-    def __init__(self, url: str) -> None:
-        self.db = Database(url)
+    def __init__(self, url: str, *, connections: int = 5) -> None:
+        self.db = Database(url, connections=connections)
         self.url = url
         self.engine = self.db.engine
+        # a server that senders on several machines may share (SQLite is one machine's file)
+        self.shared = not self.db.sqlite
         try:
-            migrate(self.db)
+            self.schema_was, self.schema_version = migrate(self.db)
         except sa.exc.DBAPIError as exc:
             self.db.close()
-            raise StoreError(f"{self.db.where}: cannot use the database: {reason(exc)}") from None
+            raise unusable(self.db.where, exc) from None
         except StoreError:
             self.db.close()
             raise
         subscribers, events, ledger = Subscribers(self.db), Events(self.db), Ledger(self.db)
+        senders = Senders(self.db)
 
         self.add_subscriber = subscribers.add_subscriber
         self.get_subscriber = subscribers.get_subscriber
         self.change_status = subscribers.change_status
         self.remove_subscriber = subscribers.remove_subscriber
+        self.purge_pending = subscribers.purge_pending
         self.iter_subscribers = subscribers.iter_subscribers
         self.count_by_status = subscribers.count_by_status
         self.upsert_many = subscribers.upsert_many
@@ -79,6 +88,7 @@ class Store:
         self.mark_sent = ledger.mark_sent
         self.mark_sent_many = ledger.mark_sent_many
         self.mark_failed = ledger.mark_failed
+        self.mark_uncertain = ledger.mark_uncertain
         self.requeue = ledger.requeue
         self.uncertain = ledger.uncertain
         self.requeue_uncertain = ledger.requeue_uncertain
@@ -88,9 +98,24 @@ class Store:
         self.ledger = ledger.ledger
         self.issues_sent = ledger.issues_sent
 
+        self.start_sender = senders.start_sender
+        self.sender_seen = senders.sender_seen
+        self.finish_sender = senders.finish_sender
+        self.sender_counts = senders.sender_counts
+        self.take_tokens = senders.take_tokens
+
     @classmethod
-    def open(cls, url: str) -> Store:
-        return cls(url)
+    def open(cls, url: str, *, connections: int = 5) -> Store:
+        """Open the database at `url` (SQLite file or PostgreSQL server) and bring its schema up to date.
+
+        `connections`: how many threads will use the store at once (a server's pool size).
+        """
+        return cls(url, connections=connections)
+
+    def copy_to(self, url: str) -> dict[str, int]:
+        """Copy this whole database into the empty database at `url`; rows per table, verified by counts."""
+        with Store.open(url) as target:
+            return copy_database(self.db, target.db)
 
     def close(self) -> None:
         self.db.close()

@@ -1,7 +1,8 @@
-"""The database connection: the engine, SQLite's pragmas, and the two kinds of transaction.
+"""The database connection: the engine, its URL and pool, and the two kinds of transaction.
 
-SQLite is the embedded default; statements stay portable so PostgreSQL can follow, and the
-SQLite-specific pieces (WAL, pragmas, ``BEGIN IMMEDIATE``) live here behind a dialect check.
+SQLite is the embedded default; PostgreSQL (psycopg 3) is the shared store for a list that
+outgrows one machine. Statements stay portable; the back-end specific pieces (SQLite's WAL,
+pragmas and ``BEGIN IMMEDIATE``; PostgreSQL's driver, pool and advisory locks) live here.
 """
 
 from __future__ import annotations
@@ -21,12 +22,21 @@ class StoreError(NewsletterError):
     """The database cannot be opened or used, or a request contradicts its contents."""
 
 
-class Database:
-    """One database: its engine, where it is (for messages), and its transactions."""
+# The URL schemes people write for PostgreSQL, and the driver SQLAlchemy should use for them.
+_POSTGRES_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+CONNECT_TIMEOUT = 10  # seconds before an unreachable server is reported
 
-    def __init__(self, url: str) -> None:
+
+class Database:
+    """One database: its engine, where it is (for messages), and its transactions.
+
+    `connections` sizes a server's connection pool: one per thread that uses the store
+    at the same time (a sender's claiming loop, the web app's request threads).
+    """
+
+    def __init__(self, url: str, *, connections: int = 5) -> None:
         self.url = url
-        self.engine = _create_engine(url)
+        self.engine = _create_engine(url, max(1, connections))
         self.sqlite = self.engine.dialect.name == "sqlite"
 
     def close(self) -> None:
@@ -39,14 +49,19 @@ class Database:
         return database if self.sqlite and database else self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, lock: str | None = None) -> Iterator[Connection]:
         """A write transaction that takes the write lock at BEGIN.
 
         On SQLite a deferred transaction that reads and then writes can fail with
         SQLITE_BUSY without waiting (WAL snapshot upgrade); BEGIN IMMEDIATE waits for
-        the lock up to busy_timeout instead, and serialises concurrent claimers.
+        the lock up to busy_timeout instead, and serialises every writer. PostgreSQL
+        lets writers run side by side (claims skip each other's locked rows); a `lock`
+        name serialises the transactions that share it, for read-then-insert steps
+        (migrating, snapshotting a ledger) that two senders may start at once.
         """
         with self.engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            if lock is not None and not self.sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": lock})
             yield conn
 
     @contextmanager
@@ -60,17 +75,75 @@ def reason(exc: sa.exc.DBAPIError) -> str:
     return str(exc.orig) if exc.orig is not None else str(exc)
 
 
-def _create_engine(url: str) -> Engine:
+def unusable(where: str, exc: sa.exc.DBAPIError) -> StoreError:
+    """The error to show when the database cannot be reached or used: what failed and what to do."""
+    said = reason(exc).strip()
+    lowered = said.lower()
+    if (
+        "authentication failed" in lowered
+        or "password" in lowered
+        or ("role" in lowered and "not exist" in lowered)
+    ):
+        what, fix = "the server refused the credentials", "Check the user and password in the URL."
+    elif "database" in lowered and "does not exist" in lowered:
+        what = "no database of that name on the server"
+        fix = "Create it first (createdb NAME), or correct the name in the URL."
+    elif (
+        isinstance(exc, sa.exc.OperationalError) and not exc.connection_invalidated and _unreachable(lowered)
+    ):
+        what = "cannot reach the database server"
+        fix = "Check the host and port in the URL, and that the server is running and accepts connections."
+    else:
+        return StoreError(f"{where}: cannot use the database: {said}")
+    # psycopg: 'connection failed: connection to server at "h", port p failed: FATAL:  <why>\n\t<hint>'
+    detail = said.splitlines()[0].rsplit("failed: ", 1)[-1] if said else type(exc).__name__
+    detail = detail.removeprefix("FATAL:").strip()
+    return StoreError(
+        f"{where}: {what} ({detail})\n\n{fix} The URL comes from database.url in newsletter.toml "
+        "or NEWSLETTER_DATABASE_URL."
+    )
+
+
+def _unreachable(said: str) -> bool:
+    return any(
+        words in said
+        for words in (
+            "connection refused",
+            "timeout",
+            "timed out",
+            "could not translate host",
+            "no route",
+            "connection failed",
+        )
+    )
+
+
+def parse_url(url: str) -> sa.URL:
+    """The URL SQLAlchemy should open: ``postgresql://`` and ``postgres://`` mean psycopg 3."""
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         raise StoreError(
-            f"database url: expected a URL like 'sqlite:///subscribers/subscribers.db', got {url!r}"
+            f"database url: expected a URL like 'sqlite:///subscribers/subscribers.db' or "
+            f"'postgresql://user@host/newsletter', got {url!r}"
         ) from None
+    if parsed.drivername in _POSTGRES_SCHEMES:
+        parsed = parsed.set(drivername=_POSTGRES_SCHEMES[parsed.drivername])
+    return parsed
+
+
+def _create_engine(url: str, connections: int) -> Engine:
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(parsed)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql":
+        # a few spare connections for short side tasks (heartbeats, reports) beside the threads
+        options.update(
+            pool_size=connections, max_overflow=2, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+        )
     try:
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(parsed, **options)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise StoreError(f"database url {parsed.render_as_string(hide_password=True)!r}: {exc}") from None
 

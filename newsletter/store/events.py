@@ -23,6 +23,8 @@ from newsletter.store.subscribers import StatusChange, status_change_rows
 # The lifecycle's answer for one subscriber: (status, soft-bounce count) → (change, reason) or None.
 Decide = Callable[[str, int], tuple[StatusChange, str | None] | None]
 _CHUNK = 1000  # addresses or ids per IN (...)
+_ROWS = 5000  # rows per executemany
+_CACHE_KIB = 65536  # SQLite page cache for a large notification's transaction
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class Events:
         keyed = [(email, email_key(email) if email else None, detail) for email, detail in recipients]
         results: list[ApplyResult] = []
         with self.db.write() as conn:
+            if self.db.sqlite and len(keyed) > _CHUNK:
+                # Room for the whole transaction in the page cache: a large notification's
+                # writes are not spilled to the WAL before the commit (this connection only,
+                # until it is closed or this is set again).
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{_CACHE_KIB}")
             seen = self._recorded(conn, type, message_id, {k for _, k, _ in keyed})
             rows = self._subscribers(conn, {k for _, k, _ in keyed if k is not None and k not in seen})
             marked = 0
@@ -113,8 +120,11 @@ class Events:
                     .where(deliveries.c.message_id == message_id, deliveries.c.delivered_at.is_(None))
                     .values(delivered_at=now, updated_at=now)
                 ).rowcount
-            state = {k: (r.status, r.soft_bounces) for k, r in rows.items()}  # as this notification leaves it
+            state = {
+                k: (r[3], r[4]) for k, r in rows.items()
+            }  # (status, count) as this notification leaves it
             new_events: list[dict[str, Any]] = []
+            encode = _DetailEncoder(conn.dialect)
             # Subscribers that get the same columns (and the same status event) are written together.
             writes: dict[tuple[Any, ...], list[int]] = {}
             # What happens to a subscriber depends on (status, count) only: thousands of
@@ -127,6 +137,7 @@ class Events:
                         continue
                     seen.add(key)
                 row = rows.get(key) if key is not None else None
+                counted = None
                 if row is None:
                     result = ApplyResult(False, False, False, None, 0, delivered=marked)
                 else:
@@ -137,24 +148,15 @@ class Events:
                     result = outcome.result
                     if marked:
                         result = dataclasses.replace(result, delivered=marked)
-                    if outcome.counted is not None:
-                        detail = {**detail, "soft_bounces": outcome.counted}
+                    counted = outcome.counted
                     if outcome.write is not None:
-                        writes.setdefault(outcome.write, []).append(row.id)
+                        writes.setdefault(outcome.write, []).append(row[0])
                     state[key] = (result.status, result.soft_bounces)
-                new_events.append(
-                    {
-                        "type": type,
-                        "email": email,
-                        "message_id": message_id,
-                        "detail": detail,
-                        "received_at": now,
-                    }
-                )
+                new_events.append({"email": email, "detail": encode(detail, counted)})
                 results.append(result)
                 marked = 0  # the ledger rows count once, with the first address
             if new_events:
-                conn.execute(events.insert(), new_events)
+                _insert_events(conn, type, message_id, now, new_events)
             for (values, status_detail), ids in writes.items():
                 _write_subscribers(
                     conn, ids, dict(values), None if status_detail is None else dict(status_detail), now
@@ -177,9 +179,9 @@ class Events:
         return {email.strip() if email else None for (email,) in conn.execute(query)} & keys
 
     @staticmethod
-    def _subscribers(conn: Connection, keys: set[str]) -> dict[str, sa.Row]:
-        """The subscribers with these address keys, read in chunks (SQLite caps bound parameters)."""
-        found: dict[str, sa.Row] = {}
+    def _subscribers(conn: Connection, keys: set[str]) -> dict[str, tuple[Any, ...]]:
+        """(id, email, email_key, status, soft_bounces) by address key, read in chunks (SQLite caps bound parameters)."""
+        found: dict[str, tuple[Any, ...]] = {}
         ordered = sorted(keys)
         columns = (
             subscribers.c.id,
@@ -191,7 +193,7 @@ class Events:
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
             for row in conn.execute(sa.select(*columns).where(subscribers.c.email_key.in_(chunk))):
-                found[row.email_key] = row
+                found[row[2]] = row
         return found
 
     # ----------------------------------------------------------------- the ledger
@@ -258,6 +260,87 @@ def _outcome(
     write = (tuple(sorted(values.items())), status_detail) if values else None
     status = decision[0].status if changed else current
     return _Outcome(ApplyResult(False, True, changed, status, soft_bounces), write, counted)
+
+
+class _DetailEncoder:
+    """Event details as the driver takes them, each distinct one encoded once.
+
+    The recipients of one notification usually share their detail (the same object), so
+    a 20,000-recipient bounce encodes a few details, not 20,000. Details are told apart
+    by identity: the caller's sequence keeps them alive while the notification is applied.
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self._process = events.c.detail.type.dialect_impl(dialect).bind_processor(dialect)
+        self._encoded: dict[tuple[int, int | None], Any] = {}
+
+    def __call__(self, detail: dict[str, Any] | None, counted: int | None) -> Any:
+        key = (id(detail), counted)
+        try:
+            return self._encoded[key]
+        except KeyError:
+            pass
+        value: Any = detail
+        if counted is not None:
+            value = {**(detail or {}), "soft_bounces": counted}
+        if self._process is not None:
+            value = self._process(value)
+        self._encoded[key] = value
+        return value
+
+
+# The events table without column types: `_insert_events` binds values already processed
+# by the real column types (`events`), once per distinct value instead of once per row.
+_events_untyped = sa.table(
+    "events",
+    sa.column("type"),
+    sa.column("email"),
+    sa.column("message_id"),
+    sa.column("detail"),
+    sa.column("received_at"),
+)
+
+
+def _bound(conn: Connection, column: sa.Column[Any], value: Any) -> Any:
+    """`value` as the column's type hands it to the driver."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if process is None else process(value)
+
+
+def _insert_events(
+    conn: Connection, type: str, message_id: str | None, now: datetime, rows: list[dict[str, Any]]
+) -> None:
+    """Record one event per row ({"email", "detail" already encoded}) of one notification.
+
+    The columns every row shares are bound once (not processed again for each row), and
+    the rows go by the thousand in one executemany each.
+    """
+    statement = _events_untyped.insert().values(
+        type=_bound(conn, events.c.type, type),
+        message_id=_bound(conn, events.c.message_id, message_id),
+        received_at=_bound(conn, events.c.received_at, now),
+    )
+    if conn.dialect.name != "sqlite":
+        # other drivers: SQLAlchemy's own batching (several rows per INSERT on PostgreSQL)
+        for start in range(0, len(rows), _ROWS):
+            conn.execute(statement, rows[start : start + _ROWS])
+        return
+    # sqlite3's executemany takes the rows as they are (values already processed above), in
+    # the order of the statement's ? placeholders: no parameter handling per row in between.
+    compiled = statement.compile(dialect=conn.dialect, column_keys=["email", "detail"])
+    shared = compiled.construct_params({"email": None, "detail": None})
+    order = compiled.positiontup or []
+    email_at, detail_at = order.index("email"), order.index("detail")
+    template = [shared[name] for name in order]
+    parameters = []
+    for row in rows:
+        values = template.copy()
+        values[email_at] = row["email"]
+        values[detail_at] = row["detail"]
+        parameters.append(tuple(values))
+    sql = str(compiled)
+    for start in range(0, len(parameters), _ROWS):
+        conn.exec_driver_sql(sql, parameters[start : start + _ROWS])
 
 
 def _write_subscribers(

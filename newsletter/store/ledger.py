@@ -1,15 +1,18 @@
 """The delivery ledger: one row per (issue, subscriber), made when a send starts.
 
 The contract (see docs/architecture.md): ``queued → sending → sent | failed``. A row left in
-``sending`` is *uncertain* and is only re-queued when the editor asks. Concurrent senders
-never claim the same row (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+``sending`` is *uncertain* and is only re-queued when the editor asks: a send that crashed
+leaves it so, and a send whose answer was lost (the connection closed after the request
+went out, a timeout, a server error) records that, with outcome ``uncertain`` and the error.
+Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -17,7 +20,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from newsletter.store.engine import Database
-from newsletter.store.schema import OUTCOMES, UtcDateTime, deliveries, snapshots, subscribers, utc_now
+from newsletter.store.schema import (
+    OUTCOMES,
+    UNCERTAIN,
+    UtcDateTime,
+    deliveries,
+    senders,
+    snapshots,
+    subscribers,
+    utc_now,
+)
+from newsletter.store.senders import not_in_flight, reap
+
+# A claim tells the other senders this one is at work at most this often: a statement per
+# batch would cost a round trip to a server for nothing (SILENT_AFTER is far longer).
+HEARTBEAT = timedelta(seconds=5)
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class Delivery:
     sent_at: datetime | None
     delivered_at: datetime | None
     updated_at: datetime
+    sender: str | None = None
     name: str | None = None
     language: str | None = None
 
@@ -46,6 +65,7 @@ class Ledger:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._seen: dict[str, datetime] = {}  # when each sender last told the others it is at work
 
     def create_ledger(self, issue: str, *, limit: int | None = None) -> int:
         """Snapshot the active subscribers into the ledger for `issue`; returns rows added.
@@ -59,13 +79,13 @@ class Ledger:
         if limit is not None and limit < 0:
             raise ValueError(f"limit: expected a number >= 0, got {limit}")
         now = utc_now()
-        with self.db.write() as conn:
+        # the lock: senders starting together snapshot once, one after the other
+        with self.db.write(lock=f"ledger {issue}") as conn:
             snap = conn.execute(sa.select(snapshots.c.complete).where(snapshots.c.issue == issue)).first()
             if snap is not None and snap.complete:
                 return 0
-            have = conn.execute(
-                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue == issue)
-            ).scalar()
+            count = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue == issue)
+            have = conn.execute(count).scalar()
             if limit is not None and have >= limit:
                 return 0
             already = sa.select(deliveries.c.id).where(
@@ -85,11 +105,13 @@ class Ledger:
             )
             if limit is not None:
                 eligible = eligible.limit(limit - have)
-            added = conn.execute(
+            conn.execute(
                 deliveries.insert().from_select(
                     ["issue", "subscriber_id", "email", "state", "attempts", "updated_at"], eligible
                 )
-            ).rowcount
+            )
+            # counted, not the rowcount: psycopg reports -1 for an INSERT … SELECT through SQLAlchemy
+            added = conn.execute(count).scalar() - have
             complete = limit is None
             if snap is None:
                 conn.execute(snapshots.insert().values(issue=issue, complete=complete, created_at=now))
@@ -98,7 +120,12 @@ class Ledger:
         return added
 
     def claim_batch(
-        self, issue: str, n: int, *, record_sent: Iterable[tuple[int, str | None]] = ()
+        self,
+        issue: str,
+        n: int,
+        *,
+        record_sent: Iterable[tuple[int, str | None]] = (),
+        sender: str | None = None,
     ) -> list[Delivery]:
         """Atomically move up to `n` queued rows to `sending` and return them.
 
@@ -111,14 +138,20 @@ class Ledger:
         `record_sent` — (subscriber_id, message_id) pairs of messages this sender has
         finished — are marked sent in the same transaction: a sender that records its
         results when it claims the next rows pays one commit per batch, not per message.
+
+        `sender` (from `start_sender`) stamps the claimed rows with their claimer and
+        tells the others it is still at work.
         """
         now = utc_now()
         with self.db.write() as conn:
             self._mark_sent(conn, issue, record_sent, now)
-            return self._claim(conn, issue, n, now)
+            if sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT:
+                conn.execute(_ledger_statements().seen, {"b_issue": issue, "b_sender": sender, "now": now})
+                self._seen[sender] = now
+            return self._claim(conn, issue, n, now, sender)
 
     @staticmethod
-    def _claim(conn: Connection, issue: str, n: int, now: datetime) -> list[Delivery]:
+    def _claim(conn: Connection, issue: str, n: int, now: datetime, sender: str | None) -> list[Delivery]:
         """Claim up to `n` rows: one SELECT (rows, with the subscriber's current status) and one UPDATE."""
         statements = _ledger_statements()
         claimed: list[Delivery] = []
@@ -134,11 +167,17 @@ class Ledger:
             for status, ids in skipped.items():
                 conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
             if ready:
-                conn.execute(statements.claim, {"ids": [c.id for c in ready], "now": now})
+                conn.execute(statements.claim, {"ids": [c.id for c in ready], "now": now, "b_sender": sender})
                 for c in ready:
                     row = c._asdict()
                     del row["subscriber_status"]
-                    row.update(state="sending", claimed_at=now, attempts=c.attempts + 1, updated_at=now)
+                    row.update(
+                        state="sending",
+                        claimed_at=now,
+                        attempts=c.attempts + 1,
+                        updated_at=now,
+                        sender=sender,
+                    )
                     claimed.append(Delivery(**row))
         return claimed
 
@@ -171,27 +210,57 @@ class Ledger:
     def _mark_sent(
         conn: Connection, issue: str, sent: Iterable[tuple[int, str | None]], now: datetime
     ) -> None:
-        rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
-        if rows:
+        sent = list(sent)
+        if not sent:
+            return
+        if conn.dialect.name == "sqlite":  # executemany runs in C there: cheapest
+            rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
             conn.execute(_ledger_statements().mark_sent, rows)
+            return
+        # A server pays a round trip per executemany row: one UPDATE for the batch instead.
+        ids = [sid for sid, _ in sent]
+        message_ids = {sid: mid for sid, mid in sent if mid is not None}
+        message_id = sa.case(message_ids, value=deliveries.c.subscriber_id) if message_ids else None
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.issue == issue, deliveries.c.subscriber_id.in_(ids))
+            .values(
+                state="sent", message_id=message_id, sent_at=now, outcome=None, error=None, updated_at=now
+            )
+        )
 
     def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}")
         self._set_row(issue, subscriber_id, {"state": "failed", "outcome": outcome, "error": error})
 
+    def mark_uncertain(self, issue: str, subscriber_id: int, error: str) -> None:
+        """The provider may have the message and its answer was lost: the row stays `sending`.
+
+        Only ``requeue_uncertain`` (the editor's --resend-uncertain) sends it again.
+        """
+        self._set_row(issue, subscriber_id, {"outcome": UNCERTAIN, "error": error}, "sending")
+
     def requeue(self, issue: str, subscriber_id: int) -> None:
         """sending → queued, after a temporary failure that certainly did not deliver."""
         self._set_row(issue, subscriber_id, {"state": "queued", "claimed_at": None}, "sending")
 
     def uncertain(self, issue: str) -> list[Delivery]:
-        """Rows left in `sending` (by a crash): maybe delivered, maybe not."""
-        query = _delivery_query().where(deliveries.c.issue == issue, deliveries.c.state == "sending")
-        with self.db.read() as conn:
+        """Rows left in `sending` by a sender that stopped or went silent: maybe delivered, maybe not.
+
+        The rows of senders still at work are in flight, not uncertain.
+        """
+        now = utc_now()
+        query = _delivery_query().where(
+            deliveries.c.issue == issue, deliveries.c.state == "sending", not_in_flight(issue, now)
+        )
+        with self.db.write() as conn:
+            reap(conn, issue, now)
             return [_delivery(r) for r in conn.execute(query.order_by(deliveries.c.id))]
 
     def _requeue_where(self, issue: str, *where: sa.ColumnElement[bool]) -> int:
         with self.db.write() as conn:
+            reap(conn, issue, utc_now())
             return conn.execute(
                 deliveries.update()
                 .where(deliveries.c.issue == issue, *where)
@@ -199,8 +268,11 @@ class Ledger:
             ).rowcount
 
     def requeue_uncertain(self, issue: str) -> int:
-        """Put every uncertain row back in the queue (the editor asked: --resend-uncertain)."""
-        return self._requeue_where(issue, deliveries.c.state == "sending")
+        """Put every uncertain row back in the queue (the editor asked: --resend-uncertain).
+
+        Rows in flight with a sender still at work stay theirs.
+        """
+        return self._requeue_where(issue, deliveries.c.state == "sending", not_in_flight(issue, utc_now()))
 
     def requeue_temporary(self, issue: str) -> int:
         """failed/temporary → queued, for a later retry run. The error text is kept until resent."""
@@ -265,6 +337,7 @@ class _LedgerStatements:
     claim: sa.Update
     skip: sa.Update
     mark_sent: sa.Update
+    seen: sa.Update
 
 
 @lru_cache(maxsize=1)
@@ -285,7 +358,13 @@ def _ledger_statements() -> _LedgerStatements:
         .with_for_update(skip_locked=True, of=deliveries),
         claim=deliveries.update()
         .where(deliveries.c.id.in_(ids))
-        .values(state="sending", claimed_at=now, attempts=deliveries.c.attempts + 1, updated_at=now),
+        .values(
+            state="sending",
+            claimed_at=now,
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+            sender=sa.bindparam("b_sender"),
+        ),
         skip=deliveries.update()
         .where(deliveries.c.id.in_(ids))
         .values(state="failed", outcome="permanent", error=sa.bindparam("b_error"), updated_at=now),
@@ -301,6 +380,9 @@ def _ledger_statements() -> _LedgerStatements:
             error=None,
             updated_at=now,
         ),
+        seen=senders.update()
+        .where(senders.c.issue == sa.bindparam("b_issue"), senders.c.sender == sa.bindparam("b_sender"))
+        .values(seen_at=now),
     )
 
 

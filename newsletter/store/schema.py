@@ -20,7 +20,8 @@ from newsletter.store.engine import Database, StoreError
 # migration as well as a line there (tests check that the two agree).
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 STATES = ("queued", "sending", "sent", "failed")
-OUTCOMES = ("temporary", "permanent")
+OUTCOMES = ("temporary", "permanent")  # of a failed row
+UNCERTAIN = "uncertain"  # the outcome of a row left `sending` because the provider's answer was lost
 ERASED = "[erased]"  # what an erased subscriber's address becomes in the ledger and events
 
 
@@ -78,6 +79,9 @@ subscribers = sa.Table(
     sa.Column("unsubscribed_at", UtcDateTime),
     sa.CheckConstraint(_one_of("status", STATUSES), name="status"),
     sa.Index("ix_subscribers_status", "status"),
+    # ids are never reused (migration 3): an unsubscribe link names its subscriber by id, so
+    # after an erasure it must name nobody, not whoever is added next
+    sqlite_autoincrement=True,
 )
 
 deliveries = sa.Table(
@@ -97,6 +101,8 @@ deliveries = sa.Table(
     sa.Column("sent_at", UtcDateTime),
     sa.Column("delivered_at", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # who claimed the row last ("host pid start", see `senders`): an uncertain row names its sender
+    sa.Column("sender", sa.String(200)),
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_issue_state", "issue", "state"),
@@ -126,6 +132,46 @@ events = sa.Table(
 )
 
 
+# The senders of each issue: one row per `newsletter send` process, named "host pid start".
+# A sender refreshes `seen_at` while it works and sets `finished_at` when it stops, so the rows
+# it left in `sending` are in flight while it lives and uncertain once it has finished or gone silent.
+senders = sa.Table(
+    "senders",
+    _metadata,
+    sa.Column("issue", sa.String(200), primary_key=True),
+    sa.Column("sender", sa.String(200), primary_key=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+)
+
+# Token buckets that senders on several machines share: `tokens` available at `at` (seconds
+# since the epoch), refilled at `rate` per second up to `burst`. One row per quota (a
+# transport account), so N senders together never exceed it.
+rate_buckets = sa.Table(
+    "rate_buckets",
+    _metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("rate", sa.Float, nullable=False),
+    sa.Column("burst", sa.Float, nullable=False),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
+def _deliveries_v1(metadata: sa.MetaData) -> sa.Table:
+    """`deliveries` as version 1 made it (before migration 4 added `sender`)."""
+    return sa.Table(
+        "deliveries",
+        metadata,
+        *(column._copy() for column in deliveries.columns if column.name != "sender"),
+        sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+        sa.CheckConstraint(_one_of("state", STATES), name="state"),
+        sa.Index("ix_deliveries_issue_state", "issue", "state"),
+        sa.Index("ix_deliveries_message_id", "message_id"),
+    )
+
+
 def _migration_1(conn: Connection) -> None:
     """The first schema.
 
@@ -133,7 +179,14 @@ def _migration_1(conn: Connection) -> None:
     changes a table, freeze a copy of that table's version-1 definition here first,
     so a fresh database still replays history step by step.
     """
-    _metadata.create_all(conn, tables=[subscribers, deliveries, snapshots, events])
+    v1 = sa.MetaData()
+    tables = [
+        subscribers.to_metadata(v1),
+        _deliveries_v1(v1),
+        snapshots.to_metadata(v1),
+        events.to_metadata(v1),
+    ]
+    v1.create_all(conn, tables=tables)
 
 
 def _migration_2(conn: Connection) -> None:
@@ -141,14 +194,69 @@ def _migration_2(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_message_id ON events (message_id)"))
 
 
+def _migration_3(conn: Connection) -> None:
+    """Subscriber ids are never reused: SQLite's AUTOINCREMENT, keeping every row and ledger link.
+
+    Without it SQLite hands the highest id again after that subscriber is erased, and an
+    old unsubscribe link would act on the newcomer. PostgreSQL's sequences never go back,
+    so there is nothing to do there. SQLite cannot add AUTOINCREMENT to a table, so the
+    table is rebuilt; dropping the old one sets deliveries.subscriber_id to NULL (its
+    foreign key says so, and the pragma cannot be turned off inside a transaction), so
+    those links are saved first and written back.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    sql = conn.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'subscribers'")
+    ).scalar()
+    if sql is None or "AUTOINCREMENT" in sql.upper():
+        return  # created by migration 1 from today's definition
+    rebuilt = subscribers.to_metadata(sa.MetaData(), name="subscribers_rebuilt")
+    conn.execute(sa.schema.CreateTable(rebuilt))
+    columns = ", ".join(c.name for c in subscribers.columns)
+    conn.execute(sa.text(f"INSERT INTO subscribers_rebuilt ({columns}) SELECT {columns} FROM subscribers"))
+    conn.execute(
+        sa.text(
+            "CREATE TEMP TABLE delivery_owners AS "
+            "SELECT id, subscriber_id FROM deliveries WHERE subscriber_id IS NOT NULL"
+        )
+    )
+    conn.execute(sa.text("DROP TABLE subscribers"))
+    conn.execute(sa.text("ALTER TABLE subscribers_rebuilt RENAME TO subscribers"))
+    conn.execute(sa.text("CREATE INDEX ix_subscribers_status ON subscribers (status)"))
+    conn.execute(
+        sa.text(
+            "UPDATE deliveries SET subscriber_id = "
+            "(SELECT o.subscriber_id FROM delivery_owners o WHERE o.id = deliveries.id) "
+            "WHERE id IN (SELECT id FROM delivery_owners)"
+        )
+    )
+    conn.execute(sa.text("DROP TABLE delivery_owners"))
+
+
+def _migration_4(conn: Connection) -> None:
+    """Senders on several machines: who claimed each row, the senders of each issue, shared rate buckets."""
+    conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN sender VARCHAR(200)"))
+    _metadata.create_all(conn, tables=[senders, rate_buckets])
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(db: Database) -> None:
-    """Bring the database to SCHEMA_VERSION; StoreError when it is newer than this code."""
-    with db.write() as conn:
+def copied_tables() -> list[sa.Table]:
+    """Every table that holds the list and its history, parents before children (for a copy)."""
+    return [t for t in _metadata.sorted_tables if t is not schema_version]
+
+
+def migrate(db: Database) -> tuple[int, int]:
+    """Bring the database to SCHEMA_VERSION; StoreError when it is newer than this code.
+
+    Returns the versions before and after.
+    """
+    # the lock: several senders starting at once against one server migrate one after another
+    with db.write(lock="newsletter schema") as conn:
         schema_version.create(conn, checkfirst=True)
         version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         if version > SCHEMA_VERSION:
@@ -161,3 +269,4 @@ def migrate(db: Database) -> None:
             migration(conn)
             conn.execute(schema_version.delete())
             conn.execute(schema_version.insert().values(version=number))
+    return version, max(version, SCHEMA_VERSION)

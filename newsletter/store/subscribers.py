@@ -184,6 +184,32 @@ class Subscribers:
             conn.execute(subscribers.delete().where(subscribers.c.id == row.id))
         return True
 
+    def purge_pending(self, created_before: datetime, *, source: str = "web") -> list[str]:
+        """Erase the `pending` subscribers from `source` created before `created_before`; their addresses.
+
+        A subscribe request nobody confirmed is not consent: keeping it only keeps an
+        address someone else may have typed. Imported pending rows (other sources) stay.
+        """
+        with self.db.read() as conn:
+            ids = (
+                conn.execute(
+                    sa.select(subscribers.c.id).where(
+                        subscribers.c.status == "pending",
+                        subscribers.c.source == source,
+                        subscribers.c.created_at < created_before,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        erased = []
+        for subscriber_id in ids:
+            row = self.get_subscriber(subscriber_id)
+            # checked again: a confirmation may have landed in between
+            if row is not None and row.status == "pending" and self.remove_subscriber(subscriber_id):
+                erased.append(row.email)
+        return erased
+
     def iter_subscribers(self, *, status: str | None = None, batch: int = 1000) -> Iterator[Subscriber]:
         """All subscribers (optionally of one status) by id, fetched `batch` at a time.
 

@@ -43,8 +43,8 @@ from newsletter.store import Store, Subscriber, normalize_email
 from newsletter.text import is_language_tag
 from newsletter.web.confirmation import CONFIRM_TTL, ConfirmationMailer
 from newsletter.web.pages import Pages
-from newsletter.web.ratelimit import RateLimits, TokenBuckets
-from newsletter.web.subscription import Subscriptions, clean_name
+from newsletter.web.ratelimit import RateLimits, TokenBuckets, client_key
+from newsletter.web.subscription import Subscriptions, clean_name, mailbox_key
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",  # pages may show an address or carry a token
 }
+HSTS = "max-age=31536000"  # only when [web] url is https: a year of HTTPS-only for this host
+# Headers a reverse proxy adds; from anyone but the trusted proxy they are ignored.
+FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
 class SubscriptionApp:
@@ -77,6 +80,7 @@ class SubscriptionApp:
         limits: RateLimits | None = None,
         confirm_ttl: int = CONFIRM_TTL,
         clock: Callable[[], float] = time.monotonic,
+        trusted_proxy: str | None = None,
     ) -> None:
         secret = settings.secret
         if not secret:
@@ -91,6 +95,12 @@ class SubscriptionApp:
             )
         self.settings = settings
         self.secret = secret
+        self.verify_secrets = settings.verify_secrets  # the current secret, then NEWSLETTER_SECRET_OLD
+        self.trusted_proxy = trusted_proxy
+        self.headers = dict(SECURITY_HEADERS)
+        if settings.web_url.startswith("https://"):
+            self.headers["Strict-Transport-Security"] = HSTS
+        self._warned: set[str] = set()
         self.pages = Pages(settings)
         self._own: list[Any] = []
         if store is None:
@@ -142,9 +152,36 @@ class SubscriptionApp:
             shown = "/u/…" if request.path.startswith("/u/") else request.path
             log.exception("%s %s failed", request.method, shown)
             response = self.server_error()
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in self.headers.items():
             response.headers[name] = value
         return response(environ, start_response)
+
+    def client_ip(self, request: Request) -> str:
+        """The client's address: the peer, or what the trusted proxy says the peer was.
+
+        Behind a proxy every request comes from the proxy: without `trusted_proxy` the
+        per-IP limit becomes one limit for everyone. Forwarded headers from any other
+        peer are ignored (anyone can send them) and logged once per peer, so a proxy
+        left unconfigured shows in the log.
+        """
+        environ = request.environ
+        peer = environ.get("REMOTE_ADDR") or "unknown"
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        if self.trusted_proxy and peer == self.trusted_proxy and forwarded:
+            # the proxy appends the address it saw last; earlier entries are the client's to forge
+            return forwarded.split(",")[-1].strip() or peer
+        if any(environ.get(h) for h in FORWARDED_HEADERS) and peer not in self._warned:
+            if len(self._warned) < 1000:
+                self._warned.add(peer)
+            log.warning(
+                "forwarded headers from %s, which is not the trusted proxy (%s): ignored. Behind a "
+                "reverse proxy, start `newsletter serve --trusted-proxy %s`, or per-IP limits count "
+                "every reader as one client",
+                peer,
+                self.trusted_proxy or "none set",
+                peer,
+            )
+        return peer
 
     def dispatch(self, request: Request) -> Response:
         path = request.path
@@ -224,12 +261,13 @@ class SubscriptionApp:
         language = self.pages.language_of(
             raw_language or request.accept_languages.best_match(self.pages.languages)
         )
-        wait = self.ip_buckets.take(request.remote_addr or "unknown")
+        client = self.client_ip(request)
+        wait = self.ip_buckets.take(client_key(client))
         if wait:
             return self.too_many(request, language, wait)
         if form.get("website", ""):
             # A bot filled the hidden field: answer as if all went well, do nothing.
-            log.info("subscribe: honeypot filled from %s; ignored", request.remote_addr)
+            log.info("subscribe: honeypot filled from %s; ignored", client)
             return self.check_inbox(language, form.get("email", "")[:320])
         raw_email = form.get("email", "").strip()
         if not raw_email:
@@ -246,12 +284,11 @@ class SubscriptionApp:
                 email=raw_email[:320],
                 reason=str(exc),
             )
-        wait = self.address_buckets.take(address.lower())
-        if wait:
-            return self.too_many(request, language, wait)
         name = clean_name(form.get("name", ""))
         to_confirm = self.subscriptions.request(address, name=name, language=raw_language or None)
-        if to_confirm is not None:
+        # One confirmation per mailbox per interval, whoever asks from wherever: a request
+        # beyond it is answered like any other, and nobody is mailed.
+        if to_confirm is not None and not self.address_buckets.take(mailbox_key(address)):
             self.mailer.queue(to_confirm, language)
         # The same page whether a mail left or not (known, active or suppressed address).
         return self.check_inbox(language, address)
@@ -317,7 +354,7 @@ class SubscriptionApp:
     def confirm_subscriber(self, request: Request, token: str) -> Response | tuple[Subscriber, str]:
         """The pending or active subscriber a confirmation token names, or the error page to answer."""
         try:
-            address = tokens.read_token(self.secret, tokens.CONFIRM, token)
+            address = tokens.read_token(self.verify_secrets, tokens.CONFIRM, token)
         except tokens.InvalidToken as exc:
             message = "confirm_expired" if "expired" in str(exc) else "confirm_invalid"
             return self.page(request, 400, "link_title", message)
@@ -331,7 +368,7 @@ class SubscriptionApp:
 
     def read_unsubscribe(self, token: str) -> str | None:
         try:
-            return tokens.read_token(self.secret, tokens.UNSUBSCRIBE, token)
+            return tokens.read_token(self.verify_secrets, tokens.UNSUBSCRIBE, token)
         except tokens.InvalidToken:
             return None
 
@@ -370,12 +407,21 @@ def create_app(
     transport: Transport | None = None,
     limits: RateLimits | None = None,
     confirm_ttl: int = CONFIRM_TTL,
+    trusted_proxy: str | None = None,
 ) -> SubscriptionApp:
     """The WSGI app for `settings`; opens the store and transport itself when not given.
 
+    `trusted_proxy`: the reverse proxy's address, whose X-Forwarded-For names the client.
     Raises ConfigError without NEWSLETTER_SECRET or without web.url.
     """
-    return SubscriptionApp(settings, store=store, transport=transport, limits=limits, confirm_ttl=confirm_ttl)
+    return SubscriptionApp(
+        settings,
+        store=store,
+        transport=transport,
+        limits=limits,
+        confirm_ttl=confirm_ttl,
+        trusted_proxy=trusted_proxy,
+    )
 
 
 def app_from_env() -> SubscriptionApp:

@@ -1,7 +1,7 @@
 """The double opt-in mail: its content, and its sending off the request thread.
 
 Owns the confirmation message (a signed, expiring confirm link in a text and an HTML
-part, in the subscriber's language) and the small worker pool that hands it to a
+part, in the subscriber's language, with no text the requester typed) and the small worker pool that hands it to a
 transport from newsletter.delivery. Failures are logged, never shown: the page a reader
 sees must not differ between known and unknown addresses.
 """
@@ -43,7 +43,9 @@ def confirmation_message(
     token = tokens.confirm_token(secret, subscriber.email, ttl=ttl, now=now)
     link = settings.web(f"confirm?token={token}")
     strings = pages.words(language, newsletter=settings.name)
-    greeting = strings("greeting", name=subscriber.name) if subscriber.name else strings("greeting_anonymous")
+    # Nothing the form's sender typed goes into this mail (the name waits for confirmation):
+    # otherwise anyone could make the newsletter's domain mail their text to any address.
+    greeting = strings("greeting_anonymous")
     context = {
         "link": link,
         "greeting": greeting,
@@ -57,7 +59,7 @@ def confirmation_message(
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = settings.sender_address
     user, _, domain = subscriber.email.rpartition("@")
-    msg["To"] = Address(display_name=subscriber.name or "", username=user, domain=domain)
+    msg["To"] = Address(username=user, domain=domain)
     if settings.reply_to:
         msg["Reply-To"] = settings.reply_to
     msg["Subject"] = strings("confirm_subject")

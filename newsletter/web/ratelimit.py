@@ -1,13 +1,15 @@
-"""Per-client and per-address request limits for the web app: in-memory token buckets.
+"""Per-client and per-mailbox request limits for the web app: in-memory token buckets.
 
 The web app's only defence against a script that subscribes strangers' addresses is to
-answer slowly enough: `per_ip` bounds one client, `per_address` bounds how often one
-address can be sent a confirmation mail, whoever asks. Delivery has its own, unrelated
-sending rate (newsletter.delivery.ratelimit).
+answer slowly enough: `per_ip` bounds one client (an IPv6 client by its /64, which one
+household or server usually holds whole), `per_address` bounds how often one mailbox
+can be sent a confirmation mail, whoever asks: once per CONFIRMATION_INTERVAL. Delivery
+has its own, unrelated sending rate (newsletter.delivery.ratelimit).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +24,32 @@ class Limit:
     every: float
 
 
+CONFIRMATION_INTERVAL = 24 * 3600.0  # at most one confirmation mail per mailbox in this many seconds
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """The two limits on POST /subscribe: per client IP, and per subscriber address."""
+    """The two limits on POST /subscribe: per client (IP, IPv6 /64), and per mailbox."""
 
     per_ip: Limit = Limit(burst=10, every=30.0)
-    per_address: Limit = Limit(burst=3, every=600.0)
+    per_address: Limit = Limit(burst=1, every=CONFIRMATION_INTERVAL)
+
+
+def client_key(ip: str) -> str:
+    """The bucket a client address counts against: IPv4 as it is, IPv6 by its /64 prefix.
+
+    An IPv6 host usually owns a whole /64 and can pick any address in it, so limiting
+    single addresses would limit nothing.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class TokenBuckets:

@@ -10,11 +10,32 @@ which status may follow which is newsletter.audience.lifecycle's to say.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from newsletter.audience.lifecycle import SUPPRESSED, change_status
 from newsletter.store import Store, StoreError, Subscriber
 from newsletter.text import ALL_CONTROL_CHARS
+from newsletter.web.ratelimit import CONFIRMATION_INTERVAL
 
 MAX_NAME = 200
+# Mail providers where dots in the local part are ignored (all three deliver to one inbox).
+_DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address delivers to, as far as can be told from outside; for rate limits.
+
+    Lowercase; a `+tag` after the local part dropped (subaddressing: Gmail, Outlook,
+    Fastmail, iCloud, Proton and most servers deliver `ann+x@` to `ann@`); for Gmail
+    (gmail.com, googlemail.com) dots in the local part dropped and the domain made
+    gmail.com. Two spellings with the same key share one limit; the stored address is
+    never changed.
+    """
+    local, _, domain = address.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS:
+        local, domain = local.replace(".", ""), _DOTLESS[domain]
+    return f"{local}@{domain}"
 
 
 def clean_name(raw: str) -> str | None:
@@ -37,14 +58,17 @@ class Subscriptions:
         subscriber = self.store.get_subscriber(address)
         if subscriber is None:
             try:
-                subscriber = self.store.add_subscriber(
+                return self.store.add_subscriber(
                     address, name=name, language=language, status="pending", source="web"
                 )
-            except StoreError:  # a concurrent request added it first
-                subscriber = self.store.get_subscriber(address)
+            except StoreError:  # a concurrent request added it first: its request sends the mail
+                return None
         # Only a pending address gets mail. Active ones need nothing, and suppressed ones
-        # (unsubscribed, bounced, complained) are never re-activated from the web.
-        if subscriber is not None and subscriber.status == "pending":
+        # (unsubscribed, bounced, complained) are never re-activated from the web. A pending
+        # one got its mail when it was added: not again within the interval (this holds
+        # across restarts, unlike the in-memory per-mailbox limit).
+        recent = datetime.now(UTC) - subscriber.created_at < timedelta(seconds=CONFIRMATION_INTERVAL)
+        if subscriber.status == "pending" and not recent:
             return subscriber
         return None
 

@@ -6,6 +6,7 @@
     aws       moto in server mode and an SES v2 stub (pytest fixtures and bench helpers)
     smtp      aiosmtpd servers, plain and TLS (pytest fixtures)
     sources   an HTTP server that serves the paper-import fixtures (a pytest fixture)
+    postgres  a throwaway PostgreSQL cluster per session, a fresh schema per test (pytest fixtures)
 
 tests/conftest.py registers the server fixtures for every module. A test module never
 imports from another test module: what is shared lives here.

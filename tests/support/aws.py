@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import socket
 import threading
 import time
 import urllib.request
@@ -138,6 +139,12 @@ class SesStubState:
     max_24_hour_send: float = 50_000.0
     sent_last_24_hours: float = 0.0
     throttle_fraction: float = 0.0  # additionally refuse this share of sends with 429, at random
+    # the rate really allowed (another sender shares the account): the bucket refills at this
+    # while GetAccount still says max_send_rate; None: max_send_rate
+    send_limit: float | None = None
+    # accept and record this share of sends, then close the connection without answering
+    drop_fraction: float = 0.0
+    internal_error: bool = False  # answer every send 500 InternalFailure (whether SES queued it is unknown)
     paused: bool = False  # SendingPausedException for every send
     suspended: bool = False  # AccountSuspendedException
     rejected: set[str] = field(default_factory=set)  # recipients answered with MessageRejected
@@ -151,7 +158,9 @@ class SesStub:
 
     Use as a context manager or start()/stop(); `endpoint_url` goes to boto3.
     `messages` holds what was accepted (Raw.Data decoded); `calls` counts requests by
-    operation; `throttled` counts 429 answers.
+    operation; `throttled` counts 429 answers; `answers` has each SendEmail's time and
+    status; `dropped` holds the recipients of accepted
+    messages whose answer was never sent (the connection was closed instead).
     """
 
     def __init__(self, **state: Any) -> None:
@@ -160,6 +169,8 @@ class SesStub:
         self.messages: list[StubMessage] = []
         self.calls: Counter[str] = Counter()
         self.throttled = 0
+        self.dropped: list[str] = []
+        self.answers: list[tuple[float, int]] = []  # (time.monotonic(), HTTP status) per SendEmail
         self._random = random.Random(self.state.seed)
         self._tokens = self._capacity()
         self._refilled = time.monotonic()
@@ -208,6 +219,8 @@ class SesStub:
             self.messages.clear()
             self.calls.clear()
             self.throttled = 0
+            self.dropped.clear()
+            self.answers.clear()
             self._tokens = self._capacity()
             self._refilled = time.monotonic()
 
@@ -217,13 +230,17 @@ class SesStub:
 
     # -- behaviour
 
+    def _limit(self) -> float:
+        s = self.state
+        return s.send_limit if s.send_limit is not None else s.max_send_rate
+
     def _capacity(self) -> float:
-        return self.state.burst if self.state.burst is not None else max(1.0, self.state.max_send_rate)
+        return self.state.burst if self.state.burst is not None else max(1.0, self._limit())
 
     def _take_token(self) -> bool:
-        """Token bucket at max_send_rate: SES rejects, never queues, sends over the rate."""
+        """Token bucket at the real limit: SES rejects, never queues, sends over the rate."""
         now = time.monotonic()
-        self._tokens = min(self._capacity(), self._tokens + (now - self._refilled) * self.state.max_send_rate)
+        self._tokens = min(self._capacity(), self._tokens + (now - self._refilled) * self._limit())
         self._refilled = now
         if self._tokens < 1.0:
             return False
@@ -265,6 +282,10 @@ class SesStub:
             return _error(400, "AccountSuspendedException", "Your account has been suspended.")
         if s.paused:
             return _error(400, "SendingPausedException", "Sending is paused for this account.")
+        if s.internal_error:
+            return _error(
+                500, "InternalFailure", "The request processing has failed because of an unknown error."
+            )
         if s.sent_last_24_hours + len(self.messages) >= s.max_24_hour_send:
             return _error(400, "LimitExceededException", "Daily message quota exceeded.")
         if not self._take_token() or (s.throttle_fraction and self._random.random() < s.throttle_fraction):
@@ -282,6 +303,9 @@ class SesStub:
         if raw_data is None:
             return _error(400, "BadRequestException", "Only Content.Raw is supported by this stub.")
         message_id = f"0100{uuid.uuid4().hex}-000000"
+        if s.drop_fraction and self._random.random() < s.drop_fraction:
+            self.dropped.extend(to)
+            message_id = DROP  # recorded below; the handler closes the connection instead of answering
         self.messages.append(
             StubMessage(
                 message_id=message_id,
@@ -293,6 +317,9 @@ class SesStub:
             )
         )
         return 200, {"MessageId": message_id}
+
+
+DROP = "dropped"  # a MessageId the handler never sends: it closes the connection instead
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -352,6 +379,12 @@ class _SesHandler(BaseHTTPRequestHandler):
         with stub.lock:
             stub.calls["SendEmail"] += 1
             answer = stub.send_email(body)
+            stub.answers.append((time.monotonic(), answer[0]))
+        if answer[1].get("MessageId") == DROP:
+            # accepted and recorded, and the answer is lost: the client sees the connection close
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._answer(*answer)
 
 

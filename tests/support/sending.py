@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from newsletter.store import Store, SubscriberRow
 
 ISSUE = "2024-01-10-first"
-SECRET = "test-secret-for-sending"
+SECRET = "test-secret-for-sending-0123456789abcdef"
 
 
 def add_people(store: Store, active: int, *, suppressed: bool = True) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ tests/conftest.py registers the fixtures (`smtp_server`, `smtp_tls_server`) for 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -29,11 +30,16 @@ class RecordingHandler:
 
     `refuse` maps a recipient address to an SMTP reply, e.g. "454 4.7.0 Throttling failure"
     or "550 5.1.1 User unknown"; `refuse_data` does the same at the end of DATA.
+    For a recipient in `drop_after_data` the message is recorded and the connection is
+    closed without an answer; for one in `slow_after_data` the answer comes after that
+    many seconds (a client with a shorter timeout never sees it).
     """
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     refuse_data: dict[str, str] = field(default_factory=dict)
+    drop_after_data: set[str] = field(default_factory=set)
+    slow_after_data: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue_ids: int = 0
 
@@ -55,7 +61,13 @@ class RecordingHandler:
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
             )
             self.queue_ids += 1
-            return f"250 2.0.0 Ok: queued as Q{self.queue_ids:05d}"
+            answer = f"250 2.0.0 Ok: queued as Q{self.queue_ids:05d}"
+        if self.drop_after_data & set(envelope.rcpt_tos):
+            server.transport.abort()  # the message is taken; its answer is lost
+        delay = max((self.slow_after_data.get(to, 0.0) for to in envelope.rcpt_tos), default=0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        return answer
 
 
 @dataclass

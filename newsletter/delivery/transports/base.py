@@ -2,7 +2,8 @@
 
 Modelled on Django's email backends (open/close/context manager, one contract test suite
 over every backend) and on Mailman 3's split of delivery results into *sent*, *temporary*
-(retry later) and *permanent* (give up on this recipient), because the ledger records
+(retry later) and *permanent* (give up on this recipient), with a fourth, *uncertain*
+(the provider may have the message; its answer was lost), because the ledger records
 exactly that. A failure that concerns the whole send, not one recipient, is raised as
 :class:`StopSending` instead of being returned.
 """
@@ -19,9 +20,20 @@ from newsletter.errors import TransportError
 
 
 class Outcome(StrEnum):
+    """What a transport knows about one message after handing it over.
+
+    The line between *temporary* and *uncertain* is whether the request may have reached
+    the provider: only a message that certainly did not may be sent again without asking.
+    """
+
     SENT = "sent"
-    TEMPORARY = "temporary"  # try again later (maybe: see SendResult.retry_safe)
+    # not sent, and known not to have reached the provider (throttled, refused before the
+    # message was taken, connection never made): trying again later cannot duplicate it
+    TEMPORARY = "temporary"
     PERMANENT = "permanent"  # this recipient cannot be reached with this message
+    # the request may have reached the provider and its answer was lost (connection closed
+    # or reset after sending, no answer in time, a server error): only the editor resends
+    UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
@@ -31,11 +43,7 @@ class SendResult:
     outcome: Outcome
     message_id: str | None = None  # the provider's id: SES MessageId, SMTP queue id, outbox file name
     error: str | None = None  # human-readable reason for failures
-    # TEMPORARY and we know the provider did not accept the message (throttled, refused
-    # before DATA, connection refused): resending cannot duplicate it. A timeout after the
-    # request went out is not retry-safe: the message may have been sent.
-    retry_safe: bool = False
-    throttled: bool = False  # the provider asked us to slow down: back off, then retry
+    throttled: bool = False  # TEMPORARY because the provider asked us to slow down: back off, then retry
 
     @property
     def ok(self) -> bool:
@@ -46,12 +54,16 @@ class SendResult:
         return cls(Outcome.SENT, message_id=message_id)
 
     @classmethod
-    def temporary(cls, error: str, *, retry_safe: bool = False, throttled: bool = False) -> SendResult:
-        return cls(Outcome.TEMPORARY, error=error, retry_safe=retry_safe, throttled=throttled)
+    def temporary(cls, error: str, *, throttled: bool = False) -> SendResult:
+        return cls(Outcome.TEMPORARY, error=error, throttled=throttled)
 
     @classmethod
     def permanent(cls, error: str) -> SendResult:
         return cls(Outcome.PERMANENT, error=error)
+
+    @classmethod
+    def uncertain(cls, error: str) -> SendResult:
+        return cls(Outcome.UNCERTAIN, error=error)
 
 
 class StopSending(TransportError):

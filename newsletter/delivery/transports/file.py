@@ -3,6 +3,11 @@
 Each file is written to a temporary name in the same folder, flushed to disk, then
 renamed into place (as Mailman writes its queue files), so a reader of the outbox, or a
 crash, never sees a half-written message.
+
+Unlike a remote provider, the outbox can be asked what happened: when writing fails, the
+transport looks for the message's file. If it is there (a rename on a network file
+system can report failure after it happened), the message is sent; if not, it certainly
+was not. So this transport never answers *uncertain*.
 """
 
 from __future__ import annotations
@@ -59,17 +64,22 @@ class FileTransport(Transport):
             fd, temp = self._temp_file()
         except OSError as exc:
             raise StopSending(f"{self.outbox}: cannot write to the outbox: {exc.strerror}") from None
+        final = self.outbox / name
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(raw)
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
-            os.replace(temp, self.outbox / name)
-        except OSError as exc:
+            os.replace(temp, final)
+        except Exception as exc:
             Path(temp).unlink(missing_ok=True)
-            # A full or read-only disk fails every later message too.
-            raise StopSending(f"{self.outbox / name}: cannot write the message: {exc.strerror}") from None
+            if final.exists():
+                return SendResult.sent(name)  # the rename happened; only its answer failed
+            if isinstance(exc, OSError):
+                # A full or read-only disk fails every later message too.
+                raise StopSending(f"{final}: cannot write the message: {exc.strerror}") from None
+            raise
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise

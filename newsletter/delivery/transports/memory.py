@@ -59,22 +59,24 @@ class MemoryTransport(Transport):
         *,
         times: int | None = None,
         throttled: bool = False,
-        retry_safe: bool = True,
     ) -> None:
         """Make sends to `recipient` fail (the first `times` attempts, or always).
 
         `outcome` is a result kind, a complete SendResult, or a StopSending to raise.
+        UNCERTAIN delivers the message and then loses the answer, as a dropped connection does.
         """
         if isinstance(outcome, Outcome):
             if outcome is Outcome.SENT:
                 raise ValueError("fail() needs a failing outcome, got 'sent'")
             if outcome is Outcome.PERMANENT:
                 outcome = SendResult.permanent(f"{recipient}: refused (memory transport)")
+            elif outcome is Outcome.UNCERTAIN:
+                outcome = SendResult.uncertain(
+                    f"{recipient}: delivered, and the answer was lost (memory transport)"
+                )
             else:
                 outcome = SendResult.temporary(
-                    f"{recipient}: try again later (memory transport)",
-                    retry_safe=retry_safe,
-                    throttled=throttled,
+                    f"{recipient}: try again later (memory transport)", throttled=throttled
                 )
         with self._lock:
             self._failures[recipient] = _Failure(outcome, times)
@@ -102,6 +104,8 @@ class MemoryTransport(Transport):
                 failure.attempts += 1
                 if isinstance(failure.result, StopSending):
                     raise failure.result
+                if failure.result.outcome is Outcome.UNCERTAIN:
+                    self.messages.append(SentMessage(sender, recipient, raw))
                 return failure.result
             self.messages.append(SentMessage(sender, recipient, raw))
             return SendResult.sent(f"memory-{len(self.messages)}")

@@ -2,8 +2,10 @@
 
 boto3 is imported inside the methods so that commands which never send start fast.
 botocore's own retries are switched off: SendEmail has no idempotency token, so a
-silent retry after a lost response could deliver twice. The sender decides retries
-from the SendResult (`retry_safe`, `throttled`) and paces itself at `max_rate()`.
+silent retry after a lost response could deliver twice. Each error is classified by
+whether the request may have reached SES: throttles, refusals and connections never made
+are *temporary* (safe to resend), lost answers (closed or reset after sending, read
+timeouts, 5xx) are *uncertain*; the sender retries only the former, paced from `max_rate()`.
 """
 
 from __future__ import annotations
@@ -151,15 +153,15 @@ class SesTransport(Transport):
             raise StopSending(f"{self.where}: no AWS credentials found\n\n{CREDENTIALS_HINT}") from None
         except ReadTimeoutError as exc:
             # The request went out; SES may have accepted it. Only the editor may resend.
-            return SendResult.temporary(
+            return SendResult.uncertain(
                 f"{self.where}: no answer in time ({exc}); the message may have been sent"
             )
         except ConnectionError as exc:
             # Connecting failed (refused, DNS, connect timeout): nothing reached SES.
-            return SendResult.temporary(f"{self.where}: cannot connect: {exc}", retry_safe=True)
+            return SendResult.temporary(f"{self.where}: cannot connect: {exc}")
         except BotoCoreError as exc:
-            # e.g. the connection closed mid-response: the outcome is unknown.
-            return SendResult.temporary(f"{self.where}: {exc}")
+            # The connection closed or was reset after the request went out: the answer is lost.
+            return SendResult.uncertain(f"{self.where}: {exc}; the message may have been sent")
         return SendResult.sent(response.get("MessageId"))
 
     def _client_error(self, exc: Any, recipient: str) -> SendResult:
@@ -175,12 +177,12 @@ class SesTransport(Transport):
         if code in CREDENTIAL_CODES:
             raise StopSending(f"{text}\n\n{CREDENTIALS_HINT}")
         if code in THROTTLE_CODES:
-            return SendResult.temporary(text, retry_safe=True, throttled=True)
+            return SendResult.temporary(text, throttled=True)
         if code in PERMANENT_CODES:
             return SendResult.permanent(f"{text} (recipient {recipient})")
         if status >= 500 or status == 0:
             # SES failed internally: whether it queued the message is unknown.
-            return SendResult.temporary(text)
+            return SendResult.uncertain(f"{text}; the message may have been sent")
         return SendResult.permanent(f"{text} (recipient {recipient})")
 
     # -- account ---------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The transaction is driven step by step (MAIL, RCPT, DATA) rather than through
 `smtplib.SMTP.sendmail`, so a failure is known to have happened before or after the
-server took the message: only the former is safe to retry.
+server took the message: only the former is safe to retry (*temporary*); a connection
+lost during DATA leaves the message *uncertain*.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class SmtpTransport(Transport):
                 self._drop()
                 # A reused connection the server has since closed fails on MAIL: reconnect once.
                 if attempt == 2 or not exc.args[1]:
-                    return SendResult.temporary(f"{self.where}: {exc.args[0]}", retry_safe=True)
+                    return SendResult.temporary(f"{self.where}: {exc.args[0]}")
         raise AssertionError("unreachable")
 
     def _transaction(self, sender: str, recipient: str, raw: bytes) -> SendResult:
@@ -213,7 +214,7 @@ class SmtpTransport(Transport):
             return self._refused(conn, "DATA", exc.smtp_code, exc.smtp_error, sender, recipient)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            return SendResult.temporary(
+            return SendResult.uncertain(
                 f"{self.where}: connection lost during DATA ({exc}); the message may have been sent"
             )
         if code != 250:
@@ -238,9 +239,7 @@ class SmtpTransport(Transport):
             raise StopSending(f"{message}\n\nCheck smtp.security, smtp.username and {PASSWORD_VARIABLE}.")
         if 400 <= code < 500 or code == 421 or code < 0:
             # A 4xx reply is the server saying "not now": it did not take the message.
-            return SendResult.temporary(
-                message + f" (recipient {recipient})", retry_safe=True, throttled=code == 454
-            )
+            return SendResult.temporary(message + f" (recipient {recipient})", throttled=code == 454)
         if stage == "MAIL FROM":
             # The envelope sender is refused for every recipient alike.
             raise StopSending(f"{message}\n\nThe server does not accept mail from '{sender}'.")
