@@ -259,18 +259,6 @@ def test_mjml_error_names_the_template(tmp_path, monkeypatch):
     ), error
 
 
-def test_missing_strings_toml(tmp_path, monkeypatch):
-    root = copy_newsletter(GOOD, tmp_path / "digest", copy_templates=True)
-    (root / "templates" / "strings.toml").unlink()
-    result = run(root, "build", "2024-01-10-first", "--out", str(tmp_path / "out"), monkeypatch=monkeypatch)
-    assert result.exit_code == 1
-    assert "Traceback" not in result.output
-    [error] = error_lines(result.output)
-    assert error.startswith("Error: ") and error.endswith(
-        "templates/strings.toml: the chrome strings file is missing"
-    )
-
-
 # ---------------------------------------------------------------------------
 # Single files read directly
 

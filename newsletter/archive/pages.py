@@ -189,8 +189,8 @@ class SitePages:
         site_templates = self.settings.templates_dir / "site"
         files = sorted(site_templates.rglob("*")) if site_templates.is_dir() else []
         blobs = [(str(f.relative_to(site_templates)), f.read_bytes()) for f in files if f.is_file()]
-        strings_file = self.settings.templates_dir / "strings.toml"
-        strings = strings_file.read_bytes() if strings_file.is_file() else b""
+        catalogues = sorted((self.settings.templates_dir / "locale").rglob("*.po"))
+        strings = b"".join(path.read_bytes() for path in catalogues)
         s = self.settings
         # the archive's modules and render.py (markdown, excerpts, dates) decide every page's bytes
         code = b"".join(Path(f).read_bytes() for f in sorted(Path(__file__).parent.glob("*.py")))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from newsletter.content.freeze import FREEZE_SUFFIX, freeze_path, read_freeze
 from newsletter.content.issue_refs import issue_stems, resolve_slug
 from newsletter.content.issues import Issue, read_issue
 from newsletter.content.papers import Paper, read_paper
+from newsletter.content.translations import Translations, is_translation, load_translations
 from newsletter.errors import ContentError, Problem, describe, raise_for
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ def load_papers(
             Problem(_relative(directory, settings), None, "expected a folder of paper files, found none")
         )
     for path in _content_files(directory):
+        if is_translation(path):  # papers/<id>.<lang>.md: read by load_translations
+            continue
         paper = _read(
             cache, path, problems, lambda found, path=path: read_paper(path, found, _relative(path, settings))
         )
@@ -86,6 +89,8 @@ def load_issues(
     issues = []
     directory = settings.issues_dir
     for path in _content_files(directory):
+        if is_translation(path):  # issues/<slug>.<lang>.md: read by load_translations
+            continue
         issue = _read(
             cache,
             path,
@@ -118,6 +123,7 @@ class Library:
     settings: Settings
     papers: dict[str, Paper]
     issues: list[Issue]
+    translations: Translations = field(default_factory=Translations)
 
     def issue(self, ref: str) -> Issue:
         """Find an issue by slug, short name, unique prefix, file name or path."""
@@ -183,6 +189,7 @@ def load_library(
     papers = load_papers(settings, problems, broken, cache)
     issue_problems: list[Problem] = []
     issues = load_issues(settings, issue_problems, cache)
+    translations = load_translations(settings, issue_problems)
     if cache is not None:
         cache.save()
     by_id = {p.id: p for p in papers}
@@ -199,4 +206,4 @@ def load_library(
     else:
         problems += issue_problems
     raise_for(problems)
-    return Library(settings=settings, papers=by_id, issues=issues)
+    return Library(settings=settings, papers=by_id, issues=issues, translations=translations)

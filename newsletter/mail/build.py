@@ -28,9 +28,11 @@ class Built:
     folder: Path | None = None
 
 
-def build_message(library: Library, issue: Issue, *, subject_prefix: str = "") -> Built:
-    """Render `issue` and encode its message template; nothing is written."""
-    rendered = render_issue(library, issue, papers_for(library, issue))
+def build_message(
+    library: Library, issue: Issue, *, subject_prefix: str = "", language: str | None = None
+) -> Built:
+    """Render `issue` (in its best translation for `language`, if given) and encode its message template."""
+    rendered = render_issue(library, issue, papers_for(library, issue), language=language)
     # The issue's own date keeps preview.eml byte-identical between builds.
     date = dt.datetime.combine(issue.date, dt.time(8, 0), tzinfo=dt.UTC)
     template = MessageTemplate.build(rendered, library.settings, date=date, subject_prefix=subject_prefix)

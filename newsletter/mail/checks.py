@@ -280,7 +280,49 @@ def check_issue(library: Library, issue: Issue, *, spamassassin: bool = True) ->
         not problems, "no scaffold text or placeholder addresses left", problems[0] if problems else ""
     )
     report.errors.extend(problems[1:])
+    for language in library.translations.languages_of(issue)[1:]:
+        check_translation(report, library, issue, language, spamassassin=spamassassin)
     return report
+
+
+# ---------------------------------------------------------------------------
+# Translations: each is built and checked like the original, and compared with it
+
+MARKDOWN_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|<(https?://[^>\s]+)>")
+
+
+def check_translation(
+    report: CheckReport, library: Library, issue: Issue, language: str, *, spamassassin: bool = False
+) -> None:
+    """Check `issue` in `language`: the built message, its links against the original's, its age."""
+    from newsletter.content.translations import original_hash
+
+    translation = library.translations.issues[(issue.slug, language)]
+    where = _shown(translation.path, library.settings.root)
+    built = build_message(library, issue, language=language)
+    own = check_built(built, spamassassin=spamassassin)
+    report.passed.append(f"{language}: translation builds; {len(own.passed)} checks passed")
+    report.warnings.extend(f"{where}: {line}" for line in own.warnings)
+    report.errors.extend(f"{where}: {line}" for line in own.errors)
+    original, translated = _links(issue.intro), _links(built.rendered.issue.intro)
+    report.check(
+        original == translated,
+        f"{language}: the introduction links where the original does",
+        f"{where}: links: expected the original's {sorted(original)}, got {sorted(translated)}",
+        warning=True,
+    )
+    current = original_hash(issue.path)
+    report.check(
+        translation.translated_from == current,
+        f"{language}: translated from the original as it is now",
+        f"{where}: translated_from: expected {current} (the original changed since; review the "
+        f"translation, then record the new hash), got {translation.translated_from or 'nothing'}",
+        warning=True,
+    )
+
+
+def _links(markdown: str) -> set[str]:
+    return {a or b for a, b in MARKDOWN_LINK.findall(markdown)}
 
 
 # ---------------------------------------------------------------------------

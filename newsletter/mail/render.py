@@ -12,11 +12,10 @@ import html
 import logging
 import re
 import textwrap
-import tomllib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from markupsafe import Markup
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.errors import RenderError
+from newsletter.mail.locale import babel_locale, chrome, translations
 from newsletter.mail.markers import (
     GREETING,
     UNSUBSCRIBE_URL,
@@ -40,7 +40,6 @@ EXCERPT_CHARS = 300
 TEXT_WIDTH = 78
 EMAIL_TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"
-STRINGS_FILE = "strings.toml"
 
 
 @dataclass(frozen=True)
@@ -168,44 +167,20 @@ def short_authors(authors: tuple[str, ...] | list[str], keep: int = 3) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Chrome strings (translations of the email's own words)
+# Chrome strings (the email's own words: gettext catalogues, see newsletter.mail.locale)
 
 
 def load_strings(settings: Settings, language: str) -> dict[str, Any]:
-    """The chrome strings for `language` (falling back per key to its base language, then English)."""
-    path = settings.templates_dir / STRINGS_FILE
-    table = _read_strings(path)
-    chain = [language, language.split("-")[0], "en"]
-    merged: dict[str, Any] = {}
-    for lang in reversed(chain):
-        merged.update(table.get(lang, {}))
-    if not merged:
-        raise RenderError(f"{path}: expected a table [en] of chrome strings, found none")
-    return merged
-
-
-@lru_cache(maxsize=8)
-def _read_strings_cached(path: Path, mtime: float) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise RenderError(f"{path.name}: not valid TOML: {exc}") from None
-
-
-def _read_strings(path: Path) -> dict[str, Any]:
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        raise RenderError(f"{path}: the chrome strings file is missing") from None
-    return _read_strings_cached(path, mtime)
+    """The chrome strings for `language` (falling back per string to its base language, then English)."""
+    return chrome(settings.templates_dir, language).strings()
 
 
 def format_date(date, strings: dict[str, Any]) -> str:
-    months = strings.get("months")
-    month = months[date.month - 1] if months else date.strftime("%B")
-    return strings.get("date_format", "{day} {month} {year}").format(
-        day=date.day, month=month, year=date.year
-    )
+    """`date` in the language of `strings` (its CLDR month names, its catalogue's date pattern)."""
+    from babel.dates import format_date as babel_format_date
+
+    language = strings.get("_language", "en")
+    return babel_format_date(date, format=strings["date_pattern"], locale=babel_locale(language))
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +199,10 @@ def jinja_environment(templates_dir: Path):
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # `_()` and `ngettext()` in templates: English until a render installs a language's catalogue
+    env.install_null_translations(newstyle=True)
     # Each issue is rendered twice (see newsletter.mail.markers.Markers): the Markdown of
     # the second pass comes from this environment's memo.
     env.filters.update(
@@ -406,17 +384,33 @@ def _tidy_text(text: str) -> str:
 # The whole pipeline
 
 
-def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: str = "") -> dict[str, Any]:
-    """What the email templates see; `nonce` "" puts each marker's bare name (see `Markers`)."""
+def issue_context(
+    library: Library,
+    issue: Issue,
+    papers: list[Paper],
+    nonce: str = "",
+    *,
+    paper_languages: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the email templates see; `nonce` "" puts each marker's bare name (see `Markers`).
+
+    `paper_languages` names the papers shown in a translation (by id); the others are
+    marked as written, in English.
+    """
     settings = library.settings
-    strings = load_strings(settings, issue.language)
+    words = chrome(settings.templates_dir, issue.language)
+    strings = words.strings()
     direction = text_direction(issue.language)
     web_url = issue.web_url(settings)
     items = []
     for paper in papers:
         short, truncated = excerpt(paper.abstract)
+        paper_language = (paper_languages or {}).get(paper.id, "en")
         items.append(
             {
+                "lang": paper_language,
+                "dir": text_direction(paper_language),
+                "align": "right" if text_direction(paper_language) == "rtl" else "left",
                 "paper": paper,
                 "link": paper.link(settings),
                 "authors": short_authors(paper.authors),
@@ -435,7 +429,9 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: st
         "language": issue.language,
         "dir": direction,
         "align": "right" if direction == "rtl" else "left",
-        "date": format_date(issue.date, strings),
+        "date": words.date(issue.date),
+        "papers_count": words.papers(len(papers)),
+        "number": words.number,
         "web_url": web_url,
         "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
         "greeting": Markup(marker(GREETING, nonce)),
@@ -445,11 +441,22 @@ def issue_context(library: Library, issue: Issue, papers: list[Paper], nonce: st
     }
 
 
-def render_issue(library: Library, issue: Issue, papers: list[Paper]) -> Rendered:
-    """Render one issue: subject, preheader, inlined HTML and the plain-text part, with markers."""
+def render_issue(
+    library: Library, issue: Issue, papers: list[Paper], *, language: str | None = None
+) -> Rendered:
+    """Render one issue: subject, preheader, inlined HTML and the plain-text part, with markers.
+
+    With `language`, the issue is rendered in its best translation for that language
+    (subject, preheader, introduction, papers' words, chrome, dates, numbers, plurals):
+    render once per language, then personalise each reader's copy at the markers.
+    """
+    paper_languages: dict[str, str] = {}
+    if language is not None:
+        issue, papers, paper_languages = library.translations.for_readers_of(language, issue, papers)
     settings = library.settings
     env = jinja_environment(settings.templates_dir)
-    context = issue_context(library, issue, papers)
+    env.install_gettext_translations(translations(settings.templates_dir, issue.language), newstyle=True)
+    context = issue_context(library, issue, papers, paper_languages=paper_languages)
     bare_source = render_template(env, EMAIL_TEMPLATE, context)
     bare_text = render_template(env, TEXT_TEMPLATE, context)
     nonce = choose_nonce(bare_source, bare_text)
