@@ -727,3 +727,14 @@ def test_date_option_on_dated_sources_is_reported_as_ignored(root: Path) -> None
         in (result.output)
     )
     assert read(root / "papers" / "2403.05678.md").metadata["published"] == dt.date(2024, 3, 5)
+
+
+def test_every_field_a_candidate_carries_is_a_field_of_the_paper_schema() -> None:
+    """A source's candidate may only carry what a paper file can hold (besides its own bookkeeping)."""
+    import dataclasses
+
+    from newsletter.content.schema import KEY_ORDER
+    from newsletter.ingest.candidates import Candidate
+
+    own = {"abstract", "source", "where"}  # the body, and where the candidate came from
+    assert {f.name for f in dataclasses.fields(Candidate)} - own <= set(KEY_ORDER)
