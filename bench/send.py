@@ -406,7 +406,7 @@ def rss(sizes: list[int]) -> None:
     print("4. peak RSS per send (goal <= 150 MB, flat in N): " + "; ".join(parts))
 
 
-# --------------------------------------------------------------------------- 6. a misbehaving SES
+# --------------------------------------------------------------------------- 7. a misbehaving SES
 
 
 def _late_throttled_share(answers: list[list[float]], after: float) -> tuple[float, int]:
@@ -442,7 +442,7 @@ def misbehaving_rate(n: int, scenario: str) -> None:
     late, late_n = _late_throttled_share(seen["answers"], 10.0)
     duplicates = len(seen["recipients"]) - len(set(seen["recipients"]))
     line = (
-        f"6{'' if scenario == '0' else scenario}. quota {quota:g}/s, {share}, {n} readers: achieved {achieved:.1f}/s "
+        f"7{'' if scenario == '0' else scenario}. quota {quota:g}/s, {share}, {n} readers: achieved {achieved:.1f}/s "
         f"(goal >= {goal:.0f}/s), controller's final rate {report.tally.final_rate:.1f}/s, "
         f"throttles {seen['throttled']} of {seen['requests']} requests"
     )
@@ -480,7 +480,7 @@ def misbehaving_answers(n: int) -> None:
             send(resend_uncertain=True)
             resent = set(Counter(stub.recipients()) - after_retry)
     print(
-        f"6d. 2% of answers dropped after acceptance, {n} readers: {len(dropped)} dropped, "
+        f"7d. 2% of answers dropped after acceptance, {n} readers: {len(dropped)} dropped, "
         f"{len(reported)} reported uncertain, every dropped one among them: {dropped <= reported} "
         f"(goal: yes); duplicates after --retry-failed {duplicates} (goal 0), uncertain ones it "
         f"sent {len(retried_uncertain)} (goal 0); --resend-uncertain resent exactly the reported "
