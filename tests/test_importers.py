@@ -18,20 +18,11 @@ from newsletter.ingest.fetch import USER_AGENT, arxiv_url, fetch, hf_url
 from newsletter.ingest.listing import parse_listing
 from newsletter.ingest.plan import import_papers
 from newsletter.ingest.sources import parse_source
+from tests.support.project import MINIMAL_SETTINGS
 from tests.support.sources import FIXTURES, Route, fixture_server  # noqa: F401 - a pytest fixture
 
 TODAY = dt.date(2026, 3, 20)
-SETTINGS = """\
-[newsletter]
-name = "Test Digest"
-base_url = "https://digest.example.org/"
-postal_address = "1 Example Street, Berlin"
-
-[email]
-from = "Test Digest <digest@example.org>"
-list_id = "test.digest.example.org"
-reply_to = "editor@example.org"
-"""
+SETTINGS = MINIMAL_SETTINGS
 
 
 @pytest.fixture

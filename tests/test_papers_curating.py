@@ -17,19 +17,10 @@ from newsletter.content.papers import Paper
 from newsletter.content.selection import select_papers
 from newsletter.ingest.huggingface import parse_hf
 from newsletter.ingest.listing import parse_listing
+from tests.support.project import MINIMAL_SETTINGS
 from tests.support.sources import FIXTURES
 
-SETTINGS = """\
-[newsletter]
-name = "Test Digest"
-base_url = "https://digest.example.org/"
-postal_address = "1 Example Street, Berlin"
-
-[email]
-from = "Test Digest <digest@example.org>"
-list_id = "test.digest.example.org"
-reply_to = "editor@example.org"
-"""
+SETTINGS = MINIMAL_SETTINGS
 
 # An editor's file: comments, an unusual key order, a flow list with a comment, a note.
 EDITED = """\

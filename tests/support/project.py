@@ -21,6 +21,18 @@ FIXTURES = REPO / "tests" / "fixtures"
 GOOD = FIXTURES / "good" / "digest"
 BAD = FIXTURES / "bad"
 TEMPLATES = REPO / "templates"
+# The least a newsletter.toml holds: for tests that make a newsletter folder by hand.
+MINIMAL_SETTINGS = """\
+[newsletter]
+name = "Test Digest"
+base_url = "https://digest.example.org/"
+postal_address = "1 Example Street, Berlin"
+
+[email]
+from = "Test Digest <digest@example.org>"
+list_id = "test.digest.example.org"
+reply_to = "editor@example.org"
+"""
 
 
 def copy_newsletter(source: Path, dest: Path, *, copy_templates: bool = False, extra_toml: str = "") -> Path:
