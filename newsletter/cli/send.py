@@ -219,6 +219,10 @@ def _status(issue) -> str:
     return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
 
 
+def _audience(issue) -> str:
+    return issue.audience.describe() if issue.audience else "every active subscriber"
+
+
 def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send: int) -> None:
     uncertain = len(store.uncertain(plan.issue))  # rows of senders still at work are in flight
     click.echo(f"Issue:      {plan.issue}")
@@ -226,6 +230,7 @@ def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send
     click.echo(f"Subject:    {issue.subject}")
     click.echo(f"Papers:     {papers}")
     click.echo(f"Transport:  {plan.transport_name}")
+    click.echo(f"Audience:   {_audience(issue)}")
     click.echo(f"Recipients: {to_send}")
     if uncertain:
         click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
@@ -270,6 +275,7 @@ def _confirm(issue, papers: int, count: int, transport: str, limit: int | None) 
     click.echo(f"Status:     {_status(issue)}", err=True)
     click.echo(f"Subject:    {issue.subject}", err=True)
     click.echo(f"Papers:     {papers}", err=True)
+    click.echo(f"Audience:   {_audience(issue)}", err=True)
     click.echo(f"Recipients: {count}{canary}", err=True)
     click.echo(f"Transport:  {transport}", err=True)
     if not click.confirm("Send now?", default=False, err=True):

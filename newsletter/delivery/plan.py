@@ -18,6 +18,7 @@ from newsletter.delivery.transports import REAL_TRANSPORTS, Transport
 from newsletter.errors import NewsletterError
 from newsletter.mail.message import MessageTemplate
 from newsletter.mail.render import render_issue
+from newsletter.store import Audience
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -52,6 +53,7 @@ class SendPlan:
     limit: int | None = None  # at most this many readers in this run (a canary)
     resend_uncertain: bool = False
     retry_failed: bool = False
+    audience: Audience | None = None  # the issue's `audience:`; None: every active reader
 
     def without_transport(self) -> SendPlan:
         return dataclasses.replace(self, transport=None)
@@ -101,6 +103,18 @@ def plan_send(
         limit=limit,
         resend_uncertain=resend_uncertain,
         retry_failed=retry_failed,
+        audience=snapshot_audience(settings, issue),
+    )
+
+
+def snapshot_audience(settings: Settings, issue: Issue) -> Audience | None:
+    """The recipient snapshot's filter for the issue's `audience:` (None: everyone active)."""
+    if issue.audience is None:
+        return None
+    return Audience(
+        languages=issue.audience.languages,
+        tags=issue.audience.tags,  # folded when read
+        default_language=settings.language,
     )
 
 
@@ -139,14 +153,17 @@ def build_template(
     return MessageTemplate.build(rendered, settings, subject_prefix=subject_prefix)
 
 
-def eligible_count(store: Store, issue: str, limit: int | None = None) -> int:
+def eligible_count(
+    store: Store, issue: str, limit: int | None = None, *, audience: Audience | None = None
+) -> int:
     """How many readers a send would reach now (for prompts and --dry-run).
 
     After a complete snapshot only its queued rows of readers still active count (people
     who subscribe later get the next issue); before it, active subscribers not in it yet
-    count too. `limit` caps it as `send --limit` caps a run. Nothing is written.
+    count too (those in `audience` only). `limit` caps it as `send --limit` caps a run.
+    Nothing is written.
     """
-    n = store.reachable(issue)
+    n = store.reachable(issue, audience=audience)
     return n if limit is None else min(n, limit)
 
 
@@ -154,7 +171,7 @@ def recipients_count(store: Store, plan: SendPlan) -> int:
     """How many messages `plan` would send now: the eligible readers, plus the rows it is asked to redo."""
     counts = store.ledger_counts(plan.issue)
     return (
-        eligible_count(store, plan.issue, plan.limit)
+        eligible_count(store, plan.issue, plan.limit, audience=plan.audience)
         + (counts["sending"] if plan.resend_uncertain else 0)
         + (counts["failed_temporary"] if plan.retry_failed else 0)
     )

@@ -26,6 +26,7 @@ from newsletter.mail.markers import (
     GREETING,
     MARKER_NAMES,
     MESSAGE_ID,
+    PREFERENCES_URL,
     TO,
     TOKEN,
     UNSUBSCRIBE_URL,
@@ -40,11 +41,12 @@ CRLF = "\r\n"
 
 @dataclass(frozen=True)
 class Recipient:
-    """One reader of one message: who, and the signed token of their unsubscribe links."""
+    """One reader of one message: who, and the signed tokens of their unsubscribe and preferences links."""
 
     email: str
     name: str | None = None
     token: str = "preview"
+    preferences_token: str = "preview"
 
 
 def unsubscribe_url(settings: Settings, token: str) -> str:
@@ -54,6 +56,15 @@ def unsubscribe_url(settings: Settings, token: str) -> str:
         return url
     mailto = settings.unsubscribe_mailto or settings.sender_address.addr_spec
     return f"mailto:{mailto}?subject=unsubscribe%20{token}"
+
+
+def preferences_url(settings: Settings, token: str) -> str:
+    """The reader's preferences page (language, name, unsubscribe).
+
+    The templates link it only when a web endpoint is configured; without one, the
+    archive stands in, so a link is never empty.
+    """
+    return settings.web(f"p/{token}") or settings.base_url
 
 
 def _qp(text: str) -> bytes:
@@ -206,10 +217,16 @@ class MessageTemplate:
             UNSUBSCRIBE_URL: url,
             TOKEN: recipient.token,
         }
-        text_values = {UNSUBSCRIBE_URL: _soft_end(_qp(url)), GREETING: _soft_end(_qp(greeting))}
+        preferences = preferences_url(self._settings, recipient.preferences_token)
+        text_values = {
+            UNSUBSCRIBE_URL: _soft_end(_qp(url)),
+            GREETING: _soft_end(_qp(greeting)),
+            PREFERENCES_URL: _soft_end(_qp(preferences)),
+        }
         html_values = {
             UNSUBSCRIBE_URL: _soft_end(_qp(html.escape(url))),
             GREETING: _soft_end(_qp(html.escape(greeting))),
+            PREFERENCES_URL: _soft_end(_qp(html.escape(preferences))),
         }
         out = [
             _fill(self._head, header_values),

@@ -3,7 +3,7 @@
 This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `engine`: the engine, SQLite's pragmas, read and write transactions;
 - `schema`: tables and migrations;
-- `subscribers`, `events`, `ledger`: one small class each, holding their statements;
+- `subscribers`, `tags`, `events`, `ledger`: one small class each, holding their statements;
 - `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
 - `addresses`: an address's identity and valid form;
 - `copy`: a whole database copied into another (SQLite → PostgreSQL), verified by counts.
@@ -24,10 +24,18 @@ from newsletter.store.addresses import email_key, normalize_email
 from newsletter.store.copy import copy_database
 from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
-from newsletter.store.ledger import Delivery, Ledger
+from newsletter.store.ledger import Audience, Delivery, Ledger
 from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
 from newsletter.store.senders import Senders
-from newsletter.store.subscribers import ImportCounts, StatusChange, Subscriber, SubscriberRow, Subscribers
+from newsletter.store.subscribers import (
+    ImportCounts,
+    StatusChange,
+    Subscriber,
+    SubscriberRow,
+    Subscribers,
+    identify,
+)
+from newsletter.store.tags import Tags
 
 __all__ = [
     "ERASED",
@@ -37,6 +45,7 @@ __all__ = [
     "STATUSES",
     "UNCERTAIN",
     "ApplyResult",
+    "Audience",
     "Delivery",
     "ImportCounts",
     "StatusChange",
@@ -77,6 +86,8 @@ class Store:
         self.iter_subscribers = subscribers.iter_subscribers
         self.count_by_status = subscribers.count_by_status
         self.upsert_many = subscribers.upsert_many
+        self.set_profile = subscribers.set_profile
+        self.tag_subscribers = Tags(self.db, identify).tag_subscribers
 
         self.list_events = events.list_events
         self.apply_event = events.apply_event

@@ -132,6 +132,22 @@ events = sa.Table(
 )
 
 
+# A subscriber's tags (`subscribers tag`, imports): one row per (subscriber, tag), tags folded
+# (see `newsletter.text.fold_tag`). An issue's `audience:` selects readers by them.
+subscriber_tags = sa.Table(
+    "subscriber_tags",
+    _metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(100), primary_key=True),
+    sa.Index("ix_subscriber_tags_tag", "tag"),
+)
+
+
 # The senders of each issue: one row per `newsletter send` process, named "host pid start".
 # A sender refreshes `seen_at` while it works and sets `finished_at` when it stops, so the rows
 # it left in `sending` are in flight while it lives and uncertain once it has finished or gone silent.
@@ -240,8 +256,13 @@ def _migration_4(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[senders, rate_buckets])
 
 
+def _migration_subscriber_tags(conn: Connection) -> None:
+    """Subscriber tags: a table of (subscriber, tag) rows, so an audience is one indexed lookup."""
+    _metadata.create_all(conn, tables=[subscriber_tags])
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_subscriber_tags]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
