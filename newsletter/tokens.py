@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 import time
@@ -63,7 +62,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+    # the one-shot C digest: half the CPU of hmac.new(), and a send signs two links per reader
+    return hmac.digest(secret, payload, "sha256")[:_SIG_BYTES]
 
 
 def make_token(secret: bytes, purpose: str, subject: str, *, expires_at: int | None = None) -> str:

@@ -67,8 +67,14 @@ def preferences_url(settings: Settings, token: str) -> str:
     return settings.web(f"p/{token}") or settings.base_url
 
 
+# What quoted-printable leaves as it is: printable ASCII but '=', on a line of at most 76.
+_QP_AS_IS = re.compile(r"[!-<>-~]{0,76}")
+
+
 def _qp(text: str) -> bytes:
     """Quoted-printable (UTF-8, CRLF, lines of at most 76 characters)."""
+    if _QP_AS_IS.fullmatch(text):  # a reader's link: nothing to encode (the common case, per reader)
+        return text.encode("ascii")
     latin = text.encode("utf-8").decode("latin-1")
     return email.quoprimime.body_encode(latin, maxlinelen=76, eol=CRLF).encode("ascii")
 
@@ -218,15 +224,17 @@ class MessageTemplate:
             TOKEN: recipient.token,
         }
         preferences = preferences_url(self._settings, recipient.preferences_token)
+        preferences_text = _soft_end(_qp(preferences))
+        escaped = html.escape(preferences)  # a token is base64url: usually nothing to escape, one encoding
         text_values = {
             UNSUBSCRIBE_URL: _soft_end(_qp(url)),
             GREETING: _soft_end(_qp(greeting)),
-            PREFERENCES_URL: _soft_end(_qp(preferences)),
+            PREFERENCES_URL: preferences_text,
         }
         html_values = {
             UNSUBSCRIBE_URL: _soft_end(_qp(html.escape(url))),
             GREETING: _soft_end(_qp(html.escape(greeting))),
-            PREFERENCES_URL: _soft_end(_qp(html.escape(preferences))),
+            PREFERENCES_URL: preferences_text if escaped == preferences else _soft_end(_qp(escaped)),
         }
         out = [
             _fill(self._head, header_values),
