@@ -251,3 +251,29 @@ def test_a_test_copy_to_a_subscriber_is_in_their_language(readers: Path, secret:
     (arabic,) = transport.to("egyptian@example.org")
     assert arabic.message["Subject"] == "[TEST] " + SUBJECTS["ar"]
     assert arabic.message["Content-Language"] == "ar"
+
+
+def test_an_unknown_placeholder_in_a_catalogue_is_an_error_not_a_traceback(
+    readers: Path, tmp_path: Path
+) -> None:
+    catalogue = readers / "templates" / "locale" / "de" / "LC_MESSAGES" / "messages.po"
+    text = catalogue.read_text(encoding="utf-8")
+    assert 'msgstr "Hallo {name},"' in text
+    catalogue.write_text(text.replace('msgstr "Hallo {name},"', 'msgstr "Hallo {nom},"'), encoding="utf-8")
+    expected = (
+        "Error: templates/locale/de/LC_MESSAGES/messages.po: 'Hi {name},': "
+        "expected only the placeholders {name}, got {nom}"
+    )
+    outbox = tmp_path / "outbox"
+    for args in (
+        ("check", ISSUE),
+        ("send", ISSUE, "--transport", "file", "--outbox", str(outbox), "--yes", "--no-spam-score"),
+    ):
+        result = run(readers, *args)
+        assert result.exit_code == 1, result.output
+        assert expected in result.output
+        assert "Traceback" not in result.output
+    assert not list(tmp_path.glob("outbox/**/*.eml"))
+    settings = load_settings(readers, env={})
+    with Store.open(settings.database_url) as store:
+        assert store.ledger(ISSUE) == []
