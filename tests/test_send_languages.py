@@ -9,10 +9,12 @@ processes; each message is parsed back and checked for what its language decides
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import json
 import re
 import shutil
+import tomllib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -277,3 +279,53 @@ def test_an_unknown_placeholder_in_a_catalogue_is_an_error_not_a_traceback(
     settings = load_settings(readers, env={})
     with Store.open(settings.database_url) as store:
         assert store.ledger(ISSUE) == []
+
+
+def test_the_first_send_freezes_its_translations_and_later_runs_keep_to_them(
+    readers: Path, tmp_path: Path
+) -> None:
+    issues = readers / "issues"
+    (issues / f"{ISSUE}.sent.toml").unlink()  # as if never sent: the first send writes the record
+    outbox = tmp_path / "outbox"
+    args = ("send", ISSUE, "--transport", "file", "--outbox", str(outbox), "--yes", "--no-spam-score")
+    canary = run(readers, *args, "--limit", "1")  # the English reader, first in the list
+    assert canary.exit_code == 0, canary.output
+    record = tomllib.loads((issues / f"{ISSUE}.sent.toml").read_text(encoding="utf-8"))
+    assert record["translations"] == {
+        lang: hashlib.sha256((issues / f"{ISSUE}.{lang}.md").read_bytes()).hexdigest()
+        for lang in ("ar", "de")
+    }
+
+    # a French translation appears mid-send: the French reader still gets what a first-run reader would
+    german = issues / f"{ISSUE}.de.md"
+    (issues / f"{ISSUE}.fr.md").write_text(
+        '---\nsubject: "Multilingual LLM Digest #1 : 45 articles"\n---\nBienvenue.\n', encoding="utf-8"
+    )
+    german.write_text(german.read_text(encoding="utf-8") + "\nKorrektur.\n", encoding="utf-8")
+    checked = run(readers, "check", ISSUE, "--no-spam-score")
+    assert f"{ISSUE}.fr.md was added after the issue was sent" in checked.output
+    assert f"{ISSUE}.de.md changed since it was sent" in checked.output
+
+    rest = run(readers, *args)
+    assert rest.exit_code == 0, rest.output
+    assert f"Warning: issues/{ISSUE}.fr.md: not sent: {ISSUE} was first sent before it existed" in rest.output
+    for path in (outbox / ISSUE).glob("*.eml"):
+        msg = parse(path.read_bytes())
+        check_message(msg, msg["To"].addresses[0].addr_spec)  # French: the original, as the rule said
+
+
+def test_a_send_refuses_to_go_on_without_a_translation_it_began_in(readers: Path, tmp_path: Path) -> None:
+    issues = readers / "issues"
+    (issues / f"{ISSUE}.sent.toml").unlink()
+    outbox = tmp_path / "outbox"
+    args = ("send", ISSUE, "--transport", "file", "--outbox", str(outbox), "--yes", "--no-spam-score")
+    assert run(readers, *args, "--limit", "2").exit_code == 0
+    (issues / f"{ISSUE}.ar.md").unlink()
+    refused = run(readers, *args)
+    assert refused.exit_code == 1
+    assert (
+        f"Error: issues/{ISSUE}.ar.md: expected the ar translation {ISSUE} was first sent in "
+        f"(recorded in {ISSUE}.sent.toml), got no such file" in refused.output
+    )
+    assert f"newsletter issue refreeze {ISSUE}" in refused.output
+    assert len(list((outbox / ISSUE).glob("*.eml"))) == 2

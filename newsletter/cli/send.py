@@ -138,6 +138,13 @@ def send(
     # rendered once per language: every reader's message is a substitution into one of these
     builds = {lang: build_message(library, issue, language=lang) for lang in send_languages(library, issue)}
     built = builds[issue.language]
+    for language in sorted(set(library.translations.languages_of(issue)) - set(builds)):
+        click.echo(
+            f"Warning: {_source(library, issue, language)}: not sent: {issue.slug} was first sent before "
+            f"it existed, so its readers get what the first readers got "
+            f"(`newsletter issue refreeze {issue.slug}` records it)",
+            err=True,
+        )
     if not skip_checks:
         for language, each in builds.items():
             _preflight(
@@ -201,7 +208,7 @@ def send(
             _confirm(issue, papers, to_send, name, limit)
         if to_send > 0:
             _warn(warning)
-            _freeze(issue, built.rendered.papers)
+            _freeze(issue, built.rendered.papers, {lang: _path(library, issue, lang) for lang in builds})
         stop = GracefulStop(on_first=_say_stopping)
         try:
             with _progress(to_send) as progress, stop:
@@ -216,14 +223,15 @@ def _warn(warning: str | None) -> None:
         click.echo(f"Warning: {warning}", err=True)
 
 
-def _freeze(issue, papers) -> None:
-    """The first real send records the papers it sends: they stay the issue's from now on."""
+def _freeze(issue, papers, sources: dict[str, Path]) -> None:
+    """The first real send records the papers and translations it sends: they stay the issue's."""
     import datetime as dt
 
     from newsletter.content.freeze import freeze, freeze_path
 
     if issue.frozen is None:
-        freeze(issue, papers, issue.subject, dt.datetime.now(dt.UTC))
+        translations = {lang: path for lang, path in sources.items() if lang != issue.language}
+        freeze(issue, papers, issue.subject, dt.datetime.now(dt.UTC), translations=translations)
         click.echo(f"Froze {freeze_path(issue.path).name}: these papers stay the issue's (commit the file)")
 
 
@@ -231,11 +239,14 @@ def _status(issue) -> str:
     return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
 
 
-def _source(library, issue, language: str) -> str:
+def _path(library, issue, language: str) -> Path:
     """The file a language's words come from: the issue's, or its translation's."""
     found = library.translations.issues.get((issue.slug, language))
-    path = issue.path if found is None else found.path
-    return f"issues/{path.name}"
+    return issue.path if found is None else found.path
+
+
+def _source(library, issue, language: str) -> str:
+    return f"issues/{_path(library, issue, language).name}"
 
 
 def _describe_dry_run(store, plan, library, issue, papers: int, *, checked: bool, to_send: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.content.selection import papers_for
@@ -167,8 +168,32 @@ def resolve_secret(settings: Settings, transport_name: str) -> tuple[bytes, str 
 
 
 def send_languages(library: Library, issue: Issue) -> list[str]:
-    """The languages a send of `issue` renders it in: its own first, then its translations'."""
-    return library.translations.languages_of(issue)
+    """The languages a send of `issue` renders it in: its own first, then its translations'.
+
+    Once the issue is frozen with its translations (its first send recorded them), only
+    those: a translation added later is left out, so a send that goes on after a crash or
+    a canary gives every reader of a language the same translation. A recorded
+    translation that is gone stops the send (its readers would silently get another).
+    """
+    available = library.translations.languages_of(issue)
+    recorded = issue.frozen.translations if issue.frozen is not None else None
+    if recorded is None:
+        return available
+    missing = sorted(set(recorded) - set(available))
+    if missing:
+        name = f"{issue.path.stem}.{missing[0]}.md"
+        raise NewsletterError(
+            f"issues/{name}: expected the {missing[0]} translation {issue.slug} was first sent in "
+            f"(recorded in {issue.path.stem}.sent.toml), got no such file\n\n"
+            f"Restore it (e.g. `git checkout issues/{name}`), or run `newsletter issue refreeze "
+            f"{issue.slug}` to send the remaining readers without it."
+        )
+    return [lang for lang in available if lang == issue.language or lang in recorded]
+
+
+def translation_files(library: Library, issue: Issue) -> dict[str, Path]:
+    """The issue's translation files by language (the original not included)."""
+    return {lang: t.path for (slug, lang), t in library.translations.issues.items() if slug == issue.slug}
 
 
 def build_templates(
