@@ -13,7 +13,7 @@ import io
 import re
 import warnings
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from newsletter.reports.figures import BOUNCE_REVIEW, COMPLAINT_REVIEW, IssueFigures, IssueLine
@@ -80,10 +80,15 @@ def sent_per_minute(points: Sequence[tuple[datetime, int]]) -> str | None:
         return None
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7.5, 2.6))
-    labels = [t.strftime("%H:%M") for t, _ in points]
-    axes.bar(range(len(points)), [n for _, n in points], color=ACCENT, width=0.8)
-    step = max(1, len(points) // 12)
-    axes.set_xticks(range(0, len(points), step), labels[::step])
+    # every minute from the first to the last, quiet ones included (a pause shows as a gap)
+    counts = dict(points)
+    first, last = points[0][0], points[-1][0]
+    minutes = [first + timedelta(minutes=m) for m in range(int((last - first).total_seconds() // 60) + 1)]
+    axes.bar(range(len(minutes)), [counts.get(m, 0) for m in minutes], color=ACCENT, width=0.8)
+    step = max(1, len(minutes) // 12)
+    axes.set_xticks(range(0, len(minutes), step), [m.strftime("%H:%M") for m in minutes[::step]])
+    axes.set_xlim(-0.75, max(len(minutes), 6) - 0.25)  # a short send is not one wide block
+    axes.yaxis.get_major_locator().set_params(integer=True)
     axes.set_ylabel("messages per minute")
     axes.set_xlabel(f"UTC, {points[0][0]:%Y-%m-%d}")
     return _svg(figure, "Messages sent per minute over the send")
