@@ -115,7 +115,8 @@ class Engagement:
     def engagement_counts(self, issue: str) -> dict[str, int]:
         """Readers who opened or clicked (distinct messages, machines' events left out), and the machines' events.
 
-        Empty when nothing was recorded for the issue (engagement off, or no event yet).
+        Only what SES reported: the demo's synthetic rows are left out. Empty when
+        nothing was recorded for the issue (engagement off, or no event yet).
         """
         human = engagement.c.machine.is_(None)
         query = (
