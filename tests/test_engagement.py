@@ -270,3 +270,50 @@ def test_issues_shows_readers_who_opened_and_clicked(sent) -> None:
     table = run(folder, "issues").output.splitlines()
     assert table[0].split()[-2:] == ["opens", "clicks"]
     assert next(line for line in table if ISSUE in line).split()[-2:] == ["4", "1"]
+
+
+# --------------------------------------------------------------------------- the store, on both back-ends
+
+
+def test_the_store_keeps_engagement_on_sqlite_and_postgresql(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.audience.engagement import SCANNER_BURST
+    from newsletter.store import Observation
+
+    with Store.open(database_url) as store:
+        add_people(store, 3, suppressed=False)
+        store.create_ledger(ISSUE)
+        rows = store.ledger(ISSUE)
+        for row in rows:
+            store.mark_sent(ISSUE, row.subscriber_id, f"m-{row.subscriber_id}")
+        at = datetime(2026, 3, 17, 10, 0, 0, 123000, tzinfo=UTC)
+        first, second = f"m-{rows[0].subscriber_id}", f"m-{rows[1].subscriber_id}"
+        assert store.record_engagement(Observation("open", first, at)) == "stored"
+        assert store.record_engagement(Observation("open", first, at)) == "duplicate"
+        assert store.record_engagement(Observation("open", "elsewhere", at)) == "unknown"
+        assert store.record_engagement(Observation("open", second, at, machine="privacy proxy")) == "stored"
+        assert store.record_engagement(Observation("open", second, at, synthetic=True)) == "duplicate"
+        for n in range(3):
+            click = Observation(
+                "click", second, at + timedelta(seconds=n), link=f"https://example.org/{n}", paper="p"
+            )
+            assert store.record_engagement(click, burst=SCANNER_BURST) == "stored"
+        stored = store.engagement_rows(ISSUE)
+        assert [(r["type"], r["message_id"], r["at"]) for r in stored[:2]] == [
+            ("open", first, at),
+            ("open", second, at),
+        ]
+        assert [r["machine"] for r in stored if r["type"] == "click"] == [SCANNER_BURST.reason] * 3
+        assert store.engagement_counts(ISSUE) == {
+            "opened": 1,
+            "opens": 1,
+            "machine_opens": 1,
+            "clicked": 0,
+            "clicks": 0,
+            "machine_clicks": 3,
+        }
+        assert store.engagement_counts("2024-01-17-arabic") == {}
+        started = store.send_started(ISSUE)
+        assert started is not None and started.tzinfo is not None
+        assert sorted(p["status"] for p in store.subscriber_dates()) == ["active"] * 3
