@@ -24,7 +24,7 @@ MACHINE = "#9ca3af"
 WARN = "#dc2626"
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
-_TITLE_CHARS = 60
+_TITLE_CHARS = 44
 
 
 def _pyplot() -> Any:
@@ -145,7 +145,7 @@ def clicks_per_paper(figures: IssueFigures, top: int = 10) -> str | None:
     if not papers:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7.5, 0.45 * len(papers) + 0.9))
+    figure, axes = plt.subplots(figsize=(5.2, 0.42 * len(papers) + 0.9))  # the titles take the rest
     y = list(range(len(papers)))[::-1]
     axes.barh(y, [p.clicks for p in papers], color=ACCENT, label="readers' clicks")
     axes.barh(

@@ -68,10 +68,11 @@ below were made up by <code>newsletter demo</code> to show this report; SES repo
 <tr><td>bounce (permanent)</td><td class="n{{ ' warn' if f.bounce_rate >= bounce_review }}" data-figure="bounce_rate">{{ pct(f.bounce_rate) }}</td><td>{{ pct(bounce_review) }}</td></tr>
 <tr><td>complaint</td><td class="n{{ ' warn' if f.complaint_rate >= complaint_review }}" data-figure="complaint_rate">{{ pct(f.complaint_rate) }}</td><td>{{ pct(complaint_review) }}</td></tr>
 {% if f.engagement_known %}
-<tr><td>opened (readers)</td><td class="n" data-figure="open_rate">{{ pct(f.open_rate) }}</td><td class="note">{{ f.opened }} readers; {{ f.machine_opens }} machine opens left out</td></tr>
-<tr><td>clicked (readers)</td><td class="n" data-figure="click_rate">{{ pct(f.click_rate) }}</td><td class="note">{{ f.clicked }} readers, {{ f.clicks }} clicks; {{ f.machine_clicks }} machine clicks left out</td></tr>
+<tr><td>opened (readers)</td><td class="n" data-figure="open_rate">{{ pct(f.open_rate) }}</td><td class="note">{{ f.opened }} reader{{ "s" if f.opened != 1 }}; {{ f.machine_opens }} machine open{{ "s" if f.machine_opens != 1 }} left out</td></tr>
+<tr><td>clicked (readers)</td><td class="n" data-figure="click_rate">{{ pct(f.click_rate) }}</td><td class="note">{{ f.clicked }} reader{{ "s" if f.clicked != 1 }}, {{ f.clicks }} click{{ "s" if f.clicks != 1 }}; {{ f.machine_clicks }} machine click{{ "s" if f.machine_clicks != 1 }} left out</td></tr>
 {% endif %}
 </table>
+{% if f.sent and not f.delivered %}<p class="note" id="no-deliveries">No delivery reported yet: SES reports deliveries as events (<code>newsletter events poll</code>); the file outbox and SMTP report none.</p>{% endif %}
 {% if not f.engagement_known %}<p class="note" id="no-engagement">No opens or clicks recorded: engagement tracking is off (<code>ses.engagement</code>, README "Engagement") or no event has arrived yet.</p>{% endif %}
 <p class="note">Machine opens: Apple Mail Privacy Protection's prefetch (Apple's network, a bare user agent, or within seconds of sending). Machine clicks: link scanners (within seconds of sending, or many links at once). Neither counts as a reader.</p>
 </section>
