@@ -239,7 +239,14 @@ def test_a_reader_changes_language_in_a_real_browser_and_the_next_send_follows(
     reader = web.subscriber(sid)
     assert (reader.language, reader.name, reader.status) == ("de", "Bea", "active")
 
-    # the next send reads the reader's language as it is now
-    send(web, NEXT_ISSUE)
+    # the next send reads the reader's language as it is now, and gives them its German translation
+    (web.settings.issues_dir / f"{NEXT_ISSUE}.de.md").write_text(
+        "---\nsubject: Ausgabe 2 — arabische Dialekte\n---\nWillkommen zur **zweiten Ausgabe**.\n",
+        encoding="utf-8",
+    )
+    [message] = send(web, NEXT_ISSUE).messages
     [row] = web.store.ledger(NEXT_ISSUE)
     assert (row.email, row.language, row.state) == ("browser@example.org", "de", "sent")
+    msg = parse(message.raw)
+    assert (msg["Content-Language"], str(msg["Subject"])) == ("de", "Ausgabe 2 — arabische Dialekte")
+    assert "Hallo Bea," in msg.get_body(("plain",)).get_content()

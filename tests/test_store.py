@@ -160,11 +160,13 @@ def test_a_version_1_database_is_upgraded_in_place(database_url: str) -> None:
 def test_newer_schema_is_refused(database_url: str, store: Store) -> None:
     where = store.db.where
     store.close()
-    _set_version(database_url, 7)
+    newer = SCHEMA_VERSION + 1
+    _set_version(database_url, newer)
     with pytest.raises(StoreError) as err:
         Store.open(database_url)
     assert err.value.message == (
-        f"{where}: database schema version 7 is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
+        f"{where}: database schema version {newer} is newer than this newsletter understands "
+        f"(version {SCHEMA_VERSION})\n\n"
         "Upgrade newsletter (pip install -U newsletter), or use another database."
     )
 
