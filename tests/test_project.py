@@ -68,10 +68,14 @@ def test_demo_builds_sends_to_the_outbox_once_and_builds_the_archive(tmp_path: P
     )
     assert (root / "site" / "issues" / "2026-03-17-multilingual-llms" / "index.html").is_file()
     assert (root / "build" / "2026-03-24-translation-ar" / "preview.eml").is_file()
+    report = (root / "build" / "report.html").read_text(encoding="utf-8")
+    assert 'id="synthetic"' in report and "made up by <code>newsletter demo</code>" in report
+    assert 'data-figure="sent">10<' in report and report.count("<svg ") >= 3
     second = runner.invoke(main, ["demo"])
     assert second.exit_code == 0, second.output
     assert "Nothing to send: 2026-03-17-multilingual-llms was already sent" in second.output
     assert len(list((root / "outbox").rglob("*.eml"))) == len(outbox)  # nobody mailed twice
+    assert "0 synthetic events stored" in second.output  # the made-up events are not made twice
 
 
 def _get(url: str) -> str:

@@ -115,6 +115,8 @@ class IssueSummary:
     delivered: int
     bounces: int
     complaints: int
+    opens: int | None = None  # readers who opened (machines left out); None: no engagement recorded
+    clicks: int | None = None  # readers who clicked a link
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -135,6 +137,7 @@ def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
     rows = []
     for issue in library.issues:
         status = issue_status(store, issue.slug)
+        engagement = store.engagement_counts(issue.slug)
         rows.append(
             IssueSummary(
                 number=issue.number,
@@ -148,6 +151,8 @@ def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
                 delivered=status.delivered,
                 bounces=status.events.get("bounce", 0),  # permanent: the ones SES's bounce rate counts
                 complaints=status.events.get("complaint", 0),
+                opens=engagement.get("opened"),
+                clicks=engagement.get("clicked"),
             )
         )
     return rows
