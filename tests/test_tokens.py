@@ -132,6 +132,7 @@ def _downgrade_to_version_2(path: Path) -> None:
     conn.execute("DROP TABLE senders")
     conn.execute("DROP TABLE rate_buckets")
     conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
+    conn.execute("ALTER TABLE deliveries DROP COLUMN language")  # and what per-reader language added
     conn.execute("UPDATE schema_version SET version = 2")
     conn.commit()
     assert (
