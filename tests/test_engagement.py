@@ -317,3 +317,8 @@ def test_the_store_keeps_engagement_on_sqlite_and_postgresql(database_url: str) 
         started = store.send_started(ISSUE)
         assert started is not None and started.tzinfo is not None
         assert sorted(p["status"] for p in store.subscriber_dates()) == ["active"] * 3
+        summary = store.send_summary(ISSUE)
+        assert summary.states == {(None, "sent"): (3, 0)}
+        assert sum(n for _, n in summary.minutes) == 3 and summary.minutes[0][0].tzinfo is not None
+        assert all(m.second == 0 and m.microsecond == 0 for m, _ in summary.minutes)
+        assert summary.opened == {None: 1} and summary.failed == []
