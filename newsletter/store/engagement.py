@@ -18,6 +18,17 @@ from newsletter.store.engine import Database
 from newsletter.store.schema import UtcDateTime, deliveries, engagement, subscribers, utc_now
 
 TYPES = ("open", "click")
+# Built once: each event runs these with its own values (no statement built per event).
+_ISSUE_OF = (
+    sa.select(deliveries.c.issue).where(deliveries.c.message_id == sa.bindparam("message_id")).limit(1)
+)
+_SEEN = sa.select(engagement.c.id).where(
+    engagement.c.message_id == sa.bindparam("message_id"),
+    engagement.c.type == sa.bindparam("type"),
+    engagement.c.at == sa.bindparam("at", type_=UtcDateTime()),
+    engagement.c.link == sa.bindparam("link"),
+)
+_INSERT = engagement.insert()
 
 
 @dataclass(frozen=True)
@@ -56,34 +67,28 @@ class Engagement:
         """
         if observation.type not in TYPES:
             raise ValueError(f"type: expected one of {', '.join(TYPES)}, got {observation.type!r}")
+        key = {
+            "message_id": observation.message_id,
+            "type": observation.type,
+            "at": observation.at,
+            "link": observation.link,
+        }
         with self.db.write() as conn:
-            issue = conn.execute(
-                sa.select(deliveries.c.issue)
-                .where(deliveries.c.message_id == observation.message_id)
-                .limit(1)
-            ).scalar()
+            issue = conn.execute(_ISSUE_OF, {"message_id": observation.message_id}).scalar()
             if issue is None:
                 return "unknown"
-            key = (
-                engagement.c.message_id == observation.message_id,
-                engagement.c.type == observation.type,
-                engagement.c.at == observation.at,
-                engagement.c.link == observation.link,
-            )
-            if conn.execute(sa.select(engagement.c.id).where(*key)).first() is not None:
+            if conn.execute(_SEEN, key).first() is not None:
                 return "duplicate"
             conn.execute(
-                engagement.insert().values(
-                    issue=issue,
-                    message_id=observation.message_id,
-                    type=observation.type,
-                    at=observation.at,
-                    link=observation.link,
-                    paper=observation.paper,
-                    machine=observation.machine,
-                    synthetic=observation.synthetic,
-                    received_at=utc_now(),
-                )
+                _INSERT,
+                {
+                    **key,
+                    "issue": issue,
+                    "paper": observation.paper,
+                    "machine": observation.machine,
+                    "synthetic": observation.synthetic,
+                    "received_at": utc_now(),
+                },
             )
             if burst is not None and observation.type == "click":
                 window = timedelta(seconds=burst.seconds)
