@@ -61,6 +61,24 @@ def init(directory: Path, name: str) -> None:
     click.echo(f"\nNext: edit {directory}/newsletter.toml, then `newsletter --root {directory} build --all`.")
 
 
+def _languages_sent(database_url: str, issue: str) -> str:
+    """'Readers by language: ar 2 (ar, ar-EG), …' — which translation the sent messages were in."""
+    from newsletter.store import Store
+
+    readers: dict[str, list[str]] = {}
+    with Store.open(database_url) as store:
+        for row in store.ledger(issue):
+            if row.state == "sent" and row.sent_language:
+                readers.setdefault(row.sent_language, []).append(row.language or "no language")
+    if not readers:
+        return f"Readers by language: none of {issue}'s messages records its language."
+    parts = [
+        f"{language} {len(tags)} ({', '.join(sorted(set(tags)))})"
+        for language, tags in sorted(readers.items())
+    ]
+    return f"Readers by language (the translation they got, and their own languages): {'; '.join(parts)}."
+
+
 @click.command()
 @click.option("--issue", "issue_ref", help="The issue to send [default: the first published one].")
 @pass_context
@@ -69,10 +87,10 @@ def demo(ctx: Context, issue_ref: str | None) -> None:
 
     Builds every issue into build/, checks them, imports subscribers/sample.csv
     into the SQLite list, sends the first published issue through the `file`
-    transport into outbox/ (one .eml per reader), writes its report to
-    build/report.html (with a few synthetic opens and clicks, marked as such: the
-    outbox reports none), and builds the archive in site/. Safe to run again: a
-    finished send sends nothing twice.
+    transport into outbox/ (one .eml per reader, each in the reader's language when
+    the issue has that translation), writes its report to build/report.html (with a
+    few synthetic opens and clicks, marked as such: the outbox reports none), and
+    builds the archive in site/. Safe to run again: a finished send sends nothing twice.
 
     \b
     Example:
@@ -115,6 +133,7 @@ def demo(ctx: Context, issue_ref: str | None) -> None:
             click.echo(f"{made} synthetic events stored (marked synthetic in the report)")
             continue
         click.get_current_context().invoke(command, **params)
+    click.echo("\n" + _languages_sent(settings.database_url, target))
     click.echo(
         f"\nDone. Open {display_path(settings.build_dir)}/{target}/email.html, the messages in "
         f"{display_path(settings.outbox_dir)}/{target}/, {display_path(settings.build_dir)}/report.html "

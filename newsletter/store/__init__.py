@@ -107,6 +107,7 @@ class Store:
         self.requeue_temporary = ledger.requeue_temporary
         self.ledger_counts = ledger.ledger_counts
         self.reachable = ledger.reachable
+        self.reachable_languages = ledger.reachable_languages
         self.ledger = ledger.ledger
         self.issues_sent = ledger.issues_sent
 

@@ -103,11 +103,16 @@ deliveries = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     # who claimed the row last ("host pid start", see `senders`): an uncertain row names its sender
     sa.Column("sender", sa.String(200)),
+    # the language of the translation the row's message was made in, chosen when it is claimed
+    sa.Column("language", sa.String(35)),
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_issue_state", "issue", "state"),
     sa.Index("ix_deliveries_message_id", "message_id"),
 )
+
+# deliveries' columns that later migrations added: version 1 made the table without them
+_ADDED_TO_DELIVERIES = ("sender", "language")
 
 # One row per issue whose ledger exists; `complete` once the whole list was snapshotted
 # (a canary send snapshots only its first N subscribers).
@@ -184,11 +189,11 @@ engagement = sa.Table(
 
 
 def _deliveries_v1(metadata: sa.MetaData) -> sa.Table:
-    """`deliveries` as version 1 made it (before migration 4 added `sender`)."""
+    """`deliveries` as version 1 made it (before later migrations added `_ADDED_TO_DELIVERIES`)."""
     return sa.Table(
         "deliveries",
         metadata,
-        *(column._copy() for column in deliveries.columns if column.name != "sender"),
+        *(column._copy() for column in deliveries.columns if column.name not in _ADDED_TO_DELIVERIES),
         sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
         sa.CheckConstraint(_one_of("state", STATES), name="state"),
         sa.Index("ix_deliveries_issue_state", "issue", "state"),
@@ -264,13 +269,25 @@ def _migration_4(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[senders, rate_buckets])
 
 
+def _migration_delivery_language(conn: Connection) -> None:
+    """Per-reader language: each ledger row records the language its message was sent in."""
+    conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN language VARCHAR(35)"))
+
+
 def _migration_engagement(conn: Connection) -> None:
     """Engagement: the `engagement` table of opens and clicks (opt-in, README "Engagement")."""
     _metadata.create_all(conn, tables=[engagement])
 
 
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_engagement]
+MIGRATIONS = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_delivery_language,
+    _migration_engagement,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
