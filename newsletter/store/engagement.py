@@ -163,10 +163,11 @@ class Engagement:
     def send_summary(self, issue: str) -> SendSummary:
         """What a report needs of an issue's ledger, counted by the database (not row by row here).
 
-        A reader's language is the subscriber's (None when unknown or erased).
+        A row's language is the translation its message was made in (recorded when it was
+        claimed), else the subscriber's (a row never claimed); None when neither is known.
         """
         joined = deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
-        language = subscribers.c.language
+        language = sa.func.coalesce(deliveries.c.language, subscribers.c.language)
         where = deliveries.c.issue == issue
         states = (
             sa.select(language, deliveries.c.state, sa.func.count(), sa.func.count(deliveries.c.delivered_at))
