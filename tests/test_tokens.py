@@ -132,7 +132,9 @@ def _downgrade_to_version_2(path: Path) -> None:
     conn.execute("DROP TABLE senders")
     conn.execute("DROP TABLE rate_buckets")
     conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
-    conn.execute("ALTER TABLE deliveries DROP COLUMN language")  # and what per-reader language added
+    # and what the later migrations added (per-reader language, engagement)
+    conn.execute("ALTER TABLE deliveries DROP COLUMN language")
+    conn.execute("DROP TABLE engagement")
     conn.execute("UPDATE schema_version SET version = 2")
     conn.commit()
     assert (
