@@ -82,6 +82,8 @@ CHROME: dict[str, str] = {
     "paper_page": N_("Paper page"),
     "home": N_("Home"),
     "no_issues": N_("No issues yet."),
+    # Translators: before the list of languages a page can also be read in ("Read in: English · Deutsch").
+    "read_in": N_("Read in:"),
 }
 PAPER_COUNT = NP_("{count} paper", "{count} papers")
 
@@ -146,9 +148,6 @@ class Chrome:
     def strings(self) -> dict[str, Any]:
         """Every chrome string by key (what templates see as `strings`), plus `_language`."""
         words: dict[str, Any] = {key: self.catalogue.gettext(msgid) for key, msgid in CHROME.items()}
-        # the archive's templates still use these two keys
-        words["paper_count_one"] = self.papers(1)
-        words["papers_count"] = self.catalogue.ngettext(*PAPER_COUNT, 100)
         words["_language"] = self.language
         return words
 
