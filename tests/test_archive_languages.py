@@ -444,3 +444,20 @@ def test_the_arabic_index_does_not_scroll_sideways_on_a_phone(site: Path, tmp_pa
     found = re.search(r'data-overflow="(-?\d+)"', result.stdout)
     assert found, result.stdout[-2000:]
     assert int(found.group(1)) <= 0
+
+
+def test_a_translation_into_the_newsletters_own_language(digest: Path, tmp_path: Path) -> None:
+    """Issue #2 is written in Arabic; its English translation is what the (English) root index lists."""
+    write(digest / "issues" / f"{ARABIC}.en.md", '---\nsubject: "Issue 2 in English"\n---\nWelcome.\n')
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    page = links_of(out / f"en/issues/{ARABIC}/index.html")
+    assert (page.html["lang"], page.html["dir"]) == ("en", "ltr")
+    assert page.alternates == [
+        ("ar", f"{BASE}issues/{ARABIC}/"),
+        ("en", f"{BASE}en/issues/{ARABIC}/"),
+        ("x-default", f"{BASE}issues/{ARABIC}/"),
+    ]
+    assert not (out / "en" / "index.html").exists()  # the root index is the English one
+    root = (out / "index.html").read_text(encoding="utf-8")
+    assert f'<a href="en/issues/{ARABIC}/">Issue 2 in English</a>' in root

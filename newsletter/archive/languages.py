@@ -66,11 +66,16 @@ class SiteLanguages:
         self.settings: Settings = library.settings
         self.default = self.settings.language
         translations = library.translations
+        # by slug once, rather than `languages_of` scanning every translation for each issue
+        translated_into: dict[str, list[str]] = {}
+        for slug, language in translations.issues:
+            translated_into.setdefault(slug, []).append(language)
         self.versions: dict[str, list[Version]] = {}
         for issue in issues:
             papers = papers_of[issue.slug]
             found = [Version(issue, papers)]
-            for language in translations.languages_of(issue)[1:]:
+            own = sorted(lang for lang in translated_into.get(issue.slug, ()) if lang != issue.language)
+            for language in own:  # the order of `Translations.languages_of`
                 translated = translations.issue_in(issue, language)
                 shown, paper_languages = [], {}
                 for paper in papers:
