@@ -485,6 +485,27 @@ def test_people_who_leave_after_the_snapshot_are_skipped(store: Store) -> None:
     ]
 
 
+def test_a_claim_records_each_readers_translation(store: Store) -> None:
+    tags = ["ar-EG", "de", None, "ar", "pt-BR", "de", "ar-EG"]
+    store.upsert_many(
+        [SubscriberRow(f"reader{i}@example.com", language=tag, status="active") for i, tag in enumerate(tags)]
+    )
+    assert store.reachable_languages("i") == {"ar-EG": 2, "de": 2, None: 1, "ar": 1, "pt-BR": 1}
+    store.create_ledger("i")
+    chosen = {"ar-EG": "ar", "ar": "ar", "de": "de"}
+    # a batch of one language (one UPDATE), then batches mixing three (a row each)
+    first = store.claim_batch("i", 1, language_for=lambda tag: chosen.get(tag or "", "en"))
+    rest = store.claim_batch("i", 10, language_for=lambda tag: chosen.get(tag or "", "en"))
+    claimed = first + rest
+    assert [d.sent_language for d in claimed] == ["ar", "de", "en", "ar", "en", "de", "ar"]
+    assert [d.language for d in claimed] == tags
+    recorded = {d.email: (d.state, d.sent_language, d.language) for d in store.ledger("i")}
+    assert recorded == {
+        f"reader{i}@example.com": ("sending", chosen.get(tag or "", "en"), tag) for i, tag in enumerate(tags)
+    }
+    assert store.reachable_languages("i") == {}
+
+
 def test_concurrent_claimers_never_share_a_row(database_url: str, store: Store) -> None:
     store.upsert_many(SubscriberRow(f"p{i}@example.com") for i in range(300))
     store.create_ledger(ISSUE)

@@ -93,14 +93,32 @@ class Issue:
     select: Selection | None = None  # None: no rules, only `include`
     frozen: Freeze | None = None  # what it was sent with (`<slug>.sent.toml`): its papers from then on
     audience: Audience | None = None  # None: every active reader
+    # Set on a translation (`Translations.issue_in`): the language of the issue it translates.
+    original_language: str | None = None
 
     @property
     def published(self) -> bool:
         return self.status == "published"
 
+    @property
+    def is_translation(self) -> bool:
+        return self.original_language is not None
+
+    @property
+    def web_path(self) -> str:
+        """The issue's page in the archive, relative to the site root.
+
+        An issue in its own language is at `issues/<slug>/`; a translation of it at
+        `<lang>/issues/<slug>/` (language tags never clash with the site's own folders:
+        they start with two or three letters, the folders with more).
+        """
+        if self.original_language is None:
+            return f"issues/{self.slug}/"
+        return f"{self.language}/issues/{self.slug}/"
+
     def web_url(self, settings: Settings) -> str:
-        """The issue's page in the archive: the email's "view in browser" link."""
-        return settings.url(f"issues/{self.slug}/")
+        """The issue's page in the archive: the email's "view in browser" link (a translation's own page)."""
+        return settings.url(self.web_path)
 
 
 def read_issue(

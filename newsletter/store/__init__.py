@@ -104,6 +104,7 @@ class Store:
         self.engagement_counts = engagement.engagement_counts
         self.send_started = engagement.send_started
         self.subscriber_dates = engagement.subscriber_dates
+        self.send_summary = engagement.send_summary
 
         self.create_ledger = ledger.create_ledger
         self.claim_batch = ledger.claim_batch

@@ -182,14 +182,18 @@ class Ledger:
             for status, ids in skipped.items():
                 conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
             languages = [language_for(c.language) for c in ready] if language_for else [None] * len(ready)
-            # one UPDATE per translation in the batch (usually one or two)
-            by_language: dict[str | None, list[int]] = {}
-            for c, language in zip(ready, languages, strict=True):
-                by_language.setdefault(language, []).append(c.id)
-            for language, ids in by_language.items():
-                conn.execute(
-                    statements.claim, {"ids": ids, "now": now, "b_sender": sender, "b_language": language}
-                )
+            if ready and len(set(languages)) == 1:
+                ids = [c.id for c in ready]
+                values = {"ids": ids, "now": now, "b_sender": sender, "b_language": languages[0]}
+                conn.execute(statements.claim, values)
+            elif ready:
+                # readers of several translations in one batch: one statement, a row each
+                # (one UPDATE per language would cost a statement each, per batch)
+                rows = [
+                    {"b_id": c.id, "now": now, "b_sender": sender, "b_language": language}
+                    for c, language in zip(ready, languages, strict=True)
+                ]
+                conn.execute(statements.claim_each, rows)
             for c, language in zip(ready, languages, strict=True):
                 row = c._asdict()
                 del row["subscriber_status"]
@@ -410,6 +414,7 @@ def _selects(audience: Audience | None) -> list[sa.ColumnElement[bool]]:
 class _LedgerStatements:
     candidates: sa.Select
     claim: sa.Update
+    claim_each: sa.Update
     skip: sa.Update
     mark_sent: sa.Update
     seen: sa.Update
@@ -433,6 +438,16 @@ def _ledger_statements() -> _LedgerStatements:
         .with_for_update(skip_locked=True, of=deliveries),
         claim=deliveries.update()
         .where(deliveries.c.id.in_(ids))
+        .values(
+            state="sending",
+            claimed_at=now,
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+            sender=sa.bindparam("b_sender"),
+            language=sa.bindparam("b_language"),
+        ),
+        claim_each=deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("b_id"))
         .values(
             state="sending",
             claimed_at=now,
