@@ -26,12 +26,20 @@ LEDGER_FIELDS = {"recipients", "sent", "delivered", "bounces", "complaints"}
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option(
+    "--now",
+    "now_text",
+    envvar="NEWSLETTER_NOW",
+    hidden=True,
+    help="The time taken as now (ISO 8601 with a zone); for tests.",
+)
 @pass_context
-def issues(ctx: Context, as_json: bool) -> None:
+def issues(ctx: Context, as_json: bool, now_text: str | None) -> None:
     """List every issue: number, date, slug, status, papers and how its send went.
 
     Status is the front matter's (draft, published) until a send begins, then
-    sending (readers left, e.g. after Ctrl-C) or sent. An issue file with errors
+    sending (readers left, e.g. after Ctrl-C) or sent; a published issue whose
+    send_at is still ahead is scheduled, with its time. An issue file with errors
     is left out with a warning; `newsletter check` says what is wrong with it.
 
     \b
@@ -50,8 +58,10 @@ def issues(ctx: Context, as_json: bool) -> None:
     for problem in problems:
         if not problem.warning and problem.where.startswith("issues"):
             click.echo(f"Warning: {problem} (left out)", err=True)
+    from newsletter.cli.schedule import parse_now
+
     with Store.open(settings.database_url) as store:
-        rows = issue_summaries(library, store)
+        rows = issue_summaries(library, store, parse_now(now_text))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
         return
@@ -59,6 +69,8 @@ def issues(ctx: Context, as_json: bool) -> None:
     for row in rows:
         values = row.as_dict()
         started = row.recipients > 0
+        if row.status == "scheduled":
+            values["status"] = f"scheduled {row.send_at}"
         table.append([str(values[f]) if started or f not in LEDGER_FIELDS else "" for _, f in COLUMNS])
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:

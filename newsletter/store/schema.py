@@ -158,6 +158,18 @@ rate_buckets = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 
+# Leases: one row per kind of exclusive work (e.g. "send --due"), held by one process at a time
+# until it releases the row or `expires_at` passes (it renews the row while it works), so a
+# crashed holder blocks no one for longer than one lease.
+leases = sa.Table(
+    "leases",
+    _metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
 
 def _deliveries_v1(metadata: sa.MetaData) -> sa.Table:
     """`deliveries` as version 1 made it (before migration 4 added `sender`)."""
@@ -240,8 +252,13 @@ def _migration_4(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[senders, rate_buckets])
 
 
+def _migration_send_lease(conn: Connection) -> None:
+    """Leases: `send --due` runs from cron hold one, so two overlapping runs never compete."""
+    _metadata.create_all(conn, tables=[leases])
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_send_lease]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
