@@ -164,6 +164,20 @@ def test_a_template_with_an_unknown_placeholder_is_a_settings_error(
     assert server.hits == {}
 
 
+def test_a_wrong_zone_or_send_time_is_a_settings_error(tmp_path: Path, server: FixtureServer) -> None:
+    folder = _folder(tmp_path, server, 'send_time = "8am"\n', 'timezone = "Berlin"')
+    result = run(folder, "digest", "--hf-date", DAY)
+    assert result.exit_code == 1
+    assert (
+        "newsletter.toml: newsletter.timezone: expected an IANA time zone name like 'Europe/Berlin' or 'UTC', "
+        "got 'Berlin'"
+    ) in result.output
+    assert (
+        "newsletter.toml: digest.send_time: expected a time of day HH:MM like '08:00', got '8am'"
+        in result.output
+    )
+
+
 @pytest.mark.parametrize(
     ("route", "said"),
     [
