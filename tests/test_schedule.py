@@ -137,6 +137,17 @@ def test_the_environment_variable_sets_the_clock_too(folder: Path, monkeypatch: 
     assert "--now" in bad.output and "expected an ISO 8601 time with a zone" in bad.output
 
 
+def test_dry_run_lists_what_is_due_and_sends_nothing(folder: Path) -> None:
+    result = _due(folder, AT, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"Due:    {ISSUE} (send_at 2026-12-01T08:00+01:00, 12 readers)\nDry run: nothing was sent.\n"
+    )
+    assert sum(_counts(folder).values()) == 0 and not (folder / "outbox").exists()
+    refused = run(folder, "send", ISSUE, "--due")
+    assert refused.exit_code == 1 and "--due sends the issues that are due" in refused.output
+
+
 def test_a_partial_send_is_resumed_and_nobody_gets_it_twice(folder: Path) -> None:
     canary = run(folder, "send", ISSUE, "--limit", "5", "--yes", "--no-spam-score")
     assert canary.exit_code == 0, canary.output
