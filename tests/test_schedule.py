@@ -17,7 +17,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.delivery.schedule import LEASE_NAME
-from newsletter.store import Store
+from newsletter.store import Store, SubscriberRow
 from tests.support.aws import FAKE_AWS_ENV, SesStub
 from tests.support.project import REPO, make_newsletter, run
 from tests.support.sending import ISSUE, SECRET, add_people, parse
@@ -336,3 +336,41 @@ def test_two_runs_started_together_send_once(database_url: str, tmp_path: Path) 
     assert [p.returncode for p in runs] == [0, 0], outputs
     assert sum(f"Sending {ISSUE}" in out for out, _ in outputs) == 1, outputs
     assert Counter(to for m in stub.messages for to in m.to) == Counter(readers)
+
+
+def test_each_reader_gets_the_due_issue_in_their_language(tmp_path: Path) -> None:
+    """The example's issue #1 has Arabic and German translations: `send --due` sends them as `send` does."""
+    import shutil
+
+    root = tmp_path / "example"
+    root.mkdir()
+    for name in ("papers", "issues", "templates"):
+        shutil.copytree(REPO / name, root / name)
+    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    slug = "2026-03-17-multilingual-llms"
+    _set_front_matter(root, slug, "send_at: 2026-03-17T08:00:00+01:00")
+    readers = {
+        "ada@example.org": "en",
+        "laila@example.org": "ar",
+        "jurgen@example.org": "de",
+        "elise@example.org": "fr",
+    }
+    with Store.open(load_settings(root, env={}).database_url) as store:
+        store.upsert_many(
+            [SubscriberRow(email=a, language=lang, status="active") for a, lang in readers.items()]
+        )
+    result = run(root, "send", "--due", "--now", "2026-03-17T07:00:00Z", "--no-spam-score")
+    assert result.exit_code == 0, result.output
+    subjects = {}
+    for path in (root / "outbox" / slug).glob("*.eml"):
+        message = parse(path.read_bytes())
+        subjects[message["To"].addresses[0].addr_spec] = str(message["Subject"])
+    assert (
+        subjects
+        == {
+            "ada@example.org": "Multilingual LLM Digest #1: 45 papers on LLMs beyond English",
+            "laila@example.org": "النشرة متعددة اللغات #1: 45 ورقة عن نماذج لغوية تتجاوز الإنجليزية",
+            "jurgen@example.org": "Multilingual LLM Digest #1: 45 Artikel über LLMs jenseits des Englischen",
+            "elise@example.org": "Multilingual LLM Digest #1: 45 papers on LLMs beyond English",  # no French: the original
+        }
+    )

@@ -25,7 +25,7 @@ from newsletter.content.freeze import freeze
 from newsletter.content.issues import Issue
 from newsletter.content.library import Library, check_references, load_issues, load_papers
 from newsletter.content.translations import load_translations
-from newsletter.delivery.plan import plan_send, resolve_secret
+from newsletter.delivery.plan import plan_send, resolve_secret, send_languages
 from newsletter.delivery.sending import send_issue
 from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.file import issue_outbox
@@ -211,11 +211,18 @@ def _send_one(
     """Build, check, freeze and send one due issue, as `send ISSUE --yes` would; record a skip instead of raising."""
     settings = library.settings
     try:
-        built = build_message(library, issue)
-        checks = check_built(built, spamassassin=options.spamassassin)
-        due.warnings = list(checks.warnings)
-        if checks.errors:
-            due.skipped = "the pre-flight checks failed:\n" + "\n".join(f"  {e}" for e in checks.errors)
+        # rendered and checked once per language, as `send ISSUE` does
+        builds = {
+            lang: build_message(library, issue, language=lang) for lang in send_languages(library, issue)
+        }
+        errors: list[str] = []
+        for language, built in builds.items():
+            checks = check_built(built, spamassassin=options.spamassassin)
+            named = "" if language == issue.language else f"{language}: "
+            due.warnings += [named + line for line in checks.warnings]
+            errors += [named + line for line in checks.errors]
+        if errors:
+            due.skipped = "the pre-flight checks failed:\n" + "\n".join(f"  {e}" for e in errors)
             return
         outbox = issue_outbox(options.outbox or settings.outbox_dir, issue.slug)
         transport = make_transport(
@@ -231,10 +238,16 @@ def _send_one(
             workers=options.workers,
             threads=options.threads,
             secret=secret,
-            template=MessageTemplate.build(built.rendered, settings),
+            templates={lang: MessageTemplate.build(b.rendered, settings) for lang, b in builds.items()},
         )
-        # the first real send records its papers, as `send ISSUE` does
-        freeze(issue, built.rendered.papers, issue.subject, dt.datetime.now(dt.UTC))
+        # the first real send records its papers and translations, as `send ISSUE` does
+        translations = {
+            lang: library.translations.issues[(issue.slug, lang)].path
+            for lang in builds
+            if lang != issue.language
+        }
+        original = builds[issue.language].rendered.papers
+        freeze(issue, original, issue.subject, dt.datetime.now(dt.UTC), translations=translations)
     except NewsletterError as exc:
         due.skipped = exc.format_message()
         return
