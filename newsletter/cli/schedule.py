@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from typing import Any
 
 import click
 
@@ -29,11 +30,29 @@ def _when(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="minutes")
 
 
-def send_due_command(settings: Settings, options: DueOptions, now_text: str | None, *, dry_run: bool) -> None:
-    """Run `send --due` (or, with --dry-run, only say what is due) and exit with the run's code."""
+def send_due_command(
+    settings: Settings,
+    now_text: str | None,
+    run_options: dict[str, Any],
+    *,
+    dry_run: bool,
+    no_spam_score: bool,
+    refused: bool,
+) -> None:
+    """Run `send --due` (or, with --dry-run, only say what is due) and exit with the run's code.
+
+    `run_options` are `send`'s options that apply to every due issue (transport, outbox,
+    rate, workers, threads); `refused`: options for a single issue were given too.
+    """
     from newsletter.delivery.schedule import due_issues, load_for_schedule, next_scheduled, send_due
     from newsletter.store import Store
 
+    if refused:
+        raise click.UsageError(
+            "--due sends the issues that are due, checked: it takes no ISSUE, --test, --limit, "
+            "--resend-uncertain, --retry-failed or --skip-checks"
+        )
+    options = DueOptions(**run_options, spamassassin=not no_spam_score)
     now = parse_now(now_text)
     with Store.open(settings.database_url) as store:
         if dry_run:

@@ -149,23 +149,12 @@ def send(
 
     settings = ctx.settings
     if due:
-        if (
-            issue_ref
-            or test_addresses
-            or limit is not None
-            or resend_uncertain
-            or retry_failed
-            or skip_checks
-        ):
-            raise click.UsageError(
-                "--due sends the issues that are due, checked: it takes no ISSUE, --test, --limit, "
-                "--resend-uncertain, --retry-failed or --skip-checks"
-            )
         from newsletter.cli.schedule import send_due_command
-        from newsletter.delivery.schedule import DueOptions
 
-        options = DueOptions(transport_name, outbox, rate, workers, threads, spamassassin=not no_spam_score)
-        send_due_command(settings, options, now_text, dry_run=dry_run)
+        single = issue_ref or test_addresses or limit is not None or resend_uncertain or retry_failed
+        run = dict(transport=transport_name, outbox=outbox, rate=rate, workers=workers, threads=threads)
+        send_due_command(settings, now_text, run, dry_run=dry_run, no_spam_score=no_spam_score,
+                         refused=bool(single or skip_checks))  # fmt: skip
         return
     if issue_ref is None:
         raise click.UsageError("expected an ISSUE (a path or a slug), or --due")
