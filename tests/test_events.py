@@ -541,7 +541,9 @@ def test_an_old_database_gains_the_message_id_index(tmp_path: Path) -> None:
         conn.execute("DROP INDEX ix_events_message_id")
         conn.execute("DROP TABLE senders")
         conn.execute("DROP TABLE rate_buckets")
+        conn.execute("DROP TABLE engagement")
         conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN language")
         conn.execute("UPDATE schema_version SET version = 1")
     with Store.open(f"sqlite:///{database}") as store:
         store.add_subscriber("full@example.org", status="active")
