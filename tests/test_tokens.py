@@ -128,11 +128,13 @@ def _downgrade_to_version_2(path: Path) -> None:
     conn.execute("DROP TABLE subscribers")
     conn.execute("ALTER TABLE plain RENAME TO subscribers")
     conn.execute("CREATE INDEX ix_subscribers_status ON subscribers (status)")
-    # and what migration 4 added (senders sharing a ledger)
+    # and what migration 4 added (senders sharing a ledger), and the migrations after it
     conn.execute("DROP TABLE senders")
     conn.execute("DROP TABLE rate_buckets")
     conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
-    conn.execute("ALTER TABLE deliveries DROP COLUMN language")  # and what per-reader language added
+    conn.execute("ALTER TABLE deliveries DROP COLUMN language")
+    conn.execute("DROP TABLE engagement")
+    conn.execute("DROP TABLE leases")
     conn.execute("UPDATE schema_version SET version = 2")
     conn.commit()
     assert (

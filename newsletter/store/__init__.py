@@ -6,6 +6,7 @@ This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `subscribers`, `events`, `ledger`: one small class each, holding their statements;
 - `engagement`: opens and clicks of the ledger's messages (opt-in);
 - `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
+- `leases`: exclusive work (`send --due`) held by one process at a time, until released or expired;
 - `addresses`: an address's identity and valid form;
 - `copy`: a whole database copied into another (SQLite → PostgreSQL), verified by counts.
 `Store` opens the database, brings its schema up to date, and lends out the methods of
@@ -26,6 +27,7 @@ from newsletter.store.copy import copy_database
 from newsletter.store.engagement import Burst, Engagement, Observation
 from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
+from newsletter.store.leases import Lease, LeaseAnswer, Leases
 from newsletter.store.ledger import Delivery, Ledger
 from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
 from newsletter.store.senders import Senders
@@ -42,6 +44,8 @@ __all__ = [
     "Burst",
     "Delivery",
     "ImportCounts",
+    "Lease",
+    "LeaseAnswer",
     "Observation",
     "StatusChange",
     "Store",
@@ -93,6 +97,7 @@ class Store:
         self.engagement_counts = engagement.engagement_counts
         self.send_started = engagement.send_started
         self.subscriber_dates = engagement.subscriber_dates
+        self.send_summary = engagement.send_summary
 
         self.create_ledger = ledger.create_ledger
         self.claim_batch = ledger.claim_batch
@@ -115,6 +120,12 @@ class Store:
         self.finish_sender = senders.finish_sender
         self.sender_counts = senders.sender_counts
         self.take_tokens = senders.take_tokens
+
+        leases = Leases(self.db)
+        self.acquire_lease = leases.acquire_lease
+        self.renew_lease = leases.renew_lease
+        self.release_lease = leases.release_lease
+        self.lease = leases.lease
 
     @classmethod
     def open(cls, url: str, *, connections: int = 5) -> Store:

@@ -163,6 +163,19 @@ rate_buckets = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 
+# Leases: one row per kind of exclusive work (e.g. "send --due"), held by one process at a time
+# until it releases the row or `expires_at` passes (it renews the row while it works), so a
+# crashed holder blocks no one for longer than one lease.
+leases = sa.Table(
+    "leases",
+    _metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+
 # Opens and clicks (opt-in, `ses.engagement`), one row per SES Open or Click event of a
 # message in the ledger (by its SES message id). Nothing of the reader's machine is kept:
 # no IP address, no user agent; only when, which link (ours), which paper (its link tag)
@@ -279,6 +292,11 @@ def _migration_engagement(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[engagement])
 
 
+def _migration_send_lease(conn: Connection) -> None:
+    """Leases: `send --due` runs from cron hold one, so two overlapping runs never compete."""
+    _metadata.create_all(conn, tables=[leases])
+
+
 # Applied in order; the database's version is the number of migrations applied.
 MIGRATIONS = [
     _migration_1,
@@ -287,6 +305,7 @@ MIGRATIONS = [
     _migration_4,
     _migration_delivery_language,
     _migration_engagement,
+    _migration_send_lease,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
