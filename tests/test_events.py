@@ -543,6 +543,7 @@ def test_an_old_database_gains_the_message_id_index(tmp_path: Path) -> None:
         conn.execute("DROP TABLE rate_buckets")
         conn.execute("DROP TABLE engagement")
         conn.execute("DROP TABLE leases")
+        conn.execute("DROP TABLE subscriber_tags")
         conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
         conn.execute("ALTER TABLE deliveries DROP COLUMN language")
         conn.execute("UPDATE schema_version SET version = 1")

@@ -424,7 +424,8 @@ def test_canary_limit_then_the_rest(settings, library, store, template, secret) 
     transport = MemoryTransport()
     canary = send(settings, library, store, transport, secret, template, limit=5)
     assert canary.sent == 5 and len(store.ledger(ISSUE)) == 5
-    assert transport.recipients == people["active"][:5]
+    # the first five readers of the list; threads hand them to the transport in any order
+    assert sorted(transport.recipients) == people["active"][:5]
     more = send(settings, library, store, transport, secret, template, limit=10)
     assert more.sent == 10 and len(store.ledger(ISSUE)) == 15
     rest = send(settings, library, store, transport, secret, template)

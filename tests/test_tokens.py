@@ -128,13 +128,14 @@ def _downgrade_to_version_2(path: Path) -> None:
     conn.execute("DROP TABLE subscribers")
     conn.execute("ALTER TABLE plain RENAME TO subscribers")
     conn.execute("CREATE INDEX ix_subscribers_status ON subscribers (status)")
-    # and what migration 4 added (senders sharing a ledger), and the migrations after it
+    # and what the later migrations added (senders sharing a ledger, languages, engagement, leases, tags)
     conn.execute("DROP TABLE senders")
     conn.execute("DROP TABLE rate_buckets")
     conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
     conn.execute("ALTER TABLE deliveries DROP COLUMN language")
     conn.execute("DROP TABLE engagement")
     conn.execute("DROP TABLE leases")
+    conn.execute("DROP TABLE subscriber_tags")
     conn.execute("UPDATE schema_version SET version = 2")
     conn.commit()
     assert (

@@ -270,6 +270,10 @@ def _status(issue) -> str:
     return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
 
 
+def _audience(issue) -> str:
+    return issue.audience.describe() if issue.audience else "every active subscriber"
+
+
 def _path(library, issue, language: str) -> Path:
     """The file a language's words come from: the issue's, or its translation's."""
     found = library.translations.issues.get((issue.slug, language))
@@ -289,6 +293,7 @@ def _describe_dry_run(store, plan, library, issue, papers: int, *, checked: bool
     click.echo(f"Subject:    {issue.subject}")
     click.echo(f"Papers:     {papers}")
     click.echo(f"Transport:  {plan.transport_name}")
+    click.echo(f"Audience:   {_audience(issue)}")
     click.echo(f"Recipients: {to_send}")
     click.echo(
         "Languages:  (readers by the translation they get" + (", before --limit)" if plan.limit else ")")
@@ -348,6 +353,7 @@ def _confirm(issue, papers: int, count: int, transport: str, limit: int | None) 
     click.echo(f"Status:     {_status(issue)}", err=True)
     click.echo(f"Subject:    {issue.subject}", err=True)
     click.echo(f"Papers:     {papers}", err=True)
+    click.echo(f"Audience:   {_audience(issue)}", err=True)
     click.echo(f"Recipients: {count}{canary}", err=True)
     click.echo(f"Transport:  {transport}", err=True)
     if not click.confirm("Send now?", default=False, err=True):

@@ -1,7 +1,8 @@
 """Issues: `issues/<date>-<slug>.md` read into an `Issue`, with its paper selection rules.
 
 The body is the editor's introduction; the front matter names papers (`include`,
-`exclude`) and/or rules that pick them (`select`, see `newsletter.content.selection`).
+`exclude`) and/or rules that pick them (`select`, see `newsletter.content.selection`),
+and optionally the part of the list it goes to (`audience`: languages, tags).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from newsletter.content.front_matter import check_unknown, error_count, read_fro
 from newsletter.content.papers import clean_body
 from newsletter.content.schema import FrontMatterFields
 from newsletter.errors import Problem
+from newsletter.text import MAX_TAG, fold_tag, is_language_tag
 
 ISSUE_STEM = re.compile(r"^(\d{4}-\d{2}-\d{2})-([a-z0-9][a-z0-9-]*)$")
 SORT_KEYS = ("upvotes", "rank", "published", "title", "id")
@@ -34,8 +36,10 @@ ISSUE_FIELDS = [
     "exclude",
     "select",
     "send_at",
+    "audience",
 ]
 SELECT_FIELDS = ["tags", "since", "until", "min_upvotes", "has_code", "sort", "limit"]
+AUDIENCE_FIELDS = ["languages", "tags"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,27 @@ class Selection:
     has_code: bool | None = None
     sort: str = "published"
     limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Audience:
+    """An issue's `audience`: the active readers it goes to. Either side may be empty (no condition).
+
+    A reader is in it when their language matches one of `languages` by BCP 47 prefix
+    (`ar` takes `ar-EG`; a reader without a language has the newsletter's) and, when
+    `tags` are given, they carry at least one of them.
+    """
+
+    languages: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = []
+        if self.languages:
+            parts.append("languages " + ", ".join(self.languages))
+        if self.tags:
+            parts.append("tags " + ", ".join(self.tags))
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,7 @@ class Issue:
     exclude: tuple[str, ...] = ()
     select: Selection | None = None  # None: no rules, only `include`
     frozen: Freeze | None = None  # what it was sent with (`<slug>.sent.toml`): its papers from then on
+    audience: Audience | None = None  # None: every active reader
     # Set on a translation (`Translations.issue_in`): the language of the issue it translates.
     original_language: str | None = None
     send_at: dt.datetime | None = None  # aware: when `send --due` may mail it (once published)
@@ -175,6 +201,7 @@ def read_issue(
                 problems.append(
                     Problem(where, "select.until", f"must not be before select.since ({select.since})")
                 )
+    audience = read_audience(where, data.get("audience"), problems)
     issue_kwargs = dict(
         subject=f.get("subject", schema.header_text, default=title),
         number=f.get("number", schema.positive_int, required=True),
@@ -198,5 +225,45 @@ def read_issue(
         date=date,
         intro=clean_body(body),
         select=select,
+        audience=audience,
         **issue_kwargs,
     )
+
+
+def _language_list(v: object) -> tuple[str, ...]:
+    values = schema.strings(v)
+    if not values or not all(is_language_tag(x) for x in values):
+        raise schema.Expected("a list of language tags like [ar, de]")
+    return tuple(dict.fromkeys(values))
+
+
+def _tag_list(v: object) -> tuple[str, ...]:
+    expected = f"a list of subscriber tags like [vip] (no commas, at most {MAX_TAG} characters each)"
+    try:
+        values = tuple(dict.fromkeys(fold_tag(t) for t in schema.strings(v)))
+    except ValueError:
+        raise schema.Expected(expected) from None
+    if not values:
+        raise schema.Expected(expected)
+    return values
+
+
+def read_audience(where: str, raw: object, problems: list[Problem]) -> Audience | None:
+    """The `audience:` mapping, strictly: unknown keys and wrong types are errors (they would mail the wrong people)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        problems.append(Problem.expected(where, "audience", "a mapping with languages and/or tags", raw))
+        return None
+    fields = {f"audience.{k}": v for k, v in raw.items()}
+    before = error_count(problems)
+    check_unknown(where, fields, [f"audience.{k}" for k in AUDIENCE_FIELDS], problems, strict=True)
+    a = FrontMatterFields(where, fields, problems)
+    languages = a.get("audience.languages", _language_list, default=())
+    tags = a.get("audience.tags", _tag_list, default=())
+    if error_count(problems) > before:
+        return None
+    if not languages and not tags:
+        problems.append(Problem.expected(where, "audience", "languages and/or tags", raw))
+        return None
+    return Audience(languages=languages, tags=tags)

@@ -29,7 +29,7 @@ from newsletter.delivery.pacing import Pacer, SharedPacer
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
-from newsletter.tokens import unsubscribe_token
+from newsletter.tokens import preferences_token, unsubscribe_token
 
 if TYPE_CHECKING:
     from newsletter.delivery.plan import SendPlan
@@ -213,11 +213,12 @@ class SendLoop:
         answer = _Answer(delivery, "requeue")
         try:
             token = unsubscribe_token(self.secret, delivery.subscriber_id)  # type: ignore[arg-type]
+            preferences = preferences_token(self.secret, delivery.subscriber_id)  # type: ignore[arg-type]
             # the claim chose the reader's translation (and recorded it in the ledger)
             template = self.templates.get(delivery.sent_language or "") or self.plan.template_for(
                 delivery.language
             )
-            raw = template.personalise(Recipient(delivery.email, delivery.name, token))
+            raw = template.personalise(Recipient(delivery.email, delivery.name, token, preferences))
         except Exception:
             # a bug before anything left: the row goes back to the queue, the send stops
             self.halt.set()

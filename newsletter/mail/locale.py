@@ -47,6 +47,8 @@ CHROME: dict[str, str] = {
     "view_in_browser": N_("View in browser"),
     "unsubscribe": N_("Unsubscribe"),
     "unsubscribe_line": N_("Unsubscribe with one click: {url}"),
+    "preferences": N_("Language and name"),
+    "preferences_line": N_("Change your language or name: {url}"),
     "read_more": N_("Read more →"),
     "greeting": N_("Hi {name},"),
     "greeting_anonymous": N_("Hi,"),

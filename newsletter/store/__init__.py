@@ -3,7 +3,7 @@
 This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `engine`: the engine, SQLite's pragmas, read and write transactions;
 - `schema`: tables and migrations;
-- `subscribers`, `events`, `ledger`: one small class each, holding their statements;
+- `subscribers`, `tags`, `events`, `ledger`: one small class each, holding their statements;
 - `engagement`: opens and clicks of the ledger's messages (opt-in);
 - `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
 - `leases`: exclusive work (`send --due`) held by one process at a time, until released or expired;
@@ -28,10 +28,18 @@ from newsletter.store.engagement import Burst, Engagement, Observation
 from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
 from newsletter.store.leases import Lease, LeaseAnswer, Leases
-from newsletter.store.ledger import Delivery, Ledger
+from newsletter.store.ledger import Audience, Delivery, Ledger
 from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
 from newsletter.store.senders import Senders
-from newsletter.store.subscribers import ImportCounts, StatusChange, Subscriber, SubscriberRow, Subscribers
+from newsletter.store.subscribers import (
+    ImportCounts,
+    StatusChange,
+    Subscriber,
+    SubscriberRow,
+    Subscribers,
+    identify,
+)
+from newsletter.store.tags import Tags
 
 __all__ = [
     "ERASED",
@@ -41,6 +49,7 @@ __all__ = [
     "STATUSES",
     "UNCERTAIN",
     "ApplyResult",
+    "Audience",
     "Burst",
     "Delivery",
     "ImportCounts",
@@ -86,6 +95,8 @@ class Store:
         self.iter_subscribers = subscribers.iter_subscribers
         self.count_by_status = subscribers.count_by_status
         self.upsert_many = subscribers.upsert_many
+        self.set_profile = subscribers.set_profile
+        self.tag_subscribers = Tags(self.db, identify).tag_subscribers
 
         self.list_events = events.list_events
         self.apply_event = events.apply_event

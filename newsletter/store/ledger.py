@@ -10,7 +10,7 @@ Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -27,6 +27,7 @@ from newsletter.store.schema import (
     deliveries,
     senders,
     snapshots,
+    subscriber_tags,
     subscribers,
     utc_now,
 )
@@ -69,14 +70,15 @@ class Ledger:
         self.db = db
         self._seen: dict[str, datetime] = {}  # when each sender last told the others it is at work
 
-    def create_ledger(self, issue: str, *, limit: int | None = None) -> int:
+    def create_ledger(self, issue: str, *, limit: int | None = None, audience: Audience | None = None) -> int:
         """Snapshot the active subscribers into the ledger for `issue`; returns rows added.
 
         The snapshot is taken once: when the issue's ledger is complete, later calls
         add nothing (people who subscribe afterwards get the next issue). A `limit`
         makes a partial snapshot for a canary send: the ledger then holds at most
         `limit` rows in subscriber order; a later call with a larger limit tops it up
-        to that size, and a call without a limit completes the snapshot.
+        to that size, and a call without a limit completes the snapshot. An `audience`
+        snapshots only the active subscribers it selects.
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit: expected a number >= 0, got {limit}")
@@ -102,7 +104,7 @@ class Ledger:
                     sa.literal(0, sa.Integer).label("attempts"),
                     sa.literal(now, UtcDateTime).label("updated_at"),
                 )
-                .where(subscribers.c.status == "active", ~sa.exists(already))
+                .where(subscribers.c.status == "active", ~sa.exists(already), *_selects(audience))
                 .order_by(subscribers.c.id)
             )
             if limit is not None:
@@ -303,15 +305,16 @@ class Ledger:
         """failed/temporary → queued, for a later retry run. The error text is kept until resent."""
         return self._requeue_where(issue, deliveries.c.state == "failed", deliveries.c.outcome == "temporary")
 
-    def reachable(self, issue: str) -> int:
+    def reachable(self, issue: str, *, audience: Audience | None = None) -> int:
         """How many readers a send of `issue` would reach now, as `create_ledger` and the claims decide.
 
         Queued rows whose subscriber is still active, plus, while the snapshot is not
-        complete (no send yet, or only a canary), active subscribers not in it yet.
+        complete (no send yet, or only a canary), active subscribers not in it yet (those in
+        `audience` only).
         """
-        return sum(self.reachable_languages(issue).values())
+        return sum(self.reachable_languages(issue, audience=audience).values())
 
-    def reachable_languages(self, issue: str) -> dict[str | None, int]:
+    def reachable_languages(self, issue: str, *, audience: Audience | None = None) -> dict[str | None, int]:
         """The readers `reachable` counts, by their language as stored (None: no language)."""
         language = subscribers.c.language
         queued = (
@@ -327,7 +330,7 @@ class Ledger:
         )
         joining = (
             sa.select(language, sa.func.count())
-            .where(subscribers.c.status == "active", ~sa.exists(already))
+            .where(subscribers.c.status == "active", ~sa.exists(already), *_selects(audience))
             .group_by(language)
         )
         counts: dict[str | None, int] = {}
@@ -367,6 +370,44 @@ class Ledger:
         )
         with self.db.read() as conn:
             return list(conn.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Which subscribers a snapshot takes: any of `languages` (by BCP 47 prefix) and any of `tags`.
+
+    Empty means no condition on that side. A subscriber without a language counts as
+    `default_language` (the newsletter's: what they are sent). Tags are folded
+    (`newsletter.text.fold_tag`); language tags are compared case-insensitively.
+    """
+
+    languages: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    default_language: str = "en"
+
+
+def _selects(audience: Audience | None) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of an audience on the subscribers table (none without one)."""
+    if audience is None:
+        return []
+    where = []
+    if audience.languages:
+        language = sa.func.lower(sa.func.coalesce(subscribers.c.language, audience.default_language))
+        # `ar` selects `ar` and `ar-EG`, never `arn`; tags hold only letters, digits and '-'
+        where.append(
+            sa.or_(
+                *(
+                    sa.or_(language == tag.lower(), language.like(f"{tag.lower()}-%"))
+                    for tag in audience.languages
+                )
+            )
+        )
+    if audience.tags:
+        tagged = sa.select(subscriber_tags.c.subscriber_id).where(
+            subscriber_tags.c.subscriber_id == subscribers.c.id, subscriber_tags.c.tag.in_(audience.tags)
+        )
+        where.append(sa.exists(tagged))
+    return where
 
 
 @dataclass(frozen=True)

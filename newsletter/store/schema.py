@@ -137,6 +137,22 @@ events = sa.Table(
 )
 
 
+# A subscriber's tags (`subscribers tag`, imports): one row per (subscriber, tag), tags folded
+# (see `newsletter.text.fold_tag`). An issue's `audience:` selects readers by them.
+subscriber_tags = sa.Table(
+    "subscriber_tags",
+    _metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(100), primary_key=True),
+    sa.Index("ix_subscriber_tags_tag", "tag"),
+)
+
+
 # The senders of each issue: one row per `newsletter send` process, named "host pid start".
 # A sender refreshes `seen_at` while it works and sets `finished_at` when it stops, so the rows
 # it left in `sending` are in flight while it lives and uncertain once it has finished or gone silent.
@@ -295,6 +311,9 @@ def _migration_engagement(conn: Connection) -> None:
 def _migration_send_lease(conn: Connection) -> None:
     """Leases: `send --due` runs from cron hold one, so two overlapping runs never compete."""
     _metadata.create_all(conn, tables=[leases])
+def _migration_subscriber_tags(conn: Connection) -> None:
+    """Subscriber tags: a table of (subscriber, tag) rows, so an audience is one indexed lookup."""
+    _metadata.create_all(conn, tables=[subscriber_tags])
 
 
 # Applied in order; the database's version is the number of migrations applied.
@@ -306,6 +325,7 @@ MIGRATIONS = [
     _migration_delivery_language,
     _migration_engagement,
     _migration_send_lease,
+    _migration_subscriber_tags,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
