@@ -311,6 +311,8 @@ def _migration_engagement(conn: Connection) -> None:
 def _migration_send_lease(conn: Connection) -> None:
     """Leases: `send --due` runs from cron hold one, so two overlapping runs never compete."""
     _metadata.create_all(conn, tables=[leases])
+
+
 def _migration_subscriber_tags(conn: Connection) -> None:
     """Subscriber tags: a table of (subscriber, tag) rows, so an audience is one indexed lookup."""
     _metadata.create_all(conn, tables=[subscriber_tags])
