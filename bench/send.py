@@ -62,7 +62,7 @@ from newsletter.delivery.sending import send_issue  # noqa: E402
 from newsletter.delivery.transports.base import SendResult, Transport  # noqa: E402
 from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
 from newsletter.mail.message import Recipient  # noqa: E402
-from newsletter.store import Store, SubscriberRow  # noqa: E402
+from newsletter.store import Answers, Store, SubscriberRow  # noqa: E402
 from newsletter.tokens import unsubscribe_token  # noqa: E402
 from tests.support.aws import FAKE_AWS_ENV  # noqa: E402
 
@@ -275,10 +275,10 @@ def cpu(n: int) -> None:
             store.create_ledger("ledger-only")
             start = time.process_time()
             # as the sender does: each claim also records the previous batch as sent
-            done: list[tuple[int, str | None]] = []
-            while rows := store.claim_batch("ledger-only", THREADS, record_sent=done):
-                done = [(row.subscriber_id, "id") for row in rows]
-            store.mark_sent_many("ledger-only", done)
+            done = Answers()
+            while rows := store.claim_batch("ledger-only", THREADS, answers=done):
+                done = Answers(sent=[(row.id, "id") for row in rows])
+            store.record("ledger-only", done)
             ledger = (time.process_time() - start) / n
 
         transport = DiscardTransport()
@@ -326,7 +326,8 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
                 if p.returncode != 0:
                     raise SystemExit(f"a sender failed: {err}")
         finally:
-            accepted, throttled = stub.stop()
+            seen = stub.stop()
+            accepted, throttled = seen["sent"], seen["throttled"]
             if not was_frozen:
                 frozen.unlink(missing_ok=True)
         with Store.open(settings.database_url) as store, store.engine.connect() as conn:

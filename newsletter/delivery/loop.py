@@ -29,6 +29,7 @@ from newsletter.delivery.pacing import Pacer, SharedPacer
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
+from newsletter.store import Answers
 from newsletter.tokens import unsubscribe_token
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class SendLoop:
         self.interrupted = False
         # claim in small batches (fewer transactions) but keep every thread busy
         self._low_water = max(1, self.threads // 4)
-        self._unrecorded: list[tuple[int, str | None]] = []  # sent, to be recorded with the next claim
+        self._unrecorded = Answers()  # answers to record with the next claim
         self._unrecorded_since = 0.0
 
     def run(self) -> Tally:
@@ -117,7 +118,7 @@ class SendLoop:
             for thread in senders:
                 thread.join()
         if self._unrecorded:
-            self.store.mark_sent_many(self.issue, self._take_unrecorded())
+            self.store.record(self.issue, self._take_unrecorded())
         # from now on what this sender left in `sending` is uncertain, for every sender to see
         self.store.finish_sender(self.issue, self.claimer)
         self.tally.quota = self.bucket.quota
@@ -144,7 +145,7 @@ class SendLoop:
                 got = self.bucket.take(want) if want > 0 else 0
                 if got:
                     rows = self.store.claim_batch(
-                        self.issue, got, record_sent=self._take_unrecorded(), sender=self.claimer
+                        self.issue, got, answers=self._take_unrecorded(), sender=self.claimer
                     )
                     claimed_now = True
                     self.bucket.give_back(got - len(rows))
@@ -164,7 +165,7 @@ class SendLoop:
                     or time.monotonic() - self._unrecorded_since > RECORD_DELAY
                 )
             ):
-                self.store.mark_sent_many(self.issue, self._take_unrecorded())
+                self.store.record(self.issue, self._take_unrecorded())
             if not in_flight and (exhausted or halted):
                 return
             if time.monotonic() - self._seen > HEARTBEAT:  # slow answers: still at work
@@ -199,8 +200,8 @@ class SendLoop:
                 answer = _Answer(delivery, "crash", error=traceback.format_exc())
             answers.put(answer)
 
-    def _take_unrecorded(self) -> list[tuple[int, str | None]]:
-        taken, self._unrecorded = self._unrecorded, []
+    def _take_unrecorded(self) -> Answers:
+        taken, self._unrecorded = self._unrecorded, Answers()
         return taken
 
     # runs on a sending thread
@@ -254,48 +255,46 @@ class SendLoop:
 
     # runs on the loop's thread: the only writer of this process
     def _record_all(self, answers: list[_Answer]) -> None:
-        """Record answers. Sent messages are recorded with the next claim (one transaction for
-        both: a commit per message costs more CPU than building it); the rest at once."""
+        """Note answers, to be recorded with the next claim (one transaction for both: a commit
+        per message costs more CPU than building it). Until then their rows stay `sending`,
+        which the bound on claims counts as in flight."""
+        if not self._unrecorded:
+            self._unrecorded_since = time.monotonic()
         for a in answers:
-            if a.kind == "sent":
-                if not self._unrecorded:
-                    self._unrecorded_since = time.monotonic()
-                self._unrecorded.append((a.delivery.subscriber_id, a.message_id))  # type: ignore[arg-type]
-                self._record(a, recorded=True)
-            else:
-                self._record(a)
+            self._record(a)
 
-    def _record(self, answer: _Answer, *, recorded: bool = False) -> None:
+    def _record(self, answer: _Answer) -> None:
         d = answer.delivery
-        sid: int = d.subscriber_id  # type: ignore[assignment]
+        sid = d.id  # the row, as the ledger records answers
         t = self.tally
         t.retries += answer.retries
         t.throttled += answer.throttled
-        if answer.kind == "sent":
-            if not recorded:
-                self.store.mark_sent(self.issue, sid, answer.message_id)
+        todo = self._unrecorded
+        kind = answer.kind
+        if kind == "sent":
+            todo.sent.append((sid, answer.message_id))
             t.sent += 1
-        elif answer.kind in ("temporary", "permanent"):
-            self.store.mark_failed(self.issue, sid, answer.kind, answer.error or answer.kind)
-            if answer.kind == "temporary":
+        elif kind in ("temporary", "permanent"):
+            todo.failed.append((sid, kind, answer.error or kind))
+            if kind == "temporary":
                 t.failed_temporary += 1
             else:
                 t.failed_permanent += 1
             if len(t.failures) < FAILURES_KEPT:
-                t.failures.append(Failure(d.email, answer.kind, answer.error or ""))
-        elif answer.kind == "uncertain":
-            self.store.mark_uncertain(self.issue, sid, answer.error or answer.kind)
+                t.failures.append(Failure(d.email, kind, answer.error or ""))
+        elif kind == "uncertain":
+            todo.uncertain.append((sid, answer.error or kind))
             t.uncertain += 1
-        elif answer.kind in ("requeue", "stop", "crash-before"):
-            self.store.requeue(self.issue, sid)
+        elif kind in ("requeue", "stop", "crash-before"):
+            todo.requeued.append(sid)
             t.requeued += 1
-            if answer.kind == "stop":
+            if kind == "stop":
                 t.stopped = t.stopped or answer.error
                 self.halt.set()
-            elif answer.kind == "crash-before":
+            elif kind == "crash-before":
                 t.crashed = t.crashed or answer.error
-        elif answer.kind == "crash":
+        elif kind == "crash":
             t.crashed = t.crashed or answer.error
             self.halt.set()
-        if self.progress is not None and answer.kind != "requeue":
+        if self.progress is not None and kind != "requeue":
             self.progress(1)

@@ -1,0 +1,274 @@
+"""Claiming ledger rows and recording their answers in batches: the send loop's hot statements.
+
+A send claims and records every reader's row, so these few statements run thousands of times
+a second; building and executing them through SQLAlchemy cost more CPU than the database
+takes to run them (≈1 ms per batch, against a goal of 0.1 ms per reader for the whole send).
+They run as plain SQL on a DBAPI connection of their own (`Database.dedicated`):
+
+* SQLite: one ``BEGIN IMMEDIATE`` transaction per batch, each kind of answer one
+  ``executemany`` (the loop runs in C), the claim one SELECT and one ``executemany``;
+* PostgreSQL: ONE statement per batch — data-modifying CTEs record every answer and claim
+  the next rows (``FOR UPDATE SKIP LOCKED``) — in autocommit, so a batch is a single round
+  trip and a single transaction.
+
+Either way a batch is atomic: the answers it records and the rows it claims commit together,
+so what a crash leaves in ``sending`` is what the sender had claimed and not yet recorded
+(the ledger's contract, docs/architecture.md "Ledger states").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from newsletter.store.engine import Database
+from newsletter.store.schema import OUTCOMES, UNCERTAIN, UtcDateTime
+
+
+@dataclass
+class Answers:
+    """Answers a sender has and the ledger does not yet: recorded together with the next claim."""
+
+    # rows by their id (the primary key: the cheapest lookup there is)
+    sent: list[tuple[int, str | None]] = field(default_factory=list)  # (row id, message_id)
+    failed: list[tuple[int, str, str]] = field(default_factory=list)  # (row id, outcome, error)
+    uncertain: list[tuple[int, str]] = field(default_factory=list)  # (row id, error)
+    requeued: list[int] = field(default_factory=list)  # row ids: certainly not sent
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.failed) + len(self.uncertain) + len(self.requeued)
+
+    def check(self) -> None:
+        for _, outcome, _ in self.failed:
+            if outcome not in OUTCOMES:
+                raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}")
+
+
+# Columns a claim reads, in this order: the row, then its subscriber's status, name and language.
+CLAIMED = (
+    "id",
+    "subscriber_id",
+    "email",
+    "state",
+    "attempts",
+    "outcome",
+    "error",
+    "message_id",
+    "sent_at",
+    "delivered_at",
+)  # then status, name, language
+
+_SQLITE_SENT = (
+    "UPDATE deliveries SET state = 'sent', message_id = ?, sent_at = ?, outcome = NULL, error = NULL,"
+    " updated_at = ? WHERE id = ?"
+)
+_SQLITE_FAILED = "UPDATE deliveries SET state = 'failed', outcome = ?, error = ?, updated_at = ? WHERE id = ?"
+_SQLITE_UNCERTAIN = (
+    "UPDATE deliveries SET outcome = ?, error = ?, updated_at = ? WHERE id = ? AND state = 'sending'"
+)
+_SQLITE_REQUEUED = "UPDATE deliveries SET state = 'queued', claimed_at = NULL, updated_at = ? WHERE id = ? AND state = 'sending'"
+_SQLITE_SEEN = "UPDATE senders SET seen_at = ? WHERE issue = ? AND sender = ?"
+_SQLITE_CANDIDATES = (
+    "SELECT d.id, d.subscriber_id, d.email, d.state, d.attempts, d.outcome, d.error, d.message_id,"
+    " d.sent_at, d.delivered_at, s.status, s.name, s.language"
+    " FROM deliveries AS d LEFT OUTER JOIN subscribers AS s ON d.subscriber_id = s.id"
+    " WHERE d.issue = ? AND d.state = 'queued' ORDER BY d.id LIMIT ?"
+)
+_SQLITE_CLAIM = (
+    "UPDATE deliveries SET state = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ?,"
+    " sender = ? WHERE id = ?"
+)
+_SQLITE_SKIP = (
+    "UPDATE deliveries SET state = 'failed', outcome = 'permanent', error = ?, updated_at = ? WHERE id = ?"
+)
+
+# One statement: record every answer, tell the others this sender is at work, claim the next
+# rows. The CTEs touch disjoint rows (answers are for rows in `sending`, the claim takes
+# `queued` ones), and all of them commit together or not at all.
+_POSTGRES_BATCH = """
+WITH sent AS (
+  UPDATE deliveries AS d SET state = 'sent', message_id = v.mid, sent_at = %(now)s, outcome = NULL,
+    error = NULL, updated_at = %(now)s
+  FROM unnest(%(sent_ids)s::bigint[], %(sent_mids)s::text[]) AS v(id, mid)
+  WHERE d.id = v.id
+), failed AS (
+  UPDATE deliveries AS d SET state = 'failed', outcome = v.outcome, error = v.error, updated_at = %(now)s
+  FROM unnest(%(failed_ids)s::bigint[], %(failed_outcomes)s::text[], %(failed_errors)s::text[])
+    AS v(id, outcome, error)
+  WHERE d.id = v.id
+), uncertain AS (
+  UPDATE deliveries AS d SET outcome = %(uncertain)s, error = v.error, updated_at = %(now)s
+  FROM unnest(%(uncertain_ids)s::bigint[], %(uncertain_errors)s::text[]) AS v(id, error)
+  WHERE d.id = v.id AND d.state = 'sending'
+), requeued AS (
+  UPDATE deliveries AS d SET state = 'queued', claimed_at = NULL, updated_at = %(now)s
+  WHERE d.id = ANY(%(requeued_ids)s::bigint[]) AND d.state = 'sending'
+), seen AS (
+  UPDATE senders SET seen_at = %(now)s
+  WHERE %(heartbeat)s AND issue = %(issue)s AND sender = %(sender)s
+), picked AS (
+  SELECT d.id, s.status FROM deliveries AS d LEFT OUTER JOIN subscribers AS s ON d.subscriber_id = s.id
+  WHERE d.issue = %(issue)s AND d.state = 'queued'
+  ORDER BY d.id LIMIT %(n)s
+  FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+  UPDATE deliveries AS d SET
+    state = CASE WHEN p.status = 'active' THEN 'sending' ELSE 'failed' END,
+    outcome = CASE WHEN p.status = 'active' THEN d.outcome ELSE 'permanent' END,
+    error = CASE WHEN p.status = 'active' THEN d.error ELSE 'skipped: ' || coalesce(p.status, 'removed') END,
+    claimed_at = CASE WHEN p.status = 'active' THEN %(now)s ELSE d.claimed_at END,
+    attempts = CASE WHEN p.status = 'active' THEN d.attempts + 1 ELSE d.attempts END,
+    sender = CASE WHEN p.status = 'active' THEN %(sender)s ELSE d.sender END,
+    updated_at = %(now)s
+  FROM picked AS p WHERE d.id = p.id
+  RETURNING d.id, d.subscriber_id, d.email, d.state, d.attempts, d.outcome, d.error, d.message_id,
+    d.sent_at, d.delivered_at, p.status
+)
+SELECT c.*, s.name, s.language FROM claimed AS c LEFT OUTER JOIN subscribers AS s ON c.subscriber_id = s.id
+ORDER BY c.id
+"""
+
+
+class Claims:
+    """The batch statements of one database, on this thread's dedicated connection."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        dialect = db.engine.dialect
+        # the column type's own conversions, as SQLAlchemy would apply them (SQLite stores text)
+        stamp = UtcDateTime().dialect_impl(dialect)
+        self._to_db: Callable[[datetime], Any] = stamp.bind_processor(dialect) or (lambda v: v)
+        self._from_db: Callable[[Any], datetime | None] = stamp.result_processor(dialect, None) or (
+            lambda v: v
+        )
+
+    def batch(
+        self, issue: str, n: int, answers: Answers, *, sender: str | None, heartbeat: bool, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Record `answers`, then claim up to `n` queued rows of active subscribers, in one transaction.
+
+        Returns each claimed row's columns (CLAIMED, plus claimed_at, updated_at, name and
+        language), as they are after the claim. Rows of subscribers no longer active become failed/permanent,
+        ``skipped: <status>``, and the claim goes on past them.
+        """
+        answers.check()
+        stamp = self._to_db(now)
+        if self.db.sqlite:
+            return self._sqlite(issue, n, answers, sender, heartbeat, now, stamp)
+        return self._postgres(issue, n, answers, sender, heartbeat, now, stamp)
+
+    def _sqlite(
+        self,
+        issue: str,
+        n: int,
+        answers: Answers,
+        sender: str | None,
+        heartbeat: bool,
+        now: datetime,
+        stamp: Any,
+    ) -> list[dict[str, Any]]:
+        conn = self.db.dedicated()
+        claimed: list[dict[str, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if answers.sent:
+                conn.executemany(_SQLITE_SENT, [(mid, stamp, stamp, i) for i, mid in answers.sent])
+            if answers.failed:
+                rows = [(outcome, error, stamp, i) for i, outcome, error in answers.failed]
+                conn.executemany(_SQLITE_FAILED, rows)
+            if answers.uncertain:
+                rows = [(UNCERTAIN, error, stamp, i) for i, error in answers.uncertain]
+                conn.executemany(_SQLITE_UNCERTAIN, rows)
+            if answers.requeued:
+                conn.executemany(_SQLITE_REQUEUED, [(stamp, i) for i in answers.requeued])
+            if heartbeat and sender is not None:
+                conn.execute(_SQLITE_SEEN, (stamp, issue, sender))
+            while len(claimed) < n:
+                candidates = conn.execute(_SQLITE_CANDIDATES, (issue, n - len(claimed))).fetchall()
+                if not candidates:
+                    break
+                ready = []
+                skipped = []
+                for c in candidates:
+                    status = c[10]
+                    if status == "active":
+                        ready.append(c)
+                    else:
+                        skipped.append((f"skipped: {status or 'removed'}", stamp, c[0]))
+                if skipped:
+                    conn.executemany(_SQLITE_SKIP, skipped)
+                if ready:
+                    conn.executemany(_SQLITE_CLAIM, [(stamp, stamp, sender, c[0]) for c in ready])
+                    claimed.extend(self._claimed(c, c[4] + 1, now) for c in ready)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return claimed
+
+    def _postgres(
+        self,
+        issue: str,
+        n: int,
+        answers: Answers,
+        sender: str | None,
+        heartbeat: bool,
+        now: datetime,
+        stamp: Any,
+    ) -> list[dict[str, Any]]:
+        conn = self.db.dedicated()
+        params: dict[str, Any] = {
+            "issue": issue,
+            "now": stamp,
+            "sender": sender,
+            "heartbeat": heartbeat and sender is not None,
+            "uncertain": UNCERTAIN,
+            "sent_ids": [sid for sid, _ in answers.sent],
+            "sent_mids": [mid for _, mid in answers.sent],
+            "failed_ids": [f[0] for f in answers.failed],
+            "failed_outcomes": [f[1] for f in answers.failed],
+            "failed_errors": [f[2] for f in answers.failed],
+            "uncertain_ids": [u[0] for u in answers.uncertain],
+            "uncertain_errors": [u[1] for u in answers.uncertain],
+            "requeued_ids": list(answers.requeued),
+        }
+        claimed: list[dict[str, Any]] = []
+        first = True
+        while first or len(claimed) < n:
+            params["n"] = n - len(claimed)
+            with conn.cursor() as cur:
+                cur.execute(_POSTGRES_BATCH, params)
+                rows = cur.fetchall()
+            if first:  # the answers are recorded: later rounds only claim
+                first = False
+                for key in ("sent_ids", "sent_mids", "failed_ids", "failed_outcomes", "failed_errors"):
+                    params[key] = []
+                for key in ("uncertain_ids", "uncertain_errors", "requeued_ids"):
+                    params[key] = []
+                params["heartbeat"] = False
+            claimed.extend(self._claimed(r, r[4], now) for r in rows if r[10] == "active")
+            if len(rows) < params["n"] or n == 0:
+                break
+        return claimed
+
+    def _claimed(self, row: Any, attempts: int, now: datetime) -> dict[str, Any]:
+        sent_at, delivered_at = row[8], row[9]
+        values = {
+            "id": row[0],
+            "subscriber_id": row[1],
+            "email": row[2],
+            "state": "sending",
+            "attempts": attempts,
+            "outcome": row[5],
+            "error": row[6],
+            "message_id": row[7],
+            "sent_at": None if sent_at is None else self._from_db(sent_at),
+            "delivered_at": None if delivered_at is None else self._from_db(delivered_at),
+            "claimed_at": now,
+            "updated_at": now,
+            "name": row[11],
+            "language": row[12],
+        }
+        return values
