@@ -67,7 +67,7 @@ from newsletter.tokens import unsubscribe_token  # noqa: E402
 from tests.support.aws import FAKE_AWS_ENV  # noqa: E402
 
 ISSUE = "2026-03-17-multilingual-llms"
-SECRET = b"bench-secret"
+SECRET = b"bench-secret-of-the-send-benchmark"  # at least 32 bytes, as `send` demands
 THREADS = 8
 DATABASE: str | None = None  # --database: a PostgreSQL URL; None: SQLite files
 
@@ -287,8 +287,9 @@ def cpu(n: int) -> None:
         whole = (time.process_time() - start) / n
     print(
         f"3. CPU per recipient, {n} recipients, no boto3: whole send {whole * 1000:.3f} ms "
-        f"(goal <= 0.1 ms); of which personalise {personalise * 1000:.3f} ms, "
-        f"ledger (claim + record, batches of {THREADS}) {ledger * 1000:.3f} ms; {report.sent} sent"
+        f"(goal <= {0.15 if DATABASE else 0.1} ms); of which personalise {personalise * 1000:.3f} ms, "
+        f"ledger (claim + record, batches of {THREADS}) {ledger * 1000:.3f} ms; {report.sent} sent; "
+        f"load {load()}"
     )
 
 
@@ -324,6 +325,8 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
             for p in running:
                 _, err = p.communicate(timeout=600)
                 if p.returncode != 0:
+                    for other in running:
+                        other.kill()  # their connections would keep the stub from stopping
                     raise SystemExit(f"a sender failed: {err}")
         finally:
             seen = stub.stop()
@@ -350,7 +353,8 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
         "senders": len(per_sender),
         "accepted": accepted,
         "throttled": throttled,
-        "duplicates": accepted - total,
+        # a reader the stub accepted twice (the ledger has one row per reader)
+        "duplicates": len(seen["recipients"]) - len(set(seen["recipients"])),
     }
 
 
@@ -365,7 +369,7 @@ def senders(n: int) -> None:
         f"(sum of rates {three['sum_of_rates']:.0f}/s) = {three['rate'] / one['rate']:.2f}x one "
         f"(goal >= 2.5x), duplicates {three['duplicates']} (goal 0), {three['senders']} senders sent; "
         f"three at 300/s: {paced['rate']:.1f}/s = {paced['rate'] / 300:.1%} of 300 (goal within 5%), "
-        f"throttles {paced['throttled']} (goal 0), duplicates {paced['duplicates']} (goal 0)"
+        f"throttles {paced['throttled']} (goal 0), duplicates {paced['duplicates']} (goal 0); load {load()}"
     )
 
 
