@@ -138,7 +138,14 @@ class StubProcess:
 
     def stop(self) -> dict:
         self.process.send_signal(signal.SIGINT)
-        _, err = self.process.communicate(timeout=60)
+        try:
+            _, err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # its threads' stacks, on stderr
+            time.sleep(1)
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise SystemExit(f"the SES stub did not stop:\n{err[-5000:]}") from None
         for line in err.splitlines():
             if line.startswith("{"):
                 return json.loads(line)

@@ -5,9 +5,11 @@ The ledger (see docs/architecture.md, "Ledger states") makes a send resumable an
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
   are claimed as there are free sending threads and rate tokens, so a crash leaves at most
   ``threads × workers`` rows *uncertain*;
-* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), left in
+* each answer is recorded in the same transaction as the next claim (or within
+  RECORD_DELAY when no claim comes): ``sent``, ``failed`` (temporary or permanent), left in
   ``sending`` as *uncertain* when the provider may have it and its answer was lost, or back
   to ``queued`` when the message certainly did not leave (a stop before it was handed over).
+  Until then its row counts against the bound above, so batching widens nothing.
 
 Throughput: one thread claims and records (SQLite has one writer anyway), a pool of
 long-lived threads does the I/O, and a pacer (``newsletter.delivery.pacing``) holds the pool
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 8  # sends of one message in one run before a temporary failure is recorded
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
-RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
+RECORD_DELAY = 0.2  # seconds an answer may wait to be recorded with the next claim
 HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
