@@ -40,6 +40,8 @@ RAW = (
 
 def serve(rate: float, limit: float | None, throttle_fraction: float, drop_fraction: float) -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: where a stuck stub's threads are
+    # Ctrl-C stops it, even when started from a background job (whose shell ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with SesStub(
         max_send_rate=rate,
         send_limit=limit,
