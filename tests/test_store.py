@@ -71,7 +71,7 @@ def test_fresh_database_is_created_with_folder_wal_and_current_version(
     db_path: Path, sqlite_store: Store
 ) -> None:
     assert db_path.is_file()
-    assert _version(db_path) == SCHEMA_VERSION == 5
+    assert _version(db_path) == SCHEMA_VERSION == len(MIGRATIONS)
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "subscribers", "deliveries", "events", "snapshots", "senders"} <= tables
@@ -160,11 +160,12 @@ def test_a_version_1_database_is_upgraded_in_place(database_url: str) -> None:
 def test_newer_schema_is_refused(database_url: str, store: Store) -> None:
     where = store.db.where
     store.close()
-    _set_version(database_url, 7)
+    newer = SCHEMA_VERSION + 1
+    _set_version(database_url, newer)
     with pytest.raises(StoreError) as err:
         Store.open(database_url)
     assert err.value.message == (
-        f"{where}: database schema version 7 is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
+        f"{where}: database schema version {newer} is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
         "Upgrade newsletter (pip install -U newsletter), or use another database."
     )
 

@@ -27,6 +27,8 @@ from typing import Any
 from newsletter.store.engine import Database
 from newsletter.store.schema import OUTCOMES, UNCERTAIN, UtcDateTime
 
+LanguageFor = Callable[[str | None], str]  # a reader's language → the translation they get
+
 
 @dataclass
 class Answers:
@@ -79,7 +81,7 @@ _SQLITE_CANDIDATES = (
 )
 _SQLITE_CLAIM = (
     "UPDATE deliveries SET state = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ?,"
-    " sender = ? WHERE id = ?"
+    " sender = ?, language = ? WHERE id = ?"
 )
 _SQLITE_SKIP = (
     "UPDATE deliveries SET state = 'failed', outcome = 'permanent', error = ?, updated_at = ? WHERE id = ?"
@@ -90,6 +92,11 @@ _SQLITE_SKIP = (
 # `queued` ones), and all of them commit together or not at all. Answers travel as JSON text
 # and ids as array literals: psycopg adapts a Python list element by element in Python
 # (≈0.1 ms per list), a string in C. `= ANY(ids)` lets the planner find the rows by key.
+_POSTGRES_LANGUAGE = "UPDATE deliveries SET language = v.language FROM jsonb_to_recordset(%(rows)s::jsonb)"
+_POSTGRES_LANGUAGE += (
+    " AS v(id bigint, language text) WHERE deliveries.id = ANY(%(ids)s::bigint[]) AND deliveries.id = v.id"
+)
+
 _POSTGRES_BATCH = """
 WITH sent AS (
   UPDATE deliveries AS d SET state = 'sent', message_id = v.mid, sent_at = %(now)s, outcome = NULL,
@@ -116,7 +123,7 @@ WITH sent AS (
   ORDER BY d.id LIMIT %(n)s
   FOR UPDATE SKIP LOCKED
 ), picked AS (
-  SELECT l.id, s.status FROM locked AS l LEFT OUTER JOIN subscribers AS s ON l.subscriber_id = s.id
+  SELECT l.id, s.status, s.language FROM locked AS l LEFT OUTER JOIN subscribers AS s ON l.subscriber_id = s.id
 ), claimed AS (
   UPDATE deliveries AS d SET
     state = CASE WHEN p.status = 'active' THEN 'sending' ELSE 'failed' END,
@@ -125,12 +132,15 @@ WITH sent AS (
     claimed_at = CASE WHEN p.status = 'active' THEN %(now)s ELSE d.claimed_at END,
     attempts = CASE WHEN p.status = 'active' THEN d.attempts + 1 ELSE d.attempts END,
     sender = CASE WHEN p.status = 'active' THEN %(sender)s ELSE d.sender END,
+    language = CASE WHEN p.status = 'active' THEN %(languages)s::jsonb ->> coalesce(p.language, '')
+      ELSE d.language END,
     updated_at = %(now)s
   FROM picked AS p WHERE d.id = p.id
   RETURNING d.id, d.subscriber_id, d.email, d.state, d.attempts, d.outcome, d.error, d.message_id,
-    d.sent_at, d.delivered_at, p.status
+    d.sent_at, d.delivered_at, p.status, d.language AS sent_language
 )
-SELECT c.*, s.name, s.language FROM claimed AS c LEFT OUTER JOIN subscribers AS s ON c.subscriber_id = s.id
+SELECT c.id, c.subscriber_id, c.email, c.state, c.attempts, c.outcome, c.error, c.message_id,
+  c.sent_at, c.delivered_at, c.status, s.name, s.language, c.sent_language FROM claimed AS c LEFT OUTER JOIN subscribers AS s ON c.subscriber_id = s.id
 ORDER BY c.id
 """
 
@@ -147,21 +157,34 @@ class Claims:
         self._from_db: Callable[[Any], datetime | None] = stamp.result_processor(dialect, None) or (
             lambda v: v
         )
+        # PostgreSQL: reader language ("" for none) → translation, as `language_for` chose so far
+        self._languages: dict[str, str] = {}
+        self._language_for: LanguageFor | None = None
 
     def batch(
-        self, issue: str, n: int, answers: Answers, *, sender: str | None, heartbeat: bool, now: datetime
+        self,
+        issue: str,
+        n: int,
+        answers: Answers,
+        *,
+        sender: str | None,
+        heartbeat: bool,
+        now: datetime,
+        language_for: LanguageFor | None = None,
     ) -> list[dict[str, Any]]:
         """Record `answers`, then claim up to `n` queued rows of active subscribers, in one transaction.
 
-        Returns each claimed row's columns (CLAIMED, plus claimed_at, updated_at, name and
-        language), as they are after the claim. Rows of subscribers no longer active become failed/permanent,
-        ``skipped: <status>``, and the claim goes on past them.
+        Returns each claimed row's columns (CLAIMED, plus claimed_at, updated_at, name,
+        language and sent_language), as they are after the claim. Rows of subscribers no
+        longer active become failed/permanent, ``skipped: <status>``, and the claim goes on
+        past them. `language_for` turns a reader's language into the translation their
+        message is made in; each claimed row records it (``sent_language``).
         """
         answers.check()
         stamp = self._to_db(now)
         if self.db.sqlite:
-            return self._sqlite(issue, n, answers, sender, heartbeat, now, stamp)
-        return self._postgres(issue, n, answers, sender, heartbeat, now, stamp)
+            return self._sqlite(issue, n, answers, sender, heartbeat, now, stamp, language_for)
+        return self._postgres(issue, n, answers, sender, heartbeat, now, stamp, language_for)
 
     def _sqlite(
         self,
@@ -172,6 +195,7 @@ class Claims:
         heartbeat: bool,
         now: datetime,
         stamp: Any,
+        language_for: LanguageFor | None,
     ) -> list[dict[str, Any]]:
         conn = self.db.dedicated()
         claimed: list[dict[str, Any]] = []
@@ -204,8 +228,15 @@ class Claims:
                 if skipped:
                     conn.executemany(_SQLITE_SKIP, skipped)
                 if ready:
-                    conn.executemany(_SQLITE_CLAIM, [(stamp, stamp, sender, c[0]) for c in ready])
-                    claimed.extend(self._claimed(c, c[4] + 1, now) for c in ready)
+                    languages = [language_for(c[12]) if language_for else None for c in ready]
+                    rows = [
+                        (stamp, stamp, sender, lang, c[0]) for c, lang in zip(ready, languages, strict=True)
+                    ]
+                    conn.executemany(_SQLITE_CLAIM, rows)
+                    claimed.extend(
+                        self._claimed(c, c[4] + 1, now, lang)
+                        for c, lang in zip(ready, languages, strict=True)
+                    )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -221,8 +252,11 @@ class Claims:
         heartbeat: bool,
         now: datetime,
         stamp: Any,
+        language_for: LanguageFor | None,
     ) -> list[dict[str, Any]]:
         conn = self.db.dedicated()
+        if language_for != self._language_for:
+            self._languages, self._language_for = {}, language_for
         params: dict[str, Any] = {
             "issue": issue,
             "now": stamp,
@@ -241,6 +275,7 @@ class Claims:
         first = True
         while first or len(claimed) < n:
             params["n"] = n - len(claimed)
+            params["languages"] = json.dumps(self._languages)
             with conn.cursor() as cur:
                 cur.execute(_POSTGRES_BATCH, params)
                 rows = cur.fetchall()
@@ -251,12 +286,26 @@ class Claims:
                     **{key: "{}" for key in ("sent_ids", "failed_ids", "uncertain_ids", "requeued_ids")},
                     heartbeat=False,
                 )
-            claimed.extend(self._claimed(r, r[4], now) for r in rows if r[10] == "active")
+            claimed.extend(self._claimed(r, r[4], now, r[13]) for r in rows if r[10] == "active")
             if len(rows) < params["n"] or n == 0:
                 break
+        if language_for is not None:
+            self._choose_languages(conn, claimed, language_for)
         return claimed
 
-    def _claimed(self, row: Any, attempts: int, now: datetime) -> dict[str, Any]:
+    def _choose_languages(self, conn: Any, claimed: list[dict[str, Any]], language_for: LanguageFor) -> None:
+        """Rows whose reader's language the map passed to the claim did not know yet: ask
+        `language_for` and record its answer (once per reader language and send: a statement more)."""
+        missing = [row for row in claimed if (row["language"] or "") not in self._languages]
+        if not missing:
+            return
+        for row in missing:
+            row["sent_language"] = self._languages[row["language"] or ""] = language_for(row["language"])
+        rows = json.dumps([{"id": row["id"], "language": row["sent_language"]} for row in missing])
+        with conn.cursor() as cur:
+            cur.execute(_POSTGRES_LANGUAGE, {"rows": rows, "ids": _ids(row["id"] for row in missing)})
+
+    def _claimed(self, row: Any, attempts: int, now: datetime, sent_language: str | None) -> dict[str, Any]:
         sent_at, delivered_at = row[8], row[9]
         values = {
             "id": row[0],
@@ -273,6 +322,7 @@ class Claims:
             "updated_at": now,
             "name": row[11],
             "language": row[12],
+            "sent_language": sent_language,
         }
         return values
 

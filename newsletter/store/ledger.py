@@ -10,7 +10,7 @@ Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,8 @@ _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Delivery:
-    """One ledger row. `name` and `language` are the subscriber's current values (for personalisation)."""
+    """One ledger row. `name` and `language` are the subscriber's current values (for personalisation);
+    `sent_language` is the language of the translation its message was made in (set when claimed)."""
 
     id: int
     issue: str
@@ -56,6 +57,7 @@ class Delivery:
     sender: str | None = None
     name: str | None = None
     language: str | None = None
+    sent_language: str | None = None
 
 
 class Ledger:
@@ -125,6 +127,7 @@ class Ledger:
         *,
         answers: Answers | None = None,
         sender: str | None = None,
+        language_for: Callable[[str | None], str] | None = None,
     ) -> list[Delivery]:
         """Atomically move up to `n` queued rows to `sending` and return them.
 
@@ -141,12 +144,17 @@ class Ledger:
 
         `sender` (from `start_sender`) stamps the claimed rows with their claimer and
         tells the others it is still at work.
+
+        `language_for` turns a reader's language into the translation their message is
+        made in; each claimed row records it, so `status` counts per language.
         """
         now = utc_now()
         if answers is None:
             answers = Answers()
         heartbeat = sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT
-        rows = self._claims.batch(issue, n, answers, sender=sender, heartbeat=heartbeat, now=now)
+        rows = self._claims.batch(
+            issue, n, answers, sender=sender, heartbeat=heartbeat, now=now, language_for=language_for
+        )
         if heartbeat:
             self._seen[sender] = now  # type: ignore[index]
         return [Delivery(issue=issue, sender=sender, **row) for row in rows]
@@ -255,23 +263,36 @@ class Ledger:
         Queued rows whose subscriber is still active, plus, while the snapshot is not
         complete (no send yet, or only a canary), active subscribers not in it yet.
         """
+        return sum(self.reachable_languages(issue).values())
+
+    def reachable_languages(self, issue: str) -> dict[str | None, int]:
+        """The readers `reachable` counts, by their language as stored (None: no language)."""
+        language = subscribers.c.language
         queued = (
-            sa.select(sa.func.count())
+            sa.select(language, sa.func.count())
             .select_from(deliveries.join(subscribers, deliveries.c.subscriber_id == subscribers.c.id))
             .where(
                 deliveries.c.issue == issue, deliveries.c.state == "queued", subscribers.c.status == "active"
             )
+            .group_by(language)
         )
         already = sa.select(deliveries.c.id).where(
             deliveries.c.issue == issue, deliveries.c.subscriber_id == subscribers.c.id
         )
-        joining = sa.select(sa.func.count()).where(subscribers.c.status == "active", ~sa.exists(already))
+        joining = (
+            sa.select(language, sa.func.count())
+            .where(subscribers.c.status == "active", ~sa.exists(already))
+            .group_by(language)
+        )
+        counts: dict[str | None, int] = {}
         with self.db.read() as conn:
-            n = conn.execute(queued).scalar() or 0
+            rows = list(conn.execute(queued))
             snap = conn.execute(sa.select(snapshots.c.complete).where(snapshots.c.issue == issue)).first()
             if snap is None or not snap.complete:
-                n += conn.execute(joining).scalar() or 0
-        return n
+                rows += list(conn.execute(joining))
+        for tag, n in rows:
+            counts[tag or None] = counts.get(tag or None, 0) + n
+        return counts
 
     def ledger_counts(self, issue: str) -> dict[str, int]:
         """Rows by state: queued, sending, sent, failed_temporary, failed_permanent."""
@@ -303,9 +324,11 @@ class Ledger:
 
 
 def _delivery_query() -> sa.Select:
-    return sa.select(deliveries, subscribers.c.name, subscribers.c.language).select_from(
-        deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
-    )
+    # the row's own `language` is the translation it was sent in; `language` is the reader's
+    own = [c for c in deliveries.c if c.name != "language"]
+    return sa.select(
+        *own, deliveries.c.language.label("sent_language"), subscribers.c.name, subscribers.c.language
+    ).select_from(deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id))
 
 
 def _delivery(row: sa.Row) -> Delivery:
