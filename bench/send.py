@@ -68,12 +68,12 @@ from newsletter.delivery.sending import send_issue  # noqa: E402
 from newsletter.delivery.transports.base import SendResult, Transport  # noqa: E402
 from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
 from newsletter.mail.message import Recipient  # noqa: E402
-from newsletter.store import Store, SubscriberRow  # noqa: E402
+from newsletter.store import Answers, Store, SubscriberRow  # noqa: E402
 from newsletter.tokens import unsubscribe_token  # noqa: E402
 from tests.support.aws import FAKE_AWS_ENV  # noqa: E402
 
 ISSUE = "2026-03-17-multilingual-llms"
-SECRET = b"bench-secret"
+SECRET = b"bench-secret-of-the-send-benchmark"  # at least 32 bytes, as `send` demands
 THREADS = 8
 DATABASE: str | None = None  # --database: a PostgreSQL URL; None: SQLite files
 
@@ -144,7 +144,14 @@ class StubProcess:
 
     def stop(self) -> dict:
         self.process.send_signal(signal.SIGINT)
-        _, err = self.process.communicate(timeout=60)
+        try:
+            _, err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # its threads' stacks, on stderr
+            time.sleep(1)
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise SystemExit(f"the SES stub did not stop:\n{err[-5000:]}") from None
         for line in err.splitlines():
             if line.startswith("{"):
                 return json.loads(line)
@@ -281,10 +288,10 @@ def cpu(n: int) -> None:
             store.create_ledger("ledger-only")
             start = time.process_time()
             # as the sender does: each claim also records the previous batch as sent
-            done: list[tuple[int, str | None]] = []
-            while rows := store.claim_batch("ledger-only", THREADS, record_sent=done):
-                done = [(row.subscriber_id, "id") for row in rows]
-            store.mark_sent_many("ledger-only", done)
+            done = Answers()
+            while rows := store.claim_batch("ledger-only", THREADS, answers=done):
+                done = Answers(sent=[(row.id, "id") for row in rows])
+            store.record("ledger-only", done)
             ledger = (time.process_time() - start) / n
 
         transport = DiscardTransport()
@@ -293,8 +300,9 @@ def cpu(n: int) -> None:
         whole = (time.process_time() - start) / n
     print(
         f"3. CPU per recipient, {n} recipients, no boto3: whole send {whole * 1000:.3f} ms "
-        f"(goal <= 0.1 ms); of which personalise {personalise * 1000:.3f} ms, "
-        f"ledger (claim + record, batches of {THREADS}) {ledger * 1000:.3f} ms; {report.sent} sent"
+        f"(goal <= {0.15 if DATABASE else 0.1} ms); of which personalise {personalise * 1000:.3f} ms, "
+        f"ledger (claim + record, batches of {THREADS}) {ledger * 1000:.3f} ms; {report.sent} sent; "
+        f"load {load()}"
     )
 
 
@@ -412,9 +420,12 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
             for p in running:
                 _, err = p.communicate(timeout=600)
                 if p.returncode != 0:
+                    for other in running:
+                        other.kill()  # their connections would keep the stub from stopping
                     raise SystemExit(f"a sender failed: {err}")
         finally:
-            accepted, throttled = stub.stop()
+            seen = stub.stop()
+            accepted, throttled = seen["sent"], seen["throttled"]
             if not was_frozen:
                 frozen.unlink(missing_ok=True)
         with Store.open(settings.database_url) as store, store.engine.connect() as conn:
@@ -437,7 +448,8 @@ def senders_run(n: int, processes: int, stub_rate: float) -> dict[str, float]:
         "senders": len(per_sender),
         "accepted": accepted,
         "throttled": throttled,
-        "duplicates": accepted - total,
+        # a reader the stub accepted twice (the ledger has one row per reader)
+        "duplicates": len(seen["recipients"]) - len(set(seen["recipients"])),
     }
 
 
@@ -452,7 +464,7 @@ def senders(n: int) -> None:
         f"(sum of rates {three['sum_of_rates']:.0f}/s) = {three['rate'] / one['rate']:.2f}x one "
         f"(goal >= 2.5x), duplicates {three['duplicates']} (goal 0), {three['senders']} senders sent; "
         f"three at 300/s: {paced['rate']:.1f}/s = {paced['rate'] / 300:.1%} of 300 (goal within 5%), "
-        f"throttles {paced['throttled']} (goal 0), duplicates {paced['duplicates']} (goal 0)"
+        f"throttles {paced['throttled']} (goal 0), duplicates {paced['duplicates']} (goal 0); load {load()}"
     )
 
 

@@ -4,6 +4,7 @@ This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `engine`: the engine, SQLite's pragmas, read and write transactions;
 - `schema`: tables and migrations;
 - `subscribers`, `tags`, `events`, `ledger`: one small class each, holding their statements;
+- `claims`: the send loop's batch statements (claim rows, record answers), in plain SQL;
 - `engagement`: opens and clicks of the ledger's messages (opt-in);
 - `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
 - `leases`: exclusive work (`send --due`) held by one process at a time, until released or expired;
@@ -23,6 +24,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from newsletter.store.addresses import email_key, normalize_email
+from newsletter.store.claims import Answers
 from newsletter.store.copy import copy_database
 from newsletter.store.engagement import Burst, Engagement, Observation
 from newsletter.store.engine import Database, StoreError, unusable
@@ -48,6 +50,7 @@ __all__ = [
     "STATES",
     "STATUSES",
     "UNCERTAIN",
+    "Answers",
     "ApplyResult",
     "Audience",
     "Burst",
@@ -114,6 +117,7 @@ class Store:
         self.claim_batch = ledger.claim_batch
         self.mark_sent = ledger.mark_sent
         self.mark_sent_many = ledger.mark_sent_many
+        self.record = ledger.record
         self.mark_failed = ledger.mark_failed
         self.mark_uncertain = ledger.mark_uncertain
         self.requeue = ledger.requeue

@@ -109,6 +109,8 @@ deliveries = sa.Table(
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_issue_state", "issue", "state"),
     sa.Index("ix_deliveries_message_id", "message_id"),
+    # a claim takes the next queued rows in snapshot order (migration "claim order")
+    sa.Index("ix_deliveries_claim", "issue", "state", "id"),
 )
 
 # deliveries' columns that later migrations added: version 1 made the table without them
@@ -318,6 +320,16 @@ def _migration_subscriber_tags(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[subscriber_tags])
 
 
+def _migration_claim_order(conn: Connection) -> None:
+    """An index that hands a claim the next queued rows of an issue in id order, without a sort.
+
+    PostgreSQL's (issue, state) index is not ordered by id: every claim sorted all the
+    queued rows of the issue (60 ms at 5,000 readers). SQLite's index entries end with
+    the rowid, so there it changes nothing but keeps both back-ends' schemas alike.
+    """
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_claim ON deliveries (issue, state, id)"))
+
+
 # Applied in order; the database's version is the number of migrations applied.
 MIGRATIONS = [
     _migration_1,
@@ -328,6 +340,7 @@ MIGRATIONS = [
     _migration_engagement,
     _migration_send_lease,
     _migration_subscriber_tags,
+    _migration_claim_order,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
