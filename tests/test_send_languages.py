@@ -130,6 +130,9 @@ def check_message(msg: EmailMessage, address: str) -> None:
     assert greeting in shown
     assert f"{MASTHEADS[language]} · {DATES[language]} · {PLURALS[language]}" in shown, address
     assert f"{MASTHEADS[language]} · {DATES[language]}" in text
+    # "view in browser" leads to the reader's language's archive page
+    page = f"https://digest.example.org/{'' if language == 'en' else language + '/'}issues/{ISSUE}/"
+    assert page in text.splitlines() and f'href="{page}"' in html_part, address
     # the other languages' words are nowhere in this copy
     for other in {"en", "ar", "de"} - {language}:
         assert SUBJECTS[other] not in text and DATES[other] not in shown

@@ -74,7 +74,15 @@ def test_fresh_database_is_created_with_folder_wal_and_current_version(
     assert _version(db_path) == SCHEMA_VERSION == len(MIGRATIONS)
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"schema_version", "subscribers", "deliveries", "events", "snapshots", "senders"} <= tables
+    assert {
+        "schema_version",
+        "subscribers",
+        "deliveries",
+        "events",
+        "snapshots",
+        "senders",
+        "leases",
+    } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"ix_deliveries_issue_state", "ix_deliveries_message_id"} <= indexes

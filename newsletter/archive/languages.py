@@ -13,12 +13,13 @@ visible links, each named in its own language ("English · العربية · Deu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from newsletter.config import Settings
 from newsletter.content.library import Issue, Library, Paper
-from newsletter.mail.locale import babel_locale
+from newsletter.mail.locale import Chrome, babel_locale
 
 X_DEFAULT = "x-default"
 
@@ -52,6 +53,18 @@ def language_name(tag: str) -> str:
     locale = babel_locale(tag)
     name = locale.get_display_name(locale) or tag
     return name[:1].upper() + name[1:]
+
+
+class LocalWords:
+    """A language's dates, numbers and plurals, each formatted once per build.
+
+    Thousands of pages repeat the same few dates and counts, and Babel formats each anew.
+    """
+
+    def __init__(self, words: Chrome) -> None:
+        self.date = functools.lru_cache(maxsize=None)(words.date)
+        self.number = functools.lru_cache(maxsize=None)(words.number)
+        self.papers = functools.lru_cache(maxsize=None)(words.papers)
 
 
 def same_language(a: str, b: str) -> bool:

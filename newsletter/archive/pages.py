@@ -31,12 +31,19 @@ from markupsafe import Markup
 
 from newsletter import __version__
 from newsletter.archive import ArchiveError
-from newsletter.archive.languages import LanguageLink, SiteLanguages, Version, language_name, same_language
+from newsletter.archive.languages import (
+    LanguageLink,
+    LocalWords,
+    SiteLanguages,
+    Version,
+    language_name,
+    same_language,
+)
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
 from newsletter.mail import render as mail_render
-from newsletter.mail.locale import Chrome, chrome
+from newsletter.mail.locale import chrome
 from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
 
 PAGES_VERSION = 3  # bump when a change here changes pages in a way the code hash would not show
@@ -138,7 +145,7 @@ class SitePages:
         )
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
         self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
-        self._chrome: dict[str, tuple[Chrome, dict[str, Any]]] = {}
+        self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
         self.issues = published_issues(library)
         self.papers_of = issue_papers(library, self.issues)
         self.languages = SiteLanguages(library, self.issues, self.papers_of)
@@ -211,11 +218,11 @@ class SitePages:
             s.web_url,
         )
 
-    def words(self, language: str) -> tuple[Chrome, dict[str, Any]]:
+    def words(self, language: str) -> tuple[LocalWords, dict[str, Any]]:
         """The chrome of `language` and its strings, loaded once per build."""
         if language not in self._chrome:
             words = chrome(self.settings.templates_dir, language)
-            self._chrome[language] = (words, words.strings())
+            self._chrome[language] = (LocalWords(words), words.strings())
         return self._chrome[language]
 
     def strings(self, language: str) -> dict[str, Any]:

@@ -56,6 +56,9 @@ _ALLOWED = {
     ("newsletter.content.issues", "Audience"): Audience,
     ("newsletter.errors", "Problem"): Problem,
     ("datetime", "date"): dt.date,
+    ("datetime", "datetime"): dt.datetime,  # an issue's send_at, with its zone:
+    ("datetime", "timezone"): dt.timezone,
+    ("datetime", "timedelta"): dt.timedelta,
     ("pathlib", "PosixPath"): pathlib.PosixPath,
     ("pathlib", "WindowsPath"): pathlib.WindowsPath,
     ("pathlib", "Path"): pathlib.Path,

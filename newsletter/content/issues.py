@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from newsletter.config import Settings
 from newsletter.content import schema
@@ -34,6 +35,7 @@ ISSUE_FIELDS = [
     "include",
     "exclude",
     "select",
+    "send_at",
     "audience",
 ]
 SELECT_FIELDS = ["tags", "since", "until", "min_upvotes", "has_code", "sort", "limit"]
@@ -95,6 +97,7 @@ class Issue:
     audience: Audience | None = None  # None: every active reader
     # Set on a translation (`Translations.issue_in`): the language of the issue it translates.
     original_language: str | None = None
+    send_at: dt.datetime | None = None  # aware: when `send --due` may mail it (once published)
 
     @property
     def published(self) -> bool:
@@ -119,6 +122,31 @@ class Issue:
     def web_url(self, settings: Settings) -> str:
         """The issue's page in the archive: the email's "view in browser" link (a translation's own page)."""
         return settings.url(self.web_path)
+
+
+def zoned_datetime(v: Any) -> dt.datetime:
+    """An ISO 8601 time with an explicit zone (`2026-12-01T08:00:00+01:00`, or `...Z` for UTC).
+
+    A time without a zone is refused: the machine that runs `send --due` (a CI runner, a
+    server in another country) would read it in its own zone, and send hours early or late.
+    """
+    wanted = "an ISO 8601 time with a zone, like 2026-12-01T08:00:00+01:00"
+    if isinstance(v, dt.datetime):
+        value = v
+    elif isinstance(v, str):
+        text = v.strip()
+        text = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise schema.Expected(wanted) from None
+        if "T" not in text.upper() and " " not in text:
+            raise schema.Expected(wanted)  # a bare date: which hour?
+    else:
+        raise schema.Expected(wanted)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise schema.Expected(wanted + " (this one has no zone)")
+    return value
 
 
 def read_issue(
@@ -182,6 +210,7 @@ def read_issue(
         status=f.get("status", schema.one_of("draft", "published"), default="draft"),
         include=f.get("include", schema.paper_ids, default=()),
         exclude=f.get("exclude", schema.paper_ids, default=()),
+        send_at=f.get("send_at", zoned_datetime),
     )
     if not issue_kwargs["include"] and select is None and "include" not in data:
         problems.append(

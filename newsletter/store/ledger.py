@@ -13,19 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
+from newsletter.store.claims import Answers, Claims
 from newsletter.store.engine import Database
 from newsletter.store.schema import (
     OUTCOMES,
     UNCERTAIN,
     UtcDateTime,
     deliveries,
-    senders,
     snapshots,
     subscriber_tags,
     subscribers,
@@ -68,6 +66,7 @@ class Ledger:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._claims = Claims(db)
         self._seen: dict[str, datetime] = {}  # when each sender last told the others it is at work
 
     def create_ledger(self, issue: str, *, limit: int | None = None, audience: Audience | None = None) -> int:
@@ -128,7 +127,7 @@ class Ledger:
         issue: str,
         n: int,
         *,
-        record_sent: Iterable[tuple[int, str | None]] = (),
+        answers: Answers | None = None,
         sender: str | None = None,
         language_for: Callable[[str | None], str] | None = None,
     ) -> list[Delivery]:
@@ -140,9 +139,10 @@ class Ledger:
         processes) never receive the same row: BEGIN IMMEDIATE on SQLite,
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
 
-        `record_sent` — (subscriber_id, message_id) pairs of messages this sender has
-        finished — are marked sent in the same transaction: a sender that records its
-        results when it claims the next rows pays one commit per batch, not per message.
+        `answers` — what this sender knows of the rows it claimed before (sent, failed,
+        uncertain, certainly not sent) — are recorded in the same transaction: a sender
+        that records its results when it claims the next rows pays one commit per batch,
+        not per message (see ``newsletter.store.claims``).
 
         `sender` (from `start_sender`) stamps the claimed rows with their claimer and
         tells the others it is still at work.
@@ -151,62 +151,20 @@ class Ledger:
         made in; each claimed row records it, so `status` counts per language.
         """
         now = utc_now()
-        with self.db.write() as conn:
-            self._mark_sent(conn, issue, record_sent, now)
-            if sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT:
-                conn.execute(_ledger_statements().seen, {"b_issue": issue, "b_sender": sender, "now": now})
-                self._seen[sender] = now
-            return self._claim(conn, issue, n, now, sender, language_for)
+        if answers is None:
+            answers = Answers()
+        heartbeat = sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT
+        rows = self._claims.batch(
+            issue, n, answers, sender=sender, heartbeat=heartbeat, now=now, language_for=language_for
+        )
+        if heartbeat:
+            self._seen[sender] = now  # type: ignore[index]
+        return [Delivery(issue=issue, sender=sender, **row) for row in rows]
 
-    @staticmethod
-    def _claim(
-        conn: Connection,
-        issue: str,
-        n: int,
-        now: datetime,
-        sender: str | None,
-        language_for: Callable[[str | None], str] | None = None,
-    ) -> list[Delivery]:
-        """Claim up to `n` rows: one SELECT (rows, with the subscriber's current status) and one UPDATE."""
-        statements = _ledger_statements()
-        claimed: list[Delivery] = []
-        while len(claimed) < n:
-            candidates = conn.execute(statements.candidates, {"b_issue": issue, "n": n - len(claimed)}).all()
-            if not candidates:
-                break
-            ready = [c for c in candidates if c.subscriber_status == "active"]
-            skipped: dict[str, list[int]] = {}
-            for c in candidates:
-                if c.subscriber_status != "active":
-                    skipped.setdefault(c.subscriber_status or "removed", []).append(c.id)
-            for status, ids in skipped.items():
-                conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
-            languages = [language_for(c.language) for c in ready] if language_for else [None] * len(ready)
-            if ready and len(set(languages)) == 1:
-                ids = [c.id for c in ready]
-                values = {"ids": ids, "now": now, "b_sender": sender, "b_language": languages[0]}
-                conn.execute(statements.claim, values)
-            elif ready:
-                # readers of several translations in one batch: one statement, a row each
-                # (one UPDATE per language would cost a statement each, per batch)
-                rows = [
-                    {"b_id": c.id, "now": now, "b_sender": sender, "b_language": language}
-                    for c, language in zip(ready, languages, strict=True)
-                ]
-                conn.execute(statements.claim_each, rows)
-            for c, language in zip(ready, languages, strict=True):
-                row = c._asdict()
-                del row["subscriber_status"]
-                row.update(
-                    state="sending",
-                    claimed_at=now,
-                    attempts=c.attempts + 1,
-                    updated_at=now,
-                    sender=sender,
-                    sent_language=language,
-                )
-                claimed.append(Delivery(**row))
-        return claimed
+    def record(self, issue: str, answers: Answers) -> None:
+        """Record a sender's answers in one transaction (claiming nothing)."""
+        if len(answers):
+            self._claims.batch(issue, 0, answers, sender=None, heartbeat=False, now=utc_now())
 
     def _set_row(self, issue: str, subscriber_id: int, values: dict[str, Any], *states: str) -> int:
         where = [deliveries.c.issue == issue, deliveries.c.subscriber_id == subscriber_id]
@@ -230,31 +188,27 @@ class Ledger:
         One commit per message costs more CPU than building the message; a sender
         records the messages that finished together at once.
         """
-        with self.db.write() as conn:
-            self._mark_sent(conn, issue, sent, utc_now())
-
-    @staticmethod
-    def _mark_sent(
-        conn: Connection, issue: str, sent: Iterable[tuple[int, str | None]], now: datetime
-    ) -> None:
-        sent = list(sent)
-        if not sent:
+        now = utc_now()
+        rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
+        if not rows:
             return
-        if conn.dialect.name == "sqlite":  # executemany runs in C there: cheapest
-            rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
-            conn.execute(_ledger_statements().mark_sent, rows)
-            return
-        # A server pays a round trip per executemany row: one UPDATE for the batch instead.
-        ids = [sid for sid, _ in sent]
-        message_ids = {sid: mid for sid, mid in sent if mid is not None}
-        message_id = sa.case(message_ids, value=deliveries.c.subscriber_id) if message_ids else None
-        conn.execute(
+        statement = (
             deliveries.update()
-            .where(deliveries.c.issue == issue, deliveries.c.subscriber_id.in_(ids))
+            .where(
+                deliveries.c.issue == sa.bindparam("b_issue"),
+                deliveries.c.subscriber_id == sa.bindparam("sid"),
+            )
             .values(
-                state="sent", message_id=message_id, sent_at=now, outcome=None, error=None, updated_at=now
+                state="sent",
+                message_id=sa.bindparam("mid"),
+                sent_at=sa.bindparam("now"),
+                outcome=None,
+                error=None,
+                updated_at=sa.bindparam("now"),
             )
         )
+        with self.db.write() as conn:
+            conn.execute(statement, rows)
 
     def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
         if outcome not in OUTCOMES:
@@ -408,73 +362,6 @@ def _selects(audience: Audience | None) -> list[sa.ColumnElement[bool]]:
         )
         where.append(sa.exists(tagged))
     return where
-
-
-@dataclass(frozen=True)
-class _LedgerStatements:
-    candidates: sa.Select
-    claim: sa.Update
-    claim_each: sa.Update
-    skip: sa.Update
-    mark_sent: sa.Update
-    seen: sa.Update
-
-
-@lru_cache(maxsize=1)
-def _ledger_statements() -> _LedgerStatements:
-    """The sender's hot statements, built once with bind parameters.
-
-    Building a Core statement costs more CPU than SQLite takes to run it; claiming and
-    recording happen for every batch of every send.
-    """
-    now = sa.bindparam("now", type_=UtcDateTime())
-    ids = sa.bindparam("ids", expanding=True)
-    return _LedgerStatements(
-        candidates=_delivery_query()
-        .add_columns(subscribers.c.status.label("subscriber_status"))
-        .where(deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.state == "queued")
-        .order_by(deliveries.c.id)
-        .limit(sa.bindparam("n"))
-        .with_for_update(skip_locked=True, of=deliveries),
-        claim=deliveries.update()
-        .where(deliveries.c.id.in_(ids))
-        .values(
-            state="sending",
-            claimed_at=now,
-            attempts=deliveries.c.attempts + 1,
-            updated_at=now,
-            sender=sa.bindparam("b_sender"),
-            language=sa.bindparam("b_language"),
-        ),
-        claim_each=deliveries.update()
-        .where(deliveries.c.id == sa.bindparam("b_id"))
-        .values(
-            state="sending",
-            claimed_at=now,
-            attempts=deliveries.c.attempts + 1,
-            updated_at=now,
-            sender=sa.bindparam("b_sender"),
-            language=sa.bindparam("b_language"),
-        ),
-        skip=deliveries.update()
-        .where(deliveries.c.id.in_(ids))
-        .values(state="failed", outcome="permanent", error=sa.bindparam("b_error"), updated_at=now),
-        mark_sent=deliveries.update()
-        .where(
-            deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.subscriber_id == sa.bindparam("sid")
-        )
-        .values(
-            state="sent",
-            message_id=sa.bindparam("mid"),
-            sent_at=now,
-            outcome=None,
-            error=None,
-            updated_at=now,
-        ),
-        seen=senders.update()
-        .where(senders.c.issue == sa.bindparam("b_issue"), senders.c.sender == sa.bindparam("b_sender"))
-        .values(seen_at=now),
-    )
 
 
 def _delivery_query() -> sa.Select:
