@@ -20,6 +20,7 @@ from newsletter.audience.sqs import poll_queue
 from newsletter.cli import main
 from newsletter.store import Store
 from tests.support.aws import REGION, moto_server  # noqa: F401 - a fixture
+from tests.support.old_databases import undo_after_version_3
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 
@@ -539,13 +540,7 @@ def test_an_old_database_gains_the_message_id_index(tmp_path: Path) -> None:
         pass
     with sqlite3.connect(database) as conn:  # back to what version 1 looked like
         conn.execute("DROP INDEX ix_events_message_id")
-        conn.execute("DROP TABLE senders")
-        conn.execute("DROP TABLE rate_buckets")
-        conn.execute("DROP TABLE engagement")
-        conn.execute("DROP TABLE leases")
-        conn.execute("DROP TABLE subscriber_tags")
-        conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
-        conn.execute("ALTER TABLE deliveries DROP COLUMN language")
+        undo_after_version_3(conn)
         conn.execute("UPDATE schema_version SET version = 1")
     with Store.open(f"sqlite:///{database}") as store:
         store.add_subscriber("full@example.org", status="active")

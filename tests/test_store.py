@@ -27,6 +27,7 @@ from newsletter.store import (
 )
 from newsletter.store.engine import Database
 from newsletter.store.schema import MIGRATIONS, schema_version
+from tests.support.old_databases import UNDO, schema_of, undo_after_version_3
 
 
 @pytest.fixture
@@ -727,3 +728,20 @@ def test_a_sender_whose_process_is_gone_is_known_dead_at_once(store: Store) -> N
     assert [(d.email, d.sender) for d in store.uncertain(ISSUE)] == [
         ("user0@example.com", names["dead here"])
     ]
+
+
+def test_every_migration_after_3_can_be_undone_and_redone(tmp_path: Path) -> None:
+    # the old-database tests rely on tests/support/old_databases.py knowing every migration
+    assert list(UNDO) == [m.__name__ for m in MIGRATIONS[3:]]
+    path = tmp_path / "current.db"
+    with Store.open(f"sqlite:///{path}"):
+        pass
+    with sqlite3.connect(path) as conn:
+        current = schema_of(conn)
+        undo_after_version_3(conn)
+        conn.execute("UPDATE schema_version SET version = 3")
+        assert schema_of(conn) != current
+    with Store.open(f"sqlite:///{path}"):
+        pass
+    with sqlite3.connect(path) as conn:
+        assert schema_of(conn) == current

@@ -12,6 +12,7 @@ from newsletter.config import load_settings
 from newsletter.errors import ConfigError
 from newsletter.store import Store
 from newsletter.store.schema import SCHEMA_VERSION
+from tests.support.old_databases import undo_after_version_3
 
 SECRET = b"k" * 32
 OLD = b"o" * 40
@@ -128,14 +129,7 @@ def _downgrade_to_version_2(path: Path) -> None:
     conn.execute("DROP TABLE subscribers")
     conn.execute("ALTER TABLE plain RENAME TO subscribers")
     conn.execute("CREATE INDEX ix_subscribers_status ON subscribers (status)")
-    # and what the later migrations added (senders sharing a ledger, languages, engagement, leases, tags)
-    conn.execute("DROP TABLE senders")
-    conn.execute("DROP TABLE rate_buckets")
-    conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
-    conn.execute("ALTER TABLE deliveries DROP COLUMN language")
-    conn.execute("DROP TABLE engagement")
-    conn.execute("DROP TABLE leases")
-    conn.execute("DROP TABLE subscriber_tags")
+    undo_after_version_3(conn)  # and what the later migrations added
     conn.execute("UPDATE schema_version SET version = 2")
     conn.commit()
     assert (
