@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import time
 from pathlib import Path
 from xml.etree import ElementTree
@@ -14,11 +15,11 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive.site import build_site
+from newsletter.archive.site import MANIFEST, build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content import cache as cache_module
-from newsletter.content.cache import CACHE_FILE, RACY_NS, ContentCache
+from newsletter.content.cache import CACHE_DIR, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
 from tests.support.project import make_newsletter
@@ -88,7 +89,8 @@ def test_the_cache_parses_only_changed_files(digest: Path) -> None:
     files = len(list(digest.glob("papers/*.md"))) + len(list(digest.glob("issues/*.md")))
     first = ContentCache.for_settings(settings)
     fresh = load_library(settings, cache=first)
-    assert first.reads == files and (settings.build_dir / CACHE_FILE).is_file()
+    assert first.reads == files
+    assert sorted((settings.build_dir / CACHE_DIR).iterdir()) == shards(settings)
 
     again = ContentCache.for_settings(settings)
     cached = load_library(settings, cache=again)
@@ -103,6 +105,33 @@ def test_the_cache_parses_only_changed_files(digest: Path) -> None:
     assert changed.papers[PAPER].upvotes == 8
     assert [i.slug for i in changed.issues] == [FIRST]
     assert len(third.used) == files - 1  # the deleted file left the cache
+
+
+def shards(settings) -> list[Path]:
+    """The cache's files: one for the papers' folder, one for the issues'."""
+    cache = ContentCache.for_settings(settings)
+    return sorted(cache.shard(str(folder)) for folder in (settings.papers_dir, settings.issues_dir))
+
+
+def test_an_edited_issue_rewrites_only_the_issues_cache_file(
+    digest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(digest)
+    later = time.time_ns() + 3600 * 1_000_000_000
+    monkeypatch.setattr(cache_module, "_now", lambda: later)  # read well after every change: none is racy
+    load_library(settings, cache=ContentCache.for_settings(settings))
+    cache = ContentCache.for_settings(settings)
+    papers_file, issues_file = (cache.shard(str(f)) for f in (settings.papers_dir, settings.issues_dir))
+    before = {path: (path.read_bytes(), path.stat().st_ino) for path in (papers_file, issues_file)}
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    cache = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=cache).issue(FIRST).intro.startswith("Welcome back to the")
+    assert cache.reads == 1
+    assert (papers_file.read_bytes(), papers_file.stat().st_ino) == before[papers_file]  # not rewritten
+    assert issues_file.read_bytes() != before[issues_file][0]
+    again = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=again).issue(FIRST).intro.startswith("Welcome back to the")
+    assert again.reads == 0
 
 
 def test_an_edit_that_keeps_size_and_mtime_is_seen(digest: Path) -> None:
@@ -183,9 +212,9 @@ def test_a_corrupt_or_foreign_cache_is_ignored(
     monkeypatch.chdir(digest)
     settings = load_settings(digest)
     expected = load_library(settings)
-    path = settings.build_dir / CACHE_FILE
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
+    for path in shards(settings):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     cache = ContentCache.for_settings(settings)
     assert cache.entries == {}
     assert load_library(settings, cache=cache) == expected
@@ -197,14 +226,16 @@ def test_a_corrupt_or_foreign_cache_is_ignored(
 def test_a_cached_entry_of_the_wrong_shape_is_read_again(digest: Path) -> None:
     settings = load_settings(digest)
     load_library(settings, cache=ContentCache.for_settings(settings))
-    path = settings.build_dir / CACHE_FILE
-    data = pickle.load(io.BytesIO(path.read_bytes()))
-    for key in data["entries"]:
-        data["entries"][key] = ("wrong",)
-    path.write_bytes(pickle.dumps(data))
+    wrong = 0
+    for path in shards(settings):
+        data = pickle.load(io.BytesIO(path.read_bytes()))
+        for key in data["entries"]:
+            data["entries"][key] = ("wrong",)
+            wrong += 1
+        path.write_bytes(pickle.dumps(data))
     cache = ContentCache.for_settings(settings)
     assert load_library(settings, cache=cache) == load_library(settings)
-    assert cache.reads == len(data["entries"])
+    assert cache.reads == wrong
 
 
 def test_editing_one_paper_changes_exactly_its_pages_and_the_feeds(digest: Path) -> None:
@@ -230,8 +261,17 @@ def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Pa
     paper.write_text(original, encoding="utf-8")
     edit(digest / "issues" / f"{FIRST}.md", "Welcome back to the", "Welcome to the")
     cli_build(digest)
-    build_site(load_library(load_settings(digest)), tmp_path / "fresh")
-    assert site_files(digest / "site") == site_files(tmp_path / "fresh")
+    incremental = site_files(digest / "site")
+    # a build from nothing: no site, no content cache (the manifest too is the same)
+    shutil.rmtree(load_settings(digest).build_dir / "cache")
+    cli_build(digest, "--out", str(tmp_path / "fresh"))
+    assert site_files(tmp_path / "fresh") == incremental
+    # and without the content cache at all: the same pages (the manifest keys papers by
+    # fingerprints of their fields instead of the cache's digests of their files)
+    build_site(load_library(load_settings(digest)), tmp_path / "uncached")
+    uncached = site_files(tmp_path / "uncached")
+    assert uncached.pop(MANIFEST) != incremental.pop(MANIFEST)
+    assert uncached == incremental
 
 
 # -- paged feeds ------------------------------------------------------------------------------

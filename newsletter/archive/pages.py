@@ -154,8 +154,12 @@ class SitePages:
         self.tag_paths = self._tag_paths(self.tags)
         self.css_source = self._read_template_file(CSS_SOURCE)
         self.css_path = CSS_OUTPUT.format(hash=hashlib.sha256(self.css_source).hexdigest()[:8])
-        self.paper_fp = {pid: fingerprint(p) for pid, p in self.papers.items()}
+        # a paper's digest from the content cache when there is one: hashing the repr of
+        # 20,000 papers would cost more than the rest of a one-issue rebuild
+        digests = library.digests
+        self.paper_fp = {pid: digests.get(pid) or fingerprint(p) for pid, p in self.papers.items()}
         self.issue_fp = {i.slug: fingerprint(i) for i in self.issues}
+        self._listed: dict[str, str] = {}
         self.chrome = self._chrome_key()
         self._full: dict[str, str] = {}
 
@@ -274,14 +278,14 @@ class SitePages:
                 )
             )
         for pid, paper in self.papers.items():
-            key = self.key("paper", self.paper_fp[pid], self._featured_summary(pid))
+            key = self.key("paper", self.listed(pid))
             pages.append(Page(f"papers/{pid}/index.html", key, lambda paper=paper: self.paper_page(paper)))
         for tag, papers in self.tags.items():
             key = self.key(
                 "tag",
                 tag,
                 self.tag_paths[tag],
-                [(self.paper_fp[p.id], self._featured_summary(p.id)) for p in papers],
+                [self.listed(p.id) for p in papers],
             )
             pages.append(Page(self.tag_paths[tag] + "index.html", key, lambda tag=tag: self.tag_page(tag)))
         return pages
@@ -289,6 +293,13 @@ class SitePages:
     def key(self, *parts: object) -> str:
         """The key of a page made from `parts` and what every page depends on."""
         return fingerprint(self.chrome, *parts)
+
+    def listed(self, pid: str) -> str:
+        """A fingerprint of a paper and the issues featuring it: what its page and its tags' pages show of it."""
+        found = self._listed.get(pid)
+        if found is None:
+            found = self._listed[pid] = fingerprint(self.paper_fp[pid], self._featured_summary(pid))
+        return found
 
     def keep_memo(self) -> None:
         """Keep what skipped pages would have asked the memo for, so the next build finds it."""
