@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
-from xml.sax.saxutils import escape as xml_escape
 
 from markupsafe import Markup
 
@@ -95,6 +94,11 @@ class Memo:
                 value = compute()
             self.used[key] = value
         return value
+
+
+def xml_escape(text: str) -> str:
+    """`&`, `<` and `>` as XML entities (xml.sax.saxutils.escape, which imports urllib.request)."""
+    return html_module.escape(text, quote=False)
 
 
 def tag_segment(tag: str) -> str:
