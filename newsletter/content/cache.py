@@ -1,8 +1,8 @@
 """The content cache: what reading each paper and issue file gave last time, so a rebuild reads only changed files.
 
 One entry per file holds its size, mtime and ctime (in nanoseconds), inode and SHA-256
-(of the salt below and the file's bytes) with what reading it produced: the `Paper` or `Issue` (or None) and every problem and
-warning. A file whose size, times and inode all match is taken from the cache without
+(of the salt below and the file's bytes: the file's digest) with what reading it
+produced: the `Paper` or `Issue` (or None) and every problem and warning. A file whose size, times and inode all match is taken from the cache without
 being opened; one whose size matches but not the rest is hashed, and parsed again only
 when the hash differs.
 
@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from newsletter import __version__
 from newsletter.atomic_files import replace_file
 from newsletter.config import Settings
-from newsletter.content import freeze, front_matter, issues, papers, schema
+from newsletter.content import front_matter, issues, papers, schema
 from newsletter.content.issues import Issue, Selection
 from newsletter.content.papers import Paper
 from newsletter.errors import Problem
@@ -65,7 +65,7 @@ _ALLOWED = {
     ("pathlib._local", "WindowsPath"): pathlib.WindowsPath,
 }
 # ...and the dataclasses the content modules declare (what an `Issue` holds may grow)
-_CONTENT_MODULES = {m.__name__: m for m in (issues, papers, freeze)}
+_CONTENT_MODULES = {m.__name__: m for m in (issues, papers)}
 
 # A paper is stored as the tuple of its fields but `path`, which the reader gives back.
 _PAPER_FIELDS = tuple(f.name for f in dataclasses.fields(Paper) if f.name != "path")
