@@ -2,9 +2,10 @@
 
 One entry per file holds its size, mtime and ctime (in nanoseconds), inode and SHA-256
 (of the salt below and the file's bytes: the file's digest) with what reading it
-produced: the `Paper` or `Issue` (or None) and every problem and warning. A file whose size, times and inode all match is taken from the cache without
-being opened; one whose size matches but not the rest is hashed, and parsed again only
-when the hash differs.
+produced: the `Paper` or `Issue` (or None) and every problem and warning. A file
+whose size, times and inode all match is taken from the cache without being opened;
+one whose size matches but not the rest is hashed, and parsed again only when the hash
+differs.
 
 Correctness first. Timestamps have a granularity (2 s on FAT, 1 s on older file systems),
 so an edit made in the same tick as the read it follows keeps size and mtime: git's
