@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -248,6 +249,19 @@ def test_editing_one_paper_changes_exactly_its_pages_and_the_feeds(digest: Path)
     )
     assert "8" in (digest / "site" / f"papers/{PAPER}/index.html").read_text()
     assert cli_build(digest) == []
+
+
+def test_a_build_that_changes_nothing_leaves_the_manifest_alone(digest: Path) -> None:
+    cli_build(digest)
+    manifest = digest / "site" / MANIFEST
+    before = (manifest.read_bytes(), manifest.stat().st_ino, manifest.stat().st_mtime_ns)
+    assert cli_build(digest) == []
+    assert (manifest.read_bytes(), manifest.stat().st_ino, manifest.stat().st_mtime_ns) == before
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    assert f"papers/{PAPER}/index.html" in cli_build(digest)
+    recorded = json.loads(manifest.read_text(encoding="utf-8"))["files"][f"papers/{PAPER}/index.html"]
+    page = (digest / "site" / f"papers/{PAPER}/index.html").read_bytes()
+    assert recorded["sha256"] == hashlib.sha256(page).hexdigest() and recorded["size"] == len(page)
 
 
 def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Path) -> None:
