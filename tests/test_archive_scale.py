@@ -16,14 +16,14 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive.site import MANIFEST, build_site
+from newsletter.archive.site import COMPILED_TEMPLATES, MANIFEST, build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content import cache as cache_module
 from newsletter.content.cache import CACHE_DIR, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
-from tests.support.project import make_newsletter
+from tests.support.project import REPO, make_newsletter
 
 BASE = "https://example.org/digest/"
 FIRST = "2024-01-10-first"
@@ -262,6 +262,27 @@ def test_a_build_that_changes_nothing_leaves_the_manifest_alone(digest: Path) ->
     recorded = json.loads(manifest.read_text(encoding="utf-8"))["files"][f"papers/{PAPER}/index.html"]
     page = (digest / "site" / f"papers/{PAPER}/index.html").read_bytes()
     assert recorded["sha256"] == hashlib.sha256(page).hexdigest() and recorded["size"] == len(page)
+
+
+def test_an_edited_template_is_compiled_again(tmp_path: Path) -> None:
+    """Compiled templates are kept between builds, and never used once their source changed."""
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    digest = make_newsletter(tmp_path / "news")
+    edit(digest / "newsletter.toml", (REPO / "templates").as_posix(), templates.as_posix())
+    age(digest)
+    cli_build(digest)
+    assert any((load_settings(digest).build_dir / COMPILED_TEMPLATES).iterdir())
+    paper_template = templates / "site" / "paper.html.j2"
+    paper_template.write_text(
+        paper_template.read_text(encoding="utf-8").replace(
+            "{% block main %}", "{% block main %}<p>Edited.</p>"
+        ),
+        encoding="utf-8",
+    )
+    written = cli_build(digest)
+    assert f"papers/{PAPER}/index.html" in written
+    assert "<p>Edited.</p>" in (digest / "site" / f"papers/{PAPER}/index.html").read_text(encoding="utf-8")
 
 
 def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Path) -> None:

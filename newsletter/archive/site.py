@@ -10,6 +10,7 @@ are `newsletter.archive.pages` and `newsletter.archive.feeds`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ __all__ = ["MANIFEST", "ArchiveError", "BuildReport", "build_site"]
 
 MANIFEST = ".newsletter-manifest.json"
 MANIFEST_VERSION = 2  # 2: feed entries are no longer kept in the manifest
+COMPILED_TEMPLATES = "cache/templates"  # under paths.build
 
 
 @dataclass
@@ -79,6 +81,7 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
         {k: v for k, v in stored_memo.items() if isinstance(v, str)} if isinstance(stored_memo, dict) else {}
     )
     site = SitePages(library, memo)
+    site.env.bytecode_cache = _compiled_templates(library.settings.build_dir / COMPILED_TEMPLATES)
     report = BuildReport(out=out)
     new_files: dict[str, dict[str, Any]] = {}
     folder = str(out)  # plain strings: at 20,000 pages, Path objects cost more than the checks
@@ -118,6 +121,26 @@ def _own(files: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
         path: record for path, record in files.items() if _safe_site_path(path) and isinstance(record, dict)
     }
+
+
+def _compiled_templates(folder: Path) -> Any:
+    """Jinja's compiled templates, kept between builds (a one-page rebuild compiles none).
+
+    Jinja checks each against its template's source and Python version before using it.
+    Best effort: in a read-only checkout templates are compiled each time, as without it.
+    """
+    from jinja2 import FileSystemBytecodeCache
+
+    class CompiledTemplates(FileSystemBytecodeCache):
+        def dump_bytecode(self, bucket: Any) -> None:
+            with contextlib.suppress(OSError):
+                super().dump_bytecode(bucket)
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return CompiledTemplates(str(folder))
 
 
 def _open_manifest(out: Path) -> dict[str, Any]:
