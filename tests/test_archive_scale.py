@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import time
 from pathlib import Path
@@ -283,6 +284,28 @@ def test_an_edited_template_is_compiled_again(tmp_path: Path) -> None:
     written = cli_build(digest)
     assert f"papers/{PAPER}/index.html" in written
     assert "<p>Edited.</p>" in (digest / "site" / f"papers/{PAPER}/index.html").read_text(encoding="utf-8")
+
+
+def test_a_tag_that_takes_another_tags_folder_moves_every_link_to_it(digest: Path) -> None:
+    """'#tokenization' has the folder name of 'tokenization' (tag_segment), sorts first and takes it."""
+    age(digest)
+    cli_build(digest)
+    assert 'href="../../tags/tokenization/"' in (digest / "site" / f"papers/{PAPER}/index.html").read_text()
+    (digest / "papers" / "new-tokenizer.md").write_text(
+        '---\nid: new-tokenizer\ntitle: "A new tokenizer"\ntags: ["#tokenization"]\n---\nAn abstract.\n',
+        encoding="utf-8",
+    )
+    (digest / "issues" / "2024-02-07-later.md").write_text(
+        '---\ntitle: "Later"\nsubject: "Test Digest later"\ndate: 2024-02-07\nnumber: 9\n'
+        "status: published\ninclude: [new-tokenizer]\n---\nLater.\n",
+        encoding="utf-8",
+    )
+    written = cli_build(digest)
+    page = (digest / "site" / f"papers/{PAPER}/index.html").read_text()
+    moved = re.search(r'href="\.\./\.\./(tags/tokenization-[0-9a-f]+/)"', page)
+    assert moved and f"papers/{PAPER}/index.html" in written
+    assert (digest / "site" / moved.group(1) / "index.html").is_file()
+    assert "A new tokenizer" in (digest / "site" / "tags" / "tokenization" / "index.html").read_text()
 
 
 def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Path) -> None:

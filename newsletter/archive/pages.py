@@ -164,7 +164,8 @@ class SitePages:
         self.paper_fp = {pid: digests.get(pid) or fingerprint(p) for pid, p in self.papers.items()}
         self.issue_fp = {i.slug: fingerprint(i) for i in self.issues}
         self._listed: dict[str, str] = {}
-        self.chrome = self._chrome_key()
+        # every page may link to a tag: one whose folder another tag took moves all links
+        self.chrome = fingerprint(self._chrome_key(), self._moved_tags())
         self._full: dict[str, str] = {}
 
     # -- inputs
@@ -184,6 +185,12 @@ class SitePages:
             taken.add(segment.casefold())
             paths[tag] = f"tags/{segment}/"
         return paths
+
+    def _moved_tags(self) -> list[tuple[str, str]]:
+        """The tags whose folder is not their own segment (it clashed): they depend on the other tags."""
+        return [
+            (tag, path) for tag, path in sorted(self.tag_paths.items()) if path != f"tags/{tag_segment(tag)}/"
+        ]
 
     def _read_template_file(self, name: str) -> bytes:
         path = self.settings.templates_dir / name
