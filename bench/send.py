@@ -29,6 +29,10 @@ without it, a SQLite file in a temporary folder.
          duplicate after --retry-failed, exactly those resent by --resend-uncertain.
      6-0 sends the same readers to a well-behaved stub: what the machine reaches at the moment.
      Each line ends with the load average: on a shared machine, re-run a miss when it is low.
+  8. languages (--only languages): process CPU per reader of a whole send (claim, personalise,
+     record; a transport that discards the bytes) with readers in 3 languages (en, ar, de: one
+     template each) against the same readers all in English (one template), the best of 3
+     alternating runs each (goal: within 10 %).
 
 The SES stub runs in its own process (bench/ses_stub.py serve), so its CPU is not
 charged to the sender; on a 2-core machine they still share the cores.
@@ -57,7 +61,7 @@ sys.path.insert(0, str(REPO))
 
 from newsletter.config import SesSettings, Settings, load_settings  # noqa: E402
 from newsletter.content.library import load_library  # noqa: E402
-from newsletter.delivery.plan import build_template, plan_send  # noqa: E402
+from newsletter.delivery.plan import build_template, build_templates, plan_send  # noqa: E402
 from newsletter.delivery.sending import send_issue  # noqa: E402
 from newsletter.delivery.transports.base import SendResult, Transport  # noqa: E402
 from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
@@ -292,6 +296,58 @@ def cpu(n: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------- 8. languages
+
+
+def languages(n: int, rounds: int = 3) -> None:
+    """Per-reader CPU of a send in three languages against one: the best of `rounds` runs each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, library, issue = setup(Path(tmp), 0)
+        every = build_templates(settings, library, issue)
+        assert sorted(every) == ["ar", "de", "en"], sorted(every)
+        english = {issue.language: every[issue.language]}
+        best: dict[str, float] = {}
+        sizes: dict[str, float] = {}
+        for round_ in range(rounds):
+            for label, templates, tags in (
+                ("1 language", english, ["en"]),
+                ("3 languages", every, ["en", "ar-EG", "de-AT"]),  # found by fallback, as readers are
+            ):
+                database = fresh_database(Path(tmp) / f"{label[0]}-{round_}")
+                (Path(tmp) / f"{label[0]}-{round_}").mkdir(exist_ok=True)
+                run_settings = dataclasses.replace(settings, database_url=database)
+                with Store.open(database) as store:
+                    store.upsert_many(
+                        SubscriberRow(
+                            email=f"reader{i:06d}@example.com",
+                            name=f"Reader {i}",
+                            language=tags[i % len(tags)],
+                            status="active",
+                        )
+                        for i in range(n)
+                    )
+                    transport = DiscardTransport()
+                    plan = plan_send(
+                        run_settings, library, issue, transport=transport, secret=SECRET, templates=templates
+                    )
+                    start = time.process_time()
+                    report = send_issue(plan, store)
+                    used = (time.process_time() - start) / n
+                    assert report.sent == n, report.summary()
+                    per_language = store.ledger(ISSUE)
+                best[label] = min(best.get(label, used), used)
+                sizes[label] = transport.bytes / transport.count
+                got = {d.sent_language for d in per_language}
+                assert got == set(templates), got
+    one, three = best["1 language"], best["3 languages"]
+    print(
+        f"8. languages, {n} readers, {THREADS} threads, discarding transport, best of {rounds}: "
+        f"CPU per reader with 3 languages {three * 1000:.3f} ms vs 1 language {one * 1000:.3f} ms "
+        f"= {three / one - 1:+.1%} (goal: within 10 %); mean message {sizes['3 languages'] / 1024:.0f} KB "
+        f"vs {sizes['1 language'] / 1024:.0f} KB; load {load()}"
+    )
+
+
 # --------------------------------------------------------------------------- 6. several senders
 
 
@@ -500,7 +556,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs (the paced one takes 25 s)")
     parser.add_argument(
         "--only",
-        choices=["paced", "unpaced", "cpu", "rss", "senders", "misbehaving"],
+        choices=["paced", "unpaced", "cpu", "rss", "senders", "misbehaving", "languages"],
         help="run one part",
     )
     parser.add_argument(
@@ -525,7 +581,11 @@ def main() -> None:
             drop_schemas()
         return
     quick = args.quick
-    parts = [args.only] if args.only else ["paced", "unpaced", "cpu", "rss", "senders", "misbehaving"]
+    parts = (
+        [args.only]
+        if args.only
+        else ["paced", "unpaced", "cpu", "rss", "senders", "misbehaving", "languages"]
+    )
     try:
         run_parts(parts, quick, args.scenario)
     finally:
@@ -554,6 +614,8 @@ def run_parts(parts: list[str], quick: bool, scenarios: list[str] | None = None)
                 misbehaving_answers(MISBEHAVING_READERS)
             else:
                 misbehaving_rate(MISBEHAVING_READERS, scenario)
+    if "languages" in parts:
+        languages(3_000 if quick else 10_000)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class SesSettings:
     configuration_set: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     endpoint_url: str | None = None  # for tests and SES-compatible services
+    # Opt-in: SES open and click tracking (README "Engagement"). Off: links carry
+    # ses:no-track and Open/Click events are not stored; on: paper links carry link tags.
+    engagement: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,12 @@ def _positive_int(v: Any) -> int:
     return v
 
 
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
 def _port(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 65536:
         raise ValueError("a port number between 1 and 65535")
@@ -292,6 +301,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ses.region", "ses.region", _text),
     Option("ses.configuration_set", "ses.configuration_set", _text),
     Option("ses.tags", "ses.tags", _tags),
+    Option("ses.engagement", "ses.engagement", _flag),
     Option("ses.endpoint_url", "ses.endpoint_url", _url, env="NEWSLETTER_SES_ENDPOINT_URL"),
     Option("events.topic_arns", "events.topic_arns", _topic_arns, env="NEWSLETTER_EVENTS_TOPIC_ARNS"),
     Option("events.account_id", "events.account_id", _account_id),

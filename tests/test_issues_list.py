@@ -36,7 +36,9 @@ def test_lists_drafts_and_published_issues_before_any_send(folder: Path) -> None
         3,
     )
     assert (arabic["status"], arabic["papers"], arabic["recipients"]) == ("draft", 1, 0)
-    assert "opens" not in first and "clicks" not in first  # not stored yet: no column pretends otherwise
+    assert (
+        first["opens"] is None and first["clicks"] is None
+    )  # nothing recorded: no figure pretends otherwise
 
 
 def test_a_send_with_readers_left_is_sending_then_sent(folder: Path, tmp_path: Path) -> None:
@@ -75,6 +77,8 @@ def test_the_table_has_a_header_and_leaves_ledger_columns_blank_before_a_send(fo
         "delivered",
         "bounces",
         "complaints",
+        "opens",
+        "clicks",
     ]
     assert lines[1].split() == ["1", "2024-01-10", "2024-01-10-first", "published", "3"]
     assert lines[2].split() == ["2", "2024-01-17", "2024-01-17-arabic", "draft", "1"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from threading import Thread
 
@@ -16,6 +17,7 @@ from newsletter.config import load_settings
 from newsletter.mail.preview import Preview, make_server
 from newsletter.store import Store
 from tests.support.project import REPO, copy_newsletter
+from tests.support.sending import parse
 
 
 def test_init_scaffolds_a_newsletter_that_builds_and_passes_its_checks(tmp_path: Path) -> None:
@@ -57,12 +59,23 @@ def test_demo_builds_sends_to_the_outbox_once_and_builds_the_archive(tmp_path: P
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
         active = store.count_by_status()["active"]
         assert store.ledger_counts("2026-03-17-multilingual-llms")["sent"] == active == len(outbox)
+    # each reader in their language: ar and ar-EG get the Arabic translation, de and de-AT the German
+    languages = Counter(parse(path.read_bytes())["Content-Language"] for path in outbox)
+    assert languages == {"ar": 2, "de": 2, "en": active - 4}
+    assert (
+        "Readers by language (the translation they got, and their own languages): ar 2 (ar, ar-EG); "
+        "de 2 (de, de-AT); en 6 (es, hi, ja, pt-BR, zh)." in first.output
+    )
     assert (root / "site" / "issues" / "2026-03-17-multilingual-llms" / "index.html").is_file()
     assert (root / "build" / "2026-03-24-translation-ar" / "preview.eml").is_file()
+    report = (root / "build" / "report.html").read_text(encoding="utf-8")
+    assert 'id="synthetic"' in report and "made up by <code>newsletter demo</code>" in report
+    assert 'data-figure="sent">10<' in report and report.count("<svg ") >= 3
     second = runner.invoke(main, ["demo"])
     assert second.exit_code == 0, second.output
     assert "Nothing to send: 2026-03-17-multilingual-llms was already sent" in second.output
     assert len(list((root / "outbox").rglob("*.eml"))) == len(outbox)  # nobody mailed twice
+    assert "0 synthetic events stored" in second.output  # the made-up events are not made twice
 
 
 def _get(url: str) -> str:

@@ -71,7 +71,7 @@ def test_fresh_database_is_created_with_folder_wal_and_current_version(
     db_path: Path, sqlite_store: Store
 ) -> None:
     assert db_path.is_file()
-    assert _version(db_path) == SCHEMA_VERSION == 4
+    assert _version(db_path) == SCHEMA_VERSION == len(MIGRATIONS)
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "subscribers", "deliveries", "events", "snapshots", "senders"} <= tables

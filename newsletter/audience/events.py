@@ -14,7 +14,10 @@ address is not turned into an unsubscribed one).
 - Subscription (SES list management) with ``unsubscribeAll``: ``unsubscribed``.
 - Delivery: the ledger row of ``mail.messageId`` gets its delivery time, and the address's
   soft-bounce count starts again (the limit counts soft bounces since the last delivery).
-Every event is recorded. All recipients of one notification are applied in one
+- Open, Click: only with `engagement` on (``ses.engagement``, opt-in), stored per message
+  in the engagement table, not in the address's event log (`newsletter.audience.engagement`);
+  with it off they are ignored and nothing of them is kept.
+Every other event is recorded. All recipients of one notification are applied in one
 transaction (``Store.apply_events``); SQS delivers at least once, so an event already
 recorded for the same (type, address, message id) is skipped: processing a redelivered
 message changes nothing.
@@ -29,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from newsletter.audience.engagement import store_engagement
 from newsletter.audience.lifecycle import SOFT_BOUNCE_LIMIT, event_decision
 from newsletter.audience.notifications import (
     ANYWHERE,
@@ -56,7 +60,10 @@ class EventSummary:
     delivered: int = 0  # recipients reported delivered
     unsubscribed: int = 0  # addresses unsubscribed through SES list management
     duplicates: int = 0  # recipient events already recorded (a redelivered message)
-    ignored: int = 0  # messages: other event types (Send, Open, Click, ...) and notices
+    ignored: int = 0  # messages: other event types (Send, Reject, ...; Open and Click when off) and notices
+    opens: int = 0  # Open events stored (engagement on)
+    clicks: int = 0  # Click events stored (engagement on)
+    machine: int = 0  # of those, the ones that look like a proxy's or a scanner's
     notices: int = 0  # messages about no mail (SNS confirmations, topic validation, account events)
     malformed: int = 0  # messages
     refused: int = 0  # messages from a topic or account that is not allowed
@@ -82,6 +89,8 @@ class EventSummary:
             f"{self.duplicates} duplicates, {self.malformed} malformed"
             + (f", {self.refused} refused" if self.refused else "")
             + (f", {self.unsubscribed} unsubscribed" if self.unsubscribed else "")
+            + (f", {self.opens} opens, {self.clicks} clicks" if self.opens or self.clicks else "")
+            + (f" ({self.machine} by machines)" if self.machine else "")
         )
 
 
@@ -91,8 +100,12 @@ def process_notification(
     *,
     soft_bounce_limit: int = SOFT_BOUNCE_LIMIT,
     trust: Trust = ANYWHERE,
+    engagement: bool = False,
 ) -> EventSummary:
     """Apply one notification to the store; a malformed or refused one is counted (with its reason).
+
+    `engagement` (the ``ses.engagement`` setting): store Open and Click events; off, they
+    are ignored.
 
     All its recipients are applied in one transaction (`Store.apply_events`): a crash
     leaves it either fully applied (a redelivery is then skipped as a duplicate) or not
@@ -122,6 +135,8 @@ def process_notification(
             summary.duplicates += result.duplicate
             summary.unsubscribed += result.changed
         return summary
+    if notification.type in ("Open", "Click"):
+        return _engagement(store, notification, summary, engagement)
     if notification.type not in ("Bounce", "Complaint", "Delivery"):
         summary.ignored = 1
         first = notification.recipients[0] if notification.recipients else None
@@ -143,6 +158,26 @@ def process_notification(
             summary.bounced += 1
         elif result.changed and result.status == "complained":
             summary.complained += 1
+    return summary
+
+
+def _engagement(
+    store: Store, notification: Notification, summary: EventSummary, enabled: bool
+) -> EventSummary:
+    if not enabled:
+        summary.ignored = 1  # the editor did not opt in: nothing of it is kept
+        return summary
+    outcome, observation = store_engagement(store, notification)
+    if outcome == "malformed":
+        summary.processed, summary.malformed = 0, 1
+        summary.errors.append(f"{notification.type.lower()}: expected mail.messageId and a timestamp")
+    elif outcome == "duplicate":
+        summary.duplicates = 1
+    elif outcome == "unknown":
+        summary.ignored = 1  # not a message of this ledger
+    else:
+        summary.opens, summary.clicks = int(notification.type == "Open"), int(notification.type == "Click")
+        summary.machine = int(observation is not None and observation.machine is not None)
     return summary
 
 
@@ -235,12 +270,19 @@ def read_saved(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def import_file(
-    store: Store, path: Path, *, soft_bounce_limit: int = SOFT_BOUNCE_LIMIT, trust: Trust = ANYWHERE
+    store: Store,
+    path: Path,
+    *,
+    soft_bounce_limit: int = SOFT_BOUNCE_LIMIT,
+    trust: Trust = ANYWHERE,
+    engagement: bool = False,
 ) -> EventSummary:
     """Process saved notifications (see `read_saved`); malformed and refused ones are reported by position."""
     total = EventSummary()
     for where, item in read_saved(path):
-        summary = process_notification(store, item, soft_bounce_limit=soft_bounce_limit, trust=trust)
+        summary = process_notification(
+            store, item, soft_bounce_limit=soft_bounce_limit, trust=trust, engagement=engagement
+        )
         summary.errors = [f"{where}: {e}" for e in summary.errors]
         total += summary
     return total

@@ -113,6 +113,9 @@ class Notification:
     bounce_type: str | None = None
     feedback_type: str | None = None
     unsubscribe_all: bool = False  # a Subscription event that opts out of everything
+    # an Open or Click event's own section (time, link, link tags, and the IP address and
+    # user agent that `newsletter.audience.engagement` looks at and never stores)
+    engagement: dict[str, Any] | None = None
 
 
 def parse_notification(body: str | bytes | dict[str, Any], trust: Trust = ANYWHERE) -> Notification | Notice:
@@ -166,6 +169,10 @@ def parse_notification(body: str | bytes | dict[str, Any], trust: Trust = ANYWHE
     destination = mail.get("destination")
     recipients = tuple(a for a in (_address(r) for r in destination or () if isinstance(r, str)) if a)
     recipients = recipients if isinstance(destination, list) else ()
+    if kind in ("Open", "Click"):
+        section = event.get(kind.lower())
+        section = section if isinstance(section, dict) else None
+        return Notification(kind, message_id, recipients, base, engagement=section)
     if kind == "Subscription":
         subscription = event.get("subscription")
         new = subscription.get("newTopicPreferences") if isinstance(subscription, dict) else None

@@ -56,6 +56,7 @@ def poll_queue(
     visibility_timeout: int | None = None,
     dead_letter_queue_url: str | None = None,
     soft_bounce_limit: int = SOFT_BOUNCE_LIMIT,
+    engagement: bool = False,
     trust: Trust = ANYWHERE,
     max_batches: int | None = None,
     on_batch: Any = None,
@@ -126,7 +127,7 @@ def poll_queue(
                     messages,
                     result,
                     dead_letter_queue_url,
-                    {"soft_bounce_limit": soft_bounce_limit, "trust": trust},
+                    {"soft_bounce_limit": soft_bounce_limit, "trust": trust, "engagement": engagement},
                 )
                 if on_batch is not None:
                     on_batch(result)

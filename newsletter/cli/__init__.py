@@ -22,6 +22,7 @@ COMMANDS = {
     "papers": "papers:papers",
     "issue": "content:issue",
     "issues": "issues:issues",
+    "report": "report:report",
     "subscribers": "subscribers:subscribers",
     "send": "send:send",
     "status": "send:status",

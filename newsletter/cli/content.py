@@ -82,7 +82,7 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
             report = check_issue(library, issue, spamassassin=not no_spam_score)
         else:  # nothing to render: say which rule matched nothing
             report = CheckReport(errors=[str(empty_issue_problem(library, issue))])
-        report.warnings[:0] = _freeze_warnings(issue)
+        report.warnings[:0] = _freeze_warnings(library, issue)
         click.echo(f"{issue.slug}")
         for line in report.passed:
             click.echo(f"  ok    {line}")
@@ -95,16 +95,19 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
         raise click.ClickException(f"{failed} issue(s) failed the checks") from None
 
 
-def _freeze_warnings(issue) -> list[str]:
-    from newsletter.content.freeze import changed_since_frozen, freeze_path
+def _freeze_warnings(library, issue) -> list[str]:
+    from newsletter.content.freeze import changed_since_frozen, freeze_path, translations_changed_since_frozen
+    from newsletter.delivery.plan import translation_files
 
+    translated = translations_changed_since_frozen(issue, translation_files(library, issue))
     if not changed_since_frozen(issue):
-        return []
+        return translated
     sent = issue.frozen.sent.strftime("%Y-%m-%d %H:%M UTC")
     return [
+        *translated,
         f"{issue.path.name} changed since it was sent ({sent}): the archive page shows the edit, "
         f"but the papers stay the {len(issue.frozen.papers)} in {freeze_path(issue.path).name} "
-        f"(`newsletter issue refreeze {issue.slug}` to review and record the change)"
+        f"(`newsletter issue refreeze {issue.slug}` to review and record the change)",
     ]
 
 
@@ -182,16 +185,27 @@ def issue_refreeze(ctx: Context, issue_ref: str, yes: bool) -> None:
     """
     import dataclasses
 
-    from newsletter.content.freeze import file_sha256, freeze_path, write_freeze
+    from newsletter.content.freeze import (
+        file_sha256,
+        freeze_path,
+        translation_hashes,
+        translations_changed_since_frozen,
+        write_freeze,
+    )
     from newsletter.content.selection import rules_would_pick
+    from newsletter.delivery.plan import translation_files
 
     library, issue = _frozen_issue(ctx, issue_ref)
+    translations = translation_files(library, issue)
+    translated = translations_changed_since_frozen(issue, translations)
     now = rules_would_pick(library, issue)
     ids = tuple(p.id for p in now)
     if not ids:
         raise click.ClickException(f"{issue.slug}: its rules pick no paper now; the record is kept")
     changed = _show_change(library, issue.frozen.papers, ids)
-    if not changed and issue.frozen.source_sha256 == file_sha256(issue.path):
+    for line in translated:
+        click.echo(f"  {line}")
+    if not changed and not translated and issue.frozen.source_sha256 == file_sha256(issue.path):
         click.echo(f"{issue.slug}: the papers and the issue file are as frozen; nothing to do")
         return
     if not changed:
@@ -199,7 +213,11 @@ def issue_refreeze(ctx: Context, issue_ref: str, yes: bool) -> None:
     if not yes:
         _ask(f"Rewrite {freeze_path(issue.path).name}?")
     record = dataclasses.replace(
-        issue.frozen, papers=ids, by="issue refreeze", source_sha256=file_sha256(issue.path)
+        issue.frozen,
+        papers=ids,
+        by="issue refreeze",
+        source_sha256=file_sha256(issue.path),
+        translations=translation_hashes(translations),
     )
     path = write_freeze(issue, record)
     click.echo(f"Wrote {display_path(path)} ({_papers(len(ids))}); commit it, then rebuild the archive")

@@ -96,6 +96,7 @@ def poll(
             dead_letter_queue_url=dead_letter_queue_url,
             soft_bounce_limit=soft_bounce_limit,
             trust=_trust(settings),
+            engagement=settings.ses.engagement,
         )
     s = result.summary
     if result.interrupted:
@@ -105,6 +106,7 @@ def poll(
         f"{s.complained} complained, {s.delivered} delivered, {s.ignored} ignored, {s.malformed} malformed"
         + (f", {s.refused} refused (not from an allowed topic or account)" if s.refused else "")
         + (f", {s.unsubscribed} unsubscribed" if s.unsubscribed else "")
+        + (f", {s.opens} opens, {s.clicks} clicks ({s.machine} by machines)" if s.opens or s.clicks else "")
         + (f" ({result.dead_lettered} moved to the dead-letter queue)" if result.dead_lettered else "")
         + (f", {result.failed} failed and left in the queue" if result.failed else "")
         + "."
@@ -130,7 +132,13 @@ def import_(obj: Context, file: Path, soft_bounce_limit: int) -> None:
     from newsletter.store import Store
 
     with Store.open(obj.settings.database_url) as store:
-        s = import_file(store, file, soft_bounce_limit=soft_bounce_limit, trust=_trust(obj.settings))
+        s = import_file(
+            store,
+            file,
+            soft_bounce_limit=soft_bounce_limit,
+            trust=_trust(obj.settings),
+            engagement=obj.settings.ses.engagement,
+        )
     for error in s.errors:
         click.echo(f"Error: {error}", err=True)
     click.echo(s.line() + ".")

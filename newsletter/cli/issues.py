@@ -20,8 +20,10 @@ COLUMNS = (
     ("delivered", "delivered"),
     ("bounces", "bounces"),
     ("complaints", "complaints"),
+    ("opens", "opens"),
+    ("clicks", "clicks"),
 )
-LEDGER_FIELDS = {"recipients", "sent", "delivered", "bounces", "complaints"}
+LEDGER_FIELDS = {"recipients", "sent", "delivered", "bounces", "complaints", "opens", "clicks"}
 
 
 @click.command()
@@ -31,8 +33,10 @@ def issues(ctx: Context, as_json: bool) -> None:
     """List every issue: number, date, slug, status, papers and how its send went.
 
     Status is the front matter's (draft, published) until a send begins, then
-    sending (readers left, e.g. after Ctrl-C) or sent. An issue file with errors
-    is left out with a warning; `newsletter check` says what is wrong with it.
+    sending (readers left, e.g. after Ctrl-C) or sent. Opens and clicks count
+    readers (machine opens and link scanners left out), and are blank unless
+    engagement tracking is on (`ses.engagement`). An issue file with errors is
+    left out with a warning; `newsletter check` says what is wrong with it.
 
     \b
     Example:
@@ -59,7 +63,12 @@ def issues(ctx: Context, as_json: bool) -> None:
     for row in rows:
         values = row.as_dict()
         started = row.recipients > 0
-        table.append([str(values[f]) if started or f not in LEDGER_FIELDS else "" for _, f in COLUMNS])
+        table.append(
+            [
+                "" if (f in LEDGER_FIELDS and not started) or values[f] is None else str(values[f])
+                for _, f in COLUMNS
+            ]
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:
         cells = [

@@ -106,6 +106,10 @@ def send(
     not to have left. The send paces itself at the provider's quota and slows down to
     the rate it really allows. Ctrl-C stops after the messages in flight are recorded.
 
+    Each reader gets the issue in their language when it has a translation
+    (issues/<slug>.<lang>.md; pt-BR falls back to pt, then to the original); the issue
+    is rendered and checked once per language. --dry-run shows who gets which.
+
     \b
     Example:
         newsletter send 2026-03-17-multilingual-llms --test me@example.org
@@ -114,7 +118,7 @@ def send(
     """
     from newsletter.content.freeze import require_sendable
     from newsletter.content.library import load_library
-    from newsletter.delivery.plan import plan_send, recipients_count, resolve_secret
+    from newsletter.delivery.plan import plan_send, recipients_count, resolve_secret, send_languages
     from newsletter.delivery.sending import send_issue, send_test
     from newsletter.delivery.transports import make_transport
     from newsletter.errors import NewsletterError
@@ -131,9 +135,24 @@ def send(
     issue = library.issue(issue_ref)
     if not (test_addresses or dry_run):
         require_sendable(issue)  # a draft may be tried (--test, --dry-run), never sent to the list
-    built = build_message(library, issue)
+    # rendered once per language: every reader's message is a substitution into one of these
+    builds = {lang: build_message(library, issue, language=lang) for lang in send_languages(library, issue)}
+    built = builds[issue.language]
+    for language in sorted(set(library.translations.languages_of(issue)) - set(builds)):
+        click.echo(
+            f"Warning: {_source(library, issue, language)}: not sent: {issue.slug} was first sent before "
+            f"it existed, so its readers get what the first readers got "
+            f"(`newsletter issue refreeze {issue.slug}` records it)",
+            err=True,
+        )
     if not skip_checks:
-        _preflight(built, spamassassin=not no_spam_score)
+        for language, each in builds.items():
+            _preflight(
+                each,
+                spamassassin=not no_spam_score,
+                where=issue.slug if language == issue.language else _source(library, issue, language),
+                original=language == issue.language,
+            )
 
     from newsletter.delivery.transports.file import issue_outbox
 
@@ -153,10 +172,10 @@ def send(
                 transport=transport,
                 store=store,
                 secret=secret,
-                rendered=built.rendered,
+                renders={lang: b.rendered for lang, b in builds.items()},
             )
         for r in results:
-            click.echo(f"{r.email}: {r.outcome}" + (f" ({r.error})" if r.error else ""))
+            click.echo(f"{r.email}: {r.outcome} ({r.language})" + (f" ({r.error})" if r.error else ""))
         failed = [r for r in results if r.outcome != "sent"]
         if failed:
             raise NewsletterError(f"{len(failed)} of {len(results)} test message(s) were not sent")
@@ -177,19 +196,19 @@ def send(
         resend_uncertain=resend_uncertain,
         retry_failed=retry_failed,
         secret=secret,
-        template=MessageTemplate.build(built.rendered, settings),
+        templates={lang: MessageTemplate.build(b.rendered, settings) for lang, b in builds.items()},
     )
     with Store.open(settings.database_url) as store:
         to_send = recipients_count(store, plan)
         papers = len(built.rendered.papers)
         if dry_run:
-            _describe_dry_run(store, plan, issue, papers, checked=not skip_checks, to_send=to_send)
+            _describe_dry_run(store, plan, library, issue, papers, checked=not skip_checks, to_send=to_send)
             return
         if to_send > 0 and not yes:
             _confirm(issue, papers, to_send, name, limit)
         if to_send > 0:
             _warn(warning)
-            _freeze(issue, built.rendered.papers)
+            _freeze(issue, built.rendered.papers, {lang: _path(library, issue, lang) for lang in builds})
         stop = GracefulStop(on_first=_say_stopping)
         try:
             with _progress(to_send) as progress, stop:
@@ -204,14 +223,15 @@ def _warn(warning: str | None) -> None:
         click.echo(f"Warning: {warning}", err=True)
 
 
-def _freeze(issue, papers) -> None:
-    """The first real send records the papers it sends: they stay the issue's from now on."""
+def _freeze(issue, papers, sources: dict[str, Path]) -> None:
+    """The first real send records the papers and translations it sends: they stay the issue's."""
     import datetime as dt
 
     from newsletter.content.freeze import freeze, freeze_path
 
     if issue.frozen is None:
-        freeze(issue, papers, issue.subject, dt.datetime.now(dt.UTC))
+        translations = {lang: path for lang, path in sources.items() if lang != issue.language}
+        freeze(issue, papers, issue.subject, dt.datetime.now(dt.UTC), translations=translations)
         click.echo(f"Froze {freeze_path(issue.path).name}: these papers stay the issue's (commit the file)")
 
 
@@ -219,7 +239,19 @@ def _status(issue) -> str:
     return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
 
 
-def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send: int) -> None:
+def _path(library, issue, language: str) -> Path:
+    """The file a language's words come from: the issue's, or its translation's."""
+    found = library.translations.issues.get((issue.slug, language))
+    return issue.path if found is None else found.path
+
+
+def _source(library, issue, language: str) -> str:
+    return f"issues/{_path(library, issue, language).name}"
+
+
+def _describe_dry_run(store, plan, library, issue, papers: int, *, checked: bool, to_send: int) -> None:
+    from newsletter.delivery.plan import language_groups
+
     uncertain = len(store.uncertain(plan.issue))  # rows of senders still at work are in flight
     click.echo(f"Issue:      {plan.issue}")
     click.echo(f"Status:     {_status(issue)}")
@@ -227,6 +259,18 @@ def _describe_dry_run(store, plan, issue, papers: int, *, checked: bool, to_send
     click.echo(f"Papers:     {papers}")
     click.echo(f"Transport:  {plan.transport_name}")
     click.echo(f"Recipients: {to_send}")
+    click.echo(
+        "Languages:  (readers by the translation they get" + (", before --limit)" if plan.limit else ")")
+    )
+    for group in language_groups(store, plan):
+        tags = ", ".join(
+            f"{tag or 'no language'} {n}" if len(group.readers) > 1 else tag or "no language"
+            for tag, n in group.readers.items()
+        )
+        readers = f"{group.total} reader{'' if group.total == 1 else 's'}" + (f": {tags}" if tags else "")
+        source = _source(library, issue, group.language)
+        what = f"the original, {source}" if group.language == plan.language else source
+        click.echo(f"  {group.language} ({readers}) → {what}")
     if uncertain:
         click.echo(f"Uncertain:  {uncertain} (resent only with --resend-uncertain)")
     click.echo("Checks:     " + ("passed" if checked else "skipped") + "\nDry run: nothing was sent.")
@@ -242,17 +286,20 @@ def _address(text: str) -> str:
         raise NewsletterError(f"--test: expected an email address, got {text!r}: {exc}") from None
 
 
-def _preflight(built, *, spamassassin: bool) -> None:
+def _preflight(built, *, spamassassin: bool, where: str, original: bool = True) -> None:
+    """Check one language's build; `where` names the issue or the translation's file."""
     from newsletter.errors import NewsletterError
     from newsletter.mail.checks import check_built
 
     report = check_built(built, spamassassin=spamassassin)
+    # a translation's findings name its language: the original's stay as they always were
+    language = "" if original else f"{built.rendered.language}: "
     for line in report.warnings:
-        click.echo(f"Warning: check: {line}", err=True)
+        click.echo(f"Warning: check: {language}{line}", err=True)
     if report.errors:
-        lines = "\n".join(f"Error: check: {line}" for line in report.errors)
+        lines = "\n".join(f"Error: check: {language}{line}" for line in report.errors)
         raise NewsletterError(
-            f"{built.rendered.issue.slug}: the pre-flight checks failed; nothing was sent\n{lines}\n\n"
+            f"{where}: the pre-flight checks failed; nothing was sent\n{lines}\n\n"
             "Fix the issue (see `newsletter check`), or pass --skip-checks to send anyway."
         )
 
@@ -389,6 +436,11 @@ def status(ctx: Context, issue_ref: str, as_json: bool) -> None:
                 f"{result.events.get('soft_bounce', 0)} transient\n"
                 f"Complaints: {result.events.get('complaint', 0)} ({result.complaint_rate:.2%} of sent)"
             )
+        if len(result.languages) > 1 or any(lang is not None for lang in result.languages):
+            click.echo("Languages:")
+            for language, by_state in result.languages.items():
+                parts = ", ".join(f"{by_state[k]} {k}" for k in ("sent", "failed", "uncertain"))
+                click.echo(f"  {language or 'none (no message made)'}: {parts}")
         if result.senders:
             click.echo("Senders:")
             for name, by_state in result.senders.items():

@@ -8,6 +8,12 @@ flow into an issue readers already have; the front matter and introduction may s
 corrected (the archive page follows them). Only `newsletter issue refreeze` (which shows
 what changes) or `unfreeze` changes the record. The issue loader reads `*.md` only, so a
 record is never taken for an issue.
+
+Translations (`issues/<slug>.<lang>.md`) are part of what was sent: the first send
+records a hash of each, `check` warns when one changed, appeared or went since, and
+later runs of the same send use only the recorded translations, so every reader of a
+language gets the same one (see `newsletter.delivery.plan.send_languages`). A record
+written before translations were recorded has none (`translations` is None).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Freeze:
     sent: dt.datetime  # UTC
     by: str  # one of FROZEN_BY
     source_sha256: str  # of the issue file when frozen: `check` warns when it changed
+    translations: Mapping[str, str] | None = None  # language -> SHA-256 of its file; None: not recorded
 
     def as_toml(self, slug: str) -> str:
         """The record as TOML (strings JSON-quoted: a JSON string is a valid TOML basic string)."""
@@ -54,8 +61,15 @@ class Freeze:
             f"sent = {self.sent.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
             f"by = {q(self.by)}\n"
             f"source_sha256 = {q(self.source_sha256)}\n"
-            f"papers = [\n{papers}]\n"
+            f"papers = [\n{papers}]\n" + self._translations_toml()
         )
+
+    def _translations_toml(self) -> str:
+        if self.translations is None:
+            return ""
+        q = lambda s: json.dumps(s, ensure_ascii=False)  # noqa: E731
+        lines = "".join(f"{q(lang)} = {q(sha)}\n" for lang, sha in sorted(self.translations.items()))
+        return f"\n# The translations it was sent in: later runs of the send use these only.\n[translations]\n{lines}"
 
 
 def freeze_path(issue_path: Path) -> Path:
@@ -89,6 +103,11 @@ def read_freeze(issue_path: Path, problems: list[Problem], where: str) -> Freeze
         problems.append(Problem.expected(where, "subject", "a string", subject))
     if not isinstance(sent, dt.datetime):
         problems.append(Problem.expected(where, "sent", "a date and time like 2026-03-17T08:00:00Z", sent))
+    translations = data.get("translations")
+    if translations is not None and not (
+        isinstance(translations, dict) and all(isinstance(v, str) for v in translations.values())
+    ):
+        problems.append(Problem.expected(where, "translations", "a table of language = hash", translations))
     if len(problems) > before:
         return None
     if sent.tzinfo is None:
@@ -99,13 +118,22 @@ def read_freeze(issue_path: Path, problems: list[Problem], where: str) -> Freeze
         sent=sent,
         by=str(data.get("by", "send")),
         source_sha256=str(data.get("source_sha256", "")),
+        translations=translations,
     )
 
 
 def freeze(
-    issue: Issue, papers: Sequence[Paper], subject: str, when: dt.datetime, *, by: str = "send"
+    issue: Issue,
+    papers: Sequence[Paper],
+    subject: str,
+    when: dt.datetime,
+    *,
+    by: str = "send",
+    translations: Mapping[str, Path] | None = None,
 ) -> Freeze:
     """Record `papers` as what `issue` was sent with; an existing record is kept, never replaced.
+
+    `translations` (language -> file) are the translations it is sent in: their hashes are recorded.
 
     Called at the first real send (and, for an issue never sent, its first archive
     publish); a resumed send calls it again and gets the record it already has.
@@ -123,6 +151,7 @@ def freeze(
         sent=when.astimezone(dt.UTC).replace(microsecond=0),
         by=by,
         source_sha256=file_sha256(issue.path),
+        translations=translation_hashes(translations) if translations is not None else None,
     )
     write_freeze(issue, record)
     return record
@@ -164,6 +193,36 @@ def unfreeze(issue: Issue) -> bool:
 def frozen_ids(issues: Sequence[Issue]) -> set[str]:
     """Every paper any frozen issue featured: no other issue's rules may pick these."""
     return {pid for i in issues if i.frozen is not None for pid in i.frozen.papers}
+
+
+def translation_hashes(translations: Mapping[str, Path]) -> dict[str, str]:
+    """What a record keeps of each translation: the SHA-256 of its file, by language."""
+    return {language: file_sha256(path) for language, path in sorted(translations.items())}
+
+
+def translations_changed_since_frozen(issue: Issue, translations: Mapping[str, Path]) -> list[str]:
+    """How the issue's translations (language -> file) differ from the ones it was sent in, one line each."""
+    frozen = issue.frozen
+    if frozen is None or frozen.translations is None:
+        return []
+    name = freeze_path(issue.path).name
+    lines = []
+    for language in sorted(set(frozen.translations) | set(translations)):
+        path = translations.get(language)
+        shown = f"{issue.slug}.{language}.md"
+        if path is None:
+            lines.append(
+                f"{shown} is gone: the issue was sent in {language} (see {name}); a send not finished "
+                f"refuses to go on without it"
+            )
+        elif language not in frozen.translations:
+            lines.append(
+                f"{shown} was added after the issue was sent: readers of this issue do not get it "
+                f"(`newsletter issue refreeze {issue.slug}` records it)"
+            )
+        elif frozen.translations[language] != file_sha256(path):
+            lines.append(f"{shown} changed since it was sent: the archive page shows the edit")
+    return lines
 
 
 def changed_since_frozen(issue: Issue) -> bool:

@@ -70,7 +70,8 @@ class SendLoop:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         self.issue = plan.issue
-        self.template = plan.template
+        self.plan = plan
+        self.templates = plan.templates
         self.sender = plan.sender
         self.secret = plan.secret
         self.transport = transport
@@ -144,7 +145,11 @@ class SendLoop:
                 got = self.bucket.take(want) if want > 0 else 0
                 if got:
                     rows = self.store.claim_batch(
-                        self.issue, got, record_sent=self._take_unrecorded(), sender=self.claimer
+                        self.issue,
+                        got,
+                        record_sent=self._take_unrecorded(),
+                        sender=self.claimer,
+                        language_for=self.plan.language_for,
                     )
                     claimed_now = True
                     self.bucket.give_back(got - len(rows))
@@ -208,7 +213,11 @@ class SendLoop:
         answer = _Answer(delivery, "requeue")
         try:
             token = unsubscribe_token(self.secret, delivery.subscriber_id)  # type: ignore[arg-type]
-            raw = self.template.personalise(Recipient(delivery.email, delivery.name, token))
+            # the claim chose the reader's translation (and recorded it in the ledger)
+            template = self.templates.get(delivery.sent_language or "") or self.plan.template_for(
+                delivery.language
+            )
+            raw = template.personalise(Recipient(delivery.email, delivery.name, token))
         except Exception:
             # a bug before anything left: the row goes back to the queue, the send stops
             self.halt.set()

@@ -1,19 +1,25 @@
 """The send plan: everything a send decides once, before the first message leaves.
 
-The library builds one :class:`SendPlan` (the unsubscribe secret, the encoded message
-template, the transport, the rate, and how much of the recipient snapshot this run may
-take); the command line, the sending loop and the worker processes all read it instead of
-passing a dozen arguments along. The pre-flight checks run before a plan is made (see
+The library builds one :class:`SendPlan` (the unsubscribe secret, one encoded message
+template per language the issue has, the transport, the rate, and how much of the
+recipient snapshot this run may take); the command line, the sending loop and the worker
+processes all read it instead of passing a dozen arguments along.
+
+Each reader gets the template of `best_language(reader's language, the issue's
+languages, the issue's own language)`: `pt-BR` → `pt` → the original. The issue is
+rendered once per language, never per reader. The pre-flight checks run before a plan is made (see
 ``newsletter.mail.checks``); a plan is only made for an issue that may be sent.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.content.selection import papers_for
+from newsletter.content.translations import best_language
 from newsletter.delivery.transports import REAL_TRANSPORTS, Transport
 from newsletter.errors import NewsletterError
 from newsletter.mail.message import MessageTemplate
@@ -41,7 +47,8 @@ class SendPlan:
 
     settings: Settings  # worker processes make their transport from it
     issue: str  # the issue's slug, the ledger's key
-    template: MessageTemplate
+    templates: dict[str, MessageTemplate]  # by language: the original's and each translation's
+    language: str  # the issue's own language: readers no translation serves get its template
     sender: str  # the bare envelope address
     secret: bytes  # signs each reader's unsubscribe link
     transport: Transport | None
@@ -52,9 +59,31 @@ class SendPlan:
     limit: int | None = None  # at most this many readers in this run (a canary)
     resend_uncertain: bool = False
     retry_failed: bool = False
+    _chosen: dict[str | None, str] = field(default_factory=dict, compare=False, repr=False)
 
     def without_transport(self) -> SendPlan:
-        return dataclasses.replace(self, transport=None)
+        return dataclasses.replace(self, transport=None, _chosen={})
+
+    @property
+    def template(self) -> MessageTemplate:
+        """The original's template (the issue in its own language)."""
+        return self.templates[self.language]
+
+    def language_for(self, reader_language: str | None) -> str:
+        """The language of the template a reader of `reader_language` gets (None: no language).
+
+        Cached per distinct reader language, so the per-reader cost is a dict lookup
+        however many languages the issue has. Threads may fill the cache together: they
+        write the same value.
+        """
+        chosen = self._chosen.get(reader_language)
+        if chosen is None:
+            chosen = best_language(reader_language, self.templates, self.language)
+            self._chosen[reader_language] = chosen
+        return chosen
+
+    def template_for(self, reader_language: str | None) -> MessageTemplate:
+        return self.templates[self.language_for(reader_language)]
 
 
 def plan_send(
@@ -71,8 +100,13 @@ def plan_send(
     retry_failed: bool = False,
     secret: bytes | None = None,
     template: MessageTemplate | None = None,
+    templates: dict[str, MessageTemplate] | None = None,
 ) -> SendPlan:
-    """Check the options, choose the secret, render the issue once (unless `template` is given)."""
+    """Check the options, choose the secret, render the issue once per language.
+
+    `templates` (by language) are used as given; a single `template` stands for an issue
+    sent in its own language only.
+    """
     if workers < 1 or threads < 1:
         raise NewsletterError(f"--workers/--threads: expected at least 1, got {workers}/{threads}")
     if limit is not None and limit < 0:
@@ -85,12 +119,20 @@ def plan_send(
         )
     if secret is None:
         secret, _ = resolve_secret(settings, transport.name)
-    if template is None:
-        template = build_template(settings, library, issue)
+    if templates is None:
+        templates = (
+            {issue.language: template} if template is not None else build_templates(settings, library, issue)
+        )
+    if issue.language not in templates:
+        raise NewsletterError(
+            f"{issue.slug}: expected a template in the issue's own language {issue.language!r}, "
+            f"got {', '.join(templates) or 'none'}"
+        )
     return SendPlan(
         settings=settings,
         issue=issue.slug,
-        template=template,
+        templates=templates,
+        language=issue.language,
         sender=settings.sender_address.addr_spec,
         secret=secret,
         transport=transport,
@@ -125,6 +167,54 @@ def resolve_secret(settings: Settings, transport_name: str) -> tuple[bytes, str 
     )
 
 
+def send_languages(library: Library, issue: Issue) -> list[str]:
+    """The languages a send of `issue` renders it in: its own first, then its translations'.
+
+    Once the issue is frozen with its translations (its first send recorded them), only
+    those: a translation added later is left out, so a send that goes on after a crash or
+    a canary gives every reader of a language the same translation. A recorded
+    translation that is gone stops the send (its readers would silently get another).
+    """
+    available = library.translations.languages_of(issue)
+    recorded = issue.frozen.translations if issue.frozen is not None else None
+    if recorded is None:
+        return available
+    missing = sorted(set(recorded) - set(available))
+    if missing:
+        name = f"{issue.path.stem}.{missing[0]}.md"
+        raise NewsletterError(
+            f"issues/{name}: expected the {missing[0]} translation {issue.slug} was first sent in "
+            f"(recorded in {issue.path.stem}.sent.toml), got no such file\n\n"
+            f"Restore it (e.g. `git checkout issues/{name}`), or run `newsletter issue refreeze "
+            f"{issue.slug}` to send the remaining readers without it."
+        )
+    return [lang for lang in available if lang == issue.language or lang in recorded]
+
+
+def translation_files(library: Library, issue: Issue) -> dict[str, Path]:
+    """The issue's translation files by language (the original not included)."""
+    return {lang: t.path for (slug, lang), t in library.translations.issues.items() if slug == issue.slug}
+
+
+def build_templates(
+    settings: Settings,
+    library: Library,
+    issue: Issue,
+    *,
+    subject_prefix: str = "",
+    renders: dict[str, Rendered] | None = None,
+) -> dict[str, MessageTemplate]:
+    """One message template per language of the issue (rendered once each, unless `renders` has it)."""
+    renders = renders or {}
+    templates = {}
+    for language in send_languages(library, issue):
+        rendered = renders.get(language) or render_issue(
+            library, issue, papers_for(library, issue), language=language
+        )
+        templates[language] = MessageTemplate.build(rendered, settings, subject_prefix=subject_prefix)
+    return templates
+
+
 def build_template(
     settings: Settings,
     library: Library,
@@ -137,6 +227,33 @@ def build_template(
     if rendered is None:
         rendered = render_issue(library, issue, papers_for(library, issue))
     return MessageTemplate.build(rendered, settings, subject_prefix=subject_prefix)
+
+
+@dataclass(frozen=True)
+class LanguageGroup:
+    """The readers one template serves: its language, and how many readers of each stored language."""
+
+    language: str
+    readers: dict[str | None, int]  # reader's language (None: none stored) -> readers
+
+    @property
+    def total(self) -> int:
+        return sum(self.readers.values())
+
+
+def language_groups(store: Store, plan: SendPlan) -> list[LanguageGroup]:
+    """The readers a send would reach now, grouped by the template each gets (for --dry-run).
+
+    Every language of the plan is listed, the issue's own first, even when no reader gets it.
+    """
+    groups: dict[str, dict[str | None, int]] = {language: {} for language in plan.templates}
+    for reader_language, n in store.reachable_languages(plan.issue).items():
+        groups[plan.language_for(reader_language)][reader_language] = n
+    order = [plan.language, *sorted(lang for lang in groups if lang != plan.language)]
+    return [
+        LanguageGroup(lang, dict(sorted(groups[lang].items(), key=lambda kv: (kv[0] is None, kv[0] or ""))))
+        for lang in order
+    ]
 
 
 def eligible_count(store: Store, issue: str, limit: int | None = None) -> int:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from newsletter.content.translations import best_language
 from newsletter.delivery.loop import SendLoop
-from newsletter.delivery.plan import TEST_PREFIX, SendPlan, build_template, resolve_secret
+from newsletter.delivery.plan import TEST_PREFIX, SendPlan, build_templates, resolve_secret
 from newsletter.delivery.report import SendReport
 from newsletter.delivery.workers import run_workers
 from newsletter.mail.message import Recipient
@@ -108,6 +109,7 @@ class TestSend:
     email: str
     outcome: str
     error: str | None = None
+    language: str | None = None  # the translation it was sent in
 
 
 def send_test(
@@ -120,24 +122,31 @@ def send_test(
     store: Store | None = None,
     secret: bytes | None = None,
     rendered: Rendered | None = None,
+    renders: dict[str, Rendered] | None = None,
 ) -> list[TestSend]:
     """Send the issue to `addresses` only, subject prefixed "[TEST] ", without touching the ledger.
 
     An address that is a subscriber gets that subscriber's own unsubscribe link (so the
-    link can be tried); any other address gets a link signed for no one.
+    link can be tried) and the translation a real send would give them; any other
+    address gets the original, with a link signed for no one. `renders` (by language)
+    or `rendered` (the original's) spare a render.
     """
     if secret is None:
         secret, _ = resolve_secret(settings, transport.name)
-    template = build_template(settings, library, issue, subject_prefix=TEST_PREFIX, rendered=rendered)
+    if renders is None and rendered is not None:
+        renders = {rendered.language: rendered}
+    templates = build_templates(settings, library, issue, subject_prefix=TEST_PREFIX, renders=renders)
     sender = settings.sender_address.addr_spec
     results: list[TestSend] = []
     with transport:
         for address in addresses:
             subscriber = store.get_subscriber(address) if store is not None else None
+            language = issue.language
             if subscriber is not None:
                 recipient = Recipient(address, subscriber.name, unsubscribe_token(secret, subscriber.id))
+                language = best_language(subscriber.language, templates, issue.language)
             else:
                 recipient = Recipient(address, None, make_token(secret, "test", address))
-            result = transport.send(sender, address, template.personalise(recipient))
-            results.append(TestSend(address, result.outcome.value, result.error))
+            result = transport.send(sender, address, templates[language].personalise(recipient))
+            results.append(TestSend(address, result.outcome.value, result.error, language))
     return results

@@ -10,7 +10,7 @@ from newsletter.delivery.report import Failure
 
 if TYPE_CHECKING:
     from newsletter.content.library import Library
-    from newsletter.store import Store
+    from newsletter.store import Delivery, Store
 
 COMPLAINT_WARNING = 0.001  # SES reviews accounts whose complaint rate reaches 0.1 %
 
@@ -26,6 +26,9 @@ class Status:
     uncertain: list[str]
     events: dict[str, int]  # bounce (permanent), soft_bounce, complaint: matched to this issue's messages
     senders: dict[str, dict[str, int]] = field(default_factory=dict)  # "host pid start" -> rows by state
+    # the translation each message went out in -> sent, failed, uncertain; None: no message made
+    # (a reader who left before their row was claimed, or a row from before languages were recorded)
+    languages: dict[str | None, dict[str, int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -54,6 +57,7 @@ class Status:
             "failures": [{"email": f.email, "outcome": f.outcome, "error": f.error} for f in self.failures],
             "uncertain_emails": self.uncertain,
             "senders": [{"sender": name, **counts} for name, counts in self.senders.items()],
+            "languages": [{"language": lang, **counts} for lang, counts in self.languages.items()],
         }
 
 
@@ -67,16 +71,33 @@ def issue_status(store: Store, issue: str) -> Status:
     # Events (bounces, complaints) are recorded by `newsletter events`; the store counts
     # the ones that answer this issue's messages.
     events = store.issue_event_counts(issue)
+    uncertain = store.uncertain(issue)
     return Status(
         issue=issue,
         counts=counts,
         delivered=sum(1 for d in rows if d.delivered_at is not None),
         failures=failures,
         # rows in `sending` are in flight while their sender is at work, uncertain afterwards
-        uncertain=[d.email for d in store.uncertain(issue)],
+        uncertain=[d.email for d in uncertain],
         events=events,
         senders=store.sender_counts(issue),
+        languages=_by_language(rows, uncertain),
     )
+
+
+def _by_language(rows: list[Delivery], uncertain: list[Delivery]) -> dict[str | None, dict[str, int]]:
+    """Sent, failed and uncertain rows by the translation their message was made in."""
+    found: dict[str | None, dict[str, int]] = {}
+
+    def count(language: str | None, key: str) -> None:
+        found.setdefault(language, dict.fromkeys(("sent", "failed", "uncertain"), 0))[key] += 1
+
+    for d in rows:
+        if d.state in ("sent", "failed"):
+            count(d.sent_language, d.state)
+    for d in uncertain:
+        count(d.sent_language, "uncertain")
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] is None, kv[0] or "")))
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,8 @@ class IssueSummary:
     delivered: int
     bounces: int
     complaints: int
+    opens: int | None = None  # readers who opened (machines left out); None: no engagement recorded
+    clicks: int | None = None  # readers who clicked a link
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -114,6 +137,7 @@ def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
     rows = []
     for issue in library.issues:
         status = issue_status(store, issue.slug)
+        engagement = store.engagement_counts(issue.slug)
         rows.append(
             IssueSummary(
                 number=issue.number,
@@ -127,6 +151,8 @@ def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
                 delivered=status.delivered,
                 bounces=status.events.get("bounce", 0),  # permanent: the ones SES's bounce rate counts
                 complaints=status.events.get("complaint", 0),
+                opens=engagement.get("opened"),
+                clicks=engagement.get("clicked"),
             )
         )
     return rows

@@ -84,6 +84,7 @@ CHROME: dict[str, str] = {
     "no_issues": N_("No issues yet."),
 }
 PAPER_COUNT = NP_("{count} paper", "{count} papers")
+PLURAL_SAMPLES = (0, 1, 2, 3, 11, 100, 101)  # zero, one, two, few, many, other in CLDR's rules
 
 
 # ---------------------------------------------------------------------------
@@ -143,15 +144,39 @@ class Chrome:
     language: str
     catalogue: gettext.NullTranslations
     locale: Any = field(repr=False)
+    where: str = ""  # the catalogue file, for errors
 
     def strings(self) -> dict[str, Any]:
-        """Every chrome string by key (what templates see as `strings`), plus `_language`."""
-        words: dict[str, Any] = {key: self.catalogue.gettext(msgid) for key, msgid in CHROME.items()}
+        """Every chrome string by key (what templates see as `strings`), plus `_language`.
+
+        A translation whose placeholders `str.format` cannot fill (`{nom}` for `{name}`,
+        a lone brace) is an error naming the catalogue and the string, never a traceback
+        from deep inside a template.
+        """
+        words: dict[str, Any] = {}
+        for key, msgid in CHROME.items():
+            words[key] = self._checked(msgid, self.catalogue.gettext(msgid))
+        for count in PLURAL_SAMPLES:  # one count of each CLDR category any language has
+            self._checked(PAPER_COUNT[1], self.catalogue.ngettext(*PAPER_COUNT, count))
         # the archive's templates still use these two keys
         words["paper_count_one"] = self.papers(1)
         words["papers_count"] = self.catalogue.ngettext(*PAPER_COUNT, 100)
         words["_language"] = self.language
         return words
+
+    def _checked(self, msgid: str, text: str) -> str:
+        expected = {name.strip("{}"): "" for name in _placeholders(msgid)}
+        try:
+            text.format(**expected)
+        except (KeyError, IndexError, ValueError) as exc:
+            got = ", ".join(sorted(_placeholders(text) - _placeholders(msgid))) or f"{text!r} ({exc})"
+            raise RenderError(
+                f"{self.where or self.language}: {msgid!r}: expected only the placeholders "
+                f"{', '.join(sorted(_placeholders(msgid))) or '(none)'}, got {got}\n\n"
+                "Placeholders stay as in the English msgid; fix the msgstr, then run "
+                "`newsletter i18n check`."
+            ) from None
+        return text
 
     def papers(self, count: int) -> str:
         """'1 paper', '45 papers' — in the form the language's CLDR plural rule picks for `count`."""
@@ -179,7 +204,8 @@ def cldr_date(value: dt.date, pattern: str, language: str) -> str:
 
 
 def chrome(templates_dir: Path, language: str) -> Chrome:
-    return Chrome(language, translations(templates_dir, language), babel_locale(language))
+    where = _short(catalogue_path(templates_dir, _with_catalogue(templates_dir, language)))
+    return Chrome(language, translations(templates_dir, language), babel_locale(language), where)
 
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from newsletter.mail.markers import (
     marker,
     placed_markers,
 )
+from newsletter.mail.tracking import mark_untracked, paper_link_attributes, untracked_attributes
 from newsletter.text import CONTROL_CHARS
 
 EXCERPT_CHARS = 300
@@ -414,6 +415,7 @@ def issue_context(
                 "excerpt": short,
                 "truncated": truncated,
                 "read_more": f"{web_url}#{paper.id}",
+                "track": paper_link_attributes(settings, paper.id),
             }
         )
     return {
@@ -431,6 +433,7 @@ def issue_context(
         "number": words.number,
         "web_url": web_url,
         "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "untracked": untracked_attributes(settings),
         "greeting": Markup(marker(GREETING, nonce)),
         "intro": issue.intro,
         "reason": settings.subscribe_reason
@@ -470,6 +473,7 @@ def render_issue(
         text=placed_markers(raw_text, bare_text, nonce, TEXT_TEMPLATE),
     )
     document = finish_html(inline_css(mjml_to_html(source, where=f"templates/{EMAIL_TEMPLATE}")))
+    document = mark_untracked(settings, document)
     text = _tidy_text(raw_text)
     expect_markers(document, markers, markers.html, f"templates/{EMAIL_TEMPLATE} after MJML and inlining")
     expect_markers(text, markers, markers.text, f"templates/{TEXT_TEMPLATE}")

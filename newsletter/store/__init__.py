@@ -4,6 +4,7 @@ This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `engine`: the engine, SQLite's pragmas, read and write transactions;
 - `schema`: tables and migrations;
 - `subscribers`, `events`, `ledger`: one small class each, holding their statements;
+- `engagement`: opens and clicks of the ledger's messages (opt-in);
 - `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
 - `addresses`: an address's identity and valid form;
 - `copy`: a whole database copied into another (SQLite → PostgreSQL), verified by counts.
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from newsletter.store.addresses import email_key, normalize_email
 from newsletter.store.copy import copy_database
+from newsletter.store.engagement import Burst, Engagement, Observation
 from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
 from newsletter.store.ledger import Delivery, Ledger
@@ -37,8 +39,10 @@ __all__ = [
     "STATUSES",
     "UNCERTAIN",
     "ApplyResult",
+    "Burst",
     "Delivery",
     "ImportCounts",
+    "Observation",
     "StatusChange",
     "Store",
     "StoreError",
@@ -68,6 +72,7 @@ class Store:
             raise
         subscribers, events, ledger = Subscribers(self.db), Events(self.db), Ledger(self.db)
         senders = Senders(self.db)
+        engagement = Engagement(self.db)
 
         self.add_subscriber = subscribers.add_subscriber
         self.get_subscriber = subscribers.get_subscriber
@@ -83,6 +88,12 @@ class Store:
         self.apply_events = events.apply_events
         self.issue_event_counts = events.issue_event_counts
 
+        self.record_engagement = engagement.record_engagement
+        self.engagement_rows = engagement.engagement_rows
+        self.engagement_counts = engagement.engagement_counts
+        self.send_started = engagement.send_started
+        self.subscriber_dates = engagement.subscriber_dates
+
         self.create_ledger = ledger.create_ledger
         self.claim_batch = ledger.claim_batch
         self.mark_sent = ledger.mark_sent
@@ -95,6 +106,7 @@ class Store:
         self.requeue_temporary = ledger.requeue_temporary
         self.ledger_counts = ledger.ledger_counts
         self.reachable = ledger.reachable
+        self.reachable_languages = ledger.reachable_languages
         self.ledger = ledger.ledger
         self.issues_sent = ledger.issues_sent
 

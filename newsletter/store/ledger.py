@@ -10,7 +10,7 @@ Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -40,7 +40,8 @@ _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Delivery:
-    """One ledger row. `name` and `language` are the subscriber's current values (for personalisation)."""
+    """One ledger row. `name` and `language` are the subscriber's current values (for personalisation);
+    `sent_language` is the language of the translation its message was made in (set when claimed)."""
 
     id: int
     issue: str
@@ -58,6 +59,7 @@ class Delivery:
     sender: str | None = None
     name: str | None = None
     language: str | None = None
+    sent_language: str | None = None
 
 
 class Ledger:
@@ -126,6 +128,7 @@ class Ledger:
         *,
         record_sent: Iterable[tuple[int, str | None]] = (),
         sender: str | None = None,
+        language_for: Callable[[str | None], str] | None = None,
     ) -> list[Delivery]:
         """Atomically move up to `n` queued rows to `sending` and return them.
 
@@ -141,6 +144,9 @@ class Ledger:
 
         `sender` (from `start_sender`) stamps the claimed rows with their claimer and
         tells the others it is still at work.
+
+        `language_for` turns a reader's language into the translation their message is
+        made in; each claimed row records it, so `status` counts per language.
         """
         now = utc_now()
         with self.db.write() as conn:
@@ -148,10 +154,17 @@ class Ledger:
             if sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT:
                 conn.execute(_ledger_statements().seen, {"b_issue": issue, "b_sender": sender, "now": now})
                 self._seen[sender] = now
-            return self._claim(conn, issue, n, now, sender)
+            return self._claim(conn, issue, n, now, sender, language_for)
 
     @staticmethod
-    def _claim(conn: Connection, issue: str, n: int, now: datetime, sender: str | None) -> list[Delivery]:
+    def _claim(
+        conn: Connection,
+        issue: str,
+        n: int,
+        now: datetime,
+        sender: str | None,
+        language_for: Callable[[str | None], str] | None = None,
+    ) -> list[Delivery]:
         """Claim up to `n` rows: one SELECT (rows, with the subscriber's current status) and one UPDATE."""
         statements = _ledger_statements()
         claimed: list[Delivery] = []
@@ -166,19 +179,27 @@ class Ledger:
                     skipped.setdefault(c.subscriber_status or "removed", []).append(c.id)
             for status, ids in skipped.items():
                 conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
-            if ready:
-                conn.execute(statements.claim, {"ids": [c.id for c in ready], "now": now, "b_sender": sender})
-                for c in ready:
-                    row = c._asdict()
-                    del row["subscriber_status"]
-                    row.update(
-                        state="sending",
-                        claimed_at=now,
-                        attempts=c.attempts + 1,
-                        updated_at=now,
-                        sender=sender,
-                    )
-                    claimed.append(Delivery(**row))
+            languages = [language_for(c.language) for c in ready] if language_for else [None] * len(ready)
+            # one UPDATE per translation in the batch (usually one or two)
+            by_language: dict[str | None, list[int]] = {}
+            for c, language in zip(ready, languages, strict=True):
+                by_language.setdefault(language, []).append(c.id)
+            for language, ids in by_language.items():
+                conn.execute(
+                    statements.claim, {"ids": ids, "now": now, "b_sender": sender, "b_language": language}
+                )
+            for c, language in zip(ready, languages, strict=True):
+                row = c._asdict()
+                del row["subscriber_status"]
+                row.update(
+                    state="sending",
+                    claimed_at=now,
+                    attempts=c.attempts + 1,
+                    updated_at=now,
+                    sender=sender,
+                    sent_language=language,
+                )
+                claimed.append(Delivery(**row))
         return claimed
 
     def _set_row(self, issue: str, subscriber_id: int, values: dict[str, Any], *states: str) -> int:
@@ -284,23 +305,36 @@ class Ledger:
         Queued rows whose subscriber is still active, plus, while the snapshot is not
         complete (no send yet, or only a canary), active subscribers not in it yet.
         """
+        return sum(self.reachable_languages(issue).values())
+
+    def reachable_languages(self, issue: str) -> dict[str | None, int]:
+        """The readers `reachable` counts, by their language as stored (None: no language)."""
+        language = subscribers.c.language
         queued = (
-            sa.select(sa.func.count())
+            sa.select(language, sa.func.count())
             .select_from(deliveries.join(subscribers, deliveries.c.subscriber_id == subscribers.c.id))
             .where(
                 deliveries.c.issue == issue, deliveries.c.state == "queued", subscribers.c.status == "active"
             )
+            .group_by(language)
         )
         already = sa.select(deliveries.c.id).where(
             deliveries.c.issue == issue, deliveries.c.subscriber_id == subscribers.c.id
         )
-        joining = sa.select(sa.func.count()).where(subscribers.c.status == "active", ~sa.exists(already))
+        joining = (
+            sa.select(language, sa.func.count())
+            .where(subscribers.c.status == "active", ~sa.exists(already))
+            .group_by(language)
+        )
+        counts: dict[str | None, int] = {}
         with self.db.read() as conn:
-            n = conn.execute(queued).scalar() or 0
+            rows = list(conn.execute(queued))
             snap = conn.execute(sa.select(snapshots.c.complete).where(snapshots.c.issue == issue)).first()
             if snap is None or not snap.complete:
-                n += conn.execute(joining).scalar() or 0
-        return n
+                rows += list(conn.execute(joining))
+        for tag, n in rows:
+            counts[tag or None] = counts.get(tag or None, 0) + n
+        return counts
 
     def ledger_counts(self, issue: str) -> dict[str, int]:
         """Rows by state: queued, sending, sent, failed_temporary, failed_permanent."""
@@ -364,6 +398,7 @@ def _ledger_statements() -> _LedgerStatements:
             attempts=deliveries.c.attempts + 1,
             updated_at=now,
             sender=sa.bindparam("b_sender"),
+            language=sa.bindparam("b_language"),
         ),
         skip=deliveries.update()
         .where(deliveries.c.id.in_(ids))
@@ -387,9 +422,11 @@ def _ledger_statements() -> _LedgerStatements:
 
 
 def _delivery_query() -> sa.Select:
-    return sa.select(deliveries, subscribers.c.name, subscribers.c.language).select_from(
-        deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
-    )
+    # the row's own `language` is the translation it was sent in; `language` is the reader's
+    own = [c for c in deliveries.c if c.name != "language"]
+    return sa.select(
+        *own, deliveries.c.language.label("sent_language"), subscribers.c.name, subscribers.c.language
+    ).select_from(deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id))
 
 
 def _delivery(row: sa.Row) -> Delivery:

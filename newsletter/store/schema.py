@@ -103,11 +103,16 @@ deliveries = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     # who claimed the row last ("host pid start", see `senders`): an uncertain row names its sender
     sa.Column("sender", sa.String(200)),
+    # the language of the translation the row's message was made in, chosen when it is claimed
+    sa.Column("language", sa.String(35)),
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_issue_state", "issue", "state"),
     sa.Index("ix_deliveries_message_id", "message_id"),
 )
+
+# deliveries' columns that later migrations added: version 1 made the table without them
+_ADDED_TO_DELIVERIES = ("sender", "language")
 
 # One row per issue whose ledger exists; `complete` once the whole list was snapshotted
 # (a canary send snapshots only its first N subscribers).
@@ -158,13 +163,37 @@ rate_buckets = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 
+# Opens and clicks (opt-in, `ses.engagement`), one row per SES Open or Click event of a
+# message in the ledger (by its SES message id). Nothing of the reader's machine is kept:
+# no IP address, no user agent; only when, which link (ours), which paper (its link tag)
+# and, when the event looks like a machine's (a privacy proxy's prefetch, a link
+# scanner), why. SQS delivers at least once: the unique key makes a redelivery a no-op.
+engagement = sa.Table(
+    "engagement",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(8), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("link", sa.Text, nullable=False, server_default=""),
+    sa.Column("paper", sa.String(256)),
+    sa.Column("machine", sa.String(200)),
+    # made up, not reported by SES (`newsletter demo` adds a few to show the report)
+    sa.Column("synthetic", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("message_id", "type", "at", "link", name="uq_engagement_event"),
+    sa.CheckConstraint("type IN ('open','click')", name="engagement_type"),
+    sa.Index("ix_engagement_issue", "issue"),
+)
+
 
 def _deliveries_v1(metadata: sa.MetaData) -> sa.Table:
-    """`deliveries` as version 1 made it (before migration 4 added `sender`)."""
+    """`deliveries` as version 1 made it (before later migrations added `_ADDED_TO_DELIVERIES`)."""
     return sa.Table(
         "deliveries",
         metadata,
-        *(column._copy() for column in deliveries.columns if column.name != "sender"),
+        *(column._copy() for column in deliveries.columns if column.name not in _ADDED_TO_DELIVERIES),
         sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
         sa.CheckConstraint(_one_of("state", STATES), name="state"),
         sa.Index("ix_deliveries_issue_state", "issue", "state"),
@@ -240,8 +269,25 @@ def _migration_4(conn: Connection) -> None:
     _metadata.create_all(conn, tables=[senders, rate_buckets])
 
 
+def _migration_delivery_language(conn: Connection) -> None:
+    """Per-reader language: each ledger row records the language its message was sent in."""
+    conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN language VARCHAR(35)"))
+
+
+def _migration_engagement(conn: Connection) -> None:
+    """Engagement: the `engagement` table of opens and clicks (opt-in, README "Engagement")."""
+    _metadata.create_all(conn, tables=[engagement])
+
+
 # Applied in order; the database's version is the number of migrations applied.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_delivery_language,
+    _migration_engagement,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
