@@ -18,8 +18,10 @@ achieved rate, the 429s the stub's token bucket gave, and the HTTP calls made.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,9 @@ RAW = (
 
 
 def serve(rate: float, limit: float | None, throttle_fraction: float, drop_fraction: float) -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: where a stuck stub's threads are
+    # Ctrl-C stops it, even when started from a background job (whose shell ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with SesStub(
         max_send_rate=rate,
         send_limit=limit,

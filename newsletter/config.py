@@ -9,9 +9,11 @@ secret is ever read from the file.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -63,6 +65,24 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class DigestSettings:
+    """`newsletter digest`: the daily issue of Hugging Face's trending papers.
+
+    `title`, `subject` and `preheader` are templates: {date} (the day, YYYY-MM-DD),
+    {count} (the papers in the issue) and {name} (the newsletter's) are filled in.
+    """
+
+    source_url: str = "https://huggingface.co/api/daily_papers"  # `?date=YYYY-MM-DD` is added
+    top: int = 10
+    slug: str = "trending"  # issues/<date>-<slug>.md
+    title: str = "Trending papers of {date}"
+    subject: str = "{name}: {count} trending papers of {date}"
+    preheader: str = "The {count} papers with the most upvotes on Hugging Face on {date}"
+    auto_publish: bool = False  # publish it with a send_at (for `send --due`) instead of leaving a draft
+    send_time: dt.time = dt.time(8, 0)  # in the newsletter's time zone
+
+
+@dataclass(frozen=True)
 class Settings:
     """The newsletter's settings. Paths are absolute (resolved against `root`)."""
 
@@ -90,9 +110,16 @@ class Settings:
     rate: float | None = None  # messages per second; None: from SES quota, else unlimited
     max_html_kb: int = 95
     feed_size: int = 20  # issues in feed.xml and feed.json; older ones are in archived feed pages
+    timezone: str = "UTC"  # an IANA zone name: what "today" and the digest's send time mean
     ses: SesSettings = field(default_factory=SesSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The newsletter's time zone (`newsletter.timezone`)."""
+        return zoneinfo.ZoneInfo(self.timezone)
 
     @property
     def sender_address(self) -> Address:
@@ -218,6 +245,52 @@ def _path(v: Any) -> str:
     return v
 
 
+def _timezone(v: Any) -> str:
+    if isinstance(v, str) and v.strip():
+        try:
+            zoneinfo.ZoneInfo(v.strip())
+            return v.strip()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    raise ValueError("an IANA time zone name like 'Europe/Berlin' or 'UTC'")
+
+
+def _clock_time(v: Any) -> dt.time:
+    if isinstance(v, str) and re.fullmatch(r"\d{2}:\d{2}", v.strip()):
+        try:
+            return dt.time.fromisoformat(v.strip())
+        except ValueError:
+            pass
+    raise ValueError("a time of day HH:MM like '08:00'")
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
+def _slug(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", v):
+        raise ValueError("lowercase letters, digits and '-', like 'trending'")
+    return v
+
+
+_TEMPLATE_FIELDS = {"date": "2026-03-17", "count": 10, "name": "Name"}
+
+
+def _digest_template(v: Any) -> str:
+    """One line with {date}, {count} and {name} placeholders (checked by filling them in once)."""
+    wanted = "one line of text; placeholders {date}, {count} and {name} only"
+    if not isinstance(v, str) or not v.strip() or "\n" in v or "\r" in v:
+        raise ValueError(wanted)
+    try:
+        v.format_map(_TEMPLATE_FIELDS)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise ValueError(wanted) from None
+    return v.strip()
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def convert(v: Any) -> str:
         if v not in choices:
@@ -258,7 +331,8 @@ def _tags(v: Any) -> dict[str, str]:
 class Option:
     """One key of `newsletter.toml`: the attribute it fills, how it is read, and what overrides it.
 
-    `attr` names a `Settings` attribute, or `ses.<name>` / `smtp.<name>` / `events.<name>` for those tables.
+    `attr` names a `Settings` attribute, or `ses.<name>` / `smtp.<name>` / `events.<name>` /
+    `digest.<name>` for those tables.
     Defaults are the dataclass fields' own: the typed declaration of each setting.
     """
 
@@ -287,6 +361,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("email.feedback_id", "feedback_id", _text),
     Option("email.max_html_kb", "max_html_kb", _positive_int),
     Option("web.url", "web_url", _base_url),
+    Option("newsletter.timezone", "timezone", _timezone),
     Option("archive.feed_size", "feed_size", _positive_int),
     Option("paths.papers", "papers_dir", _path),
     Option("paths.issues", "issues_dir", _path),
@@ -310,6 +385,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("smtp.security", "smtp.security", _one_of("starttls", "ssl", "none")),
     Option("smtp.username", "smtp.username", _text),
     Option("smtp.timeout", "smtp.timeout", _positive_float),
+    Option("digest.source_url", "digest.source_url", _url, env="NEWSLETTER_DIGEST_SOURCE_URL"),
+    Option("digest.top", "digest.top", _positive_int),
+    Option("digest.slug", "digest.slug", _slug),
+    Option("digest.title", "digest.title", _digest_template),
+    Option("digest.subject", "digest.subject", _digest_template),
+    Option("digest.preheader", "digest.preheader", _digest_template),
+    Option("digest.auto_publish", "digest.auto_publish", _boolean),
+    Option("digest.send_time", "digest.send_time", _clock_time),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 _SECTIONS = {o.section for o in OPTIONS}
@@ -320,7 +403,7 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
     """Read `<root>/newsletter.toml`; report every problem at once.
 
     An option's environment variable (NEWSLETTER_DATABASE_URL, NEWSLETTER_TRANSPORT,
-    NEWSLETTER_SES_ENDPOINT_URL, NEWSLETTER_EVENTS_TOPIC_ARNS) overrides the file, so one checkout can run against
+    NEWSLETTER_SES_ENDPOINT_URL, NEWSLETTER_EVENTS_TOPIC_ARNS, NEWSLETTER_DIGEST_SOURCE_URL) overrides the file, so one checkout can run against
     several environments; its value is checked like the file's.
     """
     env = os.environ if env is None else env
@@ -375,11 +458,13 @@ def load_settings(root: Path | str = ".", *, env: dict[str, str] | None = None) 
     ses = {a.removeprefix("ses."): values.pop(a) for a in list(values) if a.startswith("ses.")}
     smtp = {a.removeprefix("smtp."): values.pop(a) for a in list(values) if a.startswith("smtp.")}
     events = {a.removeprefix("events."): values.pop(a) for a in list(values) if a.startswith("events.")}
+    digest = {a.removeprefix("digest."): values.pop(a) for a in list(values) if a.startswith("digest.")}
     return Settings(
         root=root,
         ses=SesSettings(**ses),
         smtp=SmtpSettings(**smtp),
         events=EventsSettings(**events),
+        digest=DigestSettings(**digest),
         **values,
     )
 

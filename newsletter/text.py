@@ -1,4 +1,4 @@
-"""Text rules every layer shares: which characters are dropped, what counts as a URL or a language tag.
+"""Text rules every layer shares: which characters are dropped, what counts as a URL, a language tag or a subscriber tag.
 
 Content, imported papers, settings, rendered mail and the subscription form all take text
 from people or from other sites. Each rule is declared here once so that a paper file, a
@@ -37,3 +37,23 @@ def http_url(value: Any) -> str | None:
 def is_language_tag(value: Any) -> bool:
     """Whether `value` is a language tag such as 'en' or 'pt-BR' (see LANGUAGE_TAG)."""
     return isinstance(value, str) and LANGUAGE_TAG.fullmatch(value) is not None
+
+
+MAX_TAG = 100
+
+
+def fold_tag(text: str) -> str:
+    """A subscriber tag as it is stored and matched: lowercase, spaces collapsed, no commas.
+
+    Raises ValueError with what was expected. Platforms spell tags as their users typed
+    them (`VIP`, `Early adopter`); folding makes `vip` find both spellings, and the
+    comma is the separator of every list that shows tags (export, `subscribers list`).
+    """
+    folded = " ".join(ALL_CONTROL_CHARS.sub(" ", text).split()).lower()
+    if not folded:
+        raise ValueError("expected a tag, got an empty one")
+    if "," in folded:
+        raise ValueError(f"expected a tag without commas, got {text!r}")
+    if len(folded) > MAX_TAG:
+        raise ValueError(f"expected a tag of at most {MAX_TAG} characters, got {len(folded)}")
+    return folded

@@ -1,4 +1,4 @@
-"""HMAC-signed tokens for unsubscribe and confirmation links, and the rules for their secret.
+"""HMAC-signed tokens for unsubscribe, preferences and confirmation links, and the rules for their secret.
 
 A token is ``<payload>.<signature>``, both base64url without padding. The payload
 is ``purpose:subject[:expiry]``; the signature is HMAC-SHA256 over it with the
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 import time
 from collections.abc import Sequence
 
 UNSUBSCRIBE = "u"
+PREFERENCES = "p"
 CONFIRM = "c"
 MIN_SECRET_BYTES = 32
 GENERATE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
@@ -62,7 +62,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+    # the one-shot C digest: half the CPU of hmac.new(), and a send signs two links per reader
+    return hmac.digest(secret, payload, "sha256")[:_SIG_BYTES]
 
 
 def make_token(secret: bytes, purpose: str, subject: str, *, expires_at: int | None = None) -> str:
@@ -111,6 +112,15 @@ def unsubscribe_token(secret: bytes, subscriber_id: int | str) -> str:
     one subscriber forever: after an erasure it names nobody.
     """
     return make_token(secret, UNSUBSCRIBE, str(subscriber_id))
+
+
+def preferences_token(secret: bytes, subscriber_id: int | str) -> str:
+    """The token in a subscriber's preferences link; stable for that subscriber, like `unsubscribe_token`.
+
+    Its own purpose: a link that changes a language or a name is not an unsubscribe link,
+    so neither can be turned into the other.
+    """
+    return make_token(secret, PREFERENCES, str(subscriber_id))
 
 
 def confirm_token(secret: bytes, email: str, *, ttl: int = 7 * 86400, now: float | None = None) -> str:

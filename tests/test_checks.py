@@ -139,7 +139,7 @@ def test_text_part_without_unsubscribe_link_or_titles(english):
     report = check_built(rebuild(english, text=text), spamassassin=False)
     assert report.errors[0] == "no unsubscribe link in the text part"
     assert report.errors[1] == (
-        "per-reader markers: the text part has no markers; its template placed 1 GREETING, 1 UNSUBSCRIBE_URL"
+        "per-reader markers: the text part has no markers; its template placed 1 GREETING, 1 PREFERENCES_URL, 1 UNSUBSCRIBE_URL"
     )
     assert report.errors[2].startswith("plain-text part is thin (")
     assert report.errors[3].startswith("3 paper title(s) missing from the text part: ")
@@ -153,7 +153,8 @@ def test_unsubscribe_link_missing_from_html(english):
     report = check_built(rebuild(english, html=html), spamassassin=False)
     assert report.errors == [
         "no unsubscribe link in the part of the HTML that Gmail shows (first ~102 KB)",
-        "per-reader markers: the html part has 1 GREETING; its template placed 1 GREETING, 2 UNSUBSCRIBE_URL",
+        "per-reader markers: the html part has 1 GREETING, 1 PREFERENCES_URL; its template placed 1 GREETING, "
+        "1 PREFERENCES_URL, 2 UNSUBSCRIBE_URL",
     ]
 
 
@@ -247,6 +248,6 @@ def test_a_marker_the_template_did_not_place_fails_the_check(english):
     assert html != english.rendered.html
     report = check_built(rebuild(english, html=html), spamassassin=False)
     assert report.errors == [
-        "per-reader markers: the html part has 1 GREETING, 3 UNSUBSCRIBE_URL; "
-        "its template placed 1 GREETING, 2 UNSUBSCRIBE_URL"
+        "per-reader markers: the html part has 1 GREETING, 1 PREFERENCES_URL, 3 UNSUBSCRIBE_URL; "
+        "its template placed 1 GREETING, 1 PREFERENCES_URL, 2 UNSUBSCRIBE_URL"
     ]

@@ -317,3 +317,20 @@ def test_the_store_keeps_engagement_on_sqlite_and_postgresql(database_url: str) 
         started = store.send_started(ISSUE)
         assert started is not None and started.tzinfo is not None
         assert sorted(p["status"] for p in store.subscriber_dates()) == ["active"] * 3
+        summary = store.send_summary(ISSUE)
+        assert summary.states == {(None, "sent"): (3, 0)}
+        assert sum(n for _, n in summary.minutes) == 3 and summary.minutes[0][0].tzinfo is not None
+        assert all(m.second == 0 and m.microsecond == 0 for m, _ in summary.minutes)
+        assert summary.opened == {None: 1} and summary.failed == []
+
+
+def test_events_import_follows_the_setting(sent, tmp_path: Path) -> None:
+    folder, store, rows = sent
+    saved = tmp_path / "saved.json"
+    saved.write_text(
+        json.dumps([aimed("open-sns.json", rows[0].message_id, rows[0].sent_at, after=600)]), encoding="utf-8"
+    )
+    result = run(folder, "events", "import", str(saved))
+    assert result.exit_code == 0, result.output
+    assert "1 opens, 0 clicks" in result.output
+    assert len(store.engagement_rows(ISSUE)) == 1

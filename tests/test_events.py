@@ -542,6 +542,8 @@ def test_an_old_database_gains_the_message_id_index(tmp_path: Path) -> None:
         conn.execute("DROP TABLE senders")
         conn.execute("DROP TABLE rate_buckets")
         conn.execute("DROP TABLE engagement")
+        conn.execute("DROP TABLE leases")
+        conn.execute("DROP TABLE subscriber_tags")
         conn.execute("ALTER TABLE deliveries DROP COLUMN sender")
         conn.execute("ALTER TABLE deliveries DROP COLUMN language")
         conn.execute("UPDATE schema_version SET version = 1")
@@ -1004,6 +1006,86 @@ def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
     assert "Stopped." in err and "Traceback" not in err
     assert "Received 1, deleted 1: 1 processed, 1 bounced" in out
     assert queued(sqs, queue) == 0
+
+
+def test_a_second_ctrl_c_quits_the_poller_at_once_and_still_prints_the_summary(tmp_path: Path, sqs) -> None:
+    """Two SIGINTs while `events poll` waits on a long poll: it quits without waiting, with its figures."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    database = root / "subscribers" / "subscribers.db"
+    with Store.open(f"sqlite:///{database}") as store:
+        store.add_subscriber("gone@example.org", status="active")
+    queue = new_queue(sqs)
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
+    env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(root), "events", "poll",
+         "--queue-url", queue, "--wait-seconds", "20", "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        with Store.open(f"sqlite:///{database}") as store:
+            while status(store, "gone@example.org") != "bounced":
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the poller did not process the message"
+                time.sleep(0.1)
+        time.sleep(0.5)  # back in a 20 s long poll: the first Ctrl-C alone would wait for it
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)  # well before the long poll would end
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Aborted!" not in out + err and "Traceback" not in err, err
+    assert "Received 1, deleted 1: 1 processed, 1 bounced" in out
+    assert "Quit at once. Messages not deleted stay in the queue; run `newsletter events poll` again" in err
+    assert process.returncode == 130, (out, err)
+
+
+def test_two_ctrl_c_while_the_poller_starts_still_print_the_summary(tmp_path: Path, sqs) -> None:
+    """Starting takes seconds (boto3, the queue's attributes): Ctrl-C twice then is no bare "Aborted!"."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    queue = new_queue(sqs)
+    env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(root), "events", "poll",
+         "--queue-url", queue, "--wait-seconds", "20", "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = process.stderr.readline()  # "Polling …": Ctrl-C is handled from here on
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert first.startswith("Polling "), first
+    assert "Aborted!" not in out + err and "Traceback" not in err, err
+    assert "Quit at once. Messages not deleted stay in the queue" in err
+    assert (
+        out
+        == "Received 0, deleted 0: 0 processed, 0 bounced, 0 complained, 0 delivered, 0 ignored, 0 malformed.\n"
+    )
+    assert process.returncode == 130, (out, err)
 
 
 def test_a_bounce_with_many_recipients_is_one_transaction_through_the_lifecycle(

@@ -122,7 +122,7 @@ def test_buttondown_every_subscriber_type(store: Store) -> None:
     ada = store.get_subscriber("reader.active@example.com")
     assert (ada.name, ada.language) == ("Ada", "en")  # from the metadata column (a Python dict)
     assert ada.consent_at.isoformat() == "2024-03-13T00:03:09.183465+00:00"
-    assert ada.attributes["tags"] == "python;weekly"
+    assert ada.tags == ("python", "weekly") and "tags" not in ada.attributes  # `;`-separated
     jurgen = store.get_subscriber("jurgen.mueller@example.net")
     assert (jurgen.name, jurgen.language) == ("Jürgen Müller", "de")
 

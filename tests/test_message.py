@@ -127,13 +127,15 @@ def test_lines_are_short_and_quoted_printable_is_clean(english, example):
 def test_bodies_decode_to_the_rendered_parts(english):
     text, html_part = parts(parse(english.preview))
     url = "https://example.org/api/u/preview-token"
+    preferences = "https://example.org/api/p/preview-token"
     markers = english.rendered.markers
     assert text.replace("\r\n", "\n") == english.rendered.text.replace(
         markers.greeting, "Hi Ada Lovelace,"
-    ).replace(markers.unsubscribe_url, url)
+    ).replace(markers.unsubscribe_url, url).replace(markers.preferences_url, preferences)
     assert html_part.replace("\r\n", "\n") == english.rendered.html.replace(
         markers.greeting, "Hi Ada Lovelace,"
-    ).replace(markers.unsubscribe_url, url)
+    ).replace(markers.unsubscribe_url, url).replace(markers.preferences_url, preferences)
+    assert f'<a href="{preferences}"' in html_part and f"name: {preferences}" in text
 
 
 # ---------------------------------------------------------------------------

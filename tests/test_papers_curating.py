@@ -247,3 +247,42 @@ def test_note_refuses_when_the_file_changed_while_the_editor_was_open(root: Path
         in result.output
     )
     assert paper.read_text(encoding="utf-8") == EDITED + "Saved elsewhere meanwhile.\n"
+
+
+# A block list with the editor's comments: above the items, after one, between two.
+COMMENTED = """\
+---
+id: commented-tags
+title: Commented Tags
+tags:
+  # picked at the reading group
+  - alignment  # from the March meeting
+  # safety is for the April issue
+  - safety
+  - misc
+# the rank is the page's
+rank: 3
+---
+
+An abstract.
+"""
+
+
+def test_tag_keeps_comments_inside_a_multi_line_tags_list(root: Path) -> None:
+    path = root / "papers" / "commented-tags.md"
+    path.write_text(COMMENTED, encoding="utf-8")
+    result = run(root, "tag", "commented-tags", "--remove", "misc", "--add", "multilingual", "--add", "rlhf")
+    assert result.exit_code == 0, result.output
+    assert "updated    commented-tags  tags: alignment, safety, multilingual, rlhf" in result.output
+    assert path.read_text(encoding="utf-8") == COMMENTED.replace("  - misc\n", "  - multilingual\n  - rlhf\n")
+    removed = run(root, "tag", "commented-tags", "--remove", "safety")
+    assert removed.exit_code == 0, removed.output
+    assert path.read_text(encoding="utf-8") == COMMENTED.replace(
+        "  - safety\n  - misc\n", "  - multilingual\n  - rlhf\n"
+    )
+    emptied = run(
+        root, "tag", "commented-tags", "--remove", "alignment", "--remove", "multilingual", "--remove", "rlhf"
+    )
+    assert emptied.exit_code == 0, emptied.output
+    text = path.read_text(encoding="utf-8")
+    assert "tags: []\n# the rank is the page's\nrank: 3\n" in text

@@ -127,9 +127,15 @@ list_id = "test.digest.example.org"
 def test_every_setting_in_the_table_fills_a_settings_field() -> None:
     import dataclasses
 
-    from newsletter.config import OPTIONS, EventsSettings, SesSettings, Settings, SmtpSettings
+    from newsletter.config import OPTIONS, DigestSettings, EventsSettings, SesSettings, Settings, SmtpSettings
 
-    tables = {"": Settings, "ses.": SesSettings, "smtp.": SmtpSettings, "events.": EventsSettings}
+    tables = {
+        "": Settings,
+        "ses.": SesSettings,
+        "smtp.": SmtpSettings,
+        "events.": EventsSettings,
+        "digest.": DigestSettings,
+    }
     for option in OPTIONS:
         prefix = option.attr.rpartition(".")[0] + "." if "." in option.attr else ""
         names = {f.name for f in dataclasses.fields(tables[prefix])}

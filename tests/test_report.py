@@ -19,6 +19,7 @@ import pytest
 
 from newsletter.audience.events import process_notification
 from newsletter.config import load_settings
+from newsletter.content.translations import original_hash
 from newsletter.store import Store, SubscriberRow
 from newsletter.store.schema import deliveries
 from tests.support.project import FIXTURES, make_newsletter, run
@@ -28,6 +29,7 @@ EVENTS = FIXTURES / "events"
 ARABIC = "2024-01-17-arabic"
 EVIL_ERROR = '550 <img src="https://tracker.example.net/x.png" onerror="alert(1)"> mailbox unknown'
 LANGUAGES = ["en"] * 5 + ["ar"] * 3 + ["de"] * 2
+TRANSLATIONS = {"ar": "العدد الأول", "de": "Die erste Ausgabe"}  # so readers get the issue in three languages
 
 
 def event(name: str, row, *, after: float = 3600, **section: object) -> dict:
@@ -74,6 +76,12 @@ def newsletter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The first issue sent to 10 readers (5 en, 3 ar, 2 de), then the events of the send applied."""
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
     folder = make_newsletter(tmp_path, extra_toml="\n[ses]\nengagement = true\n")
+    made_from = original_hash(folder / "issues" / f"{ISSUE}.md")
+    for language, title in TRANSLATIONS.items():
+        (folder / "issues" / f"{ISSUE}.{language}.md").write_text(
+            f'---\ntitle: "{title}"\nsubject: "{title}"\ntranslated_from: {made_from}\n---\n{title}.\n',
+            encoding="utf-8",
+        )
     settings = load_settings(folder, env={})
     with Store.open(settings.database_url) as store:
         store.upsert_many(
@@ -117,7 +125,7 @@ def figures(html: str) -> dict[str, str]:
 def write_report(folder: Path, *args: str) -> str:
     result = run(folder, "report", *args)
     assert result.exit_code == 0, result.output
-    path = Path(result.output.strip().removeprefix("Wrote "))
+    path = Path(result.output.strip().splitlines()[-1].removeprefix("Wrote "))
     path = path if path.is_absolute() else folder / path
     return path.read_text(encoding="utf-8")
 

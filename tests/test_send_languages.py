@@ -130,6 +130,9 @@ def check_message(msg: EmailMessage, address: str) -> None:
     assert greeting in shown
     assert f"{MASTHEADS[language]} · {DATES[language]} · {PLURALS[language]}" in shown, address
     assert f"{MASTHEADS[language]} · {DATES[language]}" in text
+    # "view in browser" leads to the reader's language's archive page
+    page = f"https://digest.example.org/{'' if language == 'en' else language + '/'}issues/{ISSUE}/"
+    assert page in text.splitlines() and f'href="{page}"' in html_part, address
     # the other languages' words are nowhere in this copy
     for other in {"en", "ar", "de"} - {language}:
         assert SUBJECTS[other] not in text and DATES[other] not in shown
@@ -329,3 +332,33 @@ def test_a_send_refuses_to_go_on_without_a_translation_it_began_in(readers: Path
     )
     assert f"newsletter issue refreeze {ISSUE}" in refused.output
     assert len(list((outbox / ISSUE).glob("*.eml"))) == 2
+
+
+def test_refreeze_records_a_new_translation_and_the_rest_of_the_send_uses_it(
+    readers: Path, tmp_path: Path
+) -> None:
+    issues = readers / "issues"
+    (issues / f"{ISSUE}.sent.toml").unlink()
+    outbox = tmp_path / "outbox"
+    args = ("send", ISSUE, "--transport", "file", "--outbox", str(outbox), "--yes", "--no-spam-score")
+    assert run(readers, *args, "--limit", "1").exit_code == 0
+    french = issues / f"{ISSUE}.fr.md"
+    french.write_text(
+        '---\nsubject: "Multilingual LLM Digest #1 : 45 articles"\n---\nBienvenue.\n', encoding="utf-8"
+    )
+
+    refrozen = run(readers, "issue", "refreeze", ISSUE, "--yes")
+    assert refrozen.exit_code == 0, refrozen.output
+    assert f"{ISSUE}.fr.md was added after the issue was sent" in refrozen.output
+    record = tomllib.loads((issues / f"{ISSUE}.sent.toml").read_text(encoding="utf-8"))
+    assert record["translations"]["fr"] == hashlib.sha256(french.read_bytes()).hexdigest()
+    assert sorted(record["translations"]) == ["ar", "de", "fr"]
+
+    rest = run(readers, *args)
+    assert rest.exit_code == 0, rest.output
+    assert "not sent" not in rest.output
+    (path,) = (p for p in (outbox / ISSUE).glob("*.eml") if "french@" in p.name)
+    msg = parse(path.read_bytes())
+    assert msg["Subject"] == "Multilingual LLM Digest #1 : 45 articles"
+    assert msg["Content-Language"] == "fr"
+    assert "17 mars 2026" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]

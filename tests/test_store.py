@@ -74,7 +74,15 @@ def test_fresh_database_is_created_with_folder_wal_and_current_version(
     assert _version(db_path) == SCHEMA_VERSION == len(MIGRATIONS)
     conn = sqlite3.connect(db_path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"schema_version", "subscribers", "deliveries", "events", "snapshots", "senders"} <= tables
+    assert {
+        "schema_version",
+        "subscribers",
+        "deliveries",
+        "events",
+        "snapshots",
+        "senders",
+        "leases",
+    } <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"ix_deliveries_issue_state", "ix_deliveries_message_id"} <= indexes
@@ -160,11 +168,13 @@ def test_a_version_1_database_is_upgraded_in_place(database_url: str) -> None:
 def test_newer_schema_is_refused(database_url: str, store: Store) -> None:
     where = store.db.where
     store.close()
-    _set_version(database_url, 7)
+    newer = SCHEMA_VERSION + 1
+    _set_version(database_url, newer)
     with pytest.raises(StoreError) as err:
         Store.open(database_url)
     assert err.value.message == (
-        f"{where}: database schema version 7 is newer than this newsletter understands (version {SCHEMA_VERSION})\n\n"
+        f"{where}: database schema version {newer} is newer than this newsletter understands "
+        f"(version {SCHEMA_VERSION})\n\n"
         "Upgrade newsletter (pip install -U newsletter), or use another database."
     )
 
@@ -243,7 +253,9 @@ def test_the_store_imports_nothing_from_the_layers_above_it() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     ours = [m for m in json.loads(run.stdout) if m.startswith("newsletter.")]
     assert "newsletter.store.subscribers" in ours
-    assert [m for m in ours if not m.startswith(("newsletter.store", "newsletter.errors"))] == []
+    assert [
+        m for m in ours if not m.startswith(("newsletter.store", "newsletter.errors", "newsletter.text"))
+    ] == []
 
 
 def test_remove_erases_the_address_from_ledger_and_events(store: Store) -> None:
@@ -479,6 +491,27 @@ def test_people_who_leave_after_the_snapshot_are_skipped(store: Store) -> None:
         ("user1@example.com", "failed", "permanent", "skipped: unsubscribed"),
         ("user2@example.com", "failed", "permanent", "skipped: complained"),
     ]
+
+
+def test_a_claim_records_each_readers_translation(store: Store) -> None:
+    tags = ["ar-EG", "de", None, "ar", "pt-BR", "de", "ar-EG"]
+    store.upsert_many(
+        [SubscriberRow(f"reader{i}@example.com", language=tag, status="active") for i, tag in enumerate(tags)]
+    )
+    assert store.reachable_languages("i") == {"ar-EG": 2, "de": 2, None: 1, "ar": 1, "pt-BR": 1}
+    store.create_ledger("i")
+    chosen = {"ar-EG": "ar", "ar": "ar", "de": "de"}
+    # a batch of one language (one UPDATE), then batches mixing three (a row each)
+    first = store.claim_batch("i", 1, language_for=lambda tag: chosen.get(tag or "", "en"))
+    rest = store.claim_batch("i", 10, language_for=lambda tag: chosen.get(tag or "", "en"))
+    claimed = first + rest
+    assert [d.sent_language for d in claimed] == ["ar", "de", "en", "ar", "en", "de", "ar"]
+    assert [d.language for d in claimed] == tags
+    recorded = {d.email: (d.state, d.sent_language, d.language) for d in store.ledger("i")}
+    assert recorded == {
+        f"reader{i}@example.com": ("sending", chosen.get(tag or "", "en"), tag) for i, tag in enumerate(tags)
+    }
+    assert store.reachable_languages("i") == {}
 
 
 def test_concurrent_claimers_never_share_a_row(database_url: str, store: Store) -> None:

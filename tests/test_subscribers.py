@@ -129,7 +129,8 @@ def test_mailchimp_exports(tmp_path: Path, store: Store) -> None:
     greta = store.get_subscriber("greta@example.com")
     assert greta.name == "Greta Groß"
     assert greta.consent_at.isoformat() == "2024-01-02T10:00:00+00:00"  # OPTIN_TIME comes first
-    assert greta.attributes == {"MEMBER_RATING": "2", "LEID": "123", "TAGS": "ai"}
+    assert greta.attributes == {"MEMBER_RATING": "2", "LEID": "123"}
+    assert greta.tags == ("ai",)
     report = import_csv(store, unsubscribed)
     assert (report.added, report.updated) == (1, 1)
     import_csv(store, cleaned)
@@ -167,7 +168,8 @@ def test_buttondown_and_substack_exports(tmp_path: Path, store: Store) -> None:
         "ss1@example.com": "active",
         "ss2@example.com": "unsubscribed",
     }
-    assert store.get_subscriber("bd1@example.com").attributes == {"notes": "met at ACL", "tags": "nlp"}
+    assert store.get_subscriber("bd1@example.com").attributes == {"notes": "met at ACL"}
+    assert store.get_subscriber("bd1@example.com").tags == ("nlp",)
     assert store.get_subscriber("ss1@example.com").consent_at.isoformat() == "2024-04-01T00:00:00+00:00"
 
 

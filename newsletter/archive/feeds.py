@@ -10,6 +10,10 @@ newest archived page as `prev-archive`; every archived page links `current` (fee
 The JSON pages (`feeds/archive/<n>.json`) chain the same issues with `next_url`,
 JSON Feed's pagination, from the newest page to the oldest.
 
+Every language with its own index (`newsletter.archive.languages`) has the same feeds
+under its folder (`ar/feed.xml`, `ar/feed.json`, `ar/feeds/archive/<n>.xml`) carrying
+the issues that can be read in it, marked with its language (`xml:lang`, `language`).
+
 Entries carry an issue's full content with absolute links (feed readers have no base);
 dates come from the issues, never from the clock.
 """
@@ -56,18 +60,27 @@ def archive_pages(issues: list[Issue], size: int) -> list[list[Issue]]:
 
 
 def feed_pages(site: SitePages) -> list[Page]:
-    """The subscription feeds and every archived page, each keyed by the issues it carries."""
+    """The feeds of the site's language and of every other language with an index."""
+    pages = _edition_feeds(site, "", site.issues, site.settings.language)
+    for language in site.languages.languages:
+        issues = [v.issue for v in site.languages.issues_in(language)]
+        pages += _edition_feeds(site, site.languages.index_path(language), issues, language)
+    return pages
+
+
+def _edition_feeds(site: SitePages, prefix: str, issues: list[Issue], language: str) -> list[Page]:
+    """The subscription feeds and every archived page under `prefix`, each keyed by the issues it carries."""
     size = site.settings.feed_size
-    current = site.issues[-size:] if site.issues else []
-    chunks = archive_pages(site.issues, size)
-    writer = _FeedWriter(site)
+    current = issues[-size:] if issues else []
+    chunks = archive_pages(issues, size)
+    writer = _FeedWriter(site, prefix, language)
     pages: list[Page] = []
     for number in range(len(chunks) + 1):  # 0: the subscription feeds, then archived pages 1..n
         chunk = current if number == 0 else chunks[number - 1]
         links = _history_links(number, len(chunks))  # so full pages keep their key as pages are added
-        key = site.key("feed", number, links, [site.issue_full(i) for i in chunk])
+        key = site.key("feed", prefix, language, number, links, [site.issue_full(i) for i in chunk])
         for ext in ("xml", "json"):
-            path = _page_path(number, ext)
+            path = prefix + _page_path(number, ext)
             pages.append(
                 Page(
                     path,
@@ -89,9 +102,11 @@ def _page_path(number: int, ext: str) -> str:
 class _FeedWriter:
     """Renders one feed page, Atom or JSON; entry contents are rendered once per build."""
 
-    def __init__(self, site: SitePages) -> None:
+    def __init__(self, site: SitePages, prefix: str, language: str) -> None:
         self.site = site
         self.settings = site.settings
+        self.prefix = prefix  # '' or '<lang>/'
+        self.language = language
 
     def render(self, number: int, issues: list[Issue], pages: int, ext: str) -> str | bytes:
         return self.atom(number, issues, pages) if ext == "xml" else self.json(number, issues, pages)
@@ -101,14 +116,20 @@ class _FeedWriter:
         site = self.site
 
         def compute() -> str:
-            context = site.base_context(depth=None, language=issue.language, path=f"issues/{issue.slug}/")
-            context.update(issue=issue, papers=site.papers_of[issue.slug])
+            version = site.version_at[issue.web_path]
+            context = site.base_context(
+                depth=None,
+                language=issue.language,
+                path=issue.web_path,
+                paper_languages=version.paper_languages,
+            )
+            context.update(issue=issue, papers=version.papers)
             return site.render("feed_entry.html.j2", context).strip()
 
         return site.memo.get("fragment", site.key("feed-entry", site.issue_full(issue)), compute)
 
     def tags(self, issue: Issue) -> list[str]:
-        return sorted({t for p in self.site.papers_of[issue.slug] for t in p.tags})
+        return sorted({t for p in self.site.papers_shown(issue) for t in p.tags})
 
     @staticmethod
     def updated(issues: list[Issue]) -> dt.datetime:
@@ -121,16 +142,17 @@ class _FeedWriter:
 
         s = self.settings
         fg = FeedGenerator()
-        fg.id(s.url())
+        home = s.url(self.prefix)
+        fg.id(home)
         fg.title(s.name)
         fg.subtitle(s.description or s.name)
-        fg.link(href=s.url(), rel="alternate", type="text/html")
-        fg.link(href=s.url(_page_path(number, "xml")), rel="self", type="application/atom+xml")
+        fg.link(href=home, rel="alternate", type="text/html")
+        fg.link(href=s.url(self.prefix + _page_path(number, "xml")), rel="self", type="application/atom+xml")
         for rel, other in _history_links(number, pages):
-            fg.link(href=s.url(_page_path(other, "xml")), rel=rel, type="application/atom+xml")
+            fg.link(href=s.url(self.prefix + _page_path(other, "xml")), rel=rel, type="application/atom+xml")
         if number:
             fg.register_extension("fh", _ArchiveMarker, atom=True, rss=False)
-        fg.language(s.language)
+        fg.language(self.language)  # the feed's xml:lang
         fg.author(name=s.name)  # Atom wants an author for the feed when entries have none
         fg.generator("newsletter")
         fg.updated(self.updated(issues))
@@ -171,10 +193,10 @@ class _FeedWriter:
         feed = {
             "version": "https://jsonfeed.org/version/1.1",
             "title": s.name,
-            "home_page_url": s.url(),
-            "feed_url": s.url(JSON_FEED),
-            **({"next_url": s.url(_page_path(older, "json"))} if older else {}),
-            "language": s.language,
+            "home_page_url": s.url(self.prefix),
+            "feed_url": s.url(self.prefix + JSON_FEED),
+            **({"next_url": s.url(self.prefix + _page_path(older, "json"))} if older else {}),
+            "language": self.language,
             "authors": [{"name": s.name}],
             **({"description": s.description} if s.description else {}),
             "items": items,

@@ -8,6 +8,10 @@ decides which of them to render and write; `newsletter.archive.feeds` adds the f
 Links between pages are relative (the site works under any sub-path and from
 `newsletter archive serve`); canonical links and the sitemap are absolute, built from
 `settings.base_url`.
+
+Each published issue has a page per version (its original and every translation, see
+`newsletter.archive.languages`); the newsletter's language has the root index, every
+other language a translation is in has its own index at `<lang>/`.
 """
 
 from __future__ import annotations
@@ -26,20 +30,22 @@ from markupsafe import Markup
 
 from newsletter import __version__
 from newsletter.archive import ArchiveError
+from newsletter.archive.languages import (
+    LanguageLink,
+    LocalWords,
+    SiteLanguages,
+    Version,
+    language_name,
+    same_language,
+)
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
 from newsletter.mail import render as mail_render
-from newsletter.mail.render import (
-    MARKDOWN,
-    excerpt,
-    format_date,
-    jinja_environment,
-    load_strings,
-    render_template,
-)
+from newsletter.mail.locale import chrome
+from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
 
-PAGES_VERSION = 2  # bump when a change here changes pages in a way the code hash would not show
+PAGES_VERSION = 3  # bump when a change here changes pages in a way the code hash would not show
 CSS_SOURCE = "site/site.css"
 CSS_OUTPUT = "assets/site.{hash}.css"
 
@@ -143,9 +149,13 @@ class SitePages:
         )
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
         self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
-        self._strings: dict[str, dict[str, Any]] = {}
+        self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
         self.issues = published_issues(library)
         self.papers_of = issue_papers(library, self.issues)
+        self.languages = SiteLanguages(library, self.issues, self.papers_of)
+        self.version_at: dict[str, Version] = {
+            v.path: v for versions in self.languages.versions.values() for v in versions
+        }
         self.featured: dict[str, list[Issue]] = {}  # paper id -> published issues featuring it
         for issue in self.issues:
             for paper in self.papers_of[issue.slug]:
@@ -223,18 +233,42 @@ class SitePages:
             s.web_url,
         )
 
+    def words(self, language: str) -> tuple[LocalWords, dict[str, Any]]:
+        """The chrome of `language` and its strings, loaded once per build."""
+        if language not in self._chrome:
+            words = chrome(self.settings.templates_dir, language)
+            self._chrome[language] = (LocalWords(words), words.strings())
+        return self._chrome[language]
+
     def strings(self, language: str) -> dict[str, Any]:
-        if language not in self._strings:
-            self._strings[language] = load_strings(self.settings, language)
-        return self._strings[language]
+        return self.words(language)[1]
 
     # -- contexts
 
-    def base_context(self, *, depth: int | None, language: str, path: str) -> dict[str, Any]:
-        """`root` is the relative way back to the site root; None (404 page): absolute URLs."""
+    def base_context(
+        self,
+        *,
+        depth: int | None,
+        language: str,
+        path: str,
+        links: list[LanguageLink] | None = None,
+        paper_languages: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """`root` is the relative way back to the site root; None (404 page): absolute URLs.
+
+        `home` is the index of the page's language (the root index unless that language
+        has its own); `links` are the page's versions in other languages.
+        """
         root = self.settings.base_url if depth is None else "../" * depth
-        strings = self.strings(language)
+        words, strings = self.words(language)
         subscribe = self.settings.web("subscribe")
+        edition = language in self.languages.languages
+        home = root
+        if edition:
+            index = self.languages.index_path(language)
+            inside = depth is not None and path.startswith(index)
+            home = "../" * (depth - 1) if inside else root + index
+        shown_in = paper_languages or {}
         return {
             "settings": self.settings,
             "newsletter": self.settings.name,
@@ -242,14 +276,22 @@ class SitePages:
             "lang": language,
             "dir": text_direction(language),
             "root": root,
+            "home": home,
+            "edition": language if edition else None,
             "css": root + self.css_path,
             "canonical": self.settings.url(path),
+            "alternates": self.languages.alternates(links or []),
+            "language_links": links or [],
+            "language_href": lambda link: (root + link.path) or "./",
+            "language_name": language_name,
+            "settings_lang": self._lang_attributes(self.settings.language, language),
+            "same_language": same_language,
+            "paper_lang": lambda paper: shown_in.get(paper.id, "en"),  # papers are written in English
             "subscribe_url": subscribe,
-            "format_date": lambda d: format_date(d, strings),
-            "count_label": lambda n: (
-                strings["paper_count_one"] if n == 1 else strings["papers_count"].format(count=n)
-            ),
-            "issue_href": lambda issue: f"{root}issues/{issue.slug}/",
+            "format_date": words.date,
+            "count_label": words.papers,  # the CLDR plural form for the count (Arabic has six)
+            "number": words.number,
+            "issue_href": lambda issue: root + issue.web_path,
             "paper_href": lambda paper: f"{root}papers/{paper.id}/",
             "tag_href": lambda tag: root + quote(self.tag_paths[tag]),
             "paper_link": lambda paper: (
@@ -259,6 +301,13 @@ class SitePages:
             "direction": text_direction,
         }
 
+    @staticmethod
+    def _lang_attributes(language: str, page_language: str) -> Markup:
+        """` lang=".." dir=".."` for text in `language` on a page in another (else nothing)."""
+        if same_language(language, page_language):
+            return Markup("")
+        return Markup(' lang="{}" dir="{}"').format(language, text_direction(language))
+
     def render(self, template: str, context: dict[str, Any]) -> str:
         return render_template(self.env, f"site/{template}", context)
 
@@ -267,27 +316,15 @@ class SitePages:
     def pages(self) -> list[Page]:
         pages = [
             Page(self.css_path, "css", lambda: self.css_source),
-            Page("index.html", self.key("index", [self._issue_summary(i) for i in self.issues]), self.index),
+            *self.index_pages(),
             Page("404.html", None, self.not_found),
             Page("robots.txt", None, self.robots),
             Page("sitemap.xml", None, self.sitemap),
             Page("tags/index.html", None, self.tag_index),
         ]
         for n, issue in enumerate(self.issues):
-            before = self.issues[n - 1] if n > 0 else None
-            after = self.issues[n + 1] if n + 1 < len(self.issues) else None
-            key = self.key(
-                "issue",
-                self.issue_full(issue),
-                [(i.slug, i.title, i.subject, i.date) if i else None for i in (before, after)],
-            )
-            pages.append(
-                Page(
-                    f"issues/{issue.slug}/index.html",
-                    key,
-                    lambda issue=issue, before=before, after=after: self.issue_page(issue, before, after),
-                )
-            )
+            for version in self.languages.versions[issue.slug]:
+                pages.append(self.issue_version_page(version, n))
         for pid, paper in self.papers.items():
             key = self.key("paper", self.listed(pid))
             pages.append(Page(f"papers/{pid}/index.html", key, lambda paper=paper: self.paper_page(paper)))
@@ -314,32 +351,89 @@ class SitePages:
 
     def keep_memo(self) -> None:
         """Keep what skipped pages would have asked the memo for, so the next build finds it."""
-        for issue in self.issues:
-            self.memo.keep("excerpt", issue.intro)
+        for version in self.version_at.values():
+            self.memo.keep("excerpt", version.issue.intro)
 
     def _issue_summary(self, issue: Issue) -> tuple:
-        return (self.issue_fp[issue.slug], len(self.papers_of[issue.slug]))
+        return (self.issue_full(issue), issue.web_path, len(self.papers_of[issue.slug]))
 
     def issue_full(self, issue: Issue) -> str:
-        """A fingerprint of the issue and its papers (cached: feeds and pages all ask)."""
-        found = self._full.get(issue.slug)
+        """A fingerprint of one version of an issue and its papers (cached: feeds and pages all ask).
+
+        A translation's is made from its own words and its papers' translations, so a change
+        to its translation file changes the key of its pages alone.
+        """
+        found = self._full.get(issue.web_path)
         if found is None:
-            papers = [self.paper_fp[p.id] for p in self.papers_of[issue.slug]]
-            found = self._full[issue.slug] = fingerprint(self.issue_fp[issue.slug], papers)
+            version = self.version_at[issue.web_path]
+            own = fingerprint(issue) if issue.is_translation else self.issue_fp[issue.slug]
+            papers = [
+                fingerprint(p) if p.id in version.paper_languages else self.paper_fp[p.id]
+                for p in version.papers
+            ]
+            found = self._full[issue.web_path] = fingerprint(own, papers)
         return found
+
+    def papers_shown(self, issue: Issue) -> list[Paper]:
+        """The papers of one version of an issue, in its words."""
+        return self.version_at[issue.web_path].papers
 
     def _featured_summary(self, pid: str) -> list[tuple]:
         return [(i.slug, i.title, i.number, i.date) for i in self.featured[pid]]
 
-    def index(self) -> str:
-        context = self.base_context(depth=0, language=self.settings.language, path="")
-        context["issues"] = [(i, len(self.papers_of[i.slug])) for i in reversed(self.issues)]
+    def index_pages(self) -> list[Page]:
+        """The root index (the newsletter's language) and one index per other language."""
+        pages = []
+        for language in [self.settings.language, *self.languages.languages]:
+            shown = [self.languages.shown_in(i, language).issue for i in self.issues]
+            links = self.languages.index_links(language)
+            key = self.key("index", language, [self._issue_summary(i) for i in shown], links)
+            path = self.languages.index_path(language) + "index.html"
+            pages.append(Page(path, key, lambda language=language, shown=shown: self.index(language, shown)))
+        return pages
+
+    def index(self, language: str, shown: list[Issue]) -> str:
+        """An index: every published issue, in `language` where it can be read in it, newest first."""
+        path = self.languages.index_path(language)
+        context = self.base_context(
+            depth=path.count("/"), language=language, path=path, links=self.languages.index_links(language)
+        )
+        context["issues"] = [(i, len(self.papers_of[i.slug])) for i in reversed(shown)]
         context["tag_list"] = sorted(self.tags)
         return self.render("index.html.j2", context)
 
-    def issue_page(self, issue: Issue, before: Issue | None, after: Issue | None) -> str:
-        context = self.base_context(depth=2, language=issue.language, path=f"issues/{issue.slug}/")
-        context.update(issue=issue, papers=self.papers_of[issue.slug], previous=before, next=after)
+    def issue_version_page(self, version: Version, n: int) -> Page:
+        """The page of one version of the issue `n` (oldest first), its neighbours in its language."""
+        issue, language = version.issue, version.issue.language
+        neighbours = [
+            self.languages.shown_in(self.issues[m], language).issue if 0 <= m < len(self.issues) else None
+            for m in (n - 1, n + 1)
+        ]
+        links = self.languages.issue_links(issue, language)
+        key = self.key(
+            "issue",
+            self.issue_full(issue),
+            [(i.web_path, i.title, i.subject, i.date, i.language) if i else None for i in neighbours],
+            links,
+        )
+        return Page(
+            version.path + "index.html",
+            key,
+            lambda: self.issue_page(version, neighbours[0], neighbours[1], links),
+        )
+
+    def issue_page(
+        self, version: Version, before: Issue | None, after: Issue | None, links: list[LanguageLink]
+    ) -> str:
+        issue = version.issue
+        context = self.base_context(
+            depth=version.path.count("/"),
+            language=issue.language,
+            path=version.path,
+            links=links,
+            paper_languages=version.paper_languages,
+        )
+        context.update(issue=issue, papers=version.papers, previous=before, next=after)
         return self.render("issue.html.j2", context)
 
     def paper_page(self, paper: Paper) -> str:
@@ -380,18 +474,45 @@ class SitePages:
         )
 
     def sitemap(self) -> str:
-        urls: list[tuple[str, dt.date | None]] = [("", self.issues[-1].date if self.issues else None)]
-        urls += [(f"issues/{i.slug}/", i.date) for i in reversed(self.issues)]
-        urls += [(f"papers/{pid}/", self.featured[pid][-1].date) for pid in sorted(self.papers)]
+        """Every page, with the other language versions of the indexes and issues as xhtml:link alternates."""
+        languages = self.languages
+        newest = self.issues[-1].date if self.issues else None
+        urls: list[tuple[str, dt.date | None, list[LanguageLink]]] = [
+            (languages.index_path(lang), newest, languages.index_links(lang))
+            for lang in [self.settings.language, *languages.languages]
+        ]
+        for issue in reversed(self.issues):
+            urls += [
+                (v.path, issue.date, languages.issue_links(issue, v.issue.language))
+                for v in languages.versions[issue.slug]
+            ]
+        urls += [(f"papers/{pid}/", self.featured[pid][-1].date, []) for pid in sorted(self.papers)]
         if self.tags:
-            urls.append(("tags/", self.issues[-1].date))
+            urls.append(("tags/", newest, []))
         urls += [
-            (quote(self.tag_paths[t]), self.featured[self.tags[t][0].id][-1].date) for t in sorted(self.tags)
+            (quote(self.tag_paths[t]), self.featured[self.tags[t][0].id][-1].date, [])
+            for t in sorted(self.tags)
         ]
         lines = ['<?xml version="1.0" encoding="UTF-8"?>']
-        lines.append('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">')
-        for path, date in urls:
+        if languages.has_editions():
+            lines.append(
+                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+                'xmlns:xhtml="http://www.w3.org/1999/xhtml">'
+            )
+        else:
+            lines.append('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">')
+        for path, date, links in urls:
             lastmod = f"<lastmod>{date.isoformat()}</lastmod>" if date else ""
-            lines.append(f"  <url><loc>{xml_escape(self.settings.url(path))}</loc>{lastmod}</url>")
+            entry = f"  <url><loc>{xml_escape(self.settings.url(path))}</loc>{lastmod}"
+            alternates = languages.alternates(links)
+            if not alternates:
+                lines.append(entry + "</url>")
+                continue
+            lines.append(entry)
+            lines += [
+                f'    <xhtml:link rel="alternate" hreflang="{xml_escape(lang)}" href="{xml_escape(url)}"/>'
+                for lang, url in alternates
+            ]
+            lines.append("  </url>")
         lines.append("</urlset>")
         return "\n".join(lines) + "\n"

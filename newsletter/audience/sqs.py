@@ -43,6 +43,7 @@ class PollResult:
     dead_lettered: int = 0
     failed: int = 0  # messages left in the queue because processing raised (retried later)
     interrupted: bool = False
+    quit_at_once: bool = False  # a second Ctrl-C: the batch in hand may be left for the next poll
 
 
 def poll_queue(
@@ -60,6 +61,7 @@ def poll_queue(
     trust: Trust = ANYWHERE,
     max_batches: int | None = None,
     on_batch: Any = None,
+    stop_event: threading.Event | None = None,
 ) -> PollResult:
     """Receive SES notifications from SQS (long polling, 10 at a time) and process them.
 
@@ -67,7 +69,8 @@ def poll_queue(
     message (see `trust`) is moved to `dead_letter_queue_url` when given, else left for the
     queue's own redrive policy; either way the loop goes on. `once`: stop at the first empty receive.
     `wait_seconds` is the long-poll wait (default 20, or 1 with `once` so it ends promptly).
-    Ctrl-C stops after deleting what was already processed.
+    Ctrl-C stops after deleting what was already processed; `stop_event` (set by a caller's
+    own Ctrl-C handling, even before this function starts) stops the same way.
 
     Raises EventsError when the first receive fails (a wrong URL or missing access); later
     failures (the network) are logged and retried with backoff, except with `once`.
@@ -91,7 +94,7 @@ def poll_queue(
         _warn_without_redrive(client, queue_url)
     # The first Ctrl-C lets the batch in hand finish (its messages deleted after the
     # commit), then stops; a receive waits at most `wait_seconds`, so the flag is seen soon.
-    stop = threading.Event()
+    stop = stop_event if stop_event is not None else threading.Event()
     try:
         with GracefulStop(stop):
             while (max_batches is None or batches < max_batches) and not stop.is_set():
@@ -132,7 +135,7 @@ def poll_queue(
                 if on_batch is not None:
                     on_batch(result)
     except KeyboardInterrupt:
-        result.interrupted = True
+        result.interrupted = result.quit_at_once = True
     result.interrupted = result.interrupted or stop.is_set()
     return result
 

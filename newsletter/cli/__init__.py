@@ -30,6 +30,7 @@ COMMANDS = {
     "serve": "serve:serve",
     "events": "events:events",
     "demo": "project:demo",
+    "digest": "digest:digest",
     "i18n": "i18n:i18n",
     "db": "db:db",
 }

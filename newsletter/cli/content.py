@@ -72,6 +72,7 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
         newsletter check 2026-03-17-multilingual-llms
     """
     from newsletter.content.selection import empty_issue_problem, plan
+    from newsletter.delivery.schedule import schedule_warnings
     from newsletter.mail.checks import CheckReport, check_issue
 
     library, targets = _targets(ctx, issues, all_issues)
@@ -82,7 +83,7 @@ def check(ctx: Context, issues: tuple[str, ...], all_issues: bool, no_spam_score
             report = check_issue(library, issue, spamassassin=not no_spam_score)
         else:  # nothing to render: say which rule matched nothing
             report = CheckReport(errors=[str(empty_issue_problem(library, issue))])
-        report.warnings[:0] = _freeze_warnings(library, issue)
+        report.warnings[:0] = _freeze_warnings(library, issue) + schedule_warnings(issue)
         click.echo(f"{issue.slug}")
         for line in report.passed:
             click.echo(f"  ok    {line}")

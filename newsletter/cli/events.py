@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,35 +73,51 @@ def poll(
     validation notice and account events are ignored and deleted. Malformed messages,
     and envelopes from a topic or account not in [events] topic_arns / account_id, are
     moved to --dead-letter-queue-url (or left for the queue's redrive policy). Stop with
-    Ctrl-C.
+    Ctrl-C (a second one quits at once; the figures are printed either way).
 
     \b
     Example:
         newsletter events poll --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events
     """
-    from newsletter.audience.sqs import poll_queue
+    from newsletter.audience.events import EventSummary
+    from newsletter.audience.sqs import PollResult, poll_queue
+    from newsletter.interrupts import GracefulStop
     from newsletter.store import Store
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = obj.settings
-    with Store.open(settings.database_url) as store:
-        if not once:
-            click.echo(f"Polling {queue_url} (Ctrl-C to stop)", err=True)
-        result = poll_queue(
-            store,
-            queue_url,
-            endpoint_url=endpoint_url,
-            region=region or settings.ses.region,
-            once=once,
-            wait_seconds=wait_seconds,
-            dead_letter_queue_url=dead_letter_queue_url,
-            soft_bounce_limit=soft_bounce_limit,
-            trust=_trust(settings),
-            engagement=settings.ses.engagement,
+    # Ctrl-C is ours from here, not only once the poll loop runs: starting (boto3, the queue's
+    # attributes) takes seconds, and a Ctrl-C then must not end in a bare "Aborted!"
+    stop = GracefulStop(on_first=_say_stopping)
+    result = PollResult(EventSummary())
+    try:
+        with stop, Store.open(settings.database_url) as store:
+            if not once:
+                click.echo(f"Polling {queue_url} (Ctrl-C to stop)", err=True)
+            result = poll_queue(
+                store,
+                queue_url,
+                endpoint_url=endpoint_url,
+                region=region or settings.ses.region,
+                once=once,
+                wait_seconds=wait_seconds,
+                dead_letter_queue_url=dead_letter_queue_url,
+                soft_bounce_limit=soft_bounce_limit,
+                trust=_trust(settings),
+                engagement=settings.ses.engagement,
+                stop_event=stop.event,
+            )
+    except KeyboardInterrupt:  # the second Ctrl-C came before the poll loop started: nothing received
+        result.interrupted = result.quit_at_once = True
+    if result.quit_at_once:
+        click.echo(
+            "Quit at once. Messages not deleted stay in the queue; "
+            "run `newsletter events poll` again to process them.",
+            err=True,
         )
-    s = result.summary
-    if result.interrupted:
+    elif result.interrupted:
         click.echo("Stopped.", err=True)
+    s = result.summary
     click.echo(
         f"Received {result.received}, deleted {result.deleted}: {s.processed} processed, {s.bounced} bounced, "
         f"{s.complained} complained, {s.delivered} delivered, {s.ignored} ignored, {s.malformed} malformed"
@@ -111,6 +128,12 @@ def poll(
         + (f", {result.failed} failed and left in the queue" if result.failed else "")
         + "."
     )
+    if result.quit_at_once:
+        sys.exit(130)  # the shell's code for "ended by Ctrl-C"
+
+
+def _say_stopping() -> None:
+    click.echo("\nStopping after the batch in hand… (Ctrl-C again to quit at once)", err=True)
 
 
 @events.command(name="import")

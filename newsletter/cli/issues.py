@@ -28,12 +28,20 @@ LEDGER_FIELDS = {"recipients", "sent", "delivered", "bounces", "complaints", "op
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option(
+    "--now",
+    "now_text",
+    envvar="NEWSLETTER_NOW",
+    hidden=True,
+    help="The time taken as now (ISO 8601 with a zone); for tests.",
+)
 @pass_context
-def issues(ctx: Context, as_json: bool) -> None:
+def issues(ctx: Context, as_json: bool, now_text: str | None) -> None:
     """List every issue: number, date, slug, status, papers and how its send went.
 
     Status is the front matter's (draft, published) until a send begins, then
-    sending (readers left, e.g. after Ctrl-C) or sent. Opens and clicks count
+    sending (readers left, e.g. after Ctrl-C) or sent; a published issue whose
+    send_at is still ahead is scheduled, with its time. Opens and clicks count
     readers (machine opens and link scanners left out), and are blank unless
     engagement tracking is on (`ses.engagement`). An issue file with errors is
     left out with a warning; `newsletter check` says what is wrong with it.
@@ -54,8 +62,10 @@ def issues(ctx: Context, as_json: bool) -> None:
     for problem in problems:
         if not problem.warning and problem.where.startswith("issues"):
             click.echo(f"Warning: {problem} (left out)", err=True)
+    from newsletter.cli.schedule import parse_now
+
     with Store.open(settings.database_url) as store:
-        rows = issue_summaries(library, store)
+        rows = issue_summaries(library, store, parse_now(now_text))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
         return
@@ -63,6 +73,8 @@ def issues(ctx: Context, as_json: bool) -> None:
     for row in rows:
         values = row.as_dict()
         started = row.recipients > 0
+        if row.status == "scheduled":
+            values["status"] = f"scheduled {row.send_at}"
         table.append(
             [
                 "" if (f in LEDGER_FIELDS and not started) or values[f] is None else str(values[f])

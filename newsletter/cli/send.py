@@ -20,7 +20,19 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("issue_ref", metavar="ISSUE")
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@click.option(
+    "--due",
+    is_flag=True,
+    help="Send every published issue whose send_at has come (for cron); no ISSUE.",
+)
+@click.option(
+    "--now",
+    "now_text",
+    envvar="NEWSLETTER_NOW",
+    hidden=True,
+    help="The time --due takes as now (ISO 8601 with a zone); for tests.",
+)
 @click.option(
     "--transport",
     "transport_name",
@@ -80,7 +92,9 @@ if TYPE_CHECKING:
 @pass_context
 def send(
     ctx: Context,
-    issue_ref: str,
+    issue_ref: str | None,
+    due: bool,
+    now_text: str | None,
     transport_name: str | None,
     outbox: Path | None,
     rate: float | None,
@@ -110,11 +124,18 @@ def send(
     (issues/<slug>.<lang>.md; pt-BR falls back to pt, then to the original); the issue
     is rendered and checked once per language. --dry-run shows who gets which.
 
+    With --due instead of ISSUE, every published issue whose `send_at` has come and that
+    has readers left is checked and sent, oldest send_at first, without asking: run it
+    every minute from cron, a systemd timer or a CI schedule. Nothing due prints one line
+    and exits 0; while one run sends, another says who holds the send and since when.
+    An issue whose checks fail is skipped with the reason, and the run exits 1.
+
     \b
     Example:
         newsletter send 2026-03-17-multilingual-llms --test me@example.org
         newsletter send 2026-03-17-multilingual-llms --limit 50
         newsletter send 2026-03-17-multilingual-llms
+        newsletter send --due
     """
     from newsletter.content.freeze import require_sendable
     from newsletter.content.library import load_library
@@ -127,6 +148,16 @@ def send(
     from newsletter.store import Store
 
     settings = ctx.settings
+    if due:
+        from newsletter.cli.schedule import send_due_command
+
+        single = issue_ref or test_addresses or limit is not None or resend_uncertain or retry_failed
+        run = dict(transport=transport_name, outbox=outbox, rate=rate, workers=workers, threads=threads)
+        send_due_command(settings, now_text, run, dry_run=dry_run, no_spam_score=no_spam_score,
+                         refused=bool(single or skip_checks))  # fmt: skip
+        return
+    if issue_ref is None:
+        raise click.UsageError("expected an ISSUE (a path or a slug), or --due")
     name = transport_name or settings.transport
     # A real transport without a secret stops here; the development-key warning waits
     # until messages are about to be signed, so it never precedes an unrelated error.
@@ -239,6 +270,10 @@ def _status(issue) -> str:
     return issue.status + ("" if issue.published else " (a real send is refused until it is published)")
 
 
+def _audience(issue) -> str:
+    return issue.audience.describe() if issue.audience else "every active subscriber"
+
+
 def _path(library, issue, language: str) -> Path:
     """The file a language's words come from: the issue's, or its translation's."""
     found = library.translations.issues.get((issue.slug, language))
@@ -258,6 +293,7 @@ def _describe_dry_run(store, plan, library, issue, papers: int, *, checked: bool
     click.echo(f"Subject:    {issue.subject}")
     click.echo(f"Papers:     {papers}")
     click.echo(f"Transport:  {plan.transport_name}")
+    click.echo(f"Audience:   {_audience(issue)}")
     click.echo(f"Recipients: {to_send}")
     click.echo(
         "Languages:  (readers by the translation they get" + (", before --limit)" if plan.limit else ")")
@@ -317,6 +353,7 @@ def _confirm(issue, papers: int, count: int, transport: str, limit: int | None) 
     click.echo(f"Status:     {_status(issue)}", err=True)
     click.echo(f"Subject:    {issue.subject}", err=True)
     click.echo(f"Papers:     {papers}", err=True)
+    click.echo(f"Audience:   {_audience(issue)}", err=True)
     click.echo(f"Recipients: {count}{canary}", err=True)
     click.echo(f"Transport:  {transport}", err=True)
     if not click.confirm("Send now?", default=False, err=True):
@@ -378,6 +415,13 @@ def _quit_at_once(store, slug: str) -> None:
 
 
 def _finish(report: SendReport) -> None:
+    show_report(report)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def show_report(report: SendReport) -> None:
+    """A send's summary and its failures, as the editor reads them."""
     click.echo(report.summary())
     if report.tally.failures:
         click.echo("Failures:")
@@ -387,8 +431,6 @@ def _finish(report: SendReport) -> None:
         click.echo(f"Error: {report.stopped}", err=True)
     if report.tally.crashed:
         click.echo(f"Error: the send stopped on an unexpected error:\n{report.tally.crashed}", err=True)
-    if report.exit_code:
-        sys.exit(report.exit_code)
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""`newsletter subscribers`: add, remove, unsubscribe, set-status, history, list, export, import, stats, purge-pending."""
+"""`newsletter subscribers`: add, remove, unsubscribe, set-status, tag, history, list, export, import, stats, purge-pending."""
 
 from __future__ import annotations
 
@@ -18,7 +18,17 @@ from newsletter.cli import Context, pass_context
 if TYPE_CHECKING:
     from newsletter.store import Store, Subscriber
 
-EXPORT_COLUMNS = ("email", "name", "language", "status", "consent_at", "source", "created_at", "attributes")
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "language",
+    "status",
+    "consent_at",
+    "source",
+    "created_at",
+    "tags",
+    "attributes",
+)
 
 
 @contextmanager
@@ -162,6 +172,46 @@ def set_status(obj: Context, email: str, status: str, force_resubscribe: bool, b
 
 
 @subscribers.command()
+@click.argument("emails", metavar="EMAIL...", nargs=-1, required=True)
+@click.option("--add", "add_tags", multiple=True, metavar="TAG", help="Add this tag (repeatable).")
+@click.option("--remove", "remove_tags", multiple=True, metavar="TAG", help="Remove this tag (repeatable).")
+@pass_context
+def tag(
+    obj: Context, emails: tuple[str, ...], add_tags: tuple[str, ...], remove_tags: tuple[str, ...]
+) -> None:
+    """Add or remove tags of one or more subscribers; an issue's `audience: {tags: [...]}` selects by them.
+
+    Tags are stored lowercase with single spaces, and hold no commas. Every address
+    must be on the list, or nothing changes.
+
+    \b
+    Example:
+        newsletter subscribers tag ana@example.com omar@example.com --add beta --remove trial
+    """
+    from newsletter.errors import NewsletterError
+    from newsletter.text import fold_tag
+
+    if not add_tags and not remove_tags:
+        raise NewsletterError("tag: expected --add TAG or --remove TAG, got neither")
+    for option, values in (("--add", add_tags), ("--remove", remove_tags)):
+        for value in values:
+            try:
+                fold_tag(value)
+            except ValueError as exc:
+                raise NewsletterError(f"{option}: {exc}") from None
+    with _open_store(obj) as store:
+        missing = [e for e in emails if store.get_subscriber(e) is None]
+        if missing:
+            _no_such(missing[0])
+        result = store.tag_subscribers(emails, add=add_tags, remove=remove_tags)
+    for email in emails:
+        tags = result.get(email)
+        if tags is None:  # removed meanwhile
+            _no_such(email)
+        click.echo(f"{email}: {', '.join(tags) or 'no tags'}")
+
+
+@subscribers.command()
 @click.argument("email")
 @pass_context
 def history(obj: Context, email: str) -> None:
@@ -203,7 +253,7 @@ def _user(by: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of subscriber objects.")
 @pass_context
 def list_(obj: Context, status: str | None, as_json: bool) -> None:
-    """List subscribers: address, status, language and name, one per line.
+    """List subscribers: address, status, language, name and tags, one per line.
 
     \b
     Example:
@@ -220,7 +270,13 @@ def list_(obj: Context, status: str | None, as_json: bool) -> None:
             click.echo("\n]")
             return
         for subscriber in rows:
-            fields = (subscriber.email, subscriber.status, subscriber.language or "-", subscriber.name or "")
+            fields = (
+                subscriber.email,
+                subscriber.status,
+                subscriber.language or "-",
+                subscriber.name or "",
+                ",".join(subscriber.tags),
+            )
             click.echo("\t".join(fields).rstrip("\t"))
 
 
@@ -231,7 +287,7 @@ def list_(obj: Context, status: str | None, as_json: bool) -> None:
 def export(obj: Context, file: str, status: str | None) -> None:
     """Write subscribers as CSV (UTF-8) to FILE, or to standard output with '-'.
 
-    The file can be imported again: statuses, names and languages survive.
+    The file can be imported again: statuses, names, languages and tags survive.
 
     \b
     Example:
@@ -244,6 +300,7 @@ def export(obj: Context, file: str, status: str | None) -> None:
         for subscriber in store.iter_subscribers(status=status):
             row = _as_dict(subscriber)
             row["attributes"] = json.dumps(row["attributes"], ensure_ascii=False) if row["attributes"] else ""
+            row["tags"] = ",".join(row["tags"])
             writer.writerow(["" if row[c] is None else row[c] for c in EXPORT_COLUMNS])
             count += 1
     if file != "-":
@@ -402,6 +459,7 @@ def _as_dict(subscriber: Subscriber) -> dict[str, Any]:
         "created_at": iso(subscriber.created_at),
         "unsubscribed_at": iso(subscriber.unsubscribed_at),
         "soft_bounces": subscriber.soft_bounces,
+        "tags": list(subscriber.tags),
         "attributes": subscriber.attributes,
     }
 

@@ -41,7 +41,7 @@ from newsletter import __version__
 from newsletter.atomic_files import replace_file
 from newsletter.config import Settings
 from newsletter.content import front_matter, issues, papers, schema
-from newsletter.content.issues import Issue, Selection
+from newsletter.content.issues import Audience, Issue, Selection
 from newsletter.content.papers import Paper
 from newsletter.errors import Problem
 
@@ -57,8 +57,12 @@ _ALLOWED = {
     ("newsletter.content.papers", "Paper"): Paper,
     ("newsletter.content.issues", "Issue"): Issue,
     ("newsletter.content.issues", "Selection"): Selection,
+    ("newsletter.content.issues", "Audience"): Audience,
     ("newsletter.errors", "Problem"): Problem,
     ("datetime", "date"): dt.date,
+    ("datetime", "datetime"): dt.datetime,  # an issue's send_at, with its zone:
+    ("datetime", "timezone"): dt.timezone,
+    ("datetime", "timedelta"): dt.timedelta,
     ("pathlib", "PosixPath"): pathlib.PosixPath,
     ("pathlib", "WindowsPath"): pathlib.WindowsPath,
     ("pathlib", "Path"): pathlib.Path,

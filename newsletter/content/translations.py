@@ -63,13 +63,16 @@ class Translations:
         return [issue.language, *sorted(own)]
 
     def issue_in(self, issue: Issue, language: str) -> Issue:
-        """`issue` in `language`: its translation's words over the original's (the original if none)."""
+        """`issue` in `language`: its translation's words over the original's (the original if none).
+
+        A translation knows it is one (`original_language`), so its `web_url` is its own page.
+        """
         if language == issue.language:
             return issue
         found = self.issues.get((issue.slug, language))
         if found is None:
             return issue
-        return dataclasses.replace(issue, language=language, **found.words)
+        return dataclasses.replace(issue, language=language, original_language=issue.language, **found.words)
 
     def paper_in(self, paper: Paper, language: str) -> tuple[Paper, str | None]:
         """(`paper` in `language`, that language) — or (the paper, None) when it has no such translation."""

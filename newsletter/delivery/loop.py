@@ -5,9 +5,11 @@ The ledger (see docs/architecture.md, "Ledger states") makes a send resumable an
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
   are claimed as there are free sending threads and rate tokens, so a crash leaves at most
   ``threads × workers`` rows *uncertain*;
-* each answer is recorded at once: ``sent``, ``failed`` (temporary or permanent), left in
+* each answer is recorded in the same transaction as the next claim (or within
+  RECORD_DELAY when no claim comes): ``sent``, ``failed`` (temporary or permanent), left in
   ``sending`` as *uncertain* when the provider may have it and its answer was lost, or back
   to ``queued`` when the message certainly did not leave (a stop before it was handed over).
+  Until then its row counts against the bound above, so batching widens nothing.
 
 Throughput: one thread claims and records (SQLite has one writer anyway), a pool of
 long-lived threads does the I/O, and a pacer (``newsletter.delivery.pacing``) holds the pool
@@ -29,7 +31,8 @@ from newsletter.delivery.pacing import Pacer, SharedPacer
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
-from newsletter.tokens import unsubscribe_token
+from newsletter.store import Answers
+from newsletter.tokens import preferences_token, unsubscribe_token
 
 if TYPE_CHECKING:
     from newsletter.delivery.plan import SendPlan
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 8  # sends of one message in one run before a temporary failure is recorded
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
-RECORD_DELAY = 0.2  # seconds a sent message may wait to be recorded with the next claim
+RECORD_DELAY = 0.2  # seconds an answer may wait to be recorded with the next claim
 HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
@@ -94,7 +97,7 @@ class SendLoop:
         self.interrupted = False
         # claim in small batches (fewer transactions) but keep every thread busy
         self._low_water = max(1, self.threads // 4)
-        self._unrecorded: list[tuple[int, str | None]] = []  # sent, to be recorded with the next claim
+        self._unrecorded = Answers()  # answers to record with the next claim
         self._unrecorded_since = 0.0
 
     def run(self) -> Tally:
@@ -118,7 +121,7 @@ class SendLoop:
             for thread in senders:
                 thread.join()
         if self._unrecorded:
-            self.store.mark_sent_many(self.issue, self._take_unrecorded())
+            self.store.record(self.issue, self._take_unrecorded())
         # from now on what this sender left in `sending` is uncertain, for every sender to see
         self.store.finish_sender(self.issue, self.claimer)
         self.tally.quota = self.bucket.quota
@@ -147,7 +150,7 @@ class SendLoop:
                     rows = self.store.claim_batch(
                         self.issue,
                         got,
-                        record_sent=self._take_unrecorded(),
+                        answers=self._take_unrecorded(),
                         sender=self.claimer,
                         language_for=self.plan.language_for,
                     )
@@ -169,7 +172,7 @@ class SendLoop:
                     or time.monotonic() - self._unrecorded_since > RECORD_DELAY
                 )
             ):
-                self.store.mark_sent_many(self.issue, self._take_unrecorded())
+                self.store.record(self.issue, self._take_unrecorded())
             if not in_flight and (exhausted or halted):
                 return
             if time.monotonic() - self._seen > HEARTBEAT:  # slow answers: still at work
@@ -204,8 +207,8 @@ class SendLoop:
                 answer = _Answer(delivery, "crash", error=traceback.format_exc())
             answers.put(answer)
 
-    def _take_unrecorded(self) -> list[tuple[int, str | None]]:
-        taken, self._unrecorded = self._unrecorded, []
+    def _take_unrecorded(self) -> Answers:
+        taken, self._unrecorded = self._unrecorded, Answers()
         return taken
 
     # runs on a sending thread
@@ -213,11 +216,12 @@ class SendLoop:
         answer = _Answer(delivery, "requeue")
         try:
             token = unsubscribe_token(self.secret, delivery.subscriber_id)  # type: ignore[arg-type]
+            preferences = preferences_token(self.secret, delivery.subscriber_id)  # type: ignore[arg-type]
             # the claim chose the reader's translation (and recorded it in the ledger)
             template = self.templates.get(delivery.sent_language or "") or self.plan.template_for(
                 delivery.language
             )
-            raw = template.personalise(Recipient(delivery.email, delivery.name, token))
+            raw = template.personalise(Recipient(delivery.email, delivery.name, token, preferences))
         except Exception:
             # a bug before anything left: the row goes back to the queue, the send stops
             self.halt.set()
@@ -263,48 +267,46 @@ class SendLoop:
 
     # runs on the loop's thread: the only writer of this process
     def _record_all(self, answers: list[_Answer]) -> None:
-        """Record answers. Sent messages are recorded with the next claim (one transaction for
-        both: a commit per message costs more CPU than building it); the rest at once."""
+        """Note answers, to be recorded with the next claim (one transaction for both: a commit
+        per message costs more CPU than building it). Until then their rows stay `sending`,
+        which the bound on claims counts as in flight."""
+        if not self._unrecorded:
+            self._unrecorded_since = time.monotonic()
         for a in answers:
-            if a.kind == "sent":
-                if not self._unrecorded:
-                    self._unrecorded_since = time.monotonic()
-                self._unrecorded.append((a.delivery.subscriber_id, a.message_id))  # type: ignore[arg-type]
-                self._record(a, recorded=True)
-            else:
-                self._record(a)
+            self._record(a)
 
-    def _record(self, answer: _Answer, *, recorded: bool = False) -> None:
+    def _record(self, answer: _Answer) -> None:
         d = answer.delivery
-        sid: int = d.subscriber_id  # type: ignore[assignment]
+        sid = d.id  # the row, as the ledger records answers
         t = self.tally
         t.retries += answer.retries
         t.throttled += answer.throttled
-        if answer.kind == "sent":
-            if not recorded:
-                self.store.mark_sent(self.issue, sid, answer.message_id)
+        todo = self._unrecorded
+        kind = answer.kind
+        if kind == "sent":
+            todo.sent.append((sid, answer.message_id))
             t.sent += 1
-        elif answer.kind in ("temporary", "permanent"):
-            self.store.mark_failed(self.issue, sid, answer.kind, answer.error or answer.kind)
-            if answer.kind == "temporary":
+        elif kind in ("temporary", "permanent"):
+            todo.failed.append((sid, kind, answer.error or kind))
+            if kind == "temporary":
                 t.failed_temporary += 1
             else:
                 t.failed_permanent += 1
             if len(t.failures) < FAILURES_KEPT:
-                t.failures.append(Failure(d.email, answer.kind, answer.error or ""))
-        elif answer.kind == "uncertain":
-            self.store.mark_uncertain(self.issue, sid, answer.error or answer.kind)
+                t.failures.append(Failure(d.email, kind, answer.error or ""))
+        elif kind == "uncertain":
+            todo.uncertain.append((sid, answer.error or kind))
             t.uncertain += 1
-        elif answer.kind in ("requeue", "stop", "crash-before"):
-            self.store.requeue(self.issue, sid)
+        elif kind in ("requeue", "stop", "crash-before"):
+            todo.requeued.append(sid)
             t.requeued += 1
-            if answer.kind == "stop":
+            if kind == "stop":
                 t.stopped = t.stopped or answer.error
                 self.halt.set()
-            elif answer.kind == "crash-before":
+            elif kind == "crash-before":
                 t.crashed = t.crashed or answer.error
-        elif answer.kind == "crash":
+        elif kind == "crash":
             t.crashed = t.crashed or answer.error
             self.halt.set()
-        if self.progress is not None and answer.kind != "requeue":
+        if self.progress is not None and kind != "requeue":
             self.progress(1)

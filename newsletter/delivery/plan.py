@@ -24,6 +24,7 @@ from newsletter.delivery.transports import REAL_TRANSPORTS, Transport
 from newsletter.errors import NewsletterError
 from newsletter.mail.message import MessageTemplate
 from newsletter.mail.render import render_issue
+from newsletter.store import Audience
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -59,6 +60,7 @@ class SendPlan:
     limit: int | None = None  # at most this many readers in this run (a canary)
     resend_uncertain: bool = False
     retry_failed: bool = False
+    audience: Audience | None = None  # the issue's `audience:`; None: every active reader
     _chosen: dict[str | None, str] = field(default_factory=dict, compare=False, repr=False)
 
     def without_transport(self) -> SendPlan:
@@ -143,6 +145,18 @@ def plan_send(
         limit=limit,
         resend_uncertain=resend_uncertain,
         retry_failed=retry_failed,
+        audience=snapshot_audience(settings, issue),
+    )
+
+
+def snapshot_audience(settings: Settings, issue: Issue) -> Audience | None:
+    """The recipient snapshot's filter for the issue's `audience:` (None: everyone active)."""
+    if issue.audience is None:
+        return None
+    return Audience(
+        languages=issue.audience.languages,
+        tags=issue.audience.tags,  # folded when read
+        default_language=settings.language,
     )
 
 
@@ -247,7 +261,7 @@ def language_groups(store: Store, plan: SendPlan) -> list[LanguageGroup]:
     Every language of the plan is listed, the issue's own first, even when no reader gets it.
     """
     groups: dict[str, dict[str | None, int]] = {language: {} for language in plan.templates}
-    for reader_language, n in store.reachable_languages(plan.issue).items():
+    for reader_language, n in store.reachable_languages(plan.issue, audience=plan.audience).items():
         groups[plan.language_for(reader_language)][reader_language] = n
     order = [plan.language, *sorted(lang for lang in groups if lang != plan.language)]
     return [
@@ -256,14 +270,17 @@ def language_groups(store: Store, plan: SendPlan) -> list[LanguageGroup]:
     ]
 
 
-def eligible_count(store: Store, issue: str, limit: int | None = None) -> int:
+def eligible_count(
+    store: Store, issue: str, limit: int | None = None, *, audience: Audience | None = None
+) -> int:
     """How many readers a send would reach now (for prompts and --dry-run).
 
     After a complete snapshot only its queued rows of readers still active count (people
     who subscribe later get the next issue); before it, active subscribers not in it yet
-    count too. `limit` caps it as `send --limit` caps a run. Nothing is written.
+    count too (those in `audience` only). `limit` caps it as `send --limit` caps a run.
+    Nothing is written.
     """
-    n = store.reachable(issue)
+    n = store.reachable(issue, audience=audience)
     return n if limit is None else min(n, limit)
 
 
@@ -271,7 +288,7 @@ def recipients_count(store: Store, plan: SendPlan) -> int:
     """How many messages `plan` would send now: the eligible readers, plus the rows it is asked to redo."""
     counts = store.ledger_counts(plan.issue)
     return (
-        eligible_count(store, plan.issue, plan.limit)
+        eligible_count(store, plan.issue, plan.limit, audience=plan.audience)
         + (counts["sending"] if plan.resend_uncertain else 0)
         + (counts["failed_temporary"] if plan.retry_failed else 0)
     )

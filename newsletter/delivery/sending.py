@@ -21,7 +21,7 @@ from newsletter.delivery.plan import TEST_PREFIX, SendPlan, build_templates, res
 from newsletter.delivery.report import SendReport
 from newsletter.delivery.workers import run_workers
 from newsletter.mail.message import Recipient
-from newsletter.tokens import make_token, unsubscribe_token
+from newsletter.tokens import make_token, preferences_token, unsubscribe_token
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -60,7 +60,9 @@ def send_issue(
         before = store.ledger_counts(slug)
         # --limit N: at most N readers in this run; the ledger grows by what that needs
         settled = sum(before.values()) - before["queued"]
-        report.added = store.create_ledger(slug, limit=None if plan.limit is None else settled + plan.limit)
+        report.added = store.create_ledger(
+            slug, limit=None if plan.limit is None else settled + plan.limit, audience=plan.audience
+        )
         if plan.resend_uncertain:
             report.requeued_uncertain = store.requeue_uncertain(slug)
         if plan.retry_failed:
@@ -143,10 +145,20 @@ def send_test(
             subscriber = store.get_subscriber(address) if store is not None else None
             language = issue.language
             if subscriber is not None:
-                recipient = Recipient(address, subscriber.name, unsubscribe_token(secret, subscriber.id))
+                recipient = Recipient(
+                    address,
+                    subscriber.name,
+                    unsubscribe_token(secret, subscriber.id),
+                    preferences_token(secret, subscriber.id),
+                )
                 language = best_language(subscriber.language, templates, issue.language)
             else:
-                recipient = Recipient(address, None, make_token(secret, "test", address))
+                recipient = Recipient(
+                    address,
+                    None,
+                    make_token(secret, "test", address),
+                    make_token(secret, "test", f"p {address}"),
+                )
             result = transport.send(sender, address, templates[language].personalise(recipient))
             results.append(TestSend(address, result.outcome.value, result.error, language))
     return results

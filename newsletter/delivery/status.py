@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,7 @@ class IssueSummary:
     date: str
     slug: str
     title: str
-    status: str  # draft, published, sending (a send began and has readers left), sent
+    status: str  # draft, published, scheduled (send_at ahead), sending (a send began, readers left), sent
     papers: int
     recipients: int
     sent: int
@@ -117,20 +118,31 @@ class IssueSummary:
     complaints: int
     opens: int | None = None  # readers who opened (machines left out); None: no engagement recorded
     clicks: int | None = None  # readers who clicked a link
+    send_at: str | None = None  # ISO 8601 with its zone, as the front matter gives it
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def send_state(front_matter_status: str, counts: dict[str, int]) -> str:
-    """The issue's state: its front matter's until a send begins, then the ledger's."""
+def send_state(
+    front_matter_status: str,
+    counts: dict[str, int],
+    send_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> str:
+    """The issue's state: its front matter's until a send begins (`scheduled` while a
+    published issue's send_at is ahead), then the ledger's."""
     if not sum(counts.values()):
-        return front_matter_status
+        ahead = send_at is not None and send_at > (now or dt.datetime.now(dt.UTC))
+        return "scheduled" if front_matter_status == "published" and ahead else front_matter_status
     return "sending" if counts["queued"] or counts["sending"] else "sent"
 
 
-def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
-    """Every issue of the library, oldest first, with its paper count and ledger figures."""
+def issue_summaries(library: Library, store: Store, now: dt.datetime | None = None) -> list[IssueSummary]:
+    """Every issue of the library, oldest first, with its paper count and ledger figures.
+
+    `now` (default: the clock) tells a scheduled issue from one whose time has come.
+    """
     from newsletter.content.selection import plan
 
     papers = plan(library)
@@ -144,7 +156,7 @@ def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
                 date=issue.date.isoformat(),
                 slug=issue.slug,
                 title=issue.title,
-                status=send_state(issue.status, status.counts),
+                status=send_state(issue.status, status.counts, issue.send_at, now),
                 papers=len(papers[issue.slug]),
                 recipients=status.total,
                 sent=status.counts["sent"],
@@ -153,6 +165,7 @@ def issue_summaries(library: Library, store: Store) -> list[IssueSummary]:
                 complaints=status.events.get("complaint", 0),
                 opens=engagement.get("opened"),
                 clicks=engagement.get("clicked"),
+                send_at=issue.send_at.isoformat() if issue.send_at else None,
             )
         )
     return rows

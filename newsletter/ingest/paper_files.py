@@ -71,7 +71,7 @@ def render_paper(meta: dict[str, Any], body: str) -> str:
     return f"---\n{_dump(ordered)}---\n\n{body.strip()}\n"
 
 
-def _dump(mapping: dict[str, Any], *, flow: bool = False) -> str:
+def _dump(mapping: dict[str, Any] | list[Any], *, flow: bool = False) -> str:
     import yaml
 
     # not libyaml's dumper: it writes emoji as \U escapes, which editors then read in titles
@@ -205,7 +205,51 @@ def retagged_text(paper: PaperFile, add: Sequence[str], remove: Sequence[str]) -
     if tags == current:
         return paper.text if paper.text is not None else render_paper(paper.meta, paper.body)
     paper.meta["tags"] = tags
-    return updated_text(paper, ["tags"])
+    kept = _retagged_block(paper, tags, dropped)
+    return kept if kept is not None else updated_text(paper, ["tags"])
+
+
+def _retagged_block(paper: PaperFile, tags: Sequence[str], dropped: set[str]) -> str | None:
+    """A block `tags:` list edited item by item, so comments between and after its items stay.
+
+    None when the list is not one plain item per line (then the whole key is rewritten).
+    """
+    import yaml
+
+    span = paper.front.spans.get("tags") if paper.front is not None else None
+    if not tags or paper.text is None or paper.front is None or span is None or span[0] == span[1]:
+        return None  # an emptied list is written `tags: []`
+    front = paper.text[paper.front.start : paper.front.end]
+    lines = front.splitlines(keepends=True)
+    first, last, _ = span
+    newline = "\r\n" if lines[first].endswith("\r\n") else "\n"
+    kept: list[str] = [lines[first]]
+    values: list[str] = []
+    indent, after = "", 1  # where added items go: after the last item
+    for line in lines[first + 1 : last + 1]:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            kept.append(line)
+            continue
+        try:
+            item = yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return None
+        if not (stripped.startswith("- ") and isinstance(item, list) and len(item) == 1):
+            return None
+        value = str(item[0])
+        if value.lower() in dropped:
+            continue
+        kept.append(line)
+        values.append(value)
+        indent, after = line[: len(line) - len(line.lstrip())], len(kept)
+    added = [t for t in tags if t.lower() not in {v.lower() for v in values}]
+    new_items = [indent + _dump([t]).rstrip("\n") + newline for t in added]
+    kept[after:after] = new_items
+    if [*values, *added] != list(tags):
+        return None
+    lines[first : last + 1] = kept
+    return paper.text[: paper.front.start] + "".join(lines) + paper.text[paper.front.end :]
 
 
 def with_note(paper: PaperFile, note: str) -> str:

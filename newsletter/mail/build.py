@@ -17,7 +17,9 @@ from newsletter.content.selection import papers_for
 from newsletter.mail.message import MessageTemplate, Recipient
 from newsletter.mail.render import Rendered, render_issue
 
-SAMPLE_READER = Recipient(email="reader@example.org", name="Ada Lovelace", token="preview-token")
+SAMPLE_READER = Recipient(
+    email="reader@example.org", name="Ada Lovelace", token="preview-token", preferences_token="preview-token"
+)
 
 
 @dataclass(frozen=True)

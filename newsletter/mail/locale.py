@@ -47,6 +47,8 @@ CHROME: dict[str, str] = {
     "view_in_browser": N_("View in browser"),
     "unsubscribe": N_("Unsubscribe"),
     "unsubscribe_line": N_("Unsubscribe with one click: {url}"),
+    "preferences": N_("Language and name"),
+    "preferences_line": N_("Change your language or name: {url}"),
     "read_more": N_("Read more →"),
     "greeting": N_("Hi {name},"),
     "greeting_anonymous": N_("Hi,"),
@@ -82,6 +84,8 @@ CHROME: dict[str, str] = {
     "paper_page": N_("Paper page"),
     "home": N_("Home"),
     "no_issues": N_("No issues yet."),
+    # Translators: before the list of languages a page can also be read in ("Read in: English · Deutsch").
+    "read_in": N_("Read in:"),
 }
 PAPER_COUNT = NP_("{count} paper", "{count} papers")
 PLURAL_SAMPLES = (0, 1, 2, 3, 11, 100, 101)  # zero, one, two, few, many, other in CLDR's rules
@@ -158,9 +162,6 @@ class Chrome:
             words[key] = self._checked(msgid, self.catalogue.gettext(msgid))
         for count in PLURAL_SAMPLES:  # one count of each CLDR category any language has
             self._checked(PAPER_COUNT[1], self.catalogue.ngettext(*PAPER_COUNT, count))
-        # the archive's templates still use these two keys
-        words["paper_count_one"] = self.papers(1)
-        words["papers_count"] = self.catalogue.ngettext(*PAPER_COUNT, 100)
         words["_language"] = self.language
         return words
 

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 
 from newsletter.errors import RenderError
 
-# The per-reader values a message carries. The first two are placed by the email
+# The per-reader values a message carries. The body markers are placed by the email
 # templates, the others by the message headers (newsletter.mail.message).
 UNSUBSCRIBE_URL = "UNSUBSCRIBE_URL"
 GREETING = "GREETING"
+PREFERENCES_URL = "PREFERENCES_URL"
 TO = "TO"
 MESSAGE_ID = "MESSAGE_ID"
 TOKEN = "TOKEN"
-MARKER_NAMES = (UNSUBSCRIBE_URL, GREETING, TO, MESSAGE_ID, TOKEN)
-BODY_MARKERS = (UNSUBSCRIBE_URL, GREETING)
+MARKER_NAMES = (UNSUBSCRIBE_URL, GREETING, PREFERENCES_URL, TO, MESSAGE_ID, TOKEN)
+BODY_MARKERS = (UNSUBSCRIBE_URL, GREETING, PREFERENCES_URL)
 NONCE_CHARS = 16  # hex digits: 64 bits
 MAX_NONCE_TRIES = 64
 
@@ -64,6 +65,10 @@ class Markers:
     def greeting(self) -> str:
         return self[GREETING]
 
+    @property
+    def preferences_url(self) -> str:
+        return self[PREFERENCES_URL]
+
 
 def marker(name: str, nonce: str) -> str:
     """`%%NAME-nonce%%`: plain ASCII without '=', spaces or URL-special characters, so that
@@ -96,8 +101,8 @@ def placed_markers(output: str, bare: str, nonce: str, template: str) -> dict[st
     if restored != bare or nonce in restored:
         # a template that treats a marker as a value (a filter, a test, slicing) changes the text
         raise RenderError(
-            f"templates/{template}: the per-reader values greeting and unsubscribe_url must be "
-            "output as they are (no filters or tests on them)"
+            f"templates/{template}: the per-reader values greeting, unsubscribe_url and preferences_url "
+            "must be output as they are (no filters or tests on them)"
         )
     return counts
 

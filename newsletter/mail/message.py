@@ -26,6 +26,7 @@ from newsletter.mail.markers import (
     GREETING,
     MARKER_NAMES,
     MESSAGE_ID,
+    PREFERENCES_URL,
     TO,
     TOKEN,
     UNSUBSCRIBE_URL,
@@ -40,11 +41,12 @@ CRLF = "\r\n"
 
 @dataclass(frozen=True)
 class Recipient:
-    """One reader of one message: who, and the signed token of their unsubscribe links."""
+    """One reader of one message: who, and the signed tokens of their unsubscribe and preferences links."""
 
     email: str
     name: str | None = None
     token: str = "preview"
+    preferences_token: str = "preview"
 
 
 def unsubscribe_url(settings: Settings, token: str) -> str:
@@ -56,8 +58,23 @@ def unsubscribe_url(settings: Settings, token: str) -> str:
     return f"mailto:{mailto}?subject=unsubscribe%20{token}"
 
 
+def preferences_url(settings: Settings, token: str) -> str:
+    """The reader's preferences page (language, name, unsubscribe).
+
+    The templates link it only when a web endpoint is configured; without one, the
+    archive stands in, so a link is never empty.
+    """
+    return settings.web(f"p/{token}") or settings.base_url
+
+
+# What quoted-printable leaves as it is: printable ASCII but '=', on a line of at most 76.
+_QP_AS_IS = re.compile(r"[!-<>-~]{0,76}")
+
+
 def _qp(text: str) -> bytes:
     """Quoted-printable (UTF-8, CRLF, lines of at most 76 characters)."""
+    if _QP_AS_IS.fullmatch(text):  # a reader's link: nothing to encode (the common case, per reader)
+        return text.encode("ascii")
     latin = text.encode("utf-8").decode("latin-1")
     return email.quoprimime.body_encode(latin, maxlinelen=76, eol=CRLF).encode("ascii")
 
@@ -206,10 +223,18 @@ class MessageTemplate:
             UNSUBSCRIBE_URL: url,
             TOKEN: recipient.token,
         }
-        text_values = {UNSUBSCRIBE_URL: _soft_end(_qp(url)), GREETING: _soft_end(_qp(greeting))}
+        preferences = preferences_url(self._settings, recipient.preferences_token)
+        preferences_text = _soft_end(_qp(preferences))
+        escaped = html.escape(preferences)  # a token is base64url: usually nothing to escape, one encoding
+        text_values = {
+            UNSUBSCRIBE_URL: _soft_end(_qp(url)),
+            GREETING: _soft_end(_qp(greeting)),
+            PREFERENCES_URL: preferences_text,
+        }
         html_values = {
             UNSUBSCRIBE_URL: _soft_end(_qp(html.escape(url))),
             GREETING: _soft_end(_qp(html.escape(greeting))),
+            PREFERENCES_URL: preferences_text if escaped == preferences else _soft_end(_qp(escaped)),
         }
         out = [
             _fill(self._head, header_values),

@@ -65,7 +65,7 @@ class Preview:
     def refresh(self) -> None:
         from newsletter.content.library import load_library
         from newsletter.mail.build import SAMPLE_READER, build_message
-        from newsletter.mail.message import unsubscribe_url
+        from newsletter.mail.message import preferences_url, unsubscribe_url
         from newsletter.mail.render import personalise_preview
 
         with self._lock:
@@ -89,7 +89,10 @@ class Preview:
                 return
             url = unsubscribe_url(settings, SAMPLE_READER.token)
             self.html, self.text = personalise_preview(
-                built.rendered, name=SAMPLE_READER.name, unsubscribe_url=url
+                built.rendered,
+                name=SAMPLE_READER.name,
+                unsubscribe_url=url,
+                preferences_url=preferences_url(settings, SAMPLE_READER.preferences_token),
             )
             self.subject = built.rendered.subject
             self.error = None

@@ -27,6 +27,7 @@ from newsletter.errors import RenderError
 from newsletter.mail.locale import chrome, cldr_date, translations
 from newsletter.mail.markers import (
     GREETING,
+    PREFERENCES_URL,
     UNSUBSCRIBE_URL,
     Markers,
     choose_nonce,
@@ -433,6 +434,7 @@ def issue_context(
         "number": words.number,
         "web_url": web_url,
         "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "preferences_url": Markup(marker(PREFERENCES_URL, nonce)),
         "untracked": untracked_attributes(settings),
         "greeting": Markup(marker(GREETING, nonce)),
         "intro": issue.intro,
@@ -463,6 +465,7 @@ def render_issue(
     context = {
         **context,
         "unsubscribe_url": Markup(marker(UNSUBSCRIBE_URL, nonce)),
+        "preferences_url": Markup(marker(PREFERENCES_URL, nonce)),
         "greeting": Markup(marker(GREETING, nonce)),
     }
     source = render_template(env, EMAIL_TEMPLATE, context)
@@ -491,10 +494,16 @@ def render_issue(
     )
 
 
-def personalise_preview(rendered: Rendered, *, name: str | None, unsubscribe_url: str) -> tuple[str, str]:
+def personalise_preview(
+    rendered: Rendered, *, name: str | None, unsubscribe_url: str, preferences_url: str = ""
+) -> tuple[str, str]:
     """(html, text) for one reader: substitution at the markers only (one pass), escaped for each context."""
     markers = rendered.markers
-    values = {markers.unsubscribe_url: unsubscribe_url, markers.greeting: rendered.greeting(name)}
+    values = {
+        markers.unsubscribe_url: unsubscribe_url,
+        markers.greeting: rendered.greeting(name),
+        markers.preferences_url: preferences_url,
+    }
     pattern = re.compile("|".join(re.escape(m) for m in values))
     html_part = pattern.sub(lambda m: html.escape(values[m.group(0)]), rendered.html)
     text_part = pattern.sub(lambda m: values[m.group(0)], rendered.text)

@@ -107,51 +107,42 @@ def issue_figures(library: Library, store: Store, issue: Issue) -> IssueFigures:
         date=issue.date.isoformat(),
         language=issue.language,
     )
-    rows = store.ledger(issue.slug)
-    uncertain = {d.id for d in store.uncertain(issue.slug)}
-    figures.recipients = len(rows)
-    by_message: dict[str, str] = {}
-    minutes: Counter[datetime] = Counter()
+    summary = store.send_summary(issue.slug)
+    uncertain = store.uncertain(issue.slug)
+    default = library.settings.language
     languages: dict[str, Counter[str]] = {}
-    for d in rows:
-        language = d.language or library.settings.language
-        counts = languages.setdefault(language, Counter())
-        counts["recipients"] += 1
-        if d.message_id:
-            by_message[d.message_id] = language
-        if d.state == "sent":
-            figures.sent += 1
-            counts["sent"] += 1
-            if d.sent_at is not None:
-                minutes[d.sent_at.replace(second=0, microsecond=0)] += 1
-        if d.delivered_at is not None:
-            figures.delivered += 1
-            counts["delivered"] += 1
-        if d.state == "failed":
-            figures.failed += 1
-            figures.problems.append(Problem(d.email, "failed", d.outcome or "permanent", d.error or ""))
-        elif d.id in uncertain:
-            figures.uncertain += 1
-            figures.problems.append(Problem(d.email, "uncertain", "uncertain", d.error or ""))
-    figures.sent_per_minute = sorted(minutes.items())
+    for (language, state), (n, delivered) in summary.states.items():
+        counts = languages.setdefault(language or default, Counter())
+        counts["recipients"] += n
+        counts["delivered"] += delivered
+        figures.recipients += n
+        figures.delivered += delivered
+        if state == "sent":
+            counts["sent"] += n
+            figures.sent += n
+        elif state == "failed":
+            figures.failed += n
+    for language, n in summary.opened.items():
+        languages.setdefault(language or default, Counter())["opened"] += n
+    figures.sent_per_minute = summary.minutes
+    figures.problems = [
+        Problem(email, "failed", outcome or "permanent", error or "")
+        for email, outcome, error in summary.failed
+    ]
+    figures.problems += [Problem(d.email, "uncertain", "uncertain", d.error or "") for d in uncertain]
+    figures.uncertain = len(uncertain)
     events = store.issue_event_counts(issue.slug)
     figures.bounces = events.get("bounce", 0)
     figures.soft_bounces = events.get("soft_bounce", 0)
     figures.complaints = events.get("complaint", 0)
     papers = plan(library).get(issue.slug, [])
-    _engagement(figures, store.engagement_rows(issue.slug), papers, by_message, languages)
+    _engagement(figures, store.engagement_rows(issue.slug), papers)
     figures.languages = {k: dict(v) for k, v in sorted(languages.items())}
     figures.links = {p.link(library.settings) for p in papers} | {library.settings.base_url}
     return figures
 
 
-def _engagement(
-    figures: IssueFigures,
-    rows: list[dict[str, Any]],
-    papers: list[Any],
-    by_message: dict[str, str],
-    languages: dict[str, Counter[str]],
-) -> None:
+def _engagement(figures: IssueFigures, rows: list[dict[str, Any]], papers: list[Any]) -> None:
     """Opens, clicks and clicks per paper from the engagement rows."""
     figures.engagement_known = bool(rows)
     figures.synthetic = sum(1 for r in rows if r["synthetic"])
@@ -164,11 +155,8 @@ def _engagement(
         if row["type"] == "open":
             if machine:
                 figures.machine_opens += 1
-            elif row["message_id"] not in opened:
+            else:
                 opened.add(row["message_id"])
-                language = by_message.get(row["message_id"])
-                if language is not None:
-                    languages[language]["opened"] += 1
             continue
         if machine:
             figures.machine_clicks += 1

@@ -3,9 +3,11 @@
 This package is the only place that writes SQL (SQLAlchemy Core 2.x):
 - `engine`: the engine, SQLite's pragmas, read and write transactions;
 - `schema`: tables and migrations;
-- `subscribers`, `events`, `ledger`: one small class each, holding their statements;
+- `subscribers`, `tags`, `events`, `ledger`: one small class each, holding their statements;
+- `claims`: the send loop's batch statements (claim rows, record answers), in plain SQL;
 - `engagement`: opens and clicks of the ledger's messages (opt-in);
 - `senders`: the senders sharing a ledger (who claimed what, who still lives) and their shared rate;
+- `leases`: exclusive work (`send --due`) held by one process at a time, until released or expired;
 - `addresses`: an address's identity and valid form;
 - `copy`: a whole database copied into another (SQLite → PostgreSQL), verified by counts.
 `Store` opens the database, brings its schema up to date, and lends out the methods of
@@ -22,14 +24,24 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from newsletter.store.addresses import email_key, normalize_email
+from newsletter.store.claims import Answers
 from newsletter.store.copy import copy_database
 from newsletter.store.engagement import Burst, Engagement, Observation
 from newsletter.store.engine import Database, StoreError, unusable
 from newsletter.store.events import ApplyResult, Events
-from newsletter.store.ledger import Delivery, Ledger
+from newsletter.store.leases import Lease, LeaseAnswer, Leases
+from newsletter.store.ledger import Audience, Delivery, Ledger
 from newsletter.store.schema import ERASED, OUTCOMES, SCHEMA_VERSION, STATES, STATUSES, UNCERTAIN, migrate
 from newsletter.store.senders import Senders
-from newsletter.store.subscribers import ImportCounts, StatusChange, Subscriber, SubscriberRow, Subscribers
+from newsletter.store.subscribers import (
+    ImportCounts,
+    StatusChange,
+    Subscriber,
+    SubscriberRow,
+    Subscribers,
+    identify,
+)
+from newsletter.store.tags import Tags
 
 __all__ = [
     "ERASED",
@@ -38,10 +50,14 @@ __all__ = [
     "STATES",
     "STATUSES",
     "UNCERTAIN",
+    "Answers",
     "ApplyResult",
+    "Audience",
     "Burst",
     "Delivery",
     "ImportCounts",
+    "Lease",
+    "LeaseAnswer",
     "Observation",
     "StatusChange",
     "Store",
@@ -82,6 +98,8 @@ class Store:
         self.iter_subscribers = subscribers.iter_subscribers
         self.count_by_status = subscribers.count_by_status
         self.upsert_many = subscribers.upsert_many
+        self.set_profile = subscribers.set_profile
+        self.tag_subscribers = Tags(self.db, identify).tag_subscribers
 
         self.list_events = events.list_events
         self.apply_event = events.apply_event
@@ -93,11 +111,13 @@ class Store:
         self.engagement_counts = engagement.engagement_counts
         self.send_started = engagement.send_started
         self.subscriber_dates = engagement.subscriber_dates
+        self.send_summary = engagement.send_summary
 
         self.create_ledger = ledger.create_ledger
         self.claim_batch = ledger.claim_batch
         self.mark_sent = ledger.mark_sent
         self.mark_sent_many = ledger.mark_sent_many
+        self.record = ledger.record
         self.mark_failed = ledger.mark_failed
         self.mark_uncertain = ledger.mark_uncertain
         self.requeue = ledger.requeue
@@ -115,6 +135,12 @@ class Store:
         self.finish_sender = senders.finish_sender
         self.sender_counts = senders.sender_counts
         self.take_tokens = senders.take_tokens
+
+        leases = Leases(self.db)
+        self.acquire_lease = leases.acquire_lease
+        self.renew_lease = leases.renew_lease
+        self.release_lease = leases.release_lease
+        self.lease = leases.lease
 
     @classmethod
     def open(cls, url: str, *, connections: int = 5) -> Store:

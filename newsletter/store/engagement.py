@@ -9,7 +9,7 @@ event. Nothing here names a reader: rows are joined to the ledger by SES message
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +18,17 @@ from newsletter.store.engine import Database
 from newsletter.store.schema import UtcDateTime, deliveries, engagement, subscribers, utc_now
 
 TYPES = ("open", "click")
+# Built once: each event runs these with its own values (no statement built per event).
+_ISSUE_OF = (
+    sa.select(deliveries.c.issue).where(deliveries.c.message_id == sa.bindparam("message_id")).limit(1)
+)
+_SEEN = sa.select(engagement.c.id).where(
+    engagement.c.message_id == sa.bindparam("message_id"),
+    engagement.c.type == sa.bindparam("type"),
+    engagement.c.at == sa.bindparam("at", type_=UtcDateTime()),
+    engagement.c.link == sa.bindparam("link"),
+)
+_INSERT = engagement.insert()
 
 
 @dataclass(frozen=True)
@@ -56,34 +67,28 @@ class Engagement:
         """
         if observation.type not in TYPES:
             raise ValueError(f"type: expected one of {', '.join(TYPES)}, got {observation.type!r}")
+        key = {
+            "message_id": observation.message_id,
+            "type": observation.type,
+            "at": observation.at,
+            "link": observation.link,
+        }
         with self.db.write() as conn:
-            issue = conn.execute(
-                sa.select(deliveries.c.issue)
-                .where(deliveries.c.message_id == observation.message_id)
-                .limit(1)
-            ).scalar()
+            issue = conn.execute(_ISSUE_OF, {"message_id": observation.message_id}).scalar()
             if issue is None:
                 return "unknown"
-            key = (
-                engagement.c.message_id == observation.message_id,
-                engagement.c.type == observation.type,
-                engagement.c.at == observation.at,
-                engagement.c.link == observation.link,
-            )
-            if conn.execute(sa.select(engagement.c.id).where(*key)).first() is not None:
+            if conn.execute(_SEEN, key).first() is not None:
                 return "duplicate"
             conn.execute(
-                engagement.insert().values(
-                    issue=issue,
-                    message_id=observation.message_id,
-                    type=observation.type,
-                    at=observation.at,
-                    link=observation.link,
-                    paper=observation.paper,
-                    machine=observation.machine,
-                    synthetic=observation.synthetic,
-                    received_at=utc_now(),
-                )
+                _INSERT,
+                {
+                    **key,
+                    "issue": issue,
+                    "paper": observation.paper,
+                    "machine": observation.machine,
+                    "synthetic": observation.synthetic,
+                    "received_at": utc_now(),
+                },
             )
             if burst is not None and observation.type == "click":
                 window = timedelta(seconds=burst.seconds)
@@ -154,3 +159,64 @@ class Engagement:
         query = sa.select(subscribers.c.status, subscribers.c.created_at, subscribers.c.unsubscribed_at)
         with self.db.read() as conn:
             return [r._asdict() for r in conn.execute(query)]
+
+    def send_summary(self, issue: str) -> SendSummary:
+        """What a report needs of an issue's ledger, counted by the database (not row by row here).
+
+        A row's language is the translation its message was made in (recorded when it was
+        claimed), else the subscriber's (a row never claimed); None when neither is known.
+        """
+        joined = deliveries.outerjoin(subscribers, deliveries.c.subscriber_id == subscribers.c.id)
+        language = sa.func.coalesce(deliveries.c.language, subscribers.c.language)
+        where = deliveries.c.issue == issue
+        states = (
+            sa.select(language, deliveries.c.state, sa.func.count(), sa.func.count(deliveries.c.delivered_at))
+            .select_from(joined)
+            .where(where)
+            .group_by(language, deliveries.c.state)
+        )
+        if self.db.sqlite:
+            minute: Any = sa.func.strftime("%Y-%m-%d %H:%M", deliveries.c.sent_at)
+        else:
+            minute = sa.func.to_char(sa.func.date_trunc("minute", deliveries.c.sent_at), "YYYY-MM-DD HH24:MI")
+        minutes = (
+            sa.select(minute, sa.func.count())
+            .where(where, deliveries.c.state == "sent", deliveries.c.sent_at.is_not(None))
+            .group_by(minute)
+            .order_by(minute)
+        )
+        opened = (
+            sa.select(language, sa.func.count(sa.distinct(engagement.c.message_id)))
+            .select_from(
+                engagement.join(deliveries, deliveries.c.message_id == engagement.c.message_id).outerjoin(
+                    subscribers, deliveries.c.subscriber_id == subscribers.c.id
+                )
+            )
+            .where(engagement.c.issue == issue, engagement.c.type == "open", engagement.c.machine.is_(None))
+            .group_by(language)
+        )
+        failed = (
+            sa.select(deliveries.c.email, deliveries.c.outcome, deliveries.c.error)
+            .where(where, deliveries.c.state == "failed")
+            .order_by(deliveries.c.id)
+        )
+        with self.db.read() as conn:
+            return SendSummary(
+                states={(lang, state): (n, delivered) for lang, state, n, delivered in conn.execute(states)},
+                minutes=[
+                    (datetime.strptime(m, "%Y-%m-%d %H:%M").replace(tzinfo=UTC), n)
+                    for m, n in conn.execute(minutes)
+                ],
+                opened={lang: n for lang, n in conn.execute(opened)},
+                failed=[tuple(r) for r in conn.execute(failed)],
+            )
+
+
+@dataclass(frozen=True)
+class SendSummary:
+    """An issue's ledger in counts: per (language, state), per minute sent, opens per language, failures."""
+
+    states: dict[tuple[str | None, str], tuple[int, int]]  # (language, state) -> (rows, delivered)
+    minutes: list[tuple[datetime, int]]  # (UTC minute, messages sent in it)
+    opened: dict[str | None, int]  # language -> readers who opened (machines left out)
+    failed: list[tuple[str, str | None, str | None]]  # (address, outcome, error) of each failed row

@@ -7,6 +7,7 @@ pragmas and ``BEGIN IMMEDIATE``; PostgreSQL's driver, pool and advisory locks) l
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,9 +39,37 @@ class Database:
         self.url = url
         self.engine = _create_engine(url, max(1, connections))
         self.sqlite = self.engine.dialect.name == "sqlite"
+        self._own = threading.local()
+        self._dedicated: list[Any] = []
+        self._dedicated_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._dedicated_lock:
+            dedicated, self._dedicated = self._dedicated, []
+        for conn in dedicated:
+            conn.close()
         self.engine.dispose()
+
+    def dedicated(self) -> Any:
+        """This thread's own DBAPI connection, outside the pool, for the send loop's batch statements.
+
+        It is made like a pooled one (SQLite's pragmas, the server's timeouts) and kept until
+        `close`. On SQLite it runs no transaction of its own (the caller says BEGIN IMMEDIATE
+        and COMMIT); on PostgreSQL it is in autocommit, so a single statement is a whole
+        transaction and costs one round trip instead of three (BEGIN, statement, COMMIT).
+        """
+        conn = getattr(self._own, "conn", None)
+        if conn is None:
+            proxied = self.engine.raw_connection()
+            conn = proxied.driver_connection
+            proxied.detach()  # ours to keep and close: the pool neither resets nor reuses it
+            if not self.sqlite:
+                conn.rollback()  # the pool's ping may have opened a transaction
+                conn.autocommit = True
+            self._own.conn = conn
+            with self._dedicated_lock:
+                self._dedicated.append(conn)
+        return conn
 
     @property
     def where(self) -> str:

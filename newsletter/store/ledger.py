@@ -10,23 +10,22 @@ Concurrent senders never claim the same row (``BEGIN IMMEDIATE`` on SQLite,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
+from newsletter.store.claims import Answers, Claims
 from newsletter.store.engine import Database
 from newsletter.store.schema import (
     OUTCOMES,
     UNCERTAIN,
     UtcDateTime,
     deliveries,
-    senders,
     snapshots,
+    subscriber_tags,
     subscribers,
     utc_now,
 )
@@ -67,16 +66,18 @@ class Ledger:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._claims = Claims(db)
         self._seen: dict[str, datetime] = {}  # when each sender last told the others it is at work
 
-    def create_ledger(self, issue: str, *, limit: int | None = None) -> int:
+    def create_ledger(self, issue: str, *, limit: int | None = None, audience: Audience | None = None) -> int:
         """Snapshot the active subscribers into the ledger for `issue`; returns rows added.
 
         The snapshot is taken once: when the issue's ledger is complete, later calls
         add nothing (people who subscribe afterwards get the next issue). A `limit`
         makes a partial snapshot for a canary send: the ledger then holds at most
         `limit` rows in subscriber order; a later call with a larger limit tops it up
-        to that size, and a call without a limit completes the snapshot.
+        to that size, and a call without a limit completes the snapshot. An `audience`
+        snapshots only the active subscribers it selects.
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit: expected a number >= 0, got {limit}")
@@ -102,7 +103,7 @@ class Ledger:
                     sa.literal(0, sa.Integer).label("attempts"),
                     sa.literal(now, UtcDateTime).label("updated_at"),
                 )
-                .where(subscribers.c.status == "active", ~sa.exists(already))
+                .where(subscribers.c.status == "active", ~sa.exists(already), *_selects(audience))
                 .order_by(subscribers.c.id)
             )
             if limit is not None:
@@ -126,7 +127,7 @@ class Ledger:
         issue: str,
         n: int,
         *,
-        record_sent: Iterable[tuple[int, str | None]] = (),
+        answers: Answers | None = None,
         sender: str | None = None,
         language_for: Callable[[str | None], str] | None = None,
     ) -> list[Delivery]:
@@ -138,9 +139,10 @@ class Ledger:
         processes) never receive the same row: BEGIN IMMEDIATE on SQLite,
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
 
-        `record_sent` — (subscriber_id, message_id) pairs of messages this sender has
-        finished — are marked sent in the same transaction: a sender that records its
-        results when it claims the next rows pays one commit per batch, not per message.
+        `answers` — what this sender knows of the rows it claimed before (sent, failed,
+        uncertain, certainly not sent) — are recorded in the same transaction: a sender
+        that records its results when it claims the next rows pays one commit per batch,
+        not per message (see ``newsletter.store.claims``).
 
         `sender` (from `start_sender`) stamps the claimed rows with their claimer and
         tells the others it is still at work.
@@ -149,58 +151,20 @@ class Ledger:
         made in; each claimed row records it, so `status` counts per language.
         """
         now = utc_now()
-        with self.db.write() as conn:
-            self._mark_sent(conn, issue, record_sent, now)
-            if sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT:
-                conn.execute(_ledger_statements().seen, {"b_issue": issue, "b_sender": sender, "now": now})
-                self._seen[sender] = now
-            return self._claim(conn, issue, n, now, sender, language_for)
+        if answers is None:
+            answers = Answers()
+        heartbeat = sender is not None and now - self._seen.get(sender, _LONG_AGO) > HEARTBEAT
+        rows = self._claims.batch(
+            issue, n, answers, sender=sender, heartbeat=heartbeat, now=now, language_for=language_for
+        )
+        if heartbeat:
+            self._seen[sender] = now  # type: ignore[index]
+        return [Delivery(issue=issue, sender=sender, **row) for row in rows]
 
-    @staticmethod
-    def _claim(
-        conn: Connection,
-        issue: str,
-        n: int,
-        now: datetime,
-        sender: str | None,
-        language_for: Callable[[str | None], str] | None = None,
-    ) -> list[Delivery]:
-        """Claim up to `n` rows: one SELECT (rows, with the subscriber's current status) and one UPDATE."""
-        statements = _ledger_statements()
-        claimed: list[Delivery] = []
-        while len(claimed) < n:
-            candidates = conn.execute(statements.candidates, {"b_issue": issue, "n": n - len(claimed)}).all()
-            if not candidates:
-                break
-            ready = [c for c in candidates if c.subscriber_status == "active"]
-            skipped: dict[str, list[int]] = {}
-            for c in candidates:
-                if c.subscriber_status != "active":
-                    skipped.setdefault(c.subscriber_status or "removed", []).append(c.id)
-            for status, ids in skipped.items():
-                conn.execute(statements.skip, {"ids": ids, "b_error": f"skipped: {status}", "now": now})
-            languages = [language_for(c.language) for c in ready] if language_for else [None] * len(ready)
-            # one UPDATE per translation in the batch (usually one or two)
-            by_language: dict[str | None, list[int]] = {}
-            for c, language in zip(ready, languages, strict=True):
-                by_language.setdefault(language, []).append(c.id)
-            for language, ids in by_language.items():
-                conn.execute(
-                    statements.claim, {"ids": ids, "now": now, "b_sender": sender, "b_language": language}
-                )
-            for c, language in zip(ready, languages, strict=True):
-                row = c._asdict()
-                del row["subscriber_status"]
-                row.update(
-                    state="sending",
-                    claimed_at=now,
-                    attempts=c.attempts + 1,
-                    updated_at=now,
-                    sender=sender,
-                    sent_language=language,
-                )
-                claimed.append(Delivery(**row))
-        return claimed
+    def record(self, issue: str, answers: Answers) -> None:
+        """Record a sender's answers in one transaction (claiming nothing)."""
+        if len(answers):
+            self._claims.batch(issue, 0, answers, sender=None, heartbeat=False, now=utc_now())
 
     def _set_row(self, issue: str, subscriber_id: int, values: dict[str, Any], *states: str) -> int:
         where = [deliveries.c.issue == issue, deliveries.c.subscriber_id == subscriber_id]
@@ -224,31 +188,27 @@ class Ledger:
         One commit per message costs more CPU than building the message; a sender
         records the messages that finished together at once.
         """
-        with self.db.write() as conn:
-            self._mark_sent(conn, issue, sent, utc_now())
-
-    @staticmethod
-    def _mark_sent(
-        conn: Connection, issue: str, sent: Iterable[tuple[int, str | None]], now: datetime
-    ) -> None:
-        sent = list(sent)
-        if not sent:
+        now = utc_now()
+        rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
+        if not rows:
             return
-        if conn.dialect.name == "sqlite":  # executemany runs in C there: cheapest
-            rows = [{"b_issue": issue, "sid": sid, "mid": mid, "now": now} for sid, mid in sent]
-            conn.execute(_ledger_statements().mark_sent, rows)
-            return
-        # A server pays a round trip per executemany row: one UPDATE for the batch instead.
-        ids = [sid for sid, _ in sent]
-        message_ids = {sid: mid for sid, mid in sent if mid is not None}
-        message_id = sa.case(message_ids, value=deliveries.c.subscriber_id) if message_ids else None
-        conn.execute(
+        statement = (
             deliveries.update()
-            .where(deliveries.c.issue == issue, deliveries.c.subscriber_id.in_(ids))
+            .where(
+                deliveries.c.issue == sa.bindparam("b_issue"),
+                deliveries.c.subscriber_id == sa.bindparam("sid"),
+            )
             .values(
-                state="sent", message_id=message_id, sent_at=now, outcome=None, error=None, updated_at=now
+                state="sent",
+                message_id=sa.bindparam("mid"),
+                sent_at=sa.bindparam("now"),
+                outcome=None,
+                error=None,
+                updated_at=sa.bindparam("now"),
             )
         )
+        with self.db.write() as conn:
+            conn.execute(statement, rows)
 
     def mark_failed(self, issue: str, subscriber_id: int, outcome: str, error: str) -> None:
         if outcome not in OUTCOMES:
@@ -299,15 +259,16 @@ class Ledger:
         """failed/temporary → queued, for a later retry run. The error text is kept until resent."""
         return self._requeue_where(issue, deliveries.c.state == "failed", deliveries.c.outcome == "temporary")
 
-    def reachable(self, issue: str) -> int:
+    def reachable(self, issue: str, *, audience: Audience | None = None) -> int:
         """How many readers a send of `issue` would reach now, as `create_ledger` and the claims decide.
 
         Queued rows whose subscriber is still active, plus, while the snapshot is not
-        complete (no send yet, or only a canary), active subscribers not in it yet.
+        complete (no send yet, or only a canary), active subscribers not in it yet (those in
+        `audience` only).
         """
-        return sum(self.reachable_languages(issue).values())
+        return sum(self.reachable_languages(issue, audience=audience).values())
 
-    def reachable_languages(self, issue: str) -> dict[str | None, int]:
+    def reachable_languages(self, issue: str, *, audience: Audience | None = None) -> dict[str | None, int]:
         """The readers `reachable` counts, by their language as stored (None: no language)."""
         language = subscribers.c.language
         queued = (
@@ -323,7 +284,7 @@ class Ledger:
         )
         joining = (
             sa.select(language, sa.func.count())
-            .where(subscribers.c.status == "active", ~sa.exists(already))
+            .where(subscribers.c.status == "active", ~sa.exists(already), *_selects(audience))
             .group_by(language)
         )
         counts: dict[str | None, int] = {}
@@ -366,59 +327,41 @@ class Ledger:
 
 
 @dataclass(frozen=True)
-class _LedgerStatements:
-    candidates: sa.Select
-    claim: sa.Update
-    skip: sa.Update
-    mark_sent: sa.Update
-    seen: sa.Update
+class Audience:
+    """Which subscribers a snapshot takes: any of `languages` (by BCP 47 prefix) and any of `tags`.
 
-
-@lru_cache(maxsize=1)
-def _ledger_statements() -> _LedgerStatements:
-    """The sender's hot statements, built once with bind parameters.
-
-    Building a Core statement costs more CPU than SQLite takes to run it; claiming and
-    recording happen for every batch of every send.
+    Empty means no condition on that side. A subscriber without a language counts as
+    `default_language` (the newsletter's: what they are sent). Tags are folded
+    (`newsletter.text.fold_tag`); language tags are compared case-insensitively.
     """
-    now = sa.bindparam("now", type_=UtcDateTime())
-    ids = sa.bindparam("ids", expanding=True)
-    return _LedgerStatements(
-        candidates=_delivery_query()
-        .add_columns(subscribers.c.status.label("subscriber_status"))
-        .where(deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.state == "queued")
-        .order_by(deliveries.c.id)
-        .limit(sa.bindparam("n"))
-        .with_for_update(skip_locked=True, of=deliveries),
-        claim=deliveries.update()
-        .where(deliveries.c.id.in_(ids))
-        .values(
-            state="sending",
-            claimed_at=now,
-            attempts=deliveries.c.attempts + 1,
-            updated_at=now,
-            sender=sa.bindparam("b_sender"),
-            language=sa.bindparam("b_language"),
-        ),
-        skip=deliveries.update()
-        .where(deliveries.c.id.in_(ids))
-        .values(state="failed", outcome="permanent", error=sa.bindparam("b_error"), updated_at=now),
-        mark_sent=deliveries.update()
-        .where(
-            deliveries.c.issue == sa.bindparam("b_issue"), deliveries.c.subscriber_id == sa.bindparam("sid")
+
+    languages: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    default_language: str = "en"
+
+
+def _selects(audience: Audience | None) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of an audience on the subscribers table (none without one)."""
+    if audience is None:
+        return []
+    where = []
+    if audience.languages:
+        language = sa.func.lower(sa.func.coalesce(subscribers.c.language, audience.default_language))
+        # `ar` selects `ar` and `ar-EG`, never `arn`; tags hold only letters, digits and '-'
+        where.append(
+            sa.or_(
+                *(
+                    sa.or_(language == tag.lower(), language.like(f"{tag.lower()}-%"))
+                    for tag in audience.languages
+                )
+            )
         )
-        .values(
-            state="sent",
-            message_id=sa.bindparam("mid"),
-            sent_at=now,
-            outcome=None,
-            error=None,
-            updated_at=now,
-        ),
-        seen=senders.update()
-        .where(senders.c.issue == sa.bindparam("b_issue"), senders.c.sender == sa.bindparam("b_sender"))
-        .values(seen_at=now),
-    )
+    if audience.tags:
+        tagged = sa.select(subscriber_tags.c.subscriber_id).where(
+            subscriber_tags.c.subscriber_id == subscribers.c.id, subscriber_tags.c.tag.in_(audience.tags)
+        )
+        where.append(sa.exists(tagged))
+    return where
 
 
 def _delivery_query() -> sa.Select:

@@ -42,20 +42,29 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
+def holder_gone(name: str) -> bool:
+    """Whether `name` ("host pid start", see `sender_name`) is a process of this machine that no longer exists.
+
+    A process of another machine is never known gone here: only its silence tells.
+    """
+    parts = name.split(" ")
+    return (
+        len(parts) >= 3
+        and parts[0] == socket.gethostname()
+        and parts[1].isdigit()
+        and _process_gone(int(parts[1]))
+    )
+
+
 def reap(conn: sa.Connection, issue: str, now: datetime) -> None:
     """Mark finished the senders of `issue` on this machine whose process no longer exists (SIGKILL).
 
     A reused process id keeps a dead sender "alive" until SILENT_AFTER: the safe mistake.
     """
-    host = socket.gethostname()
     unfinished = conn.execute(
         sa.select(senders.c.sender).where(senders.c.issue == issue, senders.c.finished_at.is_(None))
     ).scalars()
-    dead = []
-    for name in unfinished:
-        parts = name.split(" ")
-        if len(parts) >= 3 and parts[0] == host and parts[1].isdigit() and _process_gone(int(parts[1])):
-            dead.append(name)
+    dead = [name for name in unfinished if holder_gone(name)]
     if dead:
         conn.execute(
             senders.update()

@@ -17,7 +17,16 @@ from sqlalchemy.engine import Connection
 
 from newsletter.store.addresses import email_key
 from newsletter.store.engine import Database, StoreError
-from newsletter.store.schema import ERASED, STATUSES, deliveries, events, subscribers, utc_now
+from newsletter.store.schema import (
+    ERASED,
+    STATUSES,
+    deliveries,
+    events,
+    subscriber_tags,
+    subscribers,
+    utc_now,
+)
+from newsletter.store.tags import add_tags, tags_of
 
 _CHUNK = 1000  # rows per executemany / IN (...) list; well under SQLite's 32766 variables
 
@@ -49,6 +58,7 @@ class Subscriber:
     attributes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     soft_bounces: int = 0
     unsubscribed_at: datetime | None = None
+    tags: tuple[str, ...] = ()  # folded, sorted
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class SubscriberRow:
     consent_at: datetime | None = None
     attributes: dict[str, Any] | None = None
     line: int | None = None  # where it came from, for reports
+    tags: tuple[str, ...] = ()  # folded; an import adds tags, never removes one
 
 
 @dataclass
@@ -136,8 +147,23 @@ class Subscribers:
 
     def get_subscriber(self, email_or_id: str | int) -> Subscriber | None:
         with self.db.read() as conn:
-            row = conn.execute(sa.select(subscribers).where(_identify(email_or_id))).first()
-        return None if row is None else _subscriber(row)
+            row = conn.execute(sa.select(subscribers).where(identify(email_or_id))).first()
+            tags = tags_of(conn, [row.id]) if row is not None else {}
+        return None if row is None else _subscriber(row, tags)
+
+    def set_profile(self, subscriber_id: int, *, name: str | None, language: str | None) -> bool:
+        """Set a subscriber's name and language (None clears one); False when there is no such subscriber.
+
+        The values are the caller's to check (the preferences page cleans and validates them).
+        """
+        with self.db.write() as conn:
+            return bool(
+                conn.execute(
+                    subscribers.update()
+                    .where(subscribers.c.id == subscriber_id)
+                    .values(name=name or None, language=language or None, updated_at=utc_now())
+                ).rowcount
+            )
 
     def change_status(
         self,
@@ -156,7 +182,7 @@ class Subscribers:
         with self.db.write() as conn:
             row = conn.execute(
                 sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.status).where(
-                    _identify(email_or_id)
+                    identify(email_or_id)
                 )
             ).first()
             if row is None:
@@ -171,11 +197,12 @@ class Subscribers:
         """Delete the subscriber (GDPR erasure) and anonymise its ledger rows and events."""
         with self.db.write() as conn:
             row = conn.execute(
-                sa.select(subscribers.c.id, subscribers.c.email_key).where(_identify(email))
+                sa.select(subscribers.c.id, subscribers.c.email_key).where(identify(email))
             ).first()
             if row is None:
                 return False
             conn.execute(deliveries.update().where(deliveries.c.subscriber_id == row.id).values(email=ERASED))
+            conn.execute(subscriber_tags.delete().where(subscriber_tags.c.subscriber_id == row.id))
             conn.execute(
                 events.update()
                 .where(sa.func.lower(events.c.email) == row.email_key)
@@ -226,8 +253,9 @@ class Subscribers:
                 query = query.where(subscribers.c.status == status)
             with self.db.read() as conn:
                 rows = conn.execute(query).all()
+                tags = tags_of(conn, [row.id for row in rows])
             for row in rows:
-                yield _subscriber(row)
+                yield _subscriber(row, tags)
             if len(rows) < batch:
                 return
             last = rows[-1].id
@@ -282,8 +310,11 @@ class Subscribers:
         now = utc_now()
         merged: dict[str, dict[str, Any]] = {}
         original: dict[str, dict[str, Any]] = {}
+        wanted_tags: dict[str, dict[str, None]] = {}  # tags the rows bring, per address, in order
         for row in rows:
             key = email_key(row.email)
+            if row.tags:
+                wanted_tags.setdefault(key, {}).update(dict.fromkeys(row.tags))
             if key in merged or key in outcomes:
                 counts.duplicates += 1
             if key in merged:
@@ -309,12 +340,18 @@ class Subscribers:
                 }
             merged[key] = _merge(current, row, now, decide)
 
+        have_tags = tags_of(conn, [found[k]["id"] for k in wanted_tags if k in found])
+        new_tags = {
+            key: [t for t in tags if key not in found or t not in have_tags.get(found[key]["id"], ())]
+            for key, tags in wanted_tags.items()
+        }
         inserts, updates = [], []
         for key, values in merged.items():
             if key not in original and key not in found:
                 inserts.append(values)
                 outcome = "added"
-            elif values != original[key]:
+            elif values != original[key] or new_tags.get(key):
+                values["updated_at"] = now
                 updates.append({"b_id": values["id"], **{k: values[k] for k in _MERGED_COLUMNS}})
                 outcome = "updated"
             else:
@@ -332,6 +369,7 @@ class Subscribers:
                 .values({k: sa.bindparam(k) for k in _MERGED_COLUMNS}),
                 updates,
             )
+        add_tags(conn, {k: v for k, v in new_tags.items() if v})
         return counts
 
 
@@ -419,13 +457,13 @@ def _check_status(status: str) -> None:
         raise StoreError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
 
 
-def _identify(email_or_id: str | int) -> sa.ColumnElement[bool]:
+def identify(email_or_id: str | int) -> sa.ColumnElement[bool]:
     if isinstance(email_or_id, int) or (isinstance(email_or_id, str) and email_or_id.strip().isdigit()):
         return subscribers.c.id == int(email_or_id)
     return subscribers.c.email_key == email_key(email_or_id)
 
 
-def _subscriber(row: sa.Row) -> Subscriber:
+def _subscriber(row: sa.Row, tags: dict[int, tuple[str, ...]] | None = None) -> Subscriber:
     return Subscriber(
         id=row.id,
         email=row.email,
@@ -439,4 +477,5 @@ def _subscriber(row: sa.Row) -> Subscriber:
         attributes=row.attributes or {},
         soft_bounces=row.soft_bounces,
         unsubscribed_at=row.unsubscribed_at,
+        tags=(tags or {}).get(row.id, ()),
     )

@@ -1,4 +1,4 @@
-"""The subscription endpoint behind `newsletter serve`: subscribe, confirm, one-click unsubscribe.
+"""The subscription endpoint behind `newsletter serve`: subscribe, confirm, one-click unsubscribe, preferences.
 
 A small WSGI application (Werkzeug request/response objects, no framework). It holds no
 session state and sets no cookies: every state change is authorised either by a signed
@@ -13,12 +13,15 @@ Routes (relative to settings.web_url):
     POST /confirm          token: double opt-in, pending -> active (the page's button)
     GET  /u/<token>        a confirmation page; never unsubscribes by itself (link scanners)
     POST /u/<token>        RFC 8058 one-click (`List-Unsubscribe=One-Click`) or the page's form
+    GET  /p/<token>        the reader's preferences: language and name, and an unsubscribe button
+    POST /p/<token>        the page's forms: `save` (language, name) or `unsubscribe`
 
 Any other method on a known path is 405 (HEAD included: nothing here is worth caching and
 a HEAD must never be mistaken for a click). Pages come from templates/web/*.html; their
 words from templates/web/strings.toml (web/pages.py). This module owns the HTTP side:
 routes, methods, headers, error pages. The rules live in web/subscription.py, the double
-opt-in mail in web/confirmation.py, the request limits in web/ratelimit.py.
+opt-in mail in web/confirmation.py, the languages a reader may choose and the checks of
+the preferences form in web/preferences.py, the request limits in web/ratelimit.py.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from newsletter.store import Store, Subscriber, normalize_email
 from newsletter.text import is_language_tag
 from newsletter.web.confirmation import CONFIRM_TTL, ConfirmationMailer
 from newsletter.web.pages import Pages
+from newsletter.web.preferences import language_names, offered_languages, preselected, read_preferences
 from newsletter.web.ratelimit import RateLimits, TokenBuckets, client_key
 from newsletter.web.subscription import Subscriptions, clean_name, mailbox_key
 
@@ -63,6 +67,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",  # pages may show an address or carry a token
 }
+TOKEN_PATHS = ("/u/", "/p/")  # the rest of the path is a token: a capability, never logged
 HSTS = "max-age=31536000"  # only when [web] url is https: a year of HTTPS-only for this host
 # Headers a reverse proxy adds; from anyone but the trusted proxy they are ignored.
 FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
@@ -149,7 +154,7 @@ class SubscriptionApp:
         except Exception:
             # The client gets a page, the log gets the traceback; never the other way round.
             # The token in /u/<token> is a capability: keep it out of the log.
-            shown = "/u/…" if request.path.startswith("/u/") else request.path
+            shown = request.path[:3] + "…" if request.path.startswith(TOKEN_PATHS) else request.path
             log.exception("%s %s failed", request.method, shown)
             response = self.server_error()
         for name, value in self.headers.items():
@@ -185,11 +190,12 @@ class SubscriptionApp:
 
     def dispatch(self, request: Request) -> Response:
         path = request.path
-        if path.startswith("/u/") and path.count("/") == 2:
-            handlers: dict[str, Callable[[Request, str], Response]] = {
-                "GET": self.unsubscribe_page,
-                "POST": self.unsubscribe,
-            }
+        if path.startswith(TOKEN_PATHS) and path.count("/") == 2:
+            handlers: dict[str, Callable[[Request, str], Response]] = (
+                {"GET": self.unsubscribe_page, "POST": self.unsubscribe}
+                if path.startswith("/u/")
+                else {"GET": self.preferences_page, "POST": self.preferences}
+            )
             argument = path[3:]
         else:
             handlers = self.routes.get(path.rstrip("/") or "/", {})
@@ -249,7 +255,17 @@ class SubscriptionApp:
 
     def subscribe_form(self, request: Request, _: str) -> Response:
         language = self.request_language(request)
-        return self.html(200, "subscribe.html", language, email="", name="", form_language=language)
+        offered = offered_languages(self.settings)
+        wanted = [request.args.get("language")] + [tag for tag, _ in request.accept_languages]
+        return self.html(
+            200,
+            "subscribe.html",
+            language,
+            email="",
+            name="",
+            form_language=preselected(offered, wanted),
+            languages=language_names(offered),
+        )
 
     def subscribe(self, request: Request, _: str) -> Response:
         if not self.same_site(request):
@@ -398,6 +414,73 @@ class SubscriptionApp:
         self.subscriptions.unsubscribe(subscriber, reason)
         language = self.pages.language_of(subscriber.language if subscriber else None)
         return self.page(request, 200, "unsubscribed_title", "unsubscribed", language=language)
+
+    # -- preferences
+
+    def read_preferences_token(self, request: Request, token: str) -> Response | Subscriber:
+        """The subscriber a preferences token names, or the one page every bad or unknown token gets."""
+        try:
+            subject = tokens.read_token(self.verify_secrets, tokens.PREFERENCES, token)
+        except tokens.InvalidToken:
+            subject = None
+        subscriber = self.subscriptions.unsubscribing(subject) if subject else None
+        if subscriber is None:  # forged, malformed, or naming an erased reader: the same answer
+            return self.page(request, 400, "link_title", "preferences_invalid")
+        return subscriber
+
+    def preferences_form(
+        self, status: int, subscriber: Subscriber, *, saved: bool = False, problem: str | None = None
+    ) -> Response:
+        language = self.pages.language_of(subscriber.language)
+        offered = offered_languages(self.settings)
+        return self.html(
+            status,
+            "preferences.html",
+            language,
+            email=subscriber.email,
+            name=subscriber.name or "",
+            form_language=preselected(offered, [subscriber.language]),
+            languages=language_names(offered),
+            saved=saved,
+            problem=problem,
+        )
+
+    def preferences_page(self, request: Request, token: str) -> Response:
+        """The reader's language and name, and a form to change them or leave. A GET changes nothing."""
+        found = self.read_preferences_token(request, token)
+        if isinstance(found, Response):
+            return found
+        if found.status in SUPPRESSED:
+            language = self.pages.language_of(found.language)
+            return self.page(request, 200, "unsubscribed_title", "unsubscribed", language=language)
+        return self.preferences_form(200, found)
+
+    def preferences(self, request: Request, token: str) -> Response:
+        """The preferences page's forms: save a language and name, or unsubscribe."""
+        found = self.read_preferences_token(request, token)
+        if isinstance(found, Response):
+            return found
+        language = self.pages.language_of(found.language)
+        if not self.same_site(request):
+            return self.page(request, 403, "forbidden_title", "forbidden", language=language)
+        wait = self.ip_buckets.take(client_key(self.client_ip(request)))
+        if wait:
+            return self.too_many(request, language, wait)
+        if found.status in SUPPRESSED:
+            return self.page(request, 200, "unsubscribed_title", "unsubscribed", language=language)
+        form = request.form
+        if form.get("unsubscribe") == "yes":
+            self.subscriptions.unsubscribe(found, "preferences page")
+            return self.page(request, 200, "unsubscribed_title", "unsubscribed", language=language)
+        if form.get("save") != "yes":
+            return self.page(request, 400, "bad_request_title", "bad_request", language=language)
+        choice = read_preferences(form, offered_languages(self.settings))
+        if choice.problem is not None:
+            return self.preferences_form(400, found, problem=choice.problem)
+        changed = self.subscriptions.set_preferences(found, language=choice.language, name=choice.name)
+        if changed is None:  # erased meanwhile
+            return self.page(request, 400, "link_title", "preferences_invalid")
+        return self.preferences_form(200, changed, saved=True)
 
 
 def create_app(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import tomllib
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, DictLoader
+from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader
 
 from newsletter.config import Settings, text_direction
 from newsletter.errors import ConfigError, NewsletterError
@@ -34,14 +35,24 @@ CONFIRM_PAGE = """{% extends "web/base.html" %}
 """
 
 
+# The templates `newsletter init` copies: where a folder made before a page existed finds it.
+BUILT_IN_TEMPLATES = Path(__file__).parent.parent / "scaffold" / "templates"
+
+
 class Pages:
     """Renders templates/web/*.html with the web strings of one language."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.env = jinja_environment(settings.templates_dir)
-        # Newsletters made before the confirmation page existed have no web/confirm.html.
-        self.env.loader = ChoiceLoader([self.env.loader, DictLoader({"web/confirm.html": CONFIRM_PAGE})])
+        # Newsletters made before the confirmation or preferences page existed lack them.
+        self.env.loader = ChoiceLoader(
+            [
+                self.env.loader,
+                DictLoader({"web/confirm.html": CONFIRM_PAGE}),
+                FileSystemLoader(str(BUILT_IN_TEMPLATES)),
+            ]
+        )
         path = settings.templates_dir / WEB_STRINGS
         try:
             self.table: dict[str, dict[str, Any]] = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
-"""The subscription rules of the web app: what a subscribe, confirm or unsubscribe request changes.
+"""The subscription rules of the web app: what a subscribe, confirm, unsubscribe or preferences request changes.
 
-Owns the checks on the form's fields (language tag, name) and the three status changes a
-reader can make from the web: a new address is added `pending`; a confirmation turns
+Owns the checks on the form's fields (language tag, name), the reader's own changes to
+their language and name, and the three status changes a reader can make from the web: a new address is added `pending`; a confirmation turns
 `pending` into `active`; an unsubscribe turns anyone not yet suppressed into
 `unsubscribed`. A suppressed address (unsubscribed, bounced, complained) is never
 re-activated from the web: the editor re-adds it by hand. The data lives in the store;
@@ -86,6 +86,17 @@ class Subscriptions:
     def unsubscribing(self, subject: str) -> Subscriber | None:
         """The subscriber an unsubscribe token's subject (a subscriber id) names; None once erased."""
         return self.store.get_subscriber(subject) if subject.isdigit() else None
+
+    def set_preferences(
+        self, subscriber: Subscriber, *, language: str, name: str | None
+    ) -> Subscriber | None:
+        """The reader's own language and name (checked by the caller); the subscriber after, None once erased.
+
+        The next send reads them: the ledger takes each reader's current language and name.
+        """
+        if not self.store.set_profile(subscriber.id, name=name, language=language):
+            return None
+        return self.store.get_subscriber(subscriber.id)
 
     def unsubscribe(self, subscriber: Subscriber | None, reason: str) -> None:
         """Leave the list. Erased or already suppressed: nothing changes (bounced or

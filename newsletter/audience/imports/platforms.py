@@ -2,7 +2,8 @@
 
 Each `Platform` says how its export is recognised (header columns, and for Mailchimp
 the file name), which column holds its status word, what each word means in our
-statuses, which other columns signal an opt-out, and how it writes dates. The same
+statuses, which other columns signal an opt-out, which column holds its tags (and
+how they are separated), and how it writes dates. The same
 tables print the README's import table (`markdown_table`), so the two cannot drift.
 
 An opt-out signal (a status word, a flag, an unsubscribe date, a blocklist, a
@@ -111,6 +112,8 @@ class Platform:
     file_name: re.Pattern[str] | None = None  # Mailchimp: the status is in the file's name
     refuse_domains: tuple[str, ...] = ()  # placeholder addresses of deleted accounts
     expected: str = ""  # how a refusal lists the known words; default: the table's words
+    tag_columns: tuple[str, ...] = ()  # folded; first present wins; () = the platform exports no tags
+    tag_separator: str = ","  # between tags in one cell (a quoted tag may hold it: read as CSV)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def detects(self, header: set[str], file_name: str) -> bool:
@@ -140,6 +143,8 @@ MAILCHIMP = Platform(
         )
     ),
     file_name=re.compile(r"^(unsubscribed|subscribed|cleaned)(?![a-z])"),
+    # TAGS holds each tag in double quotes, comma-separated: `"Editors","VIP"`
+    tag_columns=("tags",),
     notes=(
         "The status comes from the file name (`subscribed_members_export_….csv`, `unsubscribed_…`, "
         "`cleaned_…`) or, failing that, from the `UNSUB_*` / `CLEAN_*` / `LAST_CHANGED` columns; "
@@ -211,6 +216,8 @@ BUTTONDOWN = Platform(
         frozenset({"email address", "creation date", "type"}),
         frozenset({"email", "creation date", "type"}),
     ),
+    tag_columns=("tags",),
+    tag_separator=";",  # `corporate;nyc`
     notes=(
         "Names and language are read from `metadata` (`name`, `first_name`, `last_name`, `language`). "
         "`spammy`, `malformed` and `disabled` appear only in exports from before July 2025.",
@@ -224,6 +231,7 @@ GHOST = Platform(
     statuses={"true": "active", "false": "unsubscribed"},
     status_columns=("subscribed to emails",),
     needs=(frozenset({"email", "subscribed to emails"}),),
+    tag_columns=("labels",),  # label names, comma-joined: `"VIP,Early adopter"`
     notes=("Ghost does not export its bounce and complaint flag; import its suppression list separately.",),
 )
 
@@ -240,6 +248,7 @@ KIT = Platform(
     status_columns=("state",),
     # `email,state` alone could be any address list (a US state column): not enough to say Kit
     needs=(frozenset({"email address", "state"}), frozenset({"email", "state", "first name", "created at"})),
+    tag_columns=("tags",),  # comma-separated in one cell
     notes=(
         "Kit's CSV header is not documented: columns are matched by name (`email_address` or `email`, "
         "`state`, `first_name`, `created_at`); the state values are Kit's documented ones.",
@@ -305,9 +314,11 @@ GENERIC = Platform(
         Signal("clean time", "set", "bounced"),
     ),
     expected="active, pending, unsubscribed, bounced, complained",
+    tag_columns=("tags", "labels"),
     notes=(
         "Any CSV with an `email` column (or `Email Address`, `email_address`); optional `name` (or first "
-        "and last name), `language`, `status`, `consent_at`. Rows without a status are active.",
+        "and last name), `language`, `status`, `consent_at`, `tags` (comma-separated). Rows without a "
+        "status are active.",
     ),
 )
 
@@ -320,8 +331,8 @@ PLATFORMS: dict[str, Platform] = {
 def markdown_table() -> str:
     """The README's import table: every platform's words and signals, from the tables above."""
     lines = [
-        "| Format (`--format`) | Platform value → our status | Also opts out |",
-        "|---|---|---|",
+        "| Format (`--format`) | Platform value → our status | Also opts out | Tags |",
+        "|---|---|---|---|",
     ]
     for platform in PLATFORMS.values():
         column = (
@@ -331,7 +342,12 @@ def markdown_table() -> str:
         )
         words = ", ".join(f"`{word}` → {status}" for word, status in platform.statuses.items())
         signals = "; ".join(s.describe() for s in platform.signals) or "—"
-        lines.append(f"| {platform.title} (`{platform.name}`) | {column}: {words} | {signals} |")
+        tags = (
+            f"`{platform.tag_columns[0]}` (`{platform.tag_separator}`-separated)"
+            if platform.tag_columns
+            else "—"
+        )
+        lines.append(f"| {platform.title} (`{platform.name}`) | {column}: {words} | {signals} | {tags} |")
     lines.append("")
     for platform in PLATFORMS.values():
         for note in platform.notes:

@@ -20,7 +20,7 @@ from typing import Any
 from newsletter.audience.imports.platforms import PLATFORMS, Platform, fold, strongest
 from newsletter.errors import NewsletterError, Problem
 from newsletter.store import SubscriberRow, normalize_email
-from newsletter.text import is_language_tag
+from newsletter.text import fold_tag, is_language_tag
 
 _SNIFF_BYTES = 1024
 _SCAN_CHUNK = 1 << 16
@@ -89,6 +89,7 @@ class Layout:
     platform: Platform
     columns: dict[str, int]  # our field -> index
     status: int | None  # the status column's index
+    tags: int | None  # the tags column's index
     signals: list[tuple[int, Any]]  # (index, Signal)
     dicts: list[int]
     extras: dict[str, int]  # other columns, kept as attributes
@@ -120,12 +121,12 @@ def inspect(path: Path, format: str | None = None) -> Layout:
     if consent is not None:
         columns["consent_at"] = consent
     status = next((index[c] for c in platform.status_columns if c in index), None)
+    tags = next((index[c] for c in platform.tag_columns if c in index), None)
     signals = [(index[s.column], s) for s in platform.signals if s.column in index]
     dicts = [index[d] for d in _DICTS if d in index]
     used = {*columns.values(), *(i for i, _ in signals), *dicts}
     used |= {index[c] for c in _CONSENT if c in index}  # a second consent column is not an attribute
-    if status is not None:
-        used.add(status)
+    used |= {i for i in (status, tags) if i is not None}
     extras = {
         header[i].strip(): i
         for i, name in enumerate(folded)
@@ -145,6 +146,7 @@ def inspect(path: Path, format: str | None = None) -> Layout:
         platform=platform,
         columns=columns,
         status=status,
+        tags=tags,
         signals=signals,
         dicts=dicts,
         extras=extras,
@@ -300,6 +302,10 @@ def _row(record: list[str], line: int, layout: Layout, check_dns: bool) -> Subsc
         )
         name = said.strip() if isinstance(said, str) else ""
 
+    tags, bad_tag = _tags(at(layout.tags), layout)
+    if bad_tag:
+        return Refusal(line, raw, bad_tag)
+
     consent_text = cell("consent_at")
     consent_at = platform.parse_time(consent_text) if consent_text else None
     if consent_text and consent_at is None:
@@ -314,7 +320,20 @@ def _row(record: list[str], line: int, layout: Layout, check_dns: bool) -> Subsc
         consent_at=consent_at,
         attributes=attributes or None,
         line=line,
+        tags=tags,
     )
+
+
+def _tags(text: str, layout: Layout) -> tuple[tuple[str, ...], str | None]:
+    """The row's tags, folded (a quoted tag may hold the separator), or why one is unusable."""
+    if not text:
+        return (), None
+    cells = next(csv.reader([text], delimiter=layout.platform.tag_separator, skipinitialspace=True), [])
+    try:
+        return tuple(dict.fromkeys(fold_tag(c) for c in cells if c.strip())), None
+    except ValueError as exc:
+        column = layout.header[layout.tags].strip()  # type: ignore[index]
+        return (), f"column {column!r}: {exc}"
 
 
 def _status(at: Any, layout: Layout) -> tuple[str | None, str | None]:
