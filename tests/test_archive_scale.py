@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import pickle
+import re
+import shutil
 import time
 from pathlib import Path
 from xml.etree import ElementTree
@@ -14,14 +17,14 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive.site import build_site
+from newsletter.archive.site import COMPILED_TEMPLATES, MANIFEST, build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content import cache as cache_module
-from newsletter.content.cache import CACHE_FILE, RACY_NS, ContentCache
+from newsletter.content.cache import CACHE_DIR, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
-from tests.support.project import make_newsletter
+from tests.support.project import REPO, make_newsletter
 
 BASE = "https://example.org/digest/"
 FIRST = "2024-01-10-first"
@@ -88,7 +91,8 @@ def test_the_cache_parses_only_changed_files(digest: Path) -> None:
     files = len(list(digest.glob("papers/*.md"))) + len(list(digest.glob("issues/*.md")))
     first = ContentCache.for_settings(settings)
     fresh = load_library(settings, cache=first)
-    assert first.reads == files and (settings.build_dir / CACHE_FILE).is_file()
+    assert first.reads == files
+    assert sorted((settings.build_dir / CACHE_DIR).iterdir()) == shards(settings)
 
     again = ContentCache.for_settings(settings)
     cached = load_library(settings, cache=again)
@@ -103,6 +107,33 @@ def test_the_cache_parses_only_changed_files(digest: Path) -> None:
     assert changed.papers[PAPER].upvotes == 8
     assert [i.slug for i in changed.issues] == [FIRST]
     assert len(third.used) == files - 1  # the deleted file left the cache
+
+
+def shards(settings) -> list[Path]:
+    """The cache's files: one for the papers' folder, one for the issues'."""
+    cache = ContentCache.for_settings(settings)
+    return sorted(cache.shard(str(folder)) for folder in (settings.papers_dir, settings.issues_dir))
+
+
+def test_an_edited_issue_rewrites_only_the_issues_cache_file(
+    digest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(digest)
+    later = time.time_ns() + 3600 * 1_000_000_000
+    monkeypatch.setattr(cache_module, "_now", lambda: later)  # read well after every change: none is racy
+    load_library(settings, cache=ContentCache.for_settings(settings))
+    cache = ContentCache.for_settings(settings)
+    papers_file, issues_file = (cache.shard(str(f)) for f in (settings.papers_dir, settings.issues_dir))
+    before = {path: (path.read_bytes(), path.stat().st_ino) for path in (papers_file, issues_file)}
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    cache = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=cache).issue(FIRST).intro.startswith("Welcome back to the")
+    assert cache.reads == 1
+    assert (papers_file.read_bytes(), papers_file.stat().st_ino) == before[papers_file]  # not rewritten
+    assert issues_file.read_bytes() != before[issues_file][0]
+    again = ContentCache.for_settings(settings)
+    assert load_library(settings, cache=again).issue(FIRST).intro.startswith("Welcome back to the")
+    assert again.reads == 0
 
 
 def test_an_edit_that_keeps_size_and_mtime_is_seen(digest: Path) -> None:
@@ -183,9 +214,9 @@ def test_a_corrupt_or_foreign_cache_is_ignored(
     monkeypatch.chdir(digest)
     settings = load_settings(digest)
     expected = load_library(settings)
-    path = settings.build_dir / CACHE_FILE
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
+    for path in shards(settings):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     cache = ContentCache.for_settings(settings)
     assert cache.entries == {}
     assert load_library(settings, cache=cache) == expected
@@ -197,14 +228,16 @@ def test_a_corrupt_or_foreign_cache_is_ignored(
 def test_a_cached_entry_of_the_wrong_shape_is_read_again(digest: Path) -> None:
     settings = load_settings(digest)
     load_library(settings, cache=ContentCache.for_settings(settings))
-    path = settings.build_dir / CACHE_FILE
-    data = pickle.load(io.BytesIO(path.read_bytes()))
-    for key in data["entries"]:
-        data["entries"][key] = ("wrong",)
-    path.write_bytes(pickle.dumps(data))
+    wrong = 0
+    for path in shards(settings):
+        data = pickle.load(io.BytesIO(path.read_bytes()))
+        for key in data["entries"]:
+            data["entries"][key] = ("wrong",)
+            wrong += 1
+        path.write_bytes(pickle.dumps(data))
     cache = ContentCache.for_settings(settings)
     assert load_library(settings, cache=cache) == load_library(settings)
-    assert cache.reads == len(data["entries"])
+    assert cache.reads == wrong
 
 
 def test_editing_one_paper_changes_exactly_its_pages_and_the_feeds(digest: Path) -> None:
@@ -219,6 +252,62 @@ def test_editing_one_paper_changes_exactly_its_pages_and_the_feeds(digest: Path)
     assert cli_build(digest) == []
 
 
+def test_a_build_that_changes_nothing_leaves_the_manifest_alone(digest: Path) -> None:
+    cli_build(digest)
+    manifest = digest / "site" / MANIFEST
+    before = (manifest.read_bytes(), manifest.stat().st_ino, manifest.stat().st_mtime_ns)
+    assert cli_build(digest) == []
+    assert (manifest.read_bytes(), manifest.stat().st_ino, manifest.stat().st_mtime_ns) == before
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    assert f"papers/{PAPER}/index.html" in cli_build(digest)
+    recorded = json.loads(manifest.read_text(encoding="utf-8"))["files"][f"papers/{PAPER}/index.html"]
+    page = (digest / "site" / f"papers/{PAPER}/index.html").read_bytes()
+    assert recorded["sha256"] == hashlib.sha256(page).hexdigest() and recorded["size"] == len(page)
+
+
+def test_an_edited_template_is_compiled_again(tmp_path: Path) -> None:
+    """Compiled templates are kept between builds, and never used once their source changed."""
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    digest = make_newsletter(tmp_path / "news")
+    edit(digest / "newsletter.toml", (REPO / "templates").as_posix(), templates.as_posix())
+    age(digest)
+    cli_build(digest)
+    assert any((load_settings(digest).build_dir / COMPILED_TEMPLATES).iterdir())
+    paper_template = templates / "site" / "paper.html.j2"
+    paper_template.write_text(
+        paper_template.read_text(encoding="utf-8").replace(
+            "{% block main %}", "{% block main %}<p>Edited.</p>"
+        ),
+        encoding="utf-8",
+    )
+    written = cli_build(digest)
+    assert f"papers/{PAPER}/index.html" in written
+    assert "<p>Edited.</p>" in (digest / "site" / f"papers/{PAPER}/index.html").read_text(encoding="utf-8")
+
+
+def test_a_tag_that_takes_another_tags_folder_moves_every_link_to_it(digest: Path) -> None:
+    """'#tokenization' has the folder name of 'tokenization' (tag_segment), sorts first and takes it."""
+    age(digest)
+    cli_build(digest)
+    assert 'href="../../tags/tokenization/"' in (digest / "site" / f"papers/{PAPER}/index.html").read_text()
+    (digest / "papers" / "new-tokenizer.md").write_text(
+        '---\nid: new-tokenizer\ntitle: "A new tokenizer"\ntags: ["#tokenization"]\n---\nAn abstract.\n',
+        encoding="utf-8",
+    )
+    (digest / "issues" / "2024-02-07-later.md").write_text(
+        '---\ntitle: "Later"\nsubject: "Test Digest later"\ndate: 2024-02-07\nnumber: 9\n'
+        "status: published\ninclude: [new-tokenizer]\n---\nLater.\n",
+        encoding="utf-8",
+    )
+    written = cli_build(digest)
+    page = (digest / "site" / f"papers/{PAPER}/index.html").read_text()
+    moved = re.search(r'href="\.\./\.\./(tags/tokenization-[0-9a-f]+/)"', page)
+    assert moved and f"papers/{PAPER}/index.html" in written
+    assert (digest / "site" / moved.group(1) / "index.html").is_file()
+    assert "A new tokenizer" in (digest / "site" / "tags" / "tokenization" / "index.html").read_text()
+
+
 def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Path) -> None:
     """Through the cache, after an edit and its undoing: the same bytes as a build from nothing."""
     cli_build(digest)
@@ -230,8 +319,17 @@ def test_rebuilds_are_byte_identical_to_a_fresh_build(digest: Path, tmp_path: Pa
     paper.write_text(original, encoding="utf-8")
     edit(digest / "issues" / f"{FIRST}.md", "Welcome back to the", "Welcome to the")
     cli_build(digest)
-    build_site(load_library(load_settings(digest)), tmp_path / "fresh")
-    assert site_files(digest / "site") == site_files(tmp_path / "fresh")
+    incremental = site_files(digest / "site")
+    # a build from nothing: no site, no content cache (the manifest too is the same)
+    shutil.rmtree(load_settings(digest).build_dir / "cache")
+    cli_build(digest, "--out", str(tmp_path / "fresh"))
+    assert site_files(tmp_path / "fresh") == incremental
+    # and without the content cache at all: the same pages (the manifest keys papers by
+    # fingerprints of their fields instead of the cache's digests of their files)
+    build_site(load_library(load_settings(digest)), tmp_path / "uncached")
+    uncached = site_files(tmp_path / "uncached")
+    assert uncached.pop(MANIFEST) != incremental.pop(MANIFEST)
+    assert uncached == incremental
 
 
 # -- paged feeds ------------------------------------------------------------------------------

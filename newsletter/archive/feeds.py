@@ -24,10 +24,6 @@ import datetime as dt
 import json
 from typing import Any
 
-from feedgen.ext.base import BaseExtension
-from feedgen.feed import FeedGenerator
-from lxml import etree
-
 from newsletter.archive.pages import Page, SitePages
 from newsletter.content.library import Issue
 
@@ -37,13 +33,22 @@ ARCHIVE_PAGE = "feeds/archive/{number}.{ext}"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005's fh: namespace
 
 
-class _ArchiveMarker(BaseExtension):
-    """Marks an Atom document as an archived feed page: `<fh:archive/>` (RFC 5005, section 4)."""
+class _ArchiveMarker:
+    """Marks an Atom document as an archived feed page: `<fh:archive/>` (RFC 5005, section 4).
+
+    A feedgen extension: the three methods of feedgen's BaseExtension, without importing
+    feedgen (and lxml) before a feed is rendered, which a one-page rebuild may not do.
+    """
 
     def extend_ns(self) -> dict[str, str]:
         return {"fh": HISTORY_NS}
 
+    def extend_rss(self, feed: Any) -> Any:
+        return feed
+
     def extend_atom(self, feed: Any) -> Any:
+        from lxml import etree  # feedgen's own XML library, loaded with it
+
         feed.insert(0, etree.Element(f"{{{HISTORY_NS}}}archive"))
         return feed
 
@@ -133,6 +138,8 @@ class _FeedWriter:
         return dt.datetime.combine(newest, dt.time(), tzinfo=dt.UTC)
 
     def atom(self, number: int, issues: list[Issue], pages: int) -> bytes:
+        from feedgen.feed import FeedGenerator  # with lxml and dateutil: only when a feed is rendered
+
         s = self.settings
         fg = FeedGenerator()
         home = s.url(self.prefix)

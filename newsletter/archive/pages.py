@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
-from xml.sax.saxutils import escape as xml_escape
 
 from markupsafe import Markup
 
@@ -103,6 +102,11 @@ class Memo:
         return value
 
 
+def xml_escape(text: str) -> str:
+    """`&`, `<` and `>` as XML entities (xml.sax.saxutils.escape, which imports urllib.request)."""
+    return html_module.escape(text, quote=False)
+
+
 def tag_segment(tag: str) -> str:
     """The folder name of a tag's page: letters, digits, '.', '_' and '-' only."""
     segment = re.sub(r"[^\w.-]+", "-", tag, flags=re.UNICODE).strip("-.")
@@ -164,9 +168,14 @@ class SitePages:
         self.tag_paths = self._tag_paths(self.tags)
         self.css_source = self._read_template_file(CSS_SOURCE)
         self.css_path = CSS_OUTPUT.format(hash=hashlib.sha256(self.css_source).hexdigest()[:8])
-        self.paper_fp = {pid: fingerprint(p) for pid, p in self.papers.items()}
+        # a paper's digest from the content cache when there is one: hashing the repr of
+        # 20,000 papers would cost more than the rest of a one-issue rebuild
+        digests = library.digests
+        self.paper_fp = {pid: digests.get(pid) or fingerprint(p) for pid, p in self.papers.items()}
         self.issue_fp = {i.slug: fingerprint(i) for i in self.issues}
-        self.chrome = self._chrome_key()
+        self._listed: dict[str, str] = {}
+        # every page may link to a tag: one whose folder another tag took moves all links
+        self.chrome = fingerprint(self._chrome_key(), self._moved_tags())
         self._full: dict[str, str] = {}
 
     # -- inputs
@@ -186,6 +195,12 @@ class SitePages:
             taken.add(segment.casefold())
             paths[tag] = f"tags/{segment}/"
         return paths
+
+    def _moved_tags(self) -> list[tuple[str, str]]:
+        """The tags whose folder is not their own segment (it clashed): they depend on the other tags."""
+        return [
+            (tag, path) for tag, path in sorted(self.tag_paths.items()) if path != f"tags/{tag_segment(tag)}/"
+        ]
 
     def _read_template_file(self, name: str) -> bytes:
         path = self.settings.templates_dir / name
@@ -311,14 +326,14 @@ class SitePages:
             for version in self.languages.versions[issue.slug]:
                 pages.append(self.issue_version_page(version, n))
         for pid, paper in self.papers.items():
-            key = self.key("paper", self.paper_fp[pid], self._featured_summary(pid))
+            key = self.key("paper", self.listed(pid))
             pages.append(Page(f"papers/{pid}/index.html", key, lambda paper=paper: self.paper_page(paper)))
         for tag, papers in self.tags.items():
             key = self.key(
                 "tag",
                 tag,
                 self.tag_paths[tag],
-                [(self.paper_fp[p.id], self._featured_summary(p.id)) for p in papers],
+                [self.listed(p.id) for p in papers],
             )
             pages.append(Page(self.tag_paths[tag] + "index.html", key, lambda tag=tag: self.tag_page(tag)))
         return pages
@@ -326,6 +341,13 @@ class SitePages:
     def key(self, *parts: object) -> str:
         """The key of a page made from `parts` and what every page depends on."""
         return fingerprint(self.chrome, *parts)
+
+    def listed(self, pid: str) -> str:
+        """A fingerprint of a paper and the issues featuring it: what its page and its tags' pages show of it."""
+        found = self._listed.get(pid)
+        if found is None:
+            found = self._listed[pid] = fingerprint(self.paper_fp[pid], self._featured_summary(pid))
+        return found
 
     def keep_memo(self) -> None:
         """Keep what skipped pages would have asked the memo for, so the next build finds it."""

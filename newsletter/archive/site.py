@@ -10,8 +10,10 @@ are `newsletter.archive.pages` and `newsletter.archive.feeds`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = ["MANIFEST", "ArchiveError", "BuildReport", "build_site"]
 
 MANIFEST = ".newsletter-manifest.json"
 MANIFEST_VERSION = 2  # 2: feed entries are no longer kept in the manifest
+COMPILED_TEMPLATES = "cache/templates"  # under paths.build
 
 
 @dataclass
@@ -60,9 +63,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     replace_file(path, data, mode=0o644)  # mkstemp makes 0600; the site is for a web server to read
 
 
-def _on_disk(path: Path, record: dict[str, Any]) -> bool:
+def _on_disk(path: str, record: dict[str, Any]) -> bool:
     try:
-        return path.stat().st_size == record.get("size")
+        return os.stat(path).st_size == record.get("size")
     except OSError:
         return False
 
@@ -72,39 +75,72 @@ def build_site(library: Library, out: Path | str | None = None) -> BuildReport:
     out = Path(out) if out is not None else library.settings.site_dir
     manifest = _open_manifest(out)
     files = manifest.get("files")
-    # The manifest says what an earlier build may remove: only plain relative paths inside
-    # the folder, whatever a hand-edited or hostile manifest claims.
-    old_files: dict[str, dict[str, Any]] = {
-        path: record
-        for path, record in (files.items() if isinstance(files, dict) else ())
-        if _safe_site_path(path) and isinstance(record, dict)
-    }
+    old_files: dict[str, Any] = files if isinstance(files, dict) else {}
     stored_memo = manifest.get("memo")
     memo = Memo(
         {k: v for k, v in stored_memo.items() if isinstance(v, str)} if isinstance(stored_memo, dict) else {}
     )
     site = SitePages(library, memo)
+    site.env.bytecode_cache = _compiled_templates(library.settings.build_dir / COMPILED_TEMPLATES)
     report = BuildReport(out=out)
     new_files: dict[str, dict[str, Any]] = {}
+    folder = str(out)  # plain strings: at 20,000 pages, Path objects cost more than the checks
     try:
         for page in feed_pages(site) + site.pages():
-            new_files[page.path] = _write_page(page, out, old_files.get(page.path), report)
+            new_files[page.path] = _write_page(page, folder, old_files.get(page.path), report)
     except BaseException:
         # A template error or Ctrl-C halfway: record what is on disk now (the files written
         # so far and the earlier build's), so the next build knows the folder and its files
         # as its own instead of refusing a "non-empty folder it did not build".
         if report.written:
-            _write_manifest(out, {**old_files, **new_files}, {**memo.stored, **memo.kept()})
+            _write_manifest(out, {**_own(old_files), **new_files}, {**memo.stored, **memo.kept()})
         raise
     site.keep_memo()
-    for path in sorted(set(old_files) - set(new_files)):
+    # The manifest says what an earlier build may remove: only plain relative paths inside
+    # the folder, whatever a hand-edited or hostile manifest claims.
+    for path in sorted(_own({p: r for p, r in old_files.items() if p not in new_files})):
         target = out / path
         if target.is_file():
             target.unlink()
             report.removed.append(path)
         _remove_empty_parents(target.parent, out)
-    _write_manifest(out, new_files, memo.kept())
+    kept = memo.kept()
+    unchanged = (
+        manifest.get("version") == MANIFEST_VERSION
+        and old_files.keys() == new_files.keys()
+        and all(new_files[path] is record for path, record in old_files.items())
+        and kept == stored_memo
+    )
+    if not unchanged:  # nothing written, removed or re-keyed: the manifest stays as it was
+        _write_manifest(out, new_files, kept)
     return report
+
+
+def _own(files: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The entries of a manifest's file list that can be this build's: safe paths, records that are mappings."""
+    return {
+        path: record for path, record in files.items() if _safe_site_path(path) and isinstance(record, dict)
+    }
+
+
+def _compiled_templates(folder: Path) -> Any:
+    """Jinja's compiled templates, kept between builds (a one-page rebuild compiles none).
+
+    Jinja checks each against its template's source and Python version before using it.
+    Best effort: in a read-only checkout templates are compiled each time, as without it.
+    """
+    from jinja2 import FileSystemBytecodeCache
+
+    class CompiledTemplates(FileSystemBytecodeCache):
+        def dump_bytecode(self, bucket: Any) -> None:
+            with contextlib.suppress(OSError):
+                super().dump_bytecode(bucket)
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return CompiledTemplates(str(folder))
 
 
 def _open_manifest(out: Path) -> dict[str, Any]:
@@ -127,9 +163,14 @@ def _open_manifest(out: Path) -> dict[str, Any]:
     return {"version": MANIFEST_VERSION, "files": {}, "memo": {}}
 
 
-def _write_page(page: Page, out: Path, before: dict[str, Any] | None, report: BuildReport) -> dict[str, Any]:
-    """Render and write one page unless its key or its bytes say it is unchanged; its manifest record."""
-    target = out / page.path
+def _write_page(page: Page, out: str, before: Any, report: BuildReport) -> dict[str, Any]:
+    """Render and write one page unless its key or its bytes say it is unchanged; its manifest record.
+
+    An unchanged page gives back the very record it had (`build_site` checks by identity).
+    """
+    target = os.path.join(out, page.path)
+    if not isinstance(before, dict):
+        before = None
     if page.key is not None and before and before.get("key") == page.key and _on_disk(target, before):
         report.unchanged += 1
         return before
@@ -139,8 +180,8 @@ def _write_page(page: Page, out: Path, before: dict[str, Any] | None, report: Bu
     record = {"sha256": sha, "size": len(data), "key": page.key}
     if before and before.get("sha256") == sha and _on_disk(target, before):
         report.unchanged += 1
-        return record
-    _write_atomic(target, data)
+        return before if before == record else record
+    _write_atomic(Path(target), data)
     report.written.append(page.path)
     return record
 

@@ -128,6 +128,7 @@ def _compiled(path: Path, mtime_ns: int) -> bytes:
     return out.getvalue()
 
 
+@lru_cache(maxsize=64)
 def babel_locale(language: str):
     """The Babel locale for a BCP 47 tag: the tag, else its base language, else English."""
     from babel import Locale, UnknownLocaleError
@@ -188,9 +189,19 @@ class Chrome:
         return format_decimal(value, locale=self.locale)
 
     def date(self, value: dt.date) -> str:
-        from babel.dates import format_date
+        return cldr_date(value, self.catalogue.gettext(CHROME["date_pattern"]), self.language)
 
-        return format_date(value, format=self.catalogue.gettext(CHROME["date_pattern"]), locale=self.locale)
+
+@lru_cache(maxsize=16384)
+def cldr_date(value: dt.date, pattern: str, language: str) -> str:
+    """`value` in `pattern` with the CLDR names of `language` (Babel).
+
+    Remembered: an archive of thousands of issues shows the same dates on many pages,
+    and Babel takes longer to format one than Jinja takes to render the line around it.
+    """
+    from babel.dates import format_date
+
+    return format_date(value, format=pattern, locale=babel_locale(language))
 
 
 def chrome(templates_dir: Path, language: str) -> Chrome:

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.errors import RenderError
-from newsletter.mail.locale import babel_locale, chrome, translations
+from newsletter.mail.locale import chrome, cldr_date, translations
 from newsletter.mail.markers import (
     GREETING,
     PREFERENCES_URL,
@@ -179,10 +179,7 @@ def load_strings(settings: Settings, language: str) -> dict[str, Any]:
 
 def format_date(date, strings: dict[str, Any]) -> str:
     """`date` in the language of `strings` (its CLDR month names, its catalogue's date pattern)."""
-    from babel.dates import format_date as babel_format_date
-
-    language = strings.get("_language", "en")
-    return babel_format_date(date, format=strings["date_pattern"], locale=babel_locale(language))
+    return cldr_date(date, strings["date_pattern"], strings.get("_language", "en"))
 
 
 # ---------------------------------------------------------------------------
