@@ -10,9 +10,12 @@ KeyboardInterrupt for an editor who does not want to wait.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
+
+REDELIVERY_DELAY = 0.01  # seconds
 
 
 class GracefulStop:
@@ -29,6 +32,7 @@ class GracefulStop:
         self.event = event if event is not None else threading.Event()
         self.on_first = on_first
         self._previous: Callable | int | None = None
+        self._previous_hook: Callable | None = None
         self._installed = False
 
     def is_set(self) -> bool:
@@ -43,9 +47,22 @@ class GracefulStop:
         if self.on_first is not None:
             self.on_first()
 
+    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # The second Ctrl-C landed in code whose exceptions Python ignores (a weakref
+            # callback, a __del__, run by the garbage collector): deliver it again, so that
+            # it interrupts the command rather than printing "Exception ignored". Sent a
+            # moment later from another thread: sent from here, its handler would run at
+            # once, still inside this hook, and be ignored again.
+            main = threading.main_thread().ident
+            threading.Timer(REDELIVERY_DELAY, signal.pthread_kill, (main, signal.SIGINT)).start()
+            return
+        (self._previous_hook or sys.__unraisablehook__)(unraisable)
+
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
             self._installed = True
         return self
 
@@ -54,4 +71,5 @@ class GracefulStop:
     ) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._previous_hook
             self._installed = False

@@ -756,3 +756,36 @@ def test_graceful_stop_first_ctrl_c_sets_the_flag_second_interrupts_then_handler
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)  # the second signal interrupts this
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_graceful_stop_a_second_ctrl_c_that_lands_in_a_finaliser_still_interrupts() -> None:
+    """Python ignores exceptions raised in __del__ and weakref callbacks (the garbage collector
+    runs them anywhere): a second Ctrl-C handled there must not be lost as "Exception ignored".
+    In a process of its own, as a command runs: the test runner has signal machinery of its own."""
+    import subprocess
+    import sys
+
+    script = """
+import gc, os, signal, sys, time
+from newsletter.interrupts import GracefulStop
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)  # handled here, inside the finaliser
+        for _ in range(1000):
+            pass
+
+hook = sys.unraisablehook
+try:
+    with GracefulStop() as stop:
+        stop.event.set()  # the first Ctrl-C came already
+        Finalised()
+        gc.collect()
+        time.sleep(10)  # a lost interrupt would leave us here
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted", sys.unraisablehook is hook)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "interrupted True\n", (done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr, done.stderr
