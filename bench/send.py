@@ -69,7 +69,7 @@ from newsletter.delivery.transports.base import SendResult, Transport  # noqa: E
 from newsletter.delivery.transports.ses import SesTransport  # noqa: E402
 from newsletter.mail.message import Recipient  # noqa: E402
 from newsletter.store import Answers, Store, SubscriberRow  # noqa: E402
-from newsletter.tokens import unsubscribe_token  # noqa: E402
+from newsletter.tokens import preferences_token, unsubscribe_token  # noqa: E402
 from tests.support.aws import FAKE_AWS_ENV  # noqa: E402
 
 ISSUE = "2026-03-17-multilingual-llms"
@@ -377,14 +377,15 @@ def _per_reader_step(store: Store, plan, n: int) -> float:
     with store.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE deliveries SET state = 'queued'")
     start = time.process_time()
-    done: list[tuple[int, str | None]] = []
-    while rows := store.claim_batch(ISSUE, THREADS, record_sent=done, language_for=plan.language_for):
+    done = Answers()
+    while rows := store.claim_batch(ISSUE, THREADS, answers=done, language_for=plan.language_for):
         for row in rows:
             template = plan.templates.get(row.sent_language or "") or plan.template_for(row.language)
             token = unsubscribe_token(SECRET, row.subscriber_id)
-            template.personalise(Recipient(row.email, row.name, token))
-        done = [(row.subscriber_id, "id") for row in rows]
-    store.mark_sent_many(ISSUE, done)
+            preferences = preferences_token(SECRET, row.subscriber_id)
+            template.personalise(Recipient(row.email, row.name, token, preferences))
+        done = Answers(sent=[(row.id, "id") for row in rows])
+    store.record(ISSUE, done)
     return (time.process_time() - start) / n
 
 
