@@ -962,10 +962,9 @@ def test_events_poll_cli_with_a_missing_queue_fails_clearly(tmp_path: Path, sqs)
     assert "Traceback" not in result.output
 
 
-def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
-    """`newsletter events poll` in a subprocess: SIGINT ends it with a summary, exit 0."""
+def _start_poller(tmp_path: Path, sqs, wait_seconds: int, *, with_bounce: bool):
+    """`newsletter events poll` in a subprocess on a new queue (holding one permanent bounce, if asked)."""
     import os
-    import signal
     import subprocess
     import sys
 
@@ -974,23 +973,37 @@ def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
     repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
     (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
     database = root / "subscribers" / "subscribers.db"
-    with Store.open(f"sqlite:///{database}") as store:
-        store.add_subscriber("gone@example.org", status="active")
     queue = new_queue(sqs)
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
+    if with_bounce:
+        with Store.open(f"sqlite:///{database}") as store:
+            store.add_subscriber("gone@example.org", status="active")
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
     env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DATABASE_URL"}
     process = subprocess.Popen(
         [sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(root), "events", "poll",
-         "--queue-url", queue, "--wait-seconds", "1", "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
+         "--queue-url", queue, "--wait-seconds", str(wait_seconds), "--endpoint-url", sqs.meta.endpoint_url,
+         "--region", REGION],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    return process, queue, database
+
+
+def _wait_for_the_bounce(process, database: Path) -> None:
+    deadline = time.monotonic() + 20
+    with Store.open(f"sqlite:///{database}") as store:
+        while status(store, "gone@example.org") != "bounced":
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the poller did not process the message"
+            time.sleep(0.1)
+
+
+def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
+    """`newsletter events poll` in a subprocess: SIGINT ends it with a summary, exit 0."""
+    import signal
+
+    process, queue, database = _start_poller(tmp_path, sqs, 1, with_bounce=True)
     try:
-        deadline = time.monotonic() + 20
-        with Store.open(f"sqlite:///{database}") as store:
-            while status(store, "gone@example.org") != "bounced":
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the poller did not process the message"
-                time.sleep(0.1)
+        _wait_for_the_bounce(process, database)
         time.sleep(0.3)  # let it delete the message and go back to waiting
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=15)
@@ -1005,33 +1018,11 @@ def test_ctrl_c_stops_the_poller_cleanly(tmp_path: Path, sqs) -> None:
 
 def test_a_second_ctrl_c_quits_the_poller_at_once_and_still_prints_the_summary(tmp_path: Path, sqs) -> None:
     """Two SIGINTs while `events poll` waits on a long poll: it quits without waiting, with its figures."""
-    import os
     import signal
-    import subprocess
-    import sys
 
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
-    database = root / "subscribers" / "subscribers.db"
-    with Store.open(f"sqlite:///{database}") as store:
-        store.add_subscriber("gone@example.org", status="active")
-    queue = new_queue(sqs)
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(fixture("bounce-permanent-sns.json")))
-    env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DATABASE_URL"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(root), "events", "poll",
-         "--queue-url", queue, "--wait-seconds", "20", "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process, _, database = _start_poller(tmp_path, sqs, 20, with_bounce=True)
     try:
-        deadline = time.monotonic() + 20
-        with Store.open(f"sqlite:///{database}") as store:
-            while status(store, "gone@example.org") != "bounced":
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the poller did not process the message"
-                time.sleep(0.1)
+        _wait_for_the_bounce(process, database)
         time.sleep(0.5)  # back in a 20 s long poll: the first Ctrl-C alone would wait for it
         process.send_signal(signal.SIGINT)
         time.sleep(0.3)
@@ -1048,22 +1039,9 @@ def test_a_second_ctrl_c_quits_the_poller_at_once_and_still_prints_the_summary(t
 
 def test_two_ctrl_c_while_the_poller_starts_still_print_the_summary(tmp_path: Path, sqs) -> None:
     """Starting takes seconds (boto3, the queue's attributes): Ctrl-C twice then is no bare "Aborted!"."""
-    import os
     import signal
-    import subprocess
-    import sys
 
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
-    queue = new_queue(sqs)
-    env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DATABASE_URL"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from newsletter.cli import main; main()", "--root", str(root), "events", "poll",
-         "--queue-url", queue, "--wait-seconds", "20", "--endpoint-url", sqs.meta.endpoint_url, "--region", REGION],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process, _, _ = _start_poller(tmp_path, sqs, 20, with_bounce=False)
     try:
         first = process.stderr.readline()  # "Polling …": Ctrl-C is handled from here on
         process.send_signal(signal.SIGINT)
