@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,16 +169,30 @@ def load_translations(settings: Settings, problems: list[Problem]) -> Translatio
     return Translations(issues=issues, papers=papers)
 
 
-def _read_issue_translation(
-    path: Path, name: tuple[str, str], where: str, problems: list[Problem]
+def _read_translation(
+    path: Path,
+    name: tuple[str, str],
+    where: str,
+    problems: list[Problem],
+    known: tuple[str, ...],
+    words_of: Callable[[FrontMatterFields, str], dict[str, str]],
 ) -> Translation | None:
+    """One translation file: its front matter checked against `known`, its words from `words_of`."""
     split = read_front_matter(path, problems, where)
     if split is None:
         return None
     data, body = split
     before = error_count(problems)
-    _check_fields(where, data, ISSUE_TRANSLATION_FIELDS, problems)
+    _check_fields(where, data, known, problems)
     f = FrontMatterFields(where, data, problems)
+    words = words_of(f, body)
+    translated_from = f.get("translated_from", schema.text)
+    if error_count(problems) > before:
+        return None
+    return Translation(name[0], name[1], path, words, translated_from)
+
+
+def _issue_words(f: FrontMatterFields, body: str) -> dict[str, str]:
     words = {
         key: value
         for key in ("title", "subject", "preheader")
@@ -186,22 +200,10 @@ def _read_issue_translation(
     }
     if intro := clean_body(body):
         words["intro"] = intro
-    translated_from = f.get("translated_from", schema.text)
-    if error_count(problems) > before:
-        return None
-    return Translation(name[0], name[1], path, words, translated_from)
+    return words
 
 
-def _read_paper_translation(
-    path: Path, name: tuple[str, str], where: str, problems: list[Problem]
-) -> Translation | None:
-    split = read_front_matter(path, problems, where)
-    if split is None:
-        return None
-    data, body = split
-    before = error_count(problems)
-    _check_fields(where, data, PAPER_TRANSLATION_FIELDS, problems)
-    f = FrontMatterFields(where, data, problems)
+def _paper_words(f: FrontMatterFields, body: str) -> dict[str, str]:
     words: dict[str, str] = {}
     if (title := f.get("title", schema.text)) is not None:
         words["title"] = title
@@ -210,10 +212,19 @@ def _read_paper_translation(
         words["abstract"] = abstract
     if note:
         words["note"] = note
-    translated_from = f.get("translated_from", schema.text)
-    if error_count(problems) > before:
-        return None
-    return Translation(name[0], name[1], path, words, translated_from)
+    return words
+
+
+def _read_issue_translation(
+    path: Path, name: tuple[str, str], where: str, problems: list[Problem]
+) -> Translation | None:
+    return _read_translation(path, name, where, problems, ISSUE_TRANSLATION_FIELDS, _issue_words)
+
+
+def _read_paper_translation(
+    path: Path, name: tuple[str, str], where: str, problems: list[Problem]
+) -> Translation | None:
+    return _read_translation(path, name, where, problems, PAPER_TRANSLATION_FIELDS, _paper_words)
 
 
 def _check_fields(where: str, data: dict, known: tuple[str, ...], problems: list[Problem]) -> None:
