@@ -7,7 +7,7 @@ import email
 import html
 import itertools
 import re
-from email import policy
+from email import policy, quoprimime
 from email.header import decode_header, make_header
 from html.parser import HTMLParser
 
@@ -16,7 +16,7 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.content.library import load_library
 from newsletter.mail.build import SAMPLE_READER, build_message
-from newsletter.mail.message import MessageTemplate, Recipient, unsubscribe_url
+from newsletter.mail.message import MessageTemplate, Recipient, _qp, unsubscribe_url
 from tests.support.project import GOOD, REPO
 
 SINGLE = (
@@ -343,3 +343,25 @@ def test_example_issue_fits_under_gmail_clipping_with_every_title(example):
         title = " ".join(paper.title.split())
         assert title in flat_text, title
         assert title in visible_html, title
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Hi Ada,",
+        "https://digest.example.org/api/u/dTox.jti-sfFzaBLawaHXYjJacA",
+        " leading space",
+        "trailing space ",
+        "tab\tinside",
+        "a=b",
+        "x" * 76,
+        "x" * 77,
+        "Hallo Zoë,",
+        "",
+    ],
+)
+def test_per_reader_values_are_encoded_as_the_email_package_encodes_them(value: str) -> None:
+    """The quoted-printable shortcut for plain values gives the email package's bytes exactly."""
+    latin = value.encode("utf-8").decode("latin-1")
+    expected = quoprimime.body_encode(latin, maxlinelen=76, eol="\r\n").encode("ascii")
+    assert _qp(value) == expected

@@ -67,13 +67,14 @@ def preferences_url(settings: Settings, token: str) -> str:
     return settings.web(f"p/{token}") or settings.base_url
 
 
-# What quoted-printable leaves as it is: printable ASCII but '=', on a line of at most 76.
-_QP_AS_IS = re.compile(r"[!-<>-~]{0,76}")
+# What quoted-printable leaves as it is: printable ASCII but '=', spaces but not at the end, on
+# a line of at most 76 (a link, or a greeting such as "Hi Ada,": the common cases, per reader)
+_QP_AS_IS = re.compile(r"(?:[ !-<>-~]{0,75}[!-<>-~])?")
 
 
 def _qp(text: str) -> bytes:
     """Quoted-printable (UTF-8, CRLF, lines of at most 76 characters)."""
-    if _QP_AS_IS.fullmatch(text):  # a reader's link: nothing to encode (the common case, per reader)
+    if _QP_AS_IS.fullmatch(text):  # nothing to encode
         return text.encode("ascii")
     latin = text.encode("utf-8").decode("latin-1")
     return email.quoprimime.body_encode(latin, maxlinelen=76, eol=CRLF).encode("ascii")
@@ -137,6 +138,25 @@ class MessageTemplate:
             b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
             + f"Content-Language: {rendered.language}\r\n\r\n".encode("ascii")
         )
+        # The whole message as one flat list: fixed bytes, and slots (index, part, marker) that
+        # each reader's values fill; a reader's message is then a single join.
+        self._pieces: list[bytes] = []
+        self._slots: list[tuple[int, str, str]] = []
+        fixed = False  # whether the last piece is fixed bytes (not a slot)
+        for part, pieces in (
+            ("head", [*head, b"This is a multi-part message in MIME format.\r\n", self._between]),
+            ("text", [self._text_headers, *text, self._between]),
+            ("html", [self._html_headers, *html_, self._end]),
+        ):
+            for piece in pieces:
+                if isinstance(piece, str):
+                    self._slots.append((len(self._pieces), part, piece))
+                    self._pieces.append(b"")
+                elif fixed:
+                    self._pieces[-1] += piece  # fixed bytes next to fixed bytes: one piece
+                else:
+                    self._pieces.append(piece)
+                fixed = not isinstance(piece, str)
 
     @classmethod
     def build(
@@ -217,44 +237,36 @@ class MessageTemplate:
         """The complete message for one reader, as bytes with CRLF line ends."""
         url = unsubscribe_url(self._settings, recipient.token)
         greeting = self._rendered.greeting(recipient.name)
-        header_values = {
-            TO: _to_header(recipient),
-            MESSAGE_ID: self.message_id(recipient),
-            UNSUBSCRIBE_URL: url,
-            TOKEN: recipient.token,
-        }
         preferences = preferences_url(self._settings, recipient.preferences_token)
         preferences_text = _soft_end(_qp(preferences))
-        escaped = html.escape(preferences)  # a token is base64url: usually nothing to escape, one encoding
-        text_values = {
-            UNSUBSCRIBE_URL: _soft_end(_qp(url)),
-            GREETING: _soft_end(_qp(greeting)),
-            PREFERENCES_URL: preferences_text,
+        # a token is base64url and a greeting usually plain: most often nothing to escape, one encoding
+        escaped_url, escaped_greeting, escaped_preferences = (
+            html.escape(url),
+            html.escape(greeting),
+            html.escape(preferences),
+        )
+        url_text = _soft_end(_qp(url))
+        greeting_text = _soft_end(_qp(greeting))
+        values = {
+            "head": {
+                TO: _to_header(recipient).encode("ascii"),
+                MESSAGE_ID: self.message_id(recipient).encode("ascii"),
+                UNSUBSCRIBE_URL: url.encode("ascii"),
+                TOKEN: recipient.token.encode("ascii"),
+            },
+            "text": {UNSUBSCRIBE_URL: url_text, GREETING: greeting_text, PREFERENCES_URL: preferences_text},
+            "html": {
+                UNSUBSCRIBE_URL: url_text if escaped_url == url else _soft_end(_qp(escaped_url)),
+                GREETING: greeting_text if escaped_greeting == greeting else _soft_end(_qp(escaped_greeting)),
+                PREFERENCES_URL: preferences_text
+                if escaped_preferences == preferences
+                else _soft_end(_qp(escaped_preferences)),
+            },
         }
-        html_values = {
-            UNSUBSCRIBE_URL: _soft_end(_qp(html.escape(url))),
-            GREETING: _soft_end(_qp(html.escape(greeting))),
-            PREFERENCES_URL: preferences_text if escaped == preferences else _soft_end(_qp(escaped)),
-        }
-        out = [
-            _fill(self._head, header_values),
-            b"This is a multi-part message in MIME format.\r\n",
-            self._between,
-            self._text_headers,
-            _fill(self._text, text_values),
-            self._between,
-            self._html_headers,
-            _fill(self._html, html_values),
-            self._end,
-        ]
-        return b"".join(out)
-
-
-def _fill(pieces: list[bytes | str], values: dict[str, bytes | str]) -> bytes:
-    return b"".join(
-        p if isinstance(p, bytes) else (v if isinstance(v := values[p], bytes) else v.encode("ascii"))
-        for p in pieces
-    )
+        pieces = self._pieces.copy()
+        for index, part, name in self._slots:
+            pieces[index] = values[part][name]
+        return b"".join(pieces)
 
 
 def _merge_plain(pieces: list[bytes | str]) -> list[bytes | str]:
