@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import sqlite3
 from pathlib import Path
 
@@ -137,3 +139,14 @@ def _downgrade_to_version_2(path: Path) -> None:
         not in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'").fetchone()[0]
     )
     conn.close()
+
+
+@pytest.mark.parametrize("length", [32, 63, 64, 65, 200])
+def test_signatures_are_hmac_sha256_whatever_the_secret_length(length: int) -> None:
+    """Tokens are signed with HMAC-SHA256 truncated to 128 bits, as a verifier elsewhere would compute."""
+    secret = bytes(range(256))[:length]
+    token = tokens.make_token(secret, "u", "42")
+    payload, signature = token.split(".")
+    expected = hmac.digest(secret, b"u:42", "sha256")[:16]
+    assert signature == base64.urlsafe_b64encode(expected).rstrip(b"=").decode("ascii")
+    assert payload == base64.urlsafe_b64encode(b"u:42").rstrip(b"=").decode("ascii")
