@@ -21,6 +21,7 @@ UNDO: dict[str, tuple[str, ...]] = {
     "_migration_send_lease": ("DROP TABLE leases",),
     "_migration_subscriber_tags": ("DROP TABLE subscriber_tags",),
     "_migration_claim_order": ("DROP INDEX ix_deliveries_claim",),
+    "_migration_lighter_claims": ("CREATE INDEX ix_deliveries_issue_state ON deliveries (issue, state)",),
 }
 
 
