@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -461,6 +462,18 @@ def test_claim_send_fail_requeue_cycle(store: Store) -> None:
     assert [x.delivered_at is not None for x in store.ledger(ISSUE)] == [False, False, False, True]
     with pytest.raises(ValueError, match="outcome: expected one of temporary, permanent, got 'soft'"):
         store.mark_failed(ISSUE, b, "soft", "x")
+
+
+def test_a_claimed_row_is_the_row_as_the_ledger_reads_it_back(store: Store) -> None:
+    _people(store, 3)
+    store.create_ledger(ISSUE)
+    sender = store.start_sender(ISSUE)
+    claimed = store.claim_batch(ISSUE, 2, sender=sender, language_for=lambda language: "en")
+    stored = {row.id: row for row in store.ledger(ISSUE)}
+    assert len(claimed) == 2
+    for row in claimed:
+        assert dataclasses.asdict(row) == dataclasses.asdict(stored[row.id])
+        assert (row.state, row.sender, row.sent_language) == ("sending", sender, "en")
 
 
 def test_rows_left_sending_are_uncertain_until_requeued(database_url: str, store: Store) -> None:
