@@ -9,6 +9,7 @@ import itertools
 import re
 from email import policy, quoprimime
 from email.header import decode_header, make_header
+from email.utils import formataddr
 from html.parser import HTMLParser
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.content.library import load_library
 from newsletter.mail.build import SAMPLE_READER, build_message
-from newsletter.mail.message import MessageTemplate, Recipient, _qp, unsubscribe_url
+from newsletter.mail.message import MessageTemplate, Recipient, _qp, _to_header, unsubscribe_url
 from tests.support.project import GOOD, REPO
 
 SINGLE = (
@@ -365,3 +366,27 @@ def test_per_reader_values_are_encoded_as_the_email_package_encodes_them(value: 
     latin = value.encode("utf-8").decode("latin-1")
     expected = quoprimime.body_encode(latin, maxlinelen=76, eol="\r\n").encode("ascii")
     assert _qp(value) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada",
+        "Ada Lovelace",
+        "O'Brien-Smith",
+        "J. R. R.",
+        "Doe, Jane",
+        'Say "hi"',
+        "a\\b",
+        "Zoë",
+        "x" * 45,
+        "x" * 46,
+    ],
+)
+def test_the_to_header_is_what_the_email_package_writes_for_a_short_name(name: str) -> None:
+    recipient = Recipient("reader@example.org", name, "t")
+    expected = formataddr((name, "reader@example.org"), charset="utf-8") if len(name) <= 45 else None
+    if expected is not None:
+        assert _to_header(recipient) == expected
+    else:
+        assert _to_header(recipient).endswith(" <reader@example.org>")

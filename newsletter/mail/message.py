@@ -240,11 +240,7 @@ class MessageTemplate:
         preferences = preferences_url(self._settings, recipient.preferences_token)
         preferences_text = _soft_end(_qp(preferences))
         # a token is base64url and a greeting usually plain: most often nothing to escape, one encoding
-        escaped_url, escaped_greeting, escaped_preferences = (
-            html.escape(url),
-            html.escape(greeting),
-            html.escape(preferences),
-        )
+        escaped_url, escaped_greeting, escaped_preferences = _html(url), _html(greeting), _html(preferences)
         url_text = _soft_end(_qp(url))
         greeting_text = _soft_end(_qp(greeting))
         values = {
@@ -269,6 +265,14 @@ class MessageTemplate:
         return b"".join(pieces)
 
 
+_HTML_SPECIAL = re.compile("[&<>\"']")
+
+
+def _html(text: str) -> str:
+    """`html.escape(text)`, without its five passes when there is nothing to escape (most values)."""
+    return html.escape(text) if _HTML_SPECIAL.search(text) else text
+
+
 def _merge_plain(pieces: list[bytes | str]) -> list[bytes | str]:
     # header pieces carry no soft breaks: remove the ones _segments added
     return [p[: -len(_SOFT_BREAK)] if isinstance(p, bytes) and p.endswith(_SOFT_BREAK) else p for p in pieces]
@@ -288,12 +292,17 @@ def _list_unsubscribe(settings: Settings, markers: Markers) -> str:
 
 
 NAME_LIMIT = 200  # characters of a display name kept in the To header; an unbroken word can't fold
+# A display name that needs neither quotes nor encoding (RFC 5322 atext and spaces), short enough
+# for one line: most readers' names, written as they are
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]{1,45}")
 
 
 def _to_header(recipient: Recipient) -> str:
     if not recipient.name:
         return recipient.email
     name = " ".join(recipient.name.split())[:NAME_LIMIT]  # no CR/LF or runs of spaces in a header
+    if _PLAIN_NAME.fullmatch(name):
+        return f"{name} <{recipient.email}>"  # what formataddr makes of it, at a fifth of the cost
     if len(name.encode("utf-8")) <= 45:
         # quotes specials; a non-ASCII name fits one RFC 2047 word (at most 75 characters)
         return formataddr((name, recipient.email), charset="utf-8")
