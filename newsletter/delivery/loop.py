@@ -42,6 +42,10 @@ MAX_ATTEMPTS = 8  # sends of one message in one run before a temporary failure i
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
 RECORD_DELAY = 0.2  # seconds an answer may wait to be recorded with the next claim
+# Seconds a free thread may wait for the others before the loop claims for it alone: answers
+# that come back together are claimed for together (a transaction per batch, not per answer),
+# and a slow transport loses at most this much of each thread's time.
+CLAIM_HOLD = 0.0003
 HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
@@ -95,8 +99,9 @@ class SendLoop:
         self.progress = progress
         self.tally = Tally()
         self.interrupted = False
-        # claim in small batches (fewer transactions) but keep every thread busy
-        self._low_water = max(1, self.threads // 4)
+        # claim for every thread at once when answers come back together (a transaction per
+        # batch), but never keep a free thread waiting longer than CLAIM_HOLD
+        self._low_water = self.threads
         self._unrecorded = Answers()  # answers to record with the next claim
         self._unrecorded_since = 0.0
 
@@ -133,6 +138,7 @@ class SendLoop:
         in_flight = 0
         claimed = 0
         exhausted = self.max_rows is not None and self.max_rows <= 0
+        hold_until: float | None = None  # when free threads stop waiting for the others
         while True:
             if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
                 self.interrupted = True
@@ -143,7 +149,14 @@ class SendLoop:
             # records the unrecorded ones first, in its own transaction, so they free slots.
             free = self.threads - in_flight
             claimed_now = False
-            if not halted and not exhausted and (free >= self._low_water or not in_flight):
+            ready = free >= self._low_water or not in_flight
+            if not ready and free and not halted and not exhausted:
+                now = time.monotonic()
+                if hold_until is None:
+                    hold_until = now + CLAIM_HOLD
+                ready = now >= hold_until
+            if ready and not halted and not exhausted:
+                hold_until = None
                 want = free if self.max_rows is None else min(free, self.max_rows - claimed)
                 got = self.bucket.take(want) if want > 0 else 0
                 if got:
@@ -183,6 +196,8 @@ class SendLoop:
                 timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
             if self._unrecorded:
                 timeout = min(timeout, RECORD_DELAY)
+            if hold_until is not None:
+                timeout = min(timeout, max(hold_until - time.monotonic(), 0.0))
             if not in_flight:
                 self.halt.wait(timeout)
                 continue
