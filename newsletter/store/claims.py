@@ -159,6 +159,7 @@ class Claims:
         )
         # PostgreSQL: reader language ("" for none) → translation, as `language_for` chose so far
         self._languages: dict[str, str] = {}
+        self._languages_json = "{}"  # the same, as the claim statement takes it
         self._language_for: LanguageFor | None = None
 
     def batch(
@@ -257,17 +258,19 @@ class Claims:
         conn = self.db.dedicated()
         if language_for != self._language_for:
             self._languages, self._language_for = {}, language_for
+            self._languages_json = "{}"
+        # most batches carry only sent answers: the other kinds skip the JSON encoder
         params: dict[str, Any] = {
             "issue": issue,
             "now": stamp,
             "sender": sender,
             "heartbeat": heartbeat and sender is not None,
             "uncertain_outcome": UNCERTAIN,
-            "sent": json.dumps([{"id": i, "mid": mid} for i, mid in answers.sent]),
+            "sent": _json([{"id": i, "mid": mid} for i, mid in answers.sent]),
             "sent_ids": _ids(i for i, _ in answers.sent),
-            "failed": json.dumps([{"id": i, "outcome": o, "error": e} for i, o, e in answers.failed]),
+            "failed": _json([{"id": i, "outcome": o, "error": e} for i, o, e in answers.failed]),
             "failed_ids": _ids(i for i, _, _ in answers.failed),
-            "uncertain": json.dumps([{"id": i, "error": e} for i, e in answers.uncertain]),
+            "uncertain": _json([{"id": i, "error": e} for i, e in answers.uncertain]),
             "uncertain_ids": _ids(i for i, _ in answers.uncertain),
             "requeued_ids": _ids(answers.requeued),
         }
@@ -275,7 +278,7 @@ class Claims:
         first = True
         while first or len(claimed) < n:
             params["n"] = n - len(claimed)
-            params["languages"] = json.dumps(self._languages)
+            params["languages"] = self._languages_json
             with conn.cursor() as cur:
                 cur.execute(_POSTGRES_BATCH, params)
                 rows = cur.fetchall()
@@ -301,6 +304,7 @@ class Claims:
             return
         for row in missing:
             row["sent_language"] = self._languages[row["language"] or ""] = language_for(row["language"])
+        self._languages_json = json.dumps(self._languages)
         rows = json.dumps([{"id": row["id"], "language": row["sent_language"]} for row in missing])
         with conn.cursor() as cur:
             cur.execute(_POSTGRES_LANGUAGE, {"rows": rows, "ids": _ids(row["id"] for row in missing)})
@@ -325,6 +329,10 @@ class Claims:
             "sent_language": sent_language,
         }
         return values
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows) if rows else "[]"
 
 
 def _ids(ids: Iterable[int]) -> str:
