@@ -102,6 +102,7 @@ class SendLoop:
         # claim for every thread at once when answers come back together (a transaction per
         # batch), but never keep a free thread waiting longer than CLAIM_HOLD
         self._low_water = self.threads
+        self._hold_until: float | None = None  # when free threads stop waiting for the others
         self._unrecorded = Answers()  # answers to record with the next claim
         self._unrecorded_since = 0.0
 
@@ -138,7 +139,6 @@ class SendLoop:
         in_flight = 0
         claimed = 0
         exhausted = self.max_rows is not None and self.max_rows <= 0
-        hold_until: float | None = None  # when free threads stop waiting for the others
         while True:
             if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
                 self.interrupted = True
@@ -149,14 +149,7 @@ class SendLoop:
             # records the unrecorded ones first, in its own transaction, so they free slots.
             free = self.threads - in_flight
             claimed_now = False
-            ready = free >= self._low_water or not in_flight
-            if not ready and free and not halted and not exhausted:
-                now = time.monotonic()
-                if hold_until is None:
-                    hold_until = now + CLAIM_HOLD
-                ready = now >= hold_until
-            if ready and not halted and not exhausted:
-                hold_until = None
+            if not halted and not exhausted and self._claim_now(free, in_flight):
                 want = free if self.max_rows is None else min(free, self.max_rows - claimed)
                 got = self.bucket.take(want) if want > 0 else 0
                 if got:
@@ -191,13 +184,7 @@ class SendLoop:
             if time.monotonic() - self._seen > HEARTBEAT:  # slow answers: still at work
                 self.store.sender_seen(self.issue, self.claimer)  # type: ignore[arg-type]
                 self._seen = time.monotonic()
-            timeout = 0.1
-            if not halted and not exhausted and in_flight < self.threads:
-                timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
-            if self._unrecorded:
-                timeout = min(timeout, RECORD_DELAY)
-            if hold_until is not None:
-                timeout = min(timeout, max(hold_until - time.monotonic(), 0.0))
+            timeout = self._timeout(halted or exhausted, in_flight)
             if not in_flight:
                 self.halt.wait(timeout)
                 continue
@@ -212,6 +199,36 @@ class SendLoop:
                     break
             in_flight -= len(done)
             self._record_all(done)
+
+    def _timeout(self, done_claiming: bool, in_flight: int) -> float:
+        """How long the loop may wait for an answer before it has something else to do."""
+        timeout = 0.1
+        if not done_claiming and in_flight < self.threads:
+            timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
+        if self._unrecorded:
+            timeout = min(timeout, RECORD_DELAY)
+        if done_claiming:
+            self._hold_until = None
+        elif self._hold_until is not None:
+            timeout = min(timeout, max(self._hold_until - time.monotonic(), 0.0))
+        return timeout
+
+    def _claim_now(self, free: int, in_flight: int) -> bool:
+        """Whether to claim for the `free` threads now, or let them wait (at most CLAIM_HOLD) for the others."""
+        if not free:
+            return False
+        if free >= self._low_water or not in_flight:
+            self._hold_until = None
+            return True
+        now = time.monotonic()
+        if self._hold_until is None:
+            if self.bucket.wait_time() > 0:  # rate tokens, not threads, are what a claim waits for
+                return True
+            self._hold_until = now + CLAIM_HOLD
+        if now < self._hold_until:
+            return False
+        self._hold_until = None
+        return True
 
     def _send_from(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
         """A sending thread: deliver what the loop hands over until it hands over None."""
