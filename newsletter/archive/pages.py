@@ -17,6 +17,7 @@ other language a translation is in has its own index at `<lang>/`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import html as html_module
 import re
@@ -41,13 +42,13 @@ from newsletter.archive.languages import (
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
-from newsletter.mail import render as mail_render
 from newsletter.mail.locale import chrome
 from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
 
 PAGES_VERSION = 3  # bump when a change here changes pages in a way the code hash would not show
 CSS_SOURCE = "site/site.css"
 CSS_OUTPUT = "assets/site.{hash}.css"
+PACKAGE = Path(__file__).resolve().parent.parent  # the newsletter package, whose code makes the pages
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,22 @@ class Page:
     path: str  # relative to the site folder, '/'-separated
     key: str | None  # fingerprint of the inputs; None: always render (cheap pages)
     render: Callable[[], str | bytes]
+
+
+@functools.cache
+def source_digest(package: Path) -> str:
+    """A hash of every module of the package, computed once per process.
+
+    Pages depend on more code than the archive's own (plural rules and dates in
+    `mail/locale.py`, URLs in `content/issues.py`, markdown in `mail/render.py`, ...):
+    hashing all of it (about 1 MB, a few milliseconds) cannot miss one, whereas a list of
+    the modules that matter would go stale as the code moves.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def fingerprint(*parts: object) -> str:
@@ -177,6 +194,7 @@ class SitePages:
         # every page may link to a tag: one whose folder another tag took moves all links
         self.chrome = fingerprint(self._chrome_key(), self._moved_tags())
         self._full: dict[str, str] = {}
+        self._blocks: dict[tuple, tuple[Paper, str]] = {}
 
     # -- inputs
 
@@ -217,13 +235,10 @@ class SitePages:
         catalogues = sorted((self.settings.templates_dir / "locale").rglob("*.po"))
         strings = b"".join(path.read_bytes() for path in catalogues)
         s = self.settings
-        # the archive's modules and render.py (markdown, excerpts, dates) decide every page's bytes
-        code = b"".join(Path(f).read_bytes() for f in sorted(Path(__file__).parent.glob("*.py")))
-        code += Path(mail_render.__file__).read_bytes()
         return fingerprint(
             PAGES_VERSION,
             __version__,
-            code,
+            source_digest(PACKAGE),
             blobs,
             strings,
             s.name,
@@ -299,7 +314,25 @@ class SitePages:
             ),
             "featured": self.featured,
             "direction": text_direction,
+            "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
         }
+
+    def _paper_block(
+        self, paper: Paper, caller: Callable[[], str], root: str, language: str, shown_in: dict[str, str]
+    ) -> str:
+        """A paper's block (`{% call paper_block(paper) %}`), rendered once per build for each way it looks.
+
+        An issue's page and its papers' pages show a paper's block alike (same depth, same
+        language): 20,000 paper pages reuse what 2,000 issue pages rendered. The block is
+        made of the paper, the page's language (words, dates, `lang`), the paper's language
+        and the way back to the root (tag links); the paper object is the same one for the
+        whole build, a translation's a distinct one.
+        """
+        key = (id(paper), root, language, shown_in.get(paper.id))
+        found = self._blocks.get(key)
+        if found is None:
+            found = self._blocks[key] = (paper, caller())  # the paper is kept: its id stays its own
+        return found[1]
 
     @staticmethod
     def _lang_attributes(language: str, page_language: str) -> Markup:
@@ -354,8 +387,13 @@ class SitePages:
         for version in self.version_at.values():
             self.memo.keep("excerpt", version.issue.intro)
 
-    def _issue_summary(self, issue: Issue) -> tuple:
-        return (self.issue_full(issue), issue.web_path, len(self.papers_of[issue.slug]))
+    def _index_entry(self, issue: Issue) -> tuple:
+        """What an index shows of an issue: an edit to its papers or past its excerpt leaves the index alone."""
+        shown = (
+            self.memo.get("excerpt", issue.intro, lambda: excerpt(issue.intro)[0]) if issue.intro else None
+        )
+        count = len(self.papers_of[issue.slug])
+        return (issue.web_path, issue.subject, issue.language, issue.date, issue.number, count, shown)
 
     def issue_full(self, issue: Issue) -> str:
         """A fingerprint of one version of an issue and its papers (cached: feeds and pages all ask).
@@ -387,7 +425,7 @@ class SitePages:
         for language in [self.settings.language, *self.languages.languages]:
             shown = [self.languages.shown_in(i, language).issue for i in self.issues]
             links = self.languages.index_links(language)
-            key = self.key("index", language, [self._issue_summary(i) for i in shown], links)
+            key = self.key("index", language, [self._index_entry(i) for i in shown], links, self.tag_paths)
             path = self.languages.index_path(language) + "index.html"
             pages.append(Page(path, key, lambda language=language, shown=shown: self.index(language, shown)))
         return pages
