@@ -294,6 +294,20 @@ def test_the_index_is_rendered_again_only_when_what_it_shows_changes(digest: Pat
     assert "Test Digest No. 1" in (digest / "site" / "index.html").read_text(encoding="utf-8")
 
 
+def test_the_sitemap_is_rendered_again_only_when_a_page_comes_goes_or_changes_date(digest: Path) -> None:
+    age(digest)
+    cli_build(digest)
+    before = page_keys(digest)
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    cli_build(digest)
+    assert "sitemap.xml" not in rekeyed(before, page_keys(digest))
+    (slug,) = add_issues(digest, 1)
+    assert "sitemap.xml" in cli_build(digest)
+    assert f"<loc>{BASE}issues/{slug}/</loc><lastmod>{slug[:10]}</lastmod>" in (
+        digest / "site" / "sitemap.xml"
+    ).read_text(encoding="utf-8")
+
+
 def test_page_keys_follow_the_code_of_every_module(
     digest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

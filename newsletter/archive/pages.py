@@ -16,7 +16,6 @@ other language a translation is in has its own index at `<lang>/`.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import html as html_module
@@ -25,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -117,11 +116,6 @@ class Memo:
                 value = compute()
             self.used[key] = value
         return value
-
-
-def xml_escape(text: str) -> str:
-    """`&`, `<` and `>` as XML entities (xml.sax.saxutils.escape, which imports urllib.request)."""
-    return html_module.escape(text, quote=False)
 
 
 def tag_segment(tag: str) -> str:
@@ -351,8 +345,6 @@ class SitePages:
             Page(self.css_path, "css", lambda: self.css_source),
             *self.index_pages(),
             Page("404.html", None, self.not_found),
-            Page("robots.txt", None, self.robots),
-            Page("sitemap.xml", None, self.sitemap),
             Page("tags/index.html", None, self.tag_index),
         ]
         for n, issue in enumerate(self.issues):
@@ -493,64 +485,3 @@ class SitePages:
     def not_found(self) -> str:
         context = self.base_context(depth=None, language=self.settings.language, path="404.html")
         return self.render("404.html.j2", context)
-
-    def robots(self) -> str:
-        """Allow everything and name the sitemap.
-
-        Crawlers only read /robots.txt at the root of a host. Under a sub-path
-        (base_url https://example.org/digest/) this file is published but ignored, so it
-        says so and gives the line to add to the host's own robots.txt.
-        """
-        sitemap = f"Sitemap: {self.settings.url('sitemap.xml')}\n"
-        path = urlsplit(self.settings.base_url).path
-        if path in ("", "/"):
-            return "User-agent: *\nAllow: /\n\n" + sitemap
-        return (
-            f"# This site lives under {path}; crawlers only read /robots.txt at the root of the host,\n"
-            "# so this file is ignored there. Add the Sitemap line below to the host's /robots.txt.\n"
-            + sitemap
-        )
-
-    def sitemap(self) -> str:
-        """Every page, with the other language versions of the indexes and issues as xhtml:link alternates."""
-        languages = self.languages
-        newest = self.issues[-1].date if self.issues else None
-        urls: list[tuple[str, dt.date | None, list[LanguageLink]]] = [
-            (languages.index_path(lang), newest, languages.index_links(lang))
-            for lang in [self.settings.language, *languages.languages]
-        ]
-        for issue in reversed(self.issues):
-            urls += [
-                (v.path, issue.date, languages.issue_links(issue, v.issue.language))
-                for v in languages.versions[issue.slug]
-            ]
-        urls += [(f"papers/{pid}/", self.featured[pid][-1].date, []) for pid in sorted(self.papers)]
-        if self.tags:
-            urls.append(("tags/", newest, []))
-        urls += [
-            (quote(self.tag_paths[t]), self.featured[self.tags[t][0].id][-1].date, [])
-            for t in sorted(self.tags)
-        ]
-        lines = ['<?xml version="1.0" encoding="UTF-8"?>']
-        if languages.has_editions():
-            lines.append(
-                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
-                'xmlns:xhtml="http://www.w3.org/1999/xhtml">'
-            )
-        else:
-            lines.append('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">')
-        for path, date, links in urls:
-            lastmod = f"<lastmod>{date.isoformat()}</lastmod>" if date else ""
-            entry = f"  <url><loc>{xml_escape(self.settings.url(path))}</loc>{lastmod}"
-            alternates = languages.alternates(links)
-            if not alternates:
-                lines.append(entry + "</url>")
-                continue
-            lines.append(entry)
-            lines += [
-                f'    <xhtml:link rel="alternate" hreflang="{xml_escape(lang)}" href="{xml_escape(url)}"/>'
-                for lang, url in alternates
-            ]
-            lines.append("  </url>")
-        lines.append("</urlset>")
-        return "\n".join(lines) + "\n"
