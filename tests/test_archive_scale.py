@@ -292,6 +292,11 @@ def test_the_index_is_rendered_again_only_when_what_it_shows_changes(digest: Pat
     assert "index.html" in cli_build(digest)
     assert "index.html" in rekeyed(before, page_keys(digest))
     assert "Test Digest No. 1" in (digest / "site" / "index.html").read_text(encoding="utf-8")
+    # ...and on the pages of its papers and their tags ("featured in")
+    assert "Test Digest No. 1" in (digest / "site" / f"papers/{PAPER}/index.html").read_text(encoding="utf-8")
+    assert "Test Digest No. 1" in (digest / "site" / "tags/tokenization/index.html").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_the_sitemap_is_rendered_again_only_when_a_page_comes_goes_or_changes_date(digest: Path) -> None:

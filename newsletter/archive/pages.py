@@ -185,6 +185,7 @@ class SitePages:
         self.paper_fp = {pid: digests.get(pid) or fingerprint(p) for pid, p in self.papers.items()}
         self.issue_fp = {i.slug: fingerprint(i) for i in self.issues}
         self._listed: dict[str, str] = {}
+        self._featured_lines: dict[str, str] = {}
         # every page may link to a tag: one whose folder another tag took moves all links
         self.chrome = fingerprint(self._chrome_key(), self._moved_tags())
         self._full: dict[str, str] = {}
@@ -371,7 +372,19 @@ class SitePages:
         """A fingerprint of a paper and the issues featuring it: what its page and its tags' pages show of it."""
         found = self._listed.get(pid)
         if found is None:
-            found = self._listed[pid] = fingerprint(self.paper_fp[pid], self._featured_summary(pid))
+            lines = [self.paper_fp[pid], *(self._featured_line(i) for i in self.featured[pid])]
+            found = self._listed[pid] = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
+        return found
+
+    def _featured_line(self, issue: Issue) -> str:
+        """What a paper's page and its tags' pages show of an issue featuring it, as one line (cached).
+
+        Strings, not a fingerprint of tuples: 20,000 papers ask, and `repr` of dates costs.
+        """
+        found = self._featured_lines.get(issue.slug)
+        if found is None:
+            shown = (issue.slug, issue.web_path, issue.subject, issue.title, issue.number, issue.language)
+            found = self._featured_lines[issue.slug] = repr((*shown, issue.date.isoformat()))
         return found
 
     def keep_memo(self) -> None:
@@ -407,9 +420,6 @@ class SitePages:
     def papers_shown(self, issue: Issue) -> list[Paper]:
         """The papers of one version of an issue, in its words."""
         return self.version_at[issue.web_path].papers
-
-    def _featured_summary(self, pid: str) -> list[tuple]:
-        return [(i.slug, i.title, i.number, i.date) for i in self.featured[pid]]
 
     def index_pages(self) -> list[Page]:
         """The root index (the newsletter's language) and one index per other language."""
