@@ -17,6 +17,7 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
+from newsletter.archive import pages as pages_module
 from newsletter.archive.site import COMPILED_TEMPLATES, MANIFEST, build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
@@ -240,16 +241,97 @@ def test_a_cached_entry_of_the_wrong_shape_is_read_again(digest: Path) -> None:
     assert cache.reads == wrong
 
 
+def page_keys(root: Path) -> dict[str, str]:
+    """Each page's key of its inputs, as the manifest records it."""
+    files = json.loads((root / "site" / MANIFEST).read_text(encoding="utf-8"))["files"]
+    return {path: record["key"] for path, record in files.items()}
+
+
+def rekeyed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The pages whose inputs changed between two builds (the ones the second build rendered)."""
+    return sorted(path for path, key in after.items() if before.get(path) != key)
+
+
 def test_editing_one_paper_changes_exactly_its_pages_and_the_feeds(digest: Path) -> None:
     age(digest)
     assert len(cli_build(digest)) == 17
     assert cli_build(digest) == []
+    before = page_keys(digest)
     edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
     assert cli_build(digest) == sorted(
         [f"issues/{FIRST}/index.html", f"papers/{PAPER}/index.html", "feed.xml", "feed.json"]
     )
     assert "8" in (digest / "site" / f"papers/{PAPER}/index.html").read_text()
+    # rendered again: the pages that show the paper (its tag's lists it, unchanged bytes) and
+    # the feeds; not the index, which lists issues, not papers
+    assert rekeyed(before, page_keys(digest)) == sorted(
+        [
+            f"issues/{FIRST}/index.html",
+            f"papers/{PAPER}/index.html",
+            "tags/tokenization/index.html",
+            "feed.xml",
+            "feed.json",
+        ]
+    )
     assert cli_build(digest) == []
+
+
+def test_the_index_is_rendered_again_only_when_what_it_shows_changes(digest: Path) -> None:
+    tail = " ".join(["More about this week's papers."] * 12)  # past the index's excerpt (300 characters)
+    edit(digest / "issues" / f"{FIRST}.md", "<b>feedback</b>.", f"<b>feedback</b>. {tail}")
+    age(digest)
+    cli_build(digest)
+    before = page_keys(digest)
+    # past the excerpt the index shows of the introduction: the issue's page and feeds only
+    edit(digest / "issues" / f"{FIRST}.md", "More about this week's papers.\n", "More about these papers.\n")
+    assert cli_build(digest) == sorted([f"issues/{FIRST}/index.html", "feed.xml", "feed.json"])
+    assert "index.html" not in rekeyed(before, page_keys(digest))
+    # its subject is on the index (and on the pages of its neighbours)
+    before = page_keys(digest)
+    edit(digest / "issues" / f"{FIRST}.md", "Test Digest #1 —", "Test Digest No. 1 —")
+    assert "index.html" in cli_build(digest)
+    assert "index.html" in rekeyed(before, page_keys(digest))
+    assert "Test Digest No. 1" in (digest / "site" / "index.html").read_text(encoding="utf-8")
+    # ...and on the pages of its papers and their tags ("featured in")
+    assert "Test Digest No. 1" in (digest / "site" / f"papers/{PAPER}/index.html").read_text(encoding="utf-8")
+    assert "Test Digest No. 1" in (digest / "site" / "tags/tokenization/index.html").read_text(
+        encoding="utf-8"
+    )
+
+
+def test_the_sitemap_is_rendered_again_only_when_a_page_comes_goes_or_changes_date(digest: Path) -> None:
+    age(digest)
+    cli_build(digest)
+    before = page_keys(digest)
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    cli_build(digest)
+    assert "sitemap.xml" not in rekeyed(before, page_keys(digest))
+    (slug,) = add_issues(digest, 1)
+    assert "sitemap.xml" in cli_build(digest)
+    assert f"<loc>{BASE}issues/{slug}/</loc><lastmod>{slug[:10]}</lastmod>" in (
+        digest / "site" / "sitemap.xml"
+    ).read_text(encoding="utf-8")
+
+
+def test_page_keys_follow_the_code_of_every_module(
+    digest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change to plural rules (mail/locale.py) or URLs (content/issues.py) renders the pages again."""
+    package = tmp_path / "newsletter"
+    shutil.copytree(pages_module.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    cli_build(digest)
+    before = page_keys(digest)
+    for module in ("mail/locale.py", "content/issues.py"):
+        original = pages_module.source_digest(package)
+        with (package / module).open("a", encoding="utf-8") as handle:
+            handle.write("\n# a change\n")
+        assert pages_module.source_digest.__wrapped__(package) != original, module
+        pages_module.source_digest.cache_clear()
+    monkeypatch.setattr(pages_module, "PACKAGE", package)
+    assert cli_build(digest) == []  # the same bytes: rendered again, written never
+    after = page_keys(digest)
+    assert after.keys() == before.keys()
+    assert all(after[path] != key for path, key in before.items() if key not in (None, "css"))
 
 
 def test_a_build_that_changes_nothing_leaves_the_manifest_alone(digest: Path) -> None:

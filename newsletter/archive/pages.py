@@ -16,7 +16,7 @@ other language a translation is in has its own index at `<lang>/`.
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import hashlib
 import html as html_module
 import re
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -41,13 +41,13 @@ from newsletter.archive.languages import (
 from newsletter.config import Settings, text_direction
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
-from newsletter.mail import render as mail_render
 from newsletter.mail.locale import chrome
 from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
 
 PAGES_VERSION = 3  # bump when a change here changes pages in a way the code hash would not show
 CSS_SOURCE = "site/site.css"
 CSS_OUTPUT = "assets/site.{hash}.css"
+PACKAGE = Path(__file__).resolve().parent.parent  # the newsletter package, whose code makes the pages
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,22 @@ class Page:
     path: str  # relative to the site folder, '/'-separated
     key: str | None  # fingerprint of the inputs; None: always render (cheap pages)
     render: Callable[[], str | bytes]
+
+
+@functools.cache
+def source_digest(package: Path) -> str:
+    """A hash of every module of the package, computed once per process.
+
+    Pages depend on more code than the archive's own (plural rules and dates in
+    `mail/locale.py`, URLs in `content/issues.py`, markdown in `mail/render.py`, ...):
+    hashing all of it (about 1 MB, a few milliseconds) cannot miss one, whereas a list of
+    the modules that matter would go stale as the code moves.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def fingerprint(*parts: object) -> str:
@@ -100,11 +116,6 @@ class Memo:
                 value = compute()
             self.used[key] = value
         return value
-
-
-def xml_escape(text: str) -> str:
-    """`&`, `<` and `>` as XML entities (xml.sax.saxutils.escape, which imports urllib.request)."""
-    return html_module.escape(text, quote=False)
 
 
 def tag_segment(tag: str) -> str:
@@ -174,9 +185,11 @@ class SitePages:
         self.paper_fp = {pid: digests.get(pid) or fingerprint(p) for pid, p in self.papers.items()}
         self.issue_fp = {i.slug: fingerprint(i) for i in self.issues}
         self._listed: dict[str, str] = {}
+        self._featured_lines: dict[str, str] = {}
         # every page may link to a tag: one whose folder another tag took moves all links
         self.chrome = fingerprint(self._chrome_key(), self._moved_tags())
         self._full: dict[str, str] = {}
+        self._blocks: dict[tuple, tuple[Paper, str]] = {}
 
     # -- inputs
 
@@ -217,13 +230,10 @@ class SitePages:
         catalogues = sorted((self.settings.templates_dir / "locale").rglob("*.po"))
         strings = b"".join(path.read_bytes() for path in catalogues)
         s = self.settings
-        # the archive's modules and render.py (markdown, excerpts, dates) decide every page's bytes
-        code = b"".join(Path(f).read_bytes() for f in sorted(Path(__file__).parent.glob("*.py")))
-        code += Path(mail_render.__file__).read_bytes()
         return fingerprint(
             PAGES_VERSION,
             __version__,
-            code,
+            source_digest(PACKAGE),
             blobs,
             strings,
             s.name,
@@ -299,7 +309,25 @@ class SitePages:
             ),
             "featured": self.featured,
             "direction": text_direction,
+            "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
         }
+
+    def _paper_block(
+        self, paper: Paper, caller: Callable[[], str], root: str, language: str, shown_in: dict[str, str]
+    ) -> str:
+        """A paper's block (`{% call paper_block(paper) %}`), rendered once per build for each way it looks.
+
+        An issue's page and its papers' pages show a paper's block alike (same depth, same
+        language): 20,000 paper pages reuse what 2,000 issue pages rendered. The block is
+        made of the paper, the page's language (words, dates, `lang`), the paper's language
+        and the way back to the root (tag links); the paper object is the same one for the
+        whole build, a translation's a distinct one.
+        """
+        key = (id(paper), root, language, shown_in.get(paper.id))
+        found = self._blocks.get(key)
+        if found is None:
+            found = self._blocks[key] = (paper, caller())  # the paper is kept: its id stays its own
+        return found[1]
 
     @staticmethod
     def _lang_attributes(language: str, page_language: str) -> Markup:
@@ -318,8 +346,6 @@ class SitePages:
             Page(self.css_path, "css", lambda: self.css_source),
             *self.index_pages(),
             Page("404.html", None, self.not_found),
-            Page("robots.txt", None, self.robots),
-            Page("sitemap.xml", None, self.sitemap),
             Page("tags/index.html", None, self.tag_index),
         ]
         for n, issue in enumerate(self.issues):
@@ -346,7 +372,19 @@ class SitePages:
         """A fingerprint of a paper and the issues featuring it: what its page and its tags' pages show of it."""
         found = self._listed.get(pid)
         if found is None:
-            found = self._listed[pid] = fingerprint(self.paper_fp[pid], self._featured_summary(pid))
+            lines = [self.paper_fp[pid], *(self._featured_line(i) for i in self.featured[pid])]
+            found = self._listed[pid] = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
+        return found
+
+    def _featured_line(self, issue: Issue) -> str:
+        """What a paper's page and its tags' pages show of an issue featuring it, as one line (cached).
+
+        Strings, not a fingerprint of tuples: 20,000 papers ask, and `repr` of dates costs.
+        """
+        found = self._featured_lines.get(issue.slug)
+        if found is None:
+            shown = (issue.slug, issue.web_path, issue.subject, issue.title, issue.number, issue.language)
+            found = self._featured_lines[issue.slug] = repr((*shown, issue.date.isoformat()))
         return found
 
     def keep_memo(self) -> None:
@@ -354,8 +392,13 @@ class SitePages:
         for version in self.version_at.values():
             self.memo.keep("excerpt", version.issue.intro)
 
-    def _issue_summary(self, issue: Issue) -> tuple:
-        return (self.issue_full(issue), issue.web_path, len(self.papers_of[issue.slug]))
+    def _index_entry(self, issue: Issue) -> tuple:
+        """What an index shows of an issue: an edit to its papers or past its excerpt leaves the index alone."""
+        shown = (
+            self.memo.get("excerpt", issue.intro, lambda: excerpt(issue.intro)[0]) if issue.intro else None
+        )
+        count = len(self.papers_of[issue.slug])
+        return (issue.web_path, issue.subject, issue.language, issue.date, issue.number, count, shown)
 
     def issue_full(self, issue: Issue) -> str:
         """A fingerprint of one version of an issue and its papers (cached: feeds and pages all ask).
@@ -378,16 +421,13 @@ class SitePages:
         """The papers of one version of an issue, in its words."""
         return self.version_at[issue.web_path].papers
 
-    def _featured_summary(self, pid: str) -> list[tuple]:
-        return [(i.slug, i.title, i.number, i.date) for i in self.featured[pid]]
-
     def index_pages(self) -> list[Page]:
         """The root index (the newsletter's language) and one index per other language."""
         pages = []
         for language in [self.settings.language, *self.languages.languages]:
             shown = [self.languages.shown_in(i, language).issue for i in self.issues]
             links = self.languages.index_links(language)
-            key = self.key("index", language, [self._issue_summary(i) for i in shown], links)
+            key = self.key("index", language, [self._index_entry(i) for i in shown], links, self.tag_paths)
             path = self.languages.index_path(language) + "index.html"
             pages.append(Page(path, key, lambda language=language, shown=shown: self.index(language, shown)))
         return pages
@@ -455,64 +495,3 @@ class SitePages:
     def not_found(self) -> str:
         context = self.base_context(depth=None, language=self.settings.language, path="404.html")
         return self.render("404.html.j2", context)
-
-    def robots(self) -> str:
-        """Allow everything and name the sitemap.
-
-        Crawlers only read /robots.txt at the root of a host. Under a sub-path
-        (base_url https://example.org/digest/) this file is published but ignored, so it
-        says so and gives the line to add to the host's own robots.txt.
-        """
-        sitemap = f"Sitemap: {self.settings.url('sitemap.xml')}\n"
-        path = urlsplit(self.settings.base_url).path
-        if path in ("", "/"):
-            return "User-agent: *\nAllow: /\n\n" + sitemap
-        return (
-            f"# This site lives under {path}; crawlers only read /robots.txt at the root of the host,\n"
-            "# so this file is ignored there. Add the Sitemap line below to the host's /robots.txt.\n"
-            + sitemap
-        )
-
-    def sitemap(self) -> str:
-        """Every page, with the other language versions of the indexes and issues as xhtml:link alternates."""
-        languages = self.languages
-        newest = self.issues[-1].date if self.issues else None
-        urls: list[tuple[str, dt.date | None, list[LanguageLink]]] = [
-            (languages.index_path(lang), newest, languages.index_links(lang))
-            for lang in [self.settings.language, *languages.languages]
-        ]
-        for issue in reversed(self.issues):
-            urls += [
-                (v.path, issue.date, languages.issue_links(issue, v.issue.language))
-                for v in languages.versions[issue.slug]
-            ]
-        urls += [(f"papers/{pid}/", self.featured[pid][-1].date, []) for pid in sorted(self.papers)]
-        if self.tags:
-            urls.append(("tags/", newest, []))
-        urls += [
-            (quote(self.tag_paths[t]), self.featured[self.tags[t][0].id][-1].date, [])
-            for t in sorted(self.tags)
-        ]
-        lines = ['<?xml version="1.0" encoding="UTF-8"?>']
-        if languages.has_editions():
-            lines.append(
-                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
-                'xmlns:xhtml="http://www.w3.org/1999/xhtml">'
-            )
-        else:
-            lines.append('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">')
-        for path, date, links in urls:
-            lastmod = f"<lastmod>{date.isoformat()}</lastmod>" if date else ""
-            entry = f"  <url><loc>{xml_escape(self.settings.url(path))}</loc>{lastmod}"
-            alternates = languages.alternates(links)
-            if not alternates:
-                lines.append(entry + "</url>")
-                continue
-            lines.append(entry)
-            lines += [
-                f'    <xhtml:link rel="alternate" hreflang="{xml_escape(lang)}" href="{xml_escape(url)}"/>'
-                for lang, url in alternates
-            ]
-            lines.append("  </url>")
-        lines.append("</urlset>")
-        return "\n".join(lines) + "\n"

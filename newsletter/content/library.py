@@ -35,26 +35,26 @@ def _relative(path: Path, settings: Settings) -> str:
         return str(path)
 
 
-def _folder_names(directory: Path) -> list[str]:
-    """The names in a content folder, sorted; none when it is missing.
+def _children(directory: Path) -> dict[str, Path]:
+    """The entries of a folder by name; none when it is missing.
 
-    Names, not Paths: at 20,000 papers, globbing and sorting Path objects costs more than
-    finding every one of them in the content cache.
+    `Path.iterdir` makes each child from its parent's parts, without parsing a string:
+    at 20,000 papers, `directory / name` costs more than finding them in the content cache.
     """
     try:
-        return sorted(os.listdir(directory))
+        return {path.name: path for path in directory.iterdir()}
     except OSError:
-        return []
+        return {}
 
 
-def _content_files(directory: Path, names: list[str] | None = None) -> list[Path]:
+def _content_files(directory: Path, children: dict[str, Path] | None = None) -> list[Path]:
     """The `*.md` files of a folder, sorted by name, translations (`<stem>.<lang>.md`) left out."""
-    names = _folder_names(directory) if names is None else names
+    children = _children(directory) if children is None else children
     paths = []
-    for name in names:
+    for name in sorted(children):
         if not name.endswith(".md") or name.startswith("."):
             continue
-        path = directory / name
+        path = children[name]
         # only a name with a dot before .md can be a translation (read by load_translations)
         if "." in name[:-3] and is_translation(path):
             continue
@@ -117,9 +117,9 @@ def load_issues(
     issues = []
     directory = settings.issues_dir
     where = _where(directory, settings)
-    names = _folder_names(directory)
-    records = set(names)  # freeze records are looked up in the listing: one stat less per issue
-    for path in _content_files(directory, names):
+    children = _children(directory)
+    records = children.keys()  # freeze records are looked up in the listing: one stat less per issue
+    for path in _content_files(directory, children):
         issue = _read(
             cache, path, problems, lambda found, path=path: read_issue(path, settings, found, where(path))
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +158,7 @@ def load_translations(settings: Settings, problems: list[Problem]) -> Translatio
         (settings.issues_dir, issues, _read_issue_translation),
         (settings.papers_dir, papers, _read_paper_translation),
     ):
-        for path in sorted(directory.glob("*.*.md")) if directory.is_dir() else ():
+        for path in _named_translations(directory):
             name = split_translation_name(path)
             if name is None:
                 continue
@@ -167,6 +168,23 @@ def load_translations(settings: Settings, problems: list[Problem]) -> Translatio
                 found[(translation.original, translation.language)] = translation
                 _warn_if_stale(translation, where, problems)
     return Translations(issues=issues, papers=papers)
+
+
+def _named_translations(directory: Path) -> list[Path]:
+    """The files of a folder named like a translation (`<stem>.<lang>.md`), sorted.
+
+    From the folder's listing, not a glob: at 20,000 papers, matching every name with
+    fnmatch and making a Path of it costs more than the rest of reading the translations.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [
+        directory / name
+        for name in sorted(names)
+        if name.endswith(".md") and "." in name[:-3] and not name.startswith(".")
+    ]
 
 
 def _read_translation(
