@@ -26,9 +26,8 @@ from newsletter.archive.site import build_site
 from newsletter.config import load_settings
 from newsletter.content.library import Library, load_library
 from newsletter.content.selection import papers_for
-from newsletter.content.translations import original_hash
 from newsletter.mail.render import render_issue
-from tests.support.project import GOOD, REPO, copy_newsletter
+from tests.support.project import GOOD, REPO, copy_newsletter, translate
 
 BASE = "https://example.org/digest/"
 FIRST = "2024-01-10-first"
@@ -46,23 +45,18 @@ def write(path: Path, text: str) -> None:
 def digest(tmp_path: Path) -> Path:
     """The fixture newsletter with issue #1 in German and Arabic, one paper in German, #2 published."""
     root = copy_newsletter(GOOD, tmp_path / "digest")
-    original = root / "issues" / f"{FIRST}.md"
-    write(
-        root / "issues" / f"{FIRST}.de.md",
-        "---\n"
-        'subject: "Erste Ausgabe: Sprachmodelle"\n'
-        'title: "Die erste Ausgabe"\n'
-        f"translated_from: {original_hash(original)}\n"
-        "---\n"
+    translate(
+        root,
+        FIRST,
+        "de",
+        'subject: "Erste Ausgabe: Sprachmodelle"\ntitle: "Die erste Ausgabe"\n',
         "Willkommen! Drei **Artikel** diese Woche.\n",
     )
-    write(
-        root / "issues" / f"{FIRST}.ar.md",
-        "---\n"
-        'subject: "العدد الأول"\n'
-        'title: "العدد الأول من النشرة"\n'
-        f"translated_from: {original_hash(original)}\n"
-        "---\n"
+    translate(
+        root,
+        FIRST,
+        "ar",
+        'subject: "العدد الأول"\ntitle: "العدد الأول من النشرة"\n',
         "أهلًا بكم في العدد الأول.\n",
     )
     write(

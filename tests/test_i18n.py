@@ -25,7 +25,7 @@ from newsletter.mail import locale
 from newsletter.mail.build import build_message
 from newsletter.mail.checks import check_issue
 from newsletter.mail.render import render_issue
-from tests.support.project import GOOD, REPO, TEMPLATES, copy_newsletter, run
+from tests.support.project import GOOD, REPO, TEMPLATES, copy_newsletter, run, translate
 
 ISSUE = "2024-01-10-first"
 
@@ -70,23 +70,18 @@ def write(path: Path, text: str) -> Path:
 @pytest.fixture
 def digest(tmp_path) -> Path:
     root = copy_newsletter(GOOD, tmp_path / "digest")
-    original = root / "issues" / f"{ISSUE}.md"
-    write(
-        root / "issues" / f"{ISSUE}.de.md",
-        "---\n"
-        'subject: "Erste Ausgabe: Sprachmodelle"\n'
-        'title: "Die erste Ausgabe"\n'
-        f"translated_from: {original_hash(original)}\n"
-        "---\n"
+    translate(
+        root,
+        ISSUE,
+        "de",
+        'subject: "Erste Ausgabe: Sprachmodelle"\ntitle: "Die erste Ausgabe"\n',
         "Willkommen! Drei **Artikel** diese Woche.\n",
     )
-    write(
-        root / "issues" / f"{ISSUE}.ar.md",
-        "---\n"
-        'subject: "العدد الأول"\n'
-        'preheader: "ثلاث أوراق هذا الأسبوع"\n'
-        f"translated_from: {original_hash(original)}\n"
-        "---\n"
+    translate(
+        root,
+        ISSUE,
+        "ar",
+        'subject: "العدد الأول"\npreheader: "ثلاث أوراق هذا الأسبوع"\n',
         "أهلًا بكم في العدد الأول.\n",
     )
     write(

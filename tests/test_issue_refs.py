@@ -102,3 +102,52 @@ def test_send_and_status_take_a_prefix_and_a_typo_gets_a_did_you_mean(folder: Pa
     assert typo.exit_code == 1
     assert f"Error: frist: no such issue; did you mean '{ISSUE}'?" in typo.output
     assert "Traceback" not in typo.output
+
+
+def _translate(folder: Path, language: str, front_matter: str) -> Path:
+    path = folder / "issues" / f"{ISSUE}.{language}.md"
+    path.write_text(f"---\ntitle: Erste Ausgabe\n{front_matter}---\n\nWillkommen.\n", encoding="utf-8")
+    return path
+
+
+def test_a_prefix_names_the_issue_not_its_translations_so_its_errors_stay_errors(folder: Path) -> None:
+    _translate(folder, "de", "")
+    issue = folder / "issues" / f"{ISSUE}.md"
+    issue.write_text(
+        issue.read_text(encoding="utf-8").replace("date: ", "date: not-a-date #", 1), encoding="utf-8"
+    )
+    checked = run(folder, "check", "fir", "--no-spam-score")
+    assert checked.exit_code == 1
+    assert f"Error: issues/{ISSUE}.md: date: expected a date YYYY-MM-DD, got 'not-a-date" in checked.output
+    assert "no such issue" not in checked.output
+    assert f"Warning: issues/{ISSUE}.md" not in checked.output
+    assert "Traceback" not in checked.output
+
+
+def test_a_broken_translation_of_the_issue_being_sent_stops_the_send(folder: Path, tmp_path: Path) -> None:
+    with Store.open(load_settings(folder, env={}).database_url) as store:
+        add_people(store, 2)
+    _translate(folder, "de", "translated_from: [1, 2]\n")
+    outbox = tmp_path / "o"
+    sent = run(
+        folder, "send", "fir", "--transport", "file", "--outbox", str(outbox), "--yes", "--no-spam-score"
+    )
+    assert sent.exit_code == 1
+    assert (
+        f"Error: issues/{ISSUE}.de.md: translated_from: expected a non-empty string, got a list ([1, 2])"
+        in sent.output
+    )
+    assert not list(outbox.rglob("*.eml"))
+    # a broken translation of another issue does not block this one
+    (folder / "issues" / f"{ISSUE}.de.md").rename(folder / "issues" / "2024-05-01-other.de.md")
+    (folder / "issues" / "2024-05-01-other.md").write_text(
+        "---\ntitle: Other\ndate: 2024-05-01\nnumber: 9\nstatus: draft\n---\n\nLater.\n", encoding="utf-8"
+    )
+    sent = run(
+        folder, "send", "fir", "--transport", "file", "--outbox", str(outbox), "--yes", "--no-spam-score"
+    )
+    assert sent.exit_code == 0, sent.output
+    assert (
+        "Warning: issues/2024-05-01-other.de.md: translated_from: expected a non-empty string" in sent.output
+    )
+    assert len(list(outbox.rglob("*.eml"))) == 2

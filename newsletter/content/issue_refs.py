@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from newsletter.content.front_matter import closest
+from newsletter.content.translations import is_translation
 from newsletter.errors import ContentError
 
 DATED_STEM = re.compile(r"^\d{4}-\d{2}-\d{2}-(?P<short>.+)$")
@@ -67,5 +68,11 @@ def _closest(name: str, known: list[str]) -> str | None:
 
 
 def issue_stems(issues_dir: Path) -> list[str]:
-    """Every issue file's stem in the folder, sorted (whether or not the file reads cleanly)."""
-    return sorted(p.stem for p in issues_dir.glob("*.md")) if issues_dir.is_dir() else []
+    """Every issue file's stem in the folder, sorted (whether or not the file reads cleanly).
+
+    Translations (`<slug>.<lang>.md`) are not issues: a ref that names an issue by prefix
+    must not also match its translations.
+    """
+    if not issues_dir.is_dir():
+        return []
+    return sorted(p.stem for p in issues_dir.glob("*.md") if not is_translation(p))

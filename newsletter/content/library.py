@@ -230,9 +230,14 @@ def load_library(
             target = resolve_slug(only, issue_stems(settings.issues_dir))
         except ContentError:
             target = Path(only).name.removesuffix(".md")  # Library.issue() reports it
+        issues_folder = Path(_relative(settings.issues_dir, settings))
         for p in issue_problems:
-            stem = Path(p.where.split(":")[0]).name.removesuffix(FREEZE_SUFFIX).removesuffix(".md")
-            mine = stem == target or p.warning
+            file = Path(p.where.split(":")[0])
+            # an issue's own file, its freeze record and its translations (`<slug>.<lang>.md`)
+            # are the issue: a broken one must stop it, not send readers the wrong language;
+            # a paper's translation is content like the paper itself
+            stem = file.name.removesuffix(FREEZE_SUFFIX).removesuffix(".md").split(".")[0]
+            mine = stem == target or p.warning or file.parent != issues_folder
             problems.append(p if mine else Problem(p.where, p.field, p.message, p.hint, warning=True))
     else:
         problems += issue_problems

@@ -54,6 +54,20 @@ def copy_newsletter(source: Path, dest: Path, *, copy_templates: bool = False, e
     return dest
 
 
+def translate(root: Path, slug: str, language: str, fields: str, body: str) -> Path:
+    """Write issue `slug`'s translation into `language`, made from its original as it is now.
+
+    `fields` is the translation's own front matter (YAML lines); `translated_from` is added.
+    """
+    from newsletter.content.translations import original_hash
+
+    issues = root / "issues"
+    path = issues / f"{slug}.{language}.md"
+    translated_from = original_hash(issues / f"{slug}.md")
+    path.write_text(f"---\n{fields}translated_from: {translated_from}\n---\n{body}", encoding="utf-8")
+    return path
+
+
 def make_newsletter(root: Path, *, extra_toml: str = "") -> Path:
     """A copy of the good fixture newsletter at `root`/digest whose templates path still resolves."""
     return copy_newsletter(GOOD, root / "digest", extra_toml=extra_toml)
