@@ -215,7 +215,8 @@ def paced(n: int, threads: int) -> None:
         f"1. paced, {n} subscribers, {threads} threads, stub at 200/s: rate {report.rate:g}/s (from GetAccount), "
         f"achieved {achieved:.1f}/s = {achieved / 200:.1%} of 200 (goal >= 95%; set-up included), "
         f"throttles {throttled} (sender counted {report.tally.throttled}; goal 0), "
-        f"stub accepted {accepted}, {report.elapsed:.1f} s"
+        f"stub accepted {accepted}, {report.elapsed:.1f} s; load {load()}",
+        flush=True,
     )
 
 
@@ -261,7 +262,8 @@ def unpaced(n: int, workers_compare: bool) -> None:
             ours = report.sent / report.elapsed
             print(
                 f"2. unpaced, {n} messages, {THREADS} threads: send_issue {ours:.0f}/s, "
-                f"bare boto3 send_email {bare:.0f}/s -> {ours / bare:.0%} (goal >= 80%)"
+                f"bare boto3 send_email {bare:.0f}/s -> {ours / bare:.0%} (goal >= 80%); load {load()}",
+                flush=True,
             )
             if workers_compare:
                 for workers in (1, 2):
@@ -272,7 +274,8 @@ def unpaced(n: int, workers_compare: bool) -> None:
                         r = run_send(s2, lib2, issue2, transport, template, threads=THREADS, workers=workers)
                         print(
                             f"5. --workers {workers}: {r.sent} sent in {r.elapsed:.1f} s = {r.sent / r.elapsed:.0f}/s "
-                            "(process start-up included)"
+                            f"(process start-up included); load {load()}",
+                            flush=True,
                         )
         finally:
             stub.stop()
