@@ -2,17 +2,20 @@
 
     python bench/ses_stub.py serve --rate 14            # prints the endpoint; Ctrl-C stops
     python bench/ses_stub.py serve --rate 200 --limit 120 --throttle-fraction 0.05 --drop-fraction 0.02
-    python bench/ses_stub.py measure --rate 1000 --threads 4 --messages 400
+    python bench/ses_stub.py measure --rate 1000000 --threads 8 --messages 2000
 
 `serve` lets the sender be exercised end to end: point NEWSLETTER_SES_ENDPOINT_URL at
 the printed URL and set fake AWS credentials (AWS_ACCESS_KEY_ID=testing ...).
 It can misbehave as real accounts and networks do: `--limit` refuses sends over a real
 rate below the quota GetAccount reports (another sender shares the account),
-`--throttle-fraction` answers that share of sends 429 at random, and `--drop-fraction`
-records that share of accepted messages, then closes the connection without answering.
+`--throttle-fraction` answers that share of sends 429 at random, `--drop-fraction`
+records that share of accepted messages, then closes the connection without answering, and
+`--latency` answers each send that many seconds late (a round trip to a distant SES).
 On Ctrl-C it prints what it accepted, throttled and dropped (one JSON line on stderr).
-`measure` sends through SesTransport from a thread pool, unpaced, and reports the
-achieved rate, the 429s the stub's token bucket gave, and the HTTP calls made.
+`measure` sends through SesTransport from a thread pool, unpaced, to the stub in its own
+process, and reports the achieved rate and the CPU each send costs the client (this
+process) and the stub: on one machine the stub's CPU is an artefact a remote SES does not
+charge, and the client's bounds what one sending process can do.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from newsletter.delivery.transports.ses import SesTransport
 from tests.support.aws import FAKE_AWS_ENV, SesStub
 
-RAW = (
+RAW_HEAD = (
     b"From: editor@example.org\r\nTo: reader@example.com\r\nSubject: bench\r\n"
-    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + b"x" * 40_000 + b"\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
 )
 
 
-def serve(rate: float, limit: float | None, throttle_fraction: float, drop_fraction: float) -> None:
+def serve(
+    rate: float, limit: float | None, throttle_fraction: float, drop_fraction: float, latency: float = 0.0
+) -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: where a stuck stub's threads are
     # Ctrl-C stops it, even when started from a background job (whose shell ignores SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -47,6 +52,7 @@ def serve(rate: float, limit: float | None, throttle_fraction: float, drop_fract
         send_limit=limit,
         throttle_fraction=throttle_fraction,
         drop_fraction=drop_fraction,
+        latency=latency,
         seed=int(time.time()),
     ) as stub:
         print(stub.endpoint_url, flush=True)
@@ -66,27 +72,59 @@ def serve(rate: float, limit: float | None, throttle_fraction: float, drop_fract
             print(json.dumps(report), file=sys.stderr)
 
 
-def measure(rate: float, threads: int, messages: int) -> None:
+def measure(rate: float, threads: int, messages: int, size: int) -> None:
+    """SesTransport against the stub in its own process: rate, and CPU per send on each side.
+
+    CPU is process time (this process: time.process_time; the stub: utime + stime from
+    /proc/PID/stat), so other work on a shared machine does not count.
+    """
+    import subprocess
+
     os.environ.update(FAKE_AWS_ENV)
-    with SesStub(max_send_rate=rate) as stub:
-        transport = SesTransport(endpoint_url=stub.endpoint_url, concurrency=threads)
+    raw = RAW_HEAD + b"x" * max(0, size - len(RAW_HEAD) - 2) + b"\r\n"
+    stub = subprocess.Popen(
+        [sys.executable, __file__, "serve", "--rate", str(rate)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        endpoint = stub.stdout.readline().strip()  # type: ignore[union-attr]
+        transport = SesTransport(endpoint_url=endpoint, concurrency=threads)
         with transport:
-            transport.send("editor@example.org", "warm@example.com", RAW)  # client creation, first connection
-            stub.reset()
+            with ThreadPoolExecutor(max_workers=threads) as pool:  # client, connections, first calls
+                list(
+                    pool.map(
+                        lambda i: transport.send("editor@example.org", f"w{i}@example.com", raw),
+                        range(threads * 2),
+                    )
+                )
+            stub_before, cpu_before = process_cpu(stub.pid), time.process_time()
             start = time.perf_counter()
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 results = list(
                     pool.map(
-                        lambda i: transport.send("editor@example.org", f"r{i}@example.com", RAW),
+                        lambda i: transport.send("editor@example.org", f"r{i}@example.com", raw),
                         range(messages),
                     )
                 )
             elapsed = time.perf_counter() - start
-        sent = sum(r.ok for r in results)
-        print(
-            f"threads={threads} messages={messages} bytes={len(RAW)} elapsed={elapsed:.2f}s "
-            f"sent={sent} ({sent / elapsed:.0f}/s) throttled={stub.throttled} http_calls={stub.calls['SendEmail']}"
-        )
+            client_cpu, stub_cpu = time.process_time() - cpu_before, process_cpu(stub.pid) - stub_before
+    finally:
+        stub.send_signal(signal.SIGINT)
+        stub.wait(timeout=60)
+    sent = sum(r.ok for r in results)
+    print(
+        f"threads={threads} messages={messages} bytes={len(raw)} elapsed={elapsed:.2f}s "
+        f"sent={sent} ({sent / elapsed:.0f}/s); CPU per send: client {client_cpu / messages * 1000:.2f} ms, "
+        f"stub {stub_cpu / messages * 1000:.2f} ms; load {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -100,13 +138,17 @@ def main() -> None:
         "--throttle-fraction", type=float, default=0.0, help="429 this share at random (serve)"
     )
     parser.add_argument("--drop-fraction", type=float, default=0.0, help="drop this share of answers (serve)")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds each SendEmail takes before its answer (serve)"
+    )
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--size", type=int, default=115_000, help="bytes per message (measure)")
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.rate, args.limit, args.throttle_fraction, args.drop_fraction)
+        serve(args.rate, args.limit, args.throttle_fraction, args.drop_fraction, args.latency)
     else:
-        measure(args.rate, args.threads, args.messages)
+        measure(args.rate, args.threads, args.messages, args.size)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ import threading
 
 import pytest
 
-from newsletter.delivery.pacing import MIN_SAMPLES, Pacer, RateController
+from newsletter.delivery.pacing import (
+    MIN_SAMPLES,
+    RETRY_CAP,
+    RETRY_TOKENS,
+    RETRY_UNPACED,
+    Pacer,
+    RateController,
+)
 
 
 class Provider:
@@ -220,6 +227,21 @@ def test_the_unpaced_pacer_gives_every_token_until_a_throttle() -> None:
     pacer.throttled()
     assert pacer.rate == pytest.approx(1000 / 1.5 * 0.95)  # what it achieved, just under
     assert pacer.take(1000) == 0  # the bucket starts empty once paced
+
+
+def test_a_throttled_retry_waits_a_few_tokens_time_doubling_with_jitter() -> None:
+    pacer = Pacer(200.0, clock=Clock())
+    first = RETRY_TOKENS / 200.0
+    # the jitter spans [0.5, 1) of the wait: retries throttled together come back apart
+    assert pacer.retry_delay(1, draw=lambda: 0.0) == pytest.approx(first * 0.5)
+    assert pacer.retry_delay(1, draw=lambda: 0.999) == pytest.approx(first * 0.9995)
+    assert pacer.retry_delay(3, draw=lambda: 0.0) == pytest.approx(first * 4 * 0.5)
+    assert pacer.retry_delay(30, draw=lambda: 0.0) == pytest.approx(RETRY_CAP * 0.5)
+    draws = {pacer.retry_delay(1) for _ in range(20)}
+    assert len(draws) > 1 and all(first * 0.5 <= d < first for d in draws)
+    # a slower account waits longer: the wait is counted in its tokens
+    assert Pacer(14.0).retry_delay(1, draw=lambda: 0.0) == pytest.approx(RETRY_TOKENS / 14.0 * 0.5)
+    assert Pacer(None).retry_delay(2, draw=lambda: 0.0) == pytest.approx(RETRY_UNPACED * 2 * 0.5)
 
 
 def test_the_pacer_stops_waiting_when_told_to() -> None:

@@ -311,6 +311,21 @@ def test_stop_midway_records_what_was_sent_and_a_resume_finishes_without_duplica
     assert Counter(transport.recipients) == Counter(people["active"])
 
 
+def test_a_throttled_message_is_not_given_up_after_a_few_quick_retries(
+    settings, library, store, template, secret
+) -> None:
+    # Throttled retries wait only a few tokens' time (2 ms each at 1000/s): MAX_ATTEMPTS of them
+    # pass before the rate controller has decided anything, so attempts alone do not give up.
+    add_people(store, 3, suppressed=False)
+    transport = MemoryTransport()
+    transport.fail("reader0001@example.com", Outcome.TEMPORARY, times=MAX_ATTEMPTS + 2, throttled=True)
+    report = send(settings, library, store, transport, secret, template, rate=1000.0)
+
+    assert report.sent == 3 and report.tally.failures == []
+    assert transport.attempts["reader0001@example.com"] == MAX_ATTEMPTS + 3
+    assert report.tally.throttled == MAX_ATTEMPTS + 2
+
+
 def test_failures_and_uncertain_messages_are_recorded_and_resent_only_when_asked(
     settings, library, store, template, secret
 ) -> None:

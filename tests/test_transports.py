@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -505,6 +506,47 @@ def test_ses_stub_speaks_the_wire_format_botocore_expects(ses_stub: SesStub) -> 
             FromEmailAddress=SENDER, Destination={"ToAddresses": ["reader@example.com"]}, Content=content
         )
     assert ses_stub.messages[0].raw == raw
+
+
+def test_ses_request_body_is_the_one_botocore_builds_whole(ses_stub: SesStub) -> None:
+    # The transport has botocore serialise a placeholder and puts the message's base64 in its
+    # place (no JSON escaping pass over ~150 KB): the wire must not tell the difference.
+    import boto3
+
+    raw = build_message("reader@example.com")
+    transport = ses_for(ses_stub, configuration_set="digest", tags={"campaign": "march"})
+    bodies: list[bytes] = []
+
+    def keep(request: object, **_: object) -> None:
+        bodies.append(request.body)  # type: ignore[attr-defined]
+
+    transport.client().meta.events.register("before-send.sesv2.SendEmail", keep)
+    assert transport.send(SENDER, "reader@example.com", raw).ok
+    plain = boto3.client("sesv2", region_name="us-east-1", endpoint_url=ses_stub.endpoint_url)
+    plain.meta.events.register("before-send.sesv2.SendEmail", keep)
+    plain.send_email(
+        FromEmailAddress=SENDER,
+        Destination={"ToAddresses": ["reader@example.com"]},
+        Content={"Raw": {"Data": raw}},
+        ConfigurationSetName="digest",
+        EmailTags=[{"Name": "campaign", "Value": "march"}],
+    )
+
+    assert len(bodies) == 2
+    assert bodies[0] == bodies[1]
+    assert [m.raw for m in ses_stub.messages] == [raw, raw]
+
+
+def test_ses_stops_before_sending_when_the_message_cannot_be_placed(ses_stub: SesStub) -> None:
+    transport = ses_for(ses_stub)
+
+    def lose_placeholder(params: dict, **_: object) -> None:
+        params["body"] = re.sub(rb'"Data": "[^"]*"', b'"Data": ""', params["body"])
+
+    transport.client().meta.events.register_first("before-call.sesv2.SendEmail", lose_placeholder)
+    with pytest.raises(StopSending, match="cannot place the message in the request body"):
+        transport.send(SENDER, "reader@example.com", build_message("reader@example.com"))
+    assert ses_stub.calls["SendEmail"] == 0
 
 
 def test_ses_max_rate_comes_from_get_account(ses_stub: SesStub) -> None:

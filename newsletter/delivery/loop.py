@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 8  # sends of one message in one run before a temporary failure is recorded
 BACKOFF_BASE = 0.05  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 5.0
+# Throttled retries wait only a few tokens' time (pacing.Pacer.retry_delay), so MAX_ATTEMPTS of
+# them can pass within one control interval, before the rate controller has slowed down: a
+# throttled message is given up only once it has also been tried for this long.
+THROTTLE_PATIENCE = 5.0
 RECORD_DELAY = 0.2  # seconds an answer may wait to be recorded with the next claim
 # Seconds a free thread may wait for the others before the loop claims for it alone: answers
 # that come back together are claimed for together (a transaction per batch, not per answer),
@@ -260,6 +264,7 @@ class SendLoop:
             answer.kind, answer.error = "crash-before", traceback.format_exc()
             return answer
         attempt = 0
+        first_try = time.monotonic()
         while True:
             if self.halt.is_set():
                 answer.kind = "requeue"  # stopping, and this message was never accepted
@@ -287,11 +292,16 @@ class SendLoop:
             if result.throttled:
                 answer.throttled += 1
                 self.bucket.throttled()
-            if attempt >= MAX_ATTEMPTS:
+            if attempt >= MAX_ATTEMPTS and not (
+                result.throttled and time.monotonic() - first_try < THROTTLE_PATIENCE
+            ):
                 answer.kind = "temporary"
                 answer.error = f"{answer.error} (gave up after {attempt} attempts)"
                 return answer
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if result.throttled:
+                delay = self.bucket.retry_delay(attempt)  # a few tokens' time at the current rate
+            else:
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             if self.halt.wait(delay) or not self.bucket.acquire(self.halt):
                 answer.kind = "requeue"
                 return answer

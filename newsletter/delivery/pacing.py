@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,13 @@ USED = 0.8  # probe up only after an interval that used at least this share of t
 NOISE_WEIGHT = 0.2  # weight of a quiet interval's throttle share in the random share
 MIN_RATE = 0.5  # never slow down below one message every two seconds
 BURST_SECONDS = 0.1  # the bucket holds at most this much of a second's tokens (at least one)
+# A throttled request is retried after this many tokens' time at the current rate, doubled per
+# attempt, with jitter: the bucket already holds the rate (retries take tokens), so the wait only
+# spreads retries out. A fixed 50 ms doubling held a sending slot idle for ~40 % of the time
+# under 30 % random throttles at 200/s (a slot may not take another reader meanwhile).
+RETRY_TOKENS = 2.0
+RETRY_UNPACED = 0.05  # seconds before the first retry while the rate is unknown
+RETRY_CAP = 5.0
 
 
 @dataclass(frozen=True)
@@ -365,6 +373,16 @@ class Pacer:
                     return False
             else:
                 time.sleep(wait)
+
+    def retry_delay(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        """Seconds a request throttled at its `attempt`-th send waits before the next (and its token).
+
+        RETRY_TOKENS tokens' time at the current rate, doubled per attempt, times a jitter
+        drawn from [0.5, 1) so that retries throttled together do not come back together.
+        """
+        rate = self.controller.rate
+        first = RETRY_TOKENS / rate if rate else RETRY_UNPACED
+        return min(RETRY_CAP, first * 2 ** (max(1, attempt) - 1)) * (0.5 + 0.5 * draw())
 
     def throttled(self) -> None:
         """The provider refused a request as too fast (the controller decides what to do about it)."""

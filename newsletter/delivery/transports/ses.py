@@ -6,10 +6,20 @@ silent retry after a lost response could deliver twice. Each error is classified
 whether the request may have reached SES: throttles, refusals and connections never made
 are *temporary* (safe to resend), lost answers (closed or reset after sending, read
 timeouts, 5xx) are *uncertain*; the sender retries only the former, paced from `max_rate()`.
+
+CPU per SendEmail bounds what one process sends (one GIL), so the client skips work that
+cannot matter here: botocore's parameter validation (the transport builds every request
+itself), and the JSON escaping pass over the base64 of the message. botocore serialises the
+request with a short placeholder in `Content.Raw.Data`; a `before-call` handler (botocore's
+documented event hook) then puts the message's base64 in its place. Base64 has no character
+JSON escapes, so the bytes on the wire are those botocore would have built, and botocore
+still signs (the payload hash covers the real body) and sends them.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import threading
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
@@ -76,6 +86,12 @@ class SesTransport(Transport):
         self.read_timeout = read_timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        # the message a thread is sending, for the before-call handler of that same thread
+        self._sending = threading.local()
+        # the placeholder botocore serialises instead of the message, and its base64 in the body;
+        # random per transport, so nothing else in a request (an address) can be mistaken for it
+        self._placeholder = os.urandom(24)
+        self._placeholder_b64 = base64.b64encode(self._placeholder)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, concurrency: int = 10) -> SesTransport:
@@ -114,9 +130,29 @@ class SesTransport(Transport):
                     read_timeout=self.read_timeout,
                     retries={"total_max_attempts": 1, "mode": "standard"},
                     max_pool_connections=self.concurrency + 2,
+                    # every request is built here, from checked values: validating it again
+                    # costs CPU per call and finds nothing
+                    parameter_validation=False,
                 )
-                self._client = session.client("sesv2", endpoint_url=self.endpoint_url, config=config)
+                client = session.client("sesv2", endpoint_url=self.endpoint_url, config=config)
+                client.meta.events.register("before-call.sesv2.SendEmail", self._put_message)
+                self._client = client
             return self._client
+
+    def _put_message(self, params: dict[str, Any], **_: Any) -> None:
+        """botocore's before-call hook: the message's base64 where the placeholder was serialised.
+
+        Runs on the thread that called send_email, before signing and sending.
+        """
+        raw = getattr(self._sending, "raw", None)
+        if raw is None:
+            return  # not a send of ours (a direct client call): botocore serialised it whole
+        body = params["body"]
+        at = body.find(self._placeholder_b64) if isinstance(body, bytes) else -1
+        if at < 0 or body.find(self._placeholder_b64, at + 1) >= 0:
+            raise TransportError(f"{self.where}: cannot place the message in the request body")
+        end = at + len(self._placeholder_b64)
+        params["body"] = b"".join((body[:at], base64.b64encode(raw), body[end:]))
 
     def close(self) -> None:
         with self._lock:
@@ -138,15 +174,19 @@ class SesTransport(Transport):
         request: dict[str, Any] = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [recipient]},
-            "Content": {"Raw": {"Data": raw}},
+            "Content": {"Raw": {"Data": self._placeholder}},  # _put_message puts `raw` in its place
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
         if self.tags:
             request["EmailTags"] = [{"Name": k, "Value": v} for k, v in self.tags.items()]
         client = self.client()
+        self._sending.raw = raw
         try:
             response = client.send_email(**request)
+        except TransportError as exc:
+            # the message could not be put into the request, which therefore never left
+            raise StopSending(str(exc)) from None
         except ClientError as exc:
             return self._client_error(exc, recipient)
         except NoCredentialsError:
@@ -162,6 +202,8 @@ class SesTransport(Transport):
         except BotoCoreError as exc:
             # The connection closed or was reset after the request went out: the answer is lost.
             return SendResult.uncertain(f"{self.where}: {exc}; the message may have been sent")
+        finally:
+            self._sending.raw = None
         return SendResult.sent(response.get("MessageId"))
 
     def _client_error(self, exc: Any, recipient: str) -> SendResult:
