@@ -146,6 +146,8 @@ class Senders:
         if n <= 0:
             return 0
         burst = max(1.0, rate * 0.1) if burst is None else burst
+        if not self.db.sqlite:
+            return self._take_tokens_postgres(bucket, n, rate, burst, now)
         with self.db.write(lock=f"rate {bucket}") as conn:
             row = conn.execute(
                 sa.select(rate_buckets.c.tokens, rate_buckets.c.at)
@@ -170,3 +172,41 @@ class Senders:
                 .values(tokens=tokens - granted, at=now, rate=rate, burst=burst)
             )
         return granted
+
+    def _take_tokens_postgres(self, bucket: str, n: int, rate: float, burst: float, now: float | None) -> int:
+        """`take_tokens` in one statement on the loop's own connection: a sender asks before
+        every claim, and a transaction of four statements through the pool cost more CPU than
+        the claim itself. The row lock of the UPDATE serialises the senders as before."""
+        params = {"name": bucket, "n": n, "rate": rate, "burst": burst}
+        conn = self.db.dedicated()
+        with conn.cursor() as cur:
+            for _ in range(2):
+                # the time once asked: a sender that waited for the row counts no time twice,
+                # since the refill starts from the later of `at` and this time
+                params["now"] = time.time() if now is None else now
+                cur.execute(_POSTGRES_TAKE_TOKENS, params)
+                row = cur.fetchone()
+                if row is not None:
+                    return int(row[0])
+                cur.execute(_POSTGRES_NEW_BUCKET, params)  # the first take of this quota: a full burst
+        raise AssertionError(f"rate bucket {bucket!r} neither found nor made")  # pragma: no cover
+
+
+# A bucket's tokens refilled to now (never past the burst, never twice for the same time),
+# up to `n` of them granted, in one statement: RETURNING gives what was granted.
+_POSTGRES_TAKE_TOKENS = """
+WITH old AS (
+  SELECT name,
+    LEAST(%(burst)s, tokens + GREATEST(%(now)s - at, 0) * %(rate)s) AS tokens,
+    GREATEST(at, %(now)s) AS at
+  FROM rate_buckets WHERE name = %(name)s FOR UPDATE
+)
+UPDATE rate_buckets AS r
+SET tokens = old.tokens - LEAST(%(n)s, FLOOR(old.tokens)), at = old.at, rate = %(rate)s, burst = %(burst)s
+FROM old WHERE r.name = old.name
+RETURNING LEAST(%(n)s, FLOOR(old.tokens))::integer
+"""
+_POSTGRES_NEW_BUCKET = """
+INSERT INTO rate_buckets (name, rate, burst, tokens, at) VALUES (%(name)s, %(rate)s, %(burst)s, %(burst)s, %(now)s)
+ON CONFLICT (name) DO NOTHING
+"""
