@@ -376,10 +376,13 @@ def _claimed(values: dict[str, Any], issue: str, sender: str | None) -> Delivery
     """A claimed row (every field but `issue` and `sender` in `values`) as a Delivery.
 
     A frozen dataclass's __init__ sets each of its 17 fields through object.__setattr__
-    (≈8 µs, once per reader of a send); filling its __dict__ at once costs half of that.
+    (≈8 µs, once per reader of a send); `values` (the claim's own dict) becomes its
+    __dict__ instead, uncopied (≈0.8 µs against 1.5 µs for filling a new one).
     """
+    values["issue"] = issue
+    values["sender"] = sender
     delivery = object.__new__(Delivery)
-    delivery.__dict__.update(values, issue=issue, sender=sender)
+    object.__setattr__(delivery, "__dict__", values)
     return delivery
 
 

@@ -108,9 +108,15 @@ deliveries = sa.Table(
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
     sa.Index("ix_deliveries_message_id", "message_id"),
-    # a claim takes the next queued rows in snapshot order (migration "claim order"); it also
-    # serves every lookup by (issue, state) (migration "lighter claims")
-    sa.Index("ix_deliveries_claim", "issue", "state", "id"),
+    # a claim takes the next queued rows in snapshot order; only queued rows are in it, so a
+    # row leaves it once, when claimed (migration "queued claims")
+    sa.Index(
+        "ix_deliveries_queued",
+        "issue",
+        "id",
+        sqlite_where=sa.text("state = 'queued'"),
+        postgresql_where=sa.text("state = 'queued'"),
+    ),
 )
 
 # deliveries' columns that later migrations added: version 1 made the table without them
@@ -340,6 +346,24 @@ def _migration_lighter_claims(conn: Connection) -> None:
     conn.execute(sa.text("DROP INDEX IF EXISTS ix_deliveries_issue_state"))
 
 
+def _migration_queued_claims(conn: Connection) -> None:
+    """Index only the queued rows of each issue, in claim order: ix_deliveries_queued replaces ix_deliveries_claim.
+
+    ix_deliveries_claim (issue, state, id) held every row, so each claimed row moved in it
+    twice (queued → sending → sent): two entries deleted and two written per reader, and
+    the pages they sit on written to the journal with every batch — a third of the
+    database's CPU in a send. A row now leaves the index once, when it is claimed. Claims
+    and `reachable` ask for `state = 'queued'`, which the index answers in id order;
+    lookups of other states read the issue's rows through uq_deliveries_issue_subscriber.
+    """
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_deliveries_claim"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX IF NOT EXISTS ix_deliveries_queued ON deliveries (issue, id) WHERE state = 'queued'"
+        )
+    )
+
+
 # Applied in order; the database's version is the number of migrations applied.
 MIGRATIONS = [
     _migration_1,
@@ -352,6 +376,7 @@ MIGRATIONS = [
     _migration_subscriber_tags,
     _migration_claim_order,
     _migration_lighter_claims,
+    _migration_queued_claims,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
