@@ -21,10 +21,10 @@ UNDO: dict[str, tuple[str, ...]] = {
     "_migration_send_lease": ("DROP TABLE leases",),
     "_migration_subscriber_tags": ("DROP TABLE subscriber_tags",),
     "_migration_claim_order": ("DROP INDEX ix_deliveries_claim",),
-    "_migration_lighter_claims": ("CREATE INDEX ix_deliveries_issue_state ON deliveries (issue, state)",),
     "_migration_queued_claims": (
         "DROP INDEX ix_deliveries_queued",
         "CREATE INDEX ix_deliveries_claim ON deliveries (issue, state, id)",
+        "CREATE INDEX ix_deliveries_issue_state ON deliveries (issue, state)",
     ),
 }
 
