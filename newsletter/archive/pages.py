@@ -39,6 +39,7 @@ from newsletter.archive.languages import (
     same_language,
 )
 from newsletter.config import Settings, text_direction
+from newsletter.content.cache import FragmentCache
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
 from newsletter.mail.locale import chrome
@@ -75,6 +76,20 @@ def source_digest(package: Path) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def renderer_version() -> str:
+    """What, besides a text, decides the HTML its markdown gives: this code and the libraries it uses."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return fingerprint(source_digest(PACKAGE), installed("markdown-it-py"), installed("nh3"))
+
+
 def fingerprint(*parts: object) -> str:
     """A short hash of the parts' reprs: the key of a page's inputs."""
     return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:32]
@@ -85,7 +100,8 @@ class Memo:
 
     The index lists every issue with an excerpt of its introduction: the excerpts are kept,
     so a one-issue rebuild does not parse thousands of introductions again. Feed entries
-    and abstracts are only memoised within a build (feeds carry a few issues per page).
+    are only memoised within a build (feeds carry a few issues per page); markdown as HTML
+    is kept in the build folder's fragment cache (`newsletter.content.cache.FragmentCache`).
     """
 
     def __init__(self, stored: dict[str, str]) -> None:
@@ -150,13 +166,15 @@ def issue_papers(library: Library, issues: Iterable[Issue]) -> dict[str, list[Pa
 class SitePages:
     """One build's shared state: the Jinja env, strings per language, memo, fingerprints."""
 
-    def __init__(self, library: Library, memo: Memo) -> None:
+    def __init__(self, library: Library, memo: Memo, fragments: FragmentCache | None = None) -> None:
         self.library = library
         self.settings: Settings = library.settings
         self.memo = memo
+        # markdown as HTML, kept between builds: a full build with a warm cache parses none
+        self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version())
         self.env = jinja_environment(self.settings.templates_dir)
         self.env.filters["markdown"] = lambda text: Markup(
-            memo.get("html", text, lambda: str(MARKDOWN.html(text)))
+            self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
         )
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
         self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))

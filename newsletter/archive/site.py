@@ -152,6 +152,8 @@ def _build(library: Library, out: Path, resume: Callable[[], None]) -> BuildRepo
             _write_manifest(out, {**_own(old_files), **new_files}, {**memo.stored, **memo.kept()})
         raise
     site.keep_memo()
+    # a build from nothing asked for every fragment the site needs: the others are stale
+    site.fragments.save(prune=not old_files)
     # The manifest says what an earlier build may remove: only plain relative paths inside
     # the folder, whatever a hand-edited or hostile manifest claims.
     for path in sorted(_own({p: r for p, r in old_files.items() if p not in new_files})):

@@ -284,3 +284,89 @@ def _read_bytes(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
+
+
+# ---------------------------------------------------------------------------
+# Rendered fragments
+
+FRAGMENTS_DIR = "cache/fragments"  # under paths.build; not under CACHE_DIR, whose every file is a shard
+
+
+class _NothingUnpickler(pickle.Unpickler):
+    """Fragments are a dict of strings: no class at all may be unpickled."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in the fragment cache")
+
+
+class FragmentCache:
+    """What rendering a text gave in earlier builds (markdown as HTML), keyed by the text's digest.
+
+    The file is named after `version`, which the caller makes from everything besides the
+    text that decides the result (the renderer's code and its libraries' versions): a new
+    renderer finds no file and starts afresh, and the other versions' files are removed
+    when it saves. The file is read on the first lookup, not before, so a build that
+    renders nothing never pays for it. Like the content cache it is only a copy: an
+    unreadable or malformed file is ignored.
+    """
+
+    def __init__(self, folder: Path, version: str) -> None:
+        self.folder = folder
+        self.path = folder / (hashlib.sha256(version.encode()).hexdigest()[:16] + ".pickle")
+        self._stored: dict[str, str] | None = None  # read on the first lookup
+        self.used: dict[str, str] = {}
+        self.added = 0  # fragments rendered in this run (the rest came from the file)
+
+    @classmethod
+    def for_settings(cls, settings: Settings, version: str) -> FragmentCache:
+        return cls(settings.build_dir / FRAGMENTS_DIR, version)
+
+    @staticmethod
+    def key(kind: str, source: str) -> str:
+        return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
+
+    def get(self, kind: str, source: str, render: Callable[[], str]) -> str:
+        """The fragment of `source` of this kind: from this run, an earlier one, or `render()`."""
+        key = self.key(kind, source)
+        found = self.used.get(key)
+        if found is None:
+            if self._stored is None:
+                self._stored = self._load()
+            found = self._stored.get(key)
+            if found is None:
+                found = render()
+                self.added += 1
+            self.used[key] = found
+        return found
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = _NothingUnpickler(io.BytesIO(self.path.read_bytes())).load()
+        except Exception:  # missing, corrupt, truncated or tampered: render again
+            return {}
+        if not (type(data) is dict and all(type(k) is str and type(v) is str for k, v in data.items())):
+            return {}
+        return data
+
+    def save(self, *, prune: bool = False) -> None:
+        """Write the fragments rendered in this run to the file; best effort.
+
+        `prune`: this run asked for every fragment the site needs, so the ones it did not
+        ask for (of texts since edited or removed) are dropped; otherwise they are kept.
+        """
+        if not self.added and not (
+            prune and self._stored is not None and self._stored.keys() - self.used.keys()
+        ):
+            return
+        stored = self._stored if self._stored is not None else self._load()
+        kept = dict(self.used) if prune else {**stored, **self.used}
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            replace_file(self.path, pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL))
+            for other in self.folder.glob("*.pickle"):
+                if other != self.path:
+                    other.unlink()  # an earlier renderer's
+        except OSError:
+            pass  # a read-only checkout still builds; it renders every text next time
+        self._stored = kept
+        self.added = 0
