@@ -462,6 +462,16 @@ def test_markdown_is_rendered_once_across_builds_and_again_when_edited(
     assert site_files(tmp_path / "again") == site_files(tmp_path / "warm")
 
 
+def test_the_tag_index_and_404_page_follow_their_inputs(digest: Path, built: Path) -> None:
+    edit(
+        digest / "papers" / "cjk-tokenizers.md", "tags: [tokenization]", "tags: [tokenization, segmentation]"
+    )
+    report = build_site(load(digest), built)
+    assert "tags/index.html" in report.written and "404.html" not in report.written
+    assert "segmentation" in (built / "tags/index.html").read_text()
+    assert site_files(built) == site_files(build_site(load(digest), built.parent / "fresh").out)
+
+
 def test_incremental_rebuild(digest: Path, built: Path) -> None:
     before = mtimes(built)
     report = build_site(load(digest), built)

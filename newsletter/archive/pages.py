@@ -100,8 +100,8 @@ class Memo:
 
     The index lists every issue with an excerpt of its introduction: the excerpts are kept,
     so a one-issue rebuild does not parse thousands of introductions again. Feed entries
-    are only memoised within a build (feeds carry a few issues per page); markdown as HTML
-    is kept in the build folder's fragment cache (`newsletter.content.cache.FragmentCache`).
+    and markdown as HTML are kept in the build folder's fragment cache instead
+    (`newsletter.content.cache.FragmentCache`): there are too many for the manifest.
     """
 
     def __init__(self, stored: dict[str, str]) -> None:
@@ -363,8 +363,12 @@ class SitePages:
         pages = [
             Page(self.css_path, "css", lambda: self.css_source),
             *self.index_pages(),
-            Page("404.html", None, self.not_found),
-            Page("tags/index.html", None, self.tag_index),
+            Page("404.html", self.key("404", self._home(self.settings.language)), self.not_found),
+            Page(
+                "tags/index.html",
+                self.key("tags", self._home(self.settings.language), self._tag_list()),
+                self.tag_index,
+            ),
         ]
         for n, issue in enumerate(self.issues):
             for version in self.languages.versions[issue.slug]:
@@ -504,6 +508,14 @@ class SitePages:
         context = self.base_context(depth=path.count("/"), language=self.settings.language, path=path)
         context.update(tag=tag, papers=self.tags[tag])
         return self.render("tag.html.j2", context)
+
+    def _home(self, language: str) -> tuple:
+        """What a page's chrome shows of the site's languages: whether `language` has its own index, and where."""
+        edition = language in self.languages.languages
+        return (edition, self.languages.index_path(language) if edition else None)
+
+    def _tag_list(self) -> list[tuple[str, str, int]]:
+        return [(tag, self.tag_paths[tag], len(self.tags[tag])) for tag in sorted(self.tags)]
 
     def tag_index(self) -> str:
         context = self.base_context(depth=1, language=self.settings.language, path="tags/")
