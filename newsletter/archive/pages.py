@@ -79,15 +79,11 @@ def source_digest(package: Path) -> str:
 @functools.cache
 def renderer_version() -> str:
     """What, besides a text, decides the HTML its markdown gives: this code and the libraries it uses."""
-    from importlib.metadata import PackageNotFoundError, version
+    import markdown_it
+    import nh3
 
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "unknown"
-
-    return fingerprint(source_digest(PACKAGE), installed("markdown-it-py"), installed("nh3"))
+    # their own version attributes: importlib.metadata would cost more than the import
+    return fingerprint(source_digest(PACKAGE), markdown_it.__version__, getattr(nh3, "__version__", "?"))
 
 
 def fingerprint(*parts: object) -> str:
@@ -171,7 +167,7 @@ class SitePages:
         self.settings: Settings = library.settings
         self.memo = memo
         # markdown as HTML, kept between builds: a full build with a warm cache parses none
-        self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version())
+        self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version)
         self.env = jinja_environment(self.settings.templates_dir)
         self.env.filters["markdown"] = lambda text: Markup(
             self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
