@@ -424,6 +424,56 @@ def test_build_is_deterministic(digest: Path, tmp_path: Path) -> None:
     assert site_files(tmp_path / "a") == site_files(tmp_path / "b")
 
 
+def test_markdown_is_rendered_once_across_builds_and_again_when_edited(
+    digest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.archive import pages
+    from newsletter.content.cache import FRAGMENTS_DIR
+
+    build_site(load(digest), tmp_path / "cold")
+    rendered: list[str] = []
+    real = pages.MARKDOWN.html
+
+    def counted(text: str):
+        rendered.append(text)
+        return real(text)
+
+    monkeypatch.setattr(pages.MARKDOWN, "html", counted)
+    build_site(load(digest), tmp_path / "warm")  # a new folder: every page rendered again
+    assert rendered == []  # ...but no markdown parsed: it all came from the fragment cache
+    assert site_files(tmp_path / "cold") == site_files(tmp_path / "warm")
+
+    edit(
+        digest / "papers" / "cjk-tokenizers.md",
+        "tags: [tokenization]\n---\n",
+        "tags: [tokenization]\n---\nNewly **edited**. ",
+    )
+    report = build_site(load(digest), tmp_path / "warm")
+    assert [t for t in rendered if "Newly **edited**" in t] and all("Newly" in t for t in rendered)
+    assert "Newly <strong>edited</strong>" in (tmp_path / "warm/papers/cjk-tokenizers/index.html").read_text()
+    assert "papers/cjk-tokenizers/index.html" in report.written
+
+    # a cache file that is not a dict of strings (tampered, truncated) is ignored, never trusted
+    cache_files = sorted((digest / "build" / FRAGMENTS_DIR).glob("*/*.pickle"))
+    assert cache_files
+    for cache_file in cache_files:
+        cache_file.write_bytes(b"\x80\x05cos\nsystem\n.")
+    rendered.clear()
+    build_site(load(digest), tmp_path / "again")
+    assert rendered  # rendered afresh
+    assert site_files(tmp_path / "again") == site_files(tmp_path / "warm")
+
+
+def test_the_tag_index_and_404_page_follow_their_inputs(digest: Path, built: Path) -> None:
+    edit(
+        digest / "papers" / "cjk-tokenizers.md", "tags: [tokenization]", "tags: [tokenization, segmentation]"
+    )
+    report = build_site(load(digest), built)
+    assert "tags/index.html" in report.written and "404.html" not in report.written
+    assert "segmentation" in (built / "tags/index.html").read_text()
+    assert site_files(built) == site_files(build_site(load(digest), built.parent / "fresh").out)
+
+
 def test_incremental_rebuild(digest: Path, built: Path) -> None:
     before = mtimes(built)
     report = build_site(load(digest), built)

@@ -100,7 +100,7 @@ def _page_path(number: int, ext: str) -> str:
 
 
 class _FeedWriter:
-    """Renders one feed page, Atom or JSON; entry contents are rendered once per build."""
+    """Renders one feed page, Atom or JSON; entry contents are rendered once and kept between builds."""
 
     def __init__(self, site: SitePages, prefix: str, language: str) -> None:
         self.site = site
@@ -126,7 +126,9 @@ class _FeedWriter:
             context.update(issue=issue, papers=version.papers)
             return site.render("feed_entry.html.j2", context).strip()
 
-        return site.memo.get("fragment", site.key("feed-entry", site.issue_full(issue)), compute)
+        # kept between builds: a one-issue rebuild renders the feed pages carrying that issue,
+        # and each of their other entries would otherwise be rendered again
+        return site.fragments.get("feed-entry", site.key("feed-entry", site.issue_full(issue)), compute)
 
     def tags(self, issue: Issue) -> list[str]:
         return sorted({t for p in self.site.papers_shown(issue) for t in p.tags})

@@ -39,6 +39,7 @@ from newsletter.archive.languages import (
     same_language,
 )
 from newsletter.config import Settings, text_direction
+from newsletter.content.cache import FragmentCache
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
 from newsletter.mail.locale import chrome
@@ -75,6 +76,16 @@ def source_digest(package: Path) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def renderer_version() -> str:
+    """What, besides a text, decides the HTML its markdown gives: this code and the libraries it uses."""
+    import markdown_it
+    import nh3
+
+    # their own version attributes: importlib.metadata would cost more than the import
+    return fingerprint(source_digest(PACKAGE), markdown_it.__version__, getattr(nh3, "__version__", "?"))
+
+
 def fingerprint(*parts: object) -> str:
     """A short hash of the parts' reprs: the key of a page's inputs."""
     return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:32]
@@ -85,7 +96,8 @@ class Memo:
 
     The index lists every issue with an excerpt of its introduction: the excerpts are kept,
     so a one-issue rebuild does not parse thousands of introductions again. Feed entries
-    and abstracts are only memoised within a build (feeds carry a few issues per page).
+    and markdown as HTML are kept in the build folder's fragment cache instead
+    (`newsletter.content.cache.FragmentCache`): there are too many for the manifest.
     """
 
     def __init__(self, stored: dict[str, str]) -> None:
@@ -150,13 +162,15 @@ def issue_papers(library: Library, issues: Iterable[Issue]) -> dict[str, list[Pa
 class SitePages:
     """One build's shared state: the Jinja env, strings per language, memo, fingerprints."""
 
-    def __init__(self, library: Library, memo: Memo) -> None:
+    def __init__(self, library: Library, memo: Memo, fragments: FragmentCache | None = None) -> None:
         self.library = library
         self.settings: Settings = library.settings
         self.memo = memo
+        # markdown as HTML, kept between builds: a full build with a warm cache parses none
+        self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version)
         self.env = jinja_environment(self.settings.templates_dir)
         self.env.filters["markdown"] = lambda text: Markup(
-            memo.get("html", text, lambda: str(MARKDOWN.html(text)))
+            self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
         )
         self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
         self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
@@ -345,8 +359,12 @@ class SitePages:
         pages = [
             Page(self.css_path, "css", lambda: self.css_source),
             *self.index_pages(),
-            Page("404.html", None, self.not_found),
-            Page("tags/index.html", None, self.tag_index),
+            Page("404.html", self.key("404", self._home(self.settings.language)), self.not_found),
+            Page(
+                "tags/index.html",
+                self.key("tags", self._home(self.settings.language), self._tag_list()),
+                self.tag_index,
+            ),
         ]
         for n, issue in enumerate(self.issues):
             for version in self.languages.versions[issue.slug]:
@@ -486,6 +504,14 @@ class SitePages:
         context = self.base_context(depth=path.count("/"), language=self.settings.language, path=path)
         context.update(tag=tag, papers=self.tags[tag])
         return self.render("tag.html.j2", context)
+
+    def _home(self, language: str) -> tuple:
+        """What a page's chrome shows of the site's languages: whether `language` has its own index, and where."""
+        edition = language in self.languages.languages
+        return (edition, self.languages.index_path(language) if edition else None)
+
+    def _tag_list(self) -> list[tuple[str, str, int]]:
+        return [(tag, self.tag_paths[tag], len(self.tags[tag])) for tag in sorted(self.tags)]
 
     def tag_index(self) -> str:
         context = self.base_context(depth=1, language=self.settings.language, path="tags/")

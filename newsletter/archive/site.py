@@ -43,6 +43,7 @@ class BuildReport:
     written: list[str] = field(default_factory=list)
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
+    folders: set[str] = field(default_factory=set, repr=False)  # made or found while writing
 
     @property
     def total(self) -> int:
@@ -61,9 +62,25 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     return data
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(path, data, mode=0o644)  # mkstemp makes 0600; the site is for a web server to read
+def _write_atomic(path: Path | str, data: bytes, folders: set[str] | None = None) -> None:
+    """Write one site file whole; `folders` remembers the folders this build made or found.
+
+    At 20,000 pages, asking the file system for the same folder before each file cost
+    more than the writes; a folder removed behind the build's back makes the write fail
+    with FileNotFoundError, and then it is made again.
+    """
+    folder = os.path.dirname(path)
+    if folders is None or folder not in folders:
+        os.makedirs(folder, exist_ok=True)
+        if folders is not None:
+            folders.add(folder)
+    try:
+        replace_file(path, data, mode=0o644)  # the site is for a web server to read, whatever the umask
+    except FileNotFoundError:
+        if folders is None:
+            raise
+        os.makedirs(folder, exist_ok=True)
+        replace_file(path, data, mode=0o644)
 
 
 def _on_disk(path: str, record: dict[str, Any]) -> bool:
@@ -135,6 +152,8 @@ def _build(library: Library, out: Path, resume: Callable[[], None]) -> BuildRepo
             _write_manifest(out, {**_own(old_files), **new_files}, {**memo.stored, **memo.kept()})
         raise
     site.keep_memo()
+    # a build from nothing asked for every fragment the site needs: the others are stale
+    site.fragments.save(prune=not old_files)
     # The manifest says what an earlier build may remove: only plain relative paths inside
     # the folder, whatever a hand-edited or hostile manifest claims.
     for path in sorted(_own({p: r for p, r in old_files.items() if p not in new_files})):
@@ -220,7 +239,7 @@ def _write_page(page: Page, out: str, before: Any, report: BuildReport) -> dict[
     if before and before.get("sha256") == sha and _on_disk(target, before):
         report.unchanged += 1
         return before if before == record else record
-    _write_atomic(Path(target), data)
+    _write_atomic(target, data, report.folders)
     report.written.append(page.path)
     return record
 

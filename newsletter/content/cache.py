@@ -284,3 +284,118 @@ def _read_bytes(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
+
+
+# ---------------------------------------------------------------------------
+# Rendered fragments
+
+FRAGMENTS_DIR = "cache/fragments"  # under paths.build; not under CACHE_DIR, whose every file is a shard
+
+
+class _NothingUnpickler(pickle.Unpickler):
+    """Fragments are a dict of strings: no class at all may be unpickled."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in the fragment cache")
+
+
+class FragmentCache:
+    """What rendering a text gave in earlier builds (markdown as HTML, feed entries), keyed by a digest.
+
+    A fragment's key is the SHA-256 of its kind and source; the fragments are kept in 256
+    files by the key's first two hex digits, so a one-issue rebuild, which asks for a few
+    dozen, reads and rewrites a few dozen small files instead of all of them. The files
+    live in a folder named after `version()`, which the caller makes from everything
+    besides the source that decides the result (the renderer's code and its libraries'
+    versions): a new renderer finds nothing and starts afresh. `version` is only called
+    on the first lookup, so a build that renders nothing never pays for it. Like the
+    content cache it is only a copy: an unreadable or malformed file is ignored.
+    """
+
+    def __init__(self, folder: Path, version: Callable[[], str]) -> None:
+        self.folder = folder
+        self._version = version
+        self._current: Path | None = None  # the version's folder, known on the first lookup
+        self._shards: dict[str, dict[str, str]] = {}  # read so far
+        self._dirty: set[str] = set()  # shards with fragments rendered in this run
+        self.used: dict[str, str] = {}
+        self.added = 0  # fragments rendered in this run (the rest came from the files)
+
+    @classmethod
+    def for_settings(cls, settings: Settings, version: Callable[[], str]) -> FragmentCache:
+        return cls(settings.build_dir / FRAGMENTS_DIR, version)
+
+    @staticmethod
+    def key(kind: str, source: str) -> str:
+        return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
+
+    @property
+    def current(self) -> Path:
+        if self._current is None:
+            self._current = self.folder / hashlib.sha256(self._version().encode()).hexdigest()[:16]
+        return self._current
+
+    def get(self, kind: str, source: str, render: Callable[[], str]) -> str:
+        """The fragment of `source` of this kind: from this run, an earlier one, or `render()`."""
+        key = self.key(kind, source)
+        found = self.used.get(key)
+        if found is None:
+            shard = self._shard(key[:2])
+            found = shard.get(key)
+            if found is None:
+                found = shard[key] = render()
+                self._dirty.add(key[:2])
+                self.added += 1
+            self.used[key] = found
+        return found
+
+    def _shard(self, name: str) -> dict[str, str]:
+        found = self._shards.get(name)
+        if found is None:
+            found = self._shards[name] = self._load(self.current / f"{name}.pickle")
+        return found
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, str]:
+        try:
+            data = _NothingUnpickler(io.BytesIO(path.read_bytes())).load()
+        except Exception:  # missing, corrupt, truncated or tampered: render again
+            return {}
+        if not (type(data) is dict and all(type(k) is str and type(v) is str for k, v in data.items())):
+            return {}
+        return data
+
+    def save(self, *, prune: bool = False) -> None:
+        """Write the shards that gained fragments in this run; best effort.
+
+        `prune`: this run asked for every fragment the site needs, so every shard is
+        written with only those (the fragments of texts since edited or removed go), and
+        earlier renderers' folders are removed.
+        """
+        if prune:
+            kept: dict[str, dict[str, str]] = {f"{n:02x}": {} for n in range(256)}
+            for key, value in self.used.items():
+                kept[key[:2]][key] = value
+            # a shard is written when it gained fragments or holds ones no page asked for
+            stale = {name for name, shard in kept.items() if shard.keys() != self._shard(name).keys()}
+            changed = self._dirty | stale
+        else:
+            kept, changed = self._shards, self._dirty
+        try:
+            if changed:
+                self.current.mkdir(parents=True, exist_ok=True)
+            for name in sorted(changed):
+                replace_file(
+                    self.current / f"{name}.pickle", pickle.dumps(kept[name], pickle.HIGHEST_PROTOCOL)
+                )
+            if prune and self.folder.is_dir():
+                for other in self.folder.iterdir():
+                    if other != self.current and other.is_dir():
+                        for old in other.glob("*.pickle"):
+                            old.unlink()  # an earlier renderer's
+                        other.rmdir()
+        except OSError:
+            pass  # a read-only checkout still builds; it renders every text next time
+        self._shards = kept
+        self._dirty.clear()
+        self.added = 0
