@@ -34,6 +34,10 @@ class GracefulStop:
         self._previous: Callable | int | None = None
         self._previous_hook: Callable | None = None
         self._installed = False
+        # the second Ctrl-C raised KeyboardInterrupt: what the command ends with now is that
+        # interrupt, even when it landed where Python turns it into another error (an import
+        # that fails while the interrupt is raised can end in a TypeError)
+        self.quit = False
 
     def is_set(self) -> bool:
         return self.event.is_set()
@@ -42,6 +46,7 @@ class GracefulStop:
         if self.event.is_set():
             # a third Ctrl-C during clean-up should interrupt that too
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.quit = True
             raise KeyboardInterrupt
         self.event.set()
         if self.on_first is not None:

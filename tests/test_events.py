@@ -1096,3 +1096,51 @@ def test_a_bounce_with_many_recipients_is_one_transaction_through_the_lifecycle(
     assert store.count_by_status()["bounced"] == 999
     again = process_notification(store, event)
     assert (again.bounced, again.duplicates) == (0, 1501)
+
+
+def test_a_second_ctrl_c_that_an_import_turns_into_another_error_still_quits_with_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt raised while an import fails can surface as another error (a
+    TypeError from deep in the import machinery): after the second Ctrl-C, that is the quit."""
+    import os
+    import signal
+
+    import newsletter.audience.sqs as sqs_module
+
+    def starting(*args, **kwargs):  # the first thing poll_queue does is import boto3
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: stop after the batch in hand
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the second: quit at once
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise TypeError("expected a message argument") from None
+
+    monkeypatch.setattr(sqs_module, "poll_queue", starting)
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events"
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "poll", "--queue-url", queue])
+    assert result.exit_code == 130, (result.exception, result.output)  # as after any Ctrl-C quit
+    assert "Quit at once. Messages not deleted stay in the queue" in result.output
+    assert "Received 0, deleted 0: 0 processed" in result.output
+
+
+def test_an_error_without_a_second_ctrl_c_is_not_taken_for_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newsletter.audience.sqs as sqs_module
+
+    def failing(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(sqs_module, "poll_queue", failing)
+    root = tmp_path / "nl"
+    root.mkdir()
+    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
+    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events"
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "poll", "--queue-url", queue])
+    assert isinstance(result.exception, TypeError) and "a bug" in str(result.exception)

@@ -109,6 +109,10 @@ def poll(
             )
     except KeyboardInterrupt:  # the second Ctrl-C came before the poll loop started: nothing received
         result.interrupted = result.quit_at_once = True
+    except Exception:
+        if not stop.quit:
+            raise
+        result.interrupted = result.quit_at_once = True  # the second Ctrl-C, disguised by an import
     if result.quit_at_once:
         click.echo(
             "Quit at once. Messages not deleted stay in the queue; "
