@@ -347,10 +347,7 @@ def test_json_depth_counts_brackets_outside_strings_only() -> None:
 def test_events_import_of_a_deeply_nested_file_reports_it(tmp_path: Path) -> None:
     from newsletter.store import Store as _Store
 
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    root = _newsletter_folder(tmp_path)
     _Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}").close()
     saved = tmp_path / "saved.json"
     saved.write_text(
@@ -569,10 +566,7 @@ def test_import_a_json_list(store: Store, tmp_path: Path) -> None:
 
 
 def test_events_import_cli_with_json_lines_reports_malformed_lines(tmp_path: Path) -> None:
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    root = _newsletter_folder(tmp_path)
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
         store.add_subscriber("gone@example.org", status="active")
         store.add_subscriber("angry@example.org", status="active")
@@ -595,10 +589,7 @@ def test_events_import_cli_with_json_lines_reports_malformed_lines(tmp_path: Pat
 
 
 def test_events_import_of_a_file_that_is_not_text_fails_clearly(tmp_path: Path) -> None:
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    root = _newsletter_folder(tmp_path)
     saved = tmp_path / "saved.json"
     saved.write_bytes(b'[{"eventType": "Bounce"}]\xff\xfe')
     result = CliRunner().invoke(main, ["--root", str(root), "events", "import", str(saved)])
@@ -616,10 +607,7 @@ def test_status_counts_this_issues_bounces_and_complaints_and_warns(tmp_path: Pa
     """`newsletter events import`, then `newsletter status`: matched to the issue by message id."""
     from newsletter.store import SubscriberRow
 
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    root = _newsletter_folder(tmp_path)
     url = f"sqlite:///{root / 'subscribers' / 'subscribers.db'}"
     with Store.open(url) as store:
         store.upsert_many(SubscriberRow(email=f"r{i}@example.org", status="active") for i in range(1000))
@@ -906,14 +894,23 @@ def test_sns_topic_to_sqs_subscription(store: Store, sqs, raw_delivery: bool) ->
     assert status(store, "angry@example.org") == "complained"
 
 
-def test_events_poll_cli(
-    tmp_path: Path,
-    sqs,
-) -> None:
+SOME_QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events"
+
+
+def _newsletter_folder(tmp_path: Path) -> Path:
+    """A newsletter folder with the fixture's settings and nothing else (its database made on first use)."""
     root = tmp_path / "nl"
     root.mkdir()
     repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
     (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    return root
+
+
+def test_events_poll_cli(
+    tmp_path: Path,
+    sqs,
+) -> None:
+    root = _newsletter_folder(tmp_path)
     with Store.open(f"sqlite:///{root / 'subscribers' / 'subscribers.db'}") as store:
         store.add_subscriber("gone@example.org", status="active")
     queue = new_queue(sqs)
@@ -947,10 +944,7 @@ def test_events_poll_cli(
 
 
 def test_events_poll_cli_with_a_missing_queue_fails_clearly(tmp_path: Path, sqs) -> None:
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    root = _newsletter_folder(tmp_path)
     missing = f"{sqs.meta.endpoint_url}/123456789012/no-such-queue"
     result = CliRunner().invoke(
         main,
@@ -968,10 +962,7 @@ def _start_poller(tmp_path: Path, sqs, wait_seconds: int, *, with_bounce: bool):
     import subprocess
     import sys
 
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
+    root = _newsletter_folder(tmp_path)
     database = root / "subscribers" / "subscribers.db"
     queue = new_queue(sqs)
     if with_bounce:
@@ -1117,12 +1108,8 @@ def test_a_second_ctrl_c_that_an_import_turns_into_another_error_still_quits_wit
             raise TypeError("expected a message argument") from None
 
     monkeypatch.setattr(sqs_module, "poll_queue", starting)
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
-    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events"
-    result = CliRunner().invoke(main, ["--root", str(root), "events", "poll", "--queue-url", queue])
+    root = _newsletter_folder(tmp_path)
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "poll", "--queue-url", SOME_QUEUE])
     assert result.exit_code == 130, (result.exception, result.output)  # as after any Ctrl-C quit
     assert "Quit at once. Messages not deleted stay in the queue" in result.output
     assert "Received 0, deleted 0: 0 processed" in result.output
@@ -1137,10 +1124,6 @@ def test_an_error_without_a_second_ctrl_c_is_not_taken_for_one(
         raise TypeError("a bug")
 
     monkeypatch.setattr(sqs_module, "poll_queue", failing)
-    root = tmp_path / "nl"
-    root.mkdir()
-    repo_toml = Path(__file__).parent / "fixtures" / "good" / "digest" / "newsletter.toml"
-    (root / "newsletter.toml").write_text(repo_toml.read_text(encoding="utf-8"), encoding="utf-8")
-    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/ses-events"
-    result = CliRunner().invoke(main, ["--root", str(root), "events", "poll", "--queue-url", queue])
+    root = _newsletter_folder(tmp_path)
+    result = CliRunner().invoke(main, ["--root", str(root), "events", "poll", "--queue-url", SOME_QUEUE])
     assert isinstance(result.exception, TypeError) and "a bug" in str(result.exception)
