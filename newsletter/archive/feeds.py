@@ -59,16 +59,21 @@ def archive_pages(issues: list[Issue], size: int) -> list[list[Issue]]:
     return [archived[start : start + size] for start in range(0, len(archived), size)]
 
 
-def feed_pages(site: SitePages) -> list[Page]:
-    """The feeds of the site's language and of every other language with an index."""
-    pages = _edition_feeds(site, "", site.issues, site.settings.language)
+def feed_pages(site: SitePages, carrying: set[str] | None = None) -> list[Page]:
+    """The feeds of the site's language and of every other language with an index.
+
+    `carrying`: only the feed pages that carry one of these issues (slugs).
+    """
+    pages = _edition_feeds(site, "", site.issues, site.settings.language, carrying)
     for language in site.languages.languages:
         issues = [v.issue for v in site.languages.issues_in(language)]
-        pages += _edition_feeds(site, site.languages.index_path(language), issues, language)
+        pages += _edition_feeds(site, site.languages.index_path(language), issues, language, carrying)
     return pages
 
 
-def _edition_feeds(site: SitePages, prefix: str, issues: list[Issue], language: str) -> list[Page]:
+def _edition_feeds(
+    site: SitePages, prefix: str, issues: list[Issue], language: str, carrying: set[str] | None = None
+) -> list[Page]:
     """The subscription feeds and every archived page under `prefix`, each keyed by the issues it carries."""
     size = site.settings.feed_size
     current = issues[-size:] if issues else []
@@ -77,6 +82,8 @@ def _edition_feeds(site: SitePages, prefix: str, issues: list[Issue], language: 
     pages: list[Page] = []
     for number in range(len(chunks) + 1):  # 0: the subscription feeds, then archived pages 1..n
         chunk = current if number == 0 else chunks[number - 1]
+        if carrying is not None and not any(i.slug in carrying for i in chunk):
+            continue
         links = _history_links(number, len(chunks))  # so full pages keep their key as pages are added
         key = site.key("feed", prefix, language, number, links, [site.issue_full(i) for i in chunk])
         for ext in ("xml", "json"):
@@ -131,7 +138,7 @@ class _FeedWriter:
         return site.fragments.get("feed-entry", site.key("feed-entry", site.issue_full(issue)), compute)
 
     def tags(self, issue: Issue) -> list[str]:
-        return sorted({t for p in self.site.papers_shown(issue) for t in p.tags})
+        return self.site.issue_tags(issue)
 
     @staticmethod
     def updated(issues: list[Issue]) -> dt.datetime:

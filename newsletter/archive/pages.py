@@ -45,6 +45,7 @@ from newsletter.mail.locale import chrome
 from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
 
 PAGES_VERSION = 3  # bump when a change here changes pages in a way the code hash would not show
+CATALOGUES = "cache/catalogues"  # compiled catalogues, under paths.build
 CSS_SOURCE = "site/site.css"
 CSS_OUTPUT = "assets/site.{hash}.css"
 
@@ -87,6 +88,28 @@ def issue_papers(library: Library, issues: Iterable[Issue]) -> dict[str, list[Pa
     return {i.slug: planned.get(i.slug, []) for i in issues}
 
 
+def chrome_key(settings: Settings) -> str:
+    """Everything every page depends on: templates, strings, settings, this code."""
+    site_templates = settings.templates_dir / "site"
+    files = sorted(site_templates.rglob("*")) if site_templates.is_dir() else []
+    blobs = [(str(f.relative_to(site_templates)), f.read_bytes()) for f in files if f.is_file()]
+    catalogues = sorted((settings.templates_dir / "locale").rglob("*.po"))
+    strings = b"".join(path.read_bytes() for path in catalogues)
+    s = settings
+    return fingerprint(
+        PAGES_VERSION,
+        __version__,
+        source_digest(PACKAGE),
+        blobs,
+        strings,
+        s.name,
+        s.description,
+        s.language,
+        s.base_url,
+        s.web_url,
+    )
+
+
 class SitePages:
     """One build's shared state: the Jinja env, strings per language, memo, fingerprints."""
 
@@ -96,12 +119,7 @@ class SitePages:
         self.memo = memo
         # markdown as HTML, kept between builds: a full build with a warm cache parses none
         self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version)
-        self.env = jinja_environment(self.settings.templates_dir)
-        self.env.filters["markdown"] = lambda text: Markup(
-            self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
-        )
-        self.env.filters["excerpt"] = lambda text: memo.get("excerpt", text, lambda: excerpt(text)[0])
-        self.env.filters["description"] = lambda text: meta_description(self.env.filters["markdown"](text))
+        self.env = self._environment()
         self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
         self.issues = published_issues(library)
         self.papers_of = issue_papers(library, self.issues)
@@ -129,11 +147,29 @@ class SitePages:
         self._listed: dict[str, str] = {}
         self._featured_lines: dict[str, str] = {}
         # every page may link to a tag: one whose folder another tag took moves all links
-        self.chrome = fingerprint(self._chrome_key(), self._moved_tags())
+        self.chrome = fingerprint(chrome_key(self.settings), self._moved_tags())
         self._full: dict[str, str] = {}
         self._blocks: dict[tuple, tuple[Paper, str]] = {}
 
+    def _environment(self) -> Any:
+        """The Jinja environment of the site's templates, with the filters that keep what they render."""
+        env = jinja_environment(self.settings.templates_dir)
+        env.filters["markdown"] = lambda text: Markup(
+            self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
+        )
+        env.filters["excerpt"] = lambda text: self.memo.get("excerpt", text, lambda: excerpt(text)[0])
+        env.filters["description"] = lambda text: meta_description(env.filters["markdown"](text))
+        return env
+
     # -- inputs
+
+    def paper_count(self, issue: Issue) -> int:
+        """How many papers an issue features (the index shows it)."""
+        return len(self.papers_of[issue.slug])
+
+    def issue_tags(self, issue: Issue) -> list[str]:
+        """The tags of the papers of one version of an issue, sorted (its feed entries' categories)."""
+        return sorted({t for p in self.papers_shown(issue) for t in p.tags})
 
     def _paper_order(self, paper: Paper) -> tuple:
         first = self.featured[paper.id][-1]
@@ -164,31 +200,10 @@ class SitePages:
         except OSError:
             raise ArchiveError(f"templates/{name}: missing (the archive site needs it)") from None
 
-    def _chrome_key(self) -> str:
-        """Everything every page depends on: templates, strings, settings, this code."""
-        site_templates = self.settings.templates_dir / "site"
-        files = sorted(site_templates.rglob("*")) if site_templates.is_dir() else []
-        blobs = [(str(f.relative_to(site_templates)), f.read_bytes()) for f in files if f.is_file()]
-        catalogues = sorted((self.settings.templates_dir / "locale").rglob("*.po"))
-        strings = b"".join(path.read_bytes() for path in catalogues)
-        s = self.settings
-        return fingerprint(
-            PAGES_VERSION,
-            __version__,
-            source_digest(PACKAGE),
-            blobs,
-            strings,
-            s.name,
-            s.description,
-            s.language,
-            s.base_url,
-            s.web_url,
-        )
-
     def words(self, language: str) -> tuple[LocalWords, dict[str, Any]]:
         """The chrome of `language` and its strings, loaded once per build."""
         if language not in self._chrome:
-            words = chrome(self.settings.templates_dir, language)
+            words = chrome(self.settings.templates_dir, language, self.settings.build_dir / CATALOGUES)
             self._chrome[language] = (LocalWords(words), words.strings())
         return self._chrome[language]
 
@@ -297,18 +312,19 @@ class SitePages:
         for n, issue in enumerate(self.issues):
             for version in self.languages.versions[issue.slug]:
                 pages.append(self.issue_version_page(version, n))
-        for pid, paper in self.papers.items():
-            key = self.key("paper", self.listed(pid))
-            pages.append(Page(f"papers/{pid}/index.html", key, lambda paper=paper: self.paper_page(paper)))
-        for tag, papers in self.tags.items():
-            key = self.key(
-                "tag",
-                tag,
-                self.tag_paths[tag],
-                [self.listed(p.id) for p in papers],
-            )
-            pages.append(Page(self.tag_paths[tag] + "index.html", key, lambda tag=tag: self.tag_page(tag)))
+        pages += [self.paper_entry(pid) for pid in self.papers]
+        pages += [self.tag_entry(tag) for tag in self.tags]
         return pages
+
+    def paper_entry(self, pid: str) -> Page:
+        """The page of one paper."""
+        key = self.key("paper", self.listed(pid))
+        return Page(f"papers/{pid}/index.html", key, lambda: self.paper_page(self.papers[pid]))
+
+    def tag_entry(self, tag: str) -> Page:
+        """The page of one tag."""
+        key = self.key("tag", tag, self.tag_paths[tag], [self.listed(p.id) for p in self.tags[tag]])
+        return Page(self.tag_paths[tag] + "index.html", key, lambda: self.tag_page(tag))
 
     def key(self, *parts: object) -> str:
         """The key of a page made from `parts` and what every page depends on."""
@@ -343,7 +359,7 @@ class SitePages:
         shown = (
             self.memo.get("excerpt", issue.intro, lambda: excerpt(issue.intro)[0]) if issue.intro else None
         )
-        count = len(self.papers_of[issue.slug])
+        count = self.paper_count(issue)
         return (issue.web_path, issue.subject, issue.language, issue.date, issue.number, count, shown)
 
     def issue_full(self, issue: Issue) -> str:
@@ -384,7 +400,7 @@ class SitePages:
         context = self.base_context(
             depth=path.count("/"), language=language, path=path, links=self.languages.index_links(language)
         )
-        context["issues"] = [(i, len(self.papers_of[i.slug])) for i in reversed(shown)]
+        context["issues"] = [(i, self.paper_count(i)) for i in reversed(shown)]
         context["tag_list"] = sorted(self.tags)
         return self.render("index.html.j2", context)
 

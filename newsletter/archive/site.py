@@ -44,6 +44,7 @@ class BuildReport:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
     folders: set[str] = field(default_factory=set, repr=False)  # made or found while writing
+    site: Any = field(default=None, repr=False)  # the SitePages a full build listed (for its index)
 
     @property
     def total(self) -> int:
@@ -171,6 +172,7 @@ def _build(library: Library, out: Path, resume: Callable[[], None]) -> BuildRepo
     )
     if not unchanged:  # nothing written, removed or re-keyed: the manifest stays as it was
         _write_manifest(out, new_files, kept)
+    report.site = site
     return report
 
 

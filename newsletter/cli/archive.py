@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 
 from newsletter.archive.publish import publish_site
+from newsletter.archive.rebuild import build_archive
 from newsletter.archive.server import site_server
-from newsletter.archive.site import build_site
 from newsletter.cli import Context, pass_context
 from newsletter.cli.listen import listen_options, open_server
-from newsletter.content.cache import ContentCache
 from newsletter.content.freeze import freeze_path, freeze_published
 from newsletter.content.library import load_library
 from newsletter.content.selection import plan
@@ -50,9 +49,9 @@ def build(obj: Context, out: Path | None, verbose: bool) -> None:
     """
     settings = obj.settings
     target = out or settings.site_dir
-    # the content cache: a rebuild parses only the paper and issue files changed since the last one
-    library = load_library(settings, cache=ContentCache.for_settings(settings))
-    report = build_site(library, target)
+    # the content cache and the site's index: a rebuild parses only the paper and issue files
+    # changed since the last one, and keys only the pages that show them
+    report = build_archive(settings, target)
     if verbose:
         for path in report.written:
             click.echo(f"wrote      {path}")

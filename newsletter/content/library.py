@@ -25,7 +25,16 @@ from newsletter.errors import ContentError, Problem, describe, raise_for
 if TYPE_CHECKING:
     from newsletter.content.cache import ContentCache
 
-__all__ = ["Issue", "Library", "Paper", "check_references", "load_issues", "load_library", "load_papers"]
+__all__ = [
+    "Issue",
+    "Library",
+    "Paper",
+    "check_references",
+    "load_issues",
+    "load_library",
+    "load_papers",
+    "read_content",
+]
 
 
 def _relative(path: Path, settings: Settings) -> str:
@@ -142,6 +151,24 @@ def load_issues(
     if own:
         raise_for(problems)
     return sorted(issues, key=lambda i: (i.date, i.number))
+
+
+def read_content(
+    settings: Settings, path: Path, problems: list[Problem], cache: ContentCache | None = None
+) -> Paper | Issue | None:
+    """One file of `papers/` or `issues/` read as `load_library` reads it, an issue with its freeze record.
+
+    For a caller that knows which files changed (the archive's quick rebuild); the checks
+    that need every file (duplicate numbers, unknown ids) are the caller's to make.
+    """
+    where = _where(path.parent, settings)
+    if path.parent == settings.papers_dir:
+        return _read(cache, path, problems, lambda found: read_paper(path, found, where(path)))
+    issue = _read(cache, path, problems, lambda found: read_issue(path, settings, found, where(path)))
+    if issue is not None and freeze_path(path).is_file():
+        frozen = read_freeze(path, problems, where(path))
+        return dataclasses.replace(issue, frozen=frozen) if frozen else issue
+    return issue
 
 
 @dataclass(frozen=True)
