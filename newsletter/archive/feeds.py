@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from newsletter.archive.pages import Page, SitePages
@@ -53,7 +54,7 @@ class _ArchiveMarker:
         return feed
 
 
-def archive_pages(issues: list[Issue], size: int) -> list[list[Issue]]:
+def archive_pages(issues: Sequence[Issue], size: int) -> list[Sequence[Issue]]:
     """The issues of each archived page, oldest page first: all but the newest `size`, in runs of `size`."""
     archived = issues[: max(len(issues) - size, 0)]
     return [archived[start : start + size] for start in range(0, len(archived), size)]
@@ -64,7 +65,7 @@ def feed_pages(site: SitePages, carrying: set[str] | None = None) -> list[Page]:
 
     `carrying`: only the feed pages that carry one of these issues (slugs).
     """
-    pages = _edition_feeds(site, "", site.issues, site.settings.language, carrying)
+    pages = _edition_feeds(site, "", site.issues, site.settings.language, carrying, site.slugs)
     for language in site.languages.languages:
         issues = [v.issue for v in site.languages.issues_in(language)]
         pages += _edition_feeds(site, site.languages.index_path(language), issues, language, carrying)
@@ -72,18 +73,31 @@ def feed_pages(site: SitePages, carrying: set[str] | None = None) -> list[Page]:
 
 
 def _edition_feeds(
-    site: SitePages, prefix: str, issues: list[Issue], language: str, carrying: set[str] | None = None
+    site: SitePages,
+    prefix: str,
+    issues: Sequence[Issue],
+    language: str,
+    carrying: set[str] | None = None,
+    slugs: list[str] | None = None,
 ) -> list[Page]:
-    """The subscription feeds and every archived page under `prefix`, each keyed by the issues it carries."""
+    """The subscription feeds and every archived page under `prefix`, each keyed by the issues it carries.
+
+    `slugs`: the issues' slugs, when known without asking each issue.
+    """
     size = site.settings.feed_size
     current = issues[-size:] if issues else []
     chunks = archive_pages(issues, size)
     writer = _FeedWriter(site, prefix, language)
+    numbers = None
+    if carrying is not None:  # by position: an issue is in one archived page or in the current feeds
+        archived = max(len(issues) - size, 0)
+        slugs = [i.slug for i in issues] if slugs is None else slugs
+        numbers = {0 if n >= archived else n // size + 1 for n, slug in enumerate(slugs) if slug in carrying}
     pages: list[Page] = []
     for number in range(len(chunks) + 1):  # 0: the subscription feeds, then archived pages 1..n
-        chunk = current if number == 0 else chunks[number - 1]
-        if carrying is not None and not any(i.slug in carrying for i in chunk):
+        if numbers is not None and number not in numbers:
             continue
+        chunk = current if number == 0 else chunks[number - 1]
         links = _history_links(number, len(chunks))  # so full pages keep their key as pages are added
         key = site.key("feed", prefix, language, number, links, [site.issue_full(i) for i in chunk])
         for ext in ("xml", "json"):

@@ -66,17 +66,17 @@ class Memo:
         return {k: v for k, v in self.used.items() if k.startswith(self.PERSISTENT)}
 
     @staticmethod
-    def _key(kind: str, source: str) -> str:
+    def key(kind: str, source: str) -> str:
         return kind + ":" + hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:32]
 
     def keep(self, kind: str, source: str) -> None:
         """Carry a stored entry over to the next build although no page asked for it this time."""
-        key = self._key(kind, source)
+        key = self.key(kind, source)
         if key not in self.used and key in self.stored:
             self.used[key] = self.stored[key]
 
     def get(self, kind: str, source: str, compute: Callable[[], str]) -> str:
-        key = self._key(kind, source)
+        key = self.key(kind, source)
         value = self.used.get(key)
         if value is None:
             value = self.stored.get(key)

@@ -122,6 +122,7 @@ class SitePages:
         self.env = self._environment()
         self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
         self.issues = published_issues(library)
+        self.slugs = [i.slug for i in self.issues]
         self.papers_of = issue_papers(library, self.issues)
         self.languages = SiteLanguages(library, self.issues, self.papers_of)
         self.version_at: dict[str, Version] = {

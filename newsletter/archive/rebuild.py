@@ -28,19 +28,16 @@ numbers, tuples, lists and dicts) and carries the hash of its own payload.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from newsletter.archive.feeds import feed_pages
-from newsletter.archive.keys import Memo, fingerprint
-from newsletter.archive.languages import SiteLanguages, Version
-from newsletter.archive.pages import SitePages, chrome_key
+from newsletter.archive.indexed import IndexedSite
+from newsletter.archive.keys import Memo
+from newsletter.archive.pages import Page
 from newsletter.archive.site import (
     COMPILED_TEMPLATES,
     MANIFEST,
@@ -51,43 +48,32 @@ from newsletter.archive.site import (
     _write_page,
     build_site,
 )
+from newsletter.archive.sources import (
+    ISSUES,
+    PAPERS,
+    SourceFiles,
+    Stale,
+    index_path,
+    load_index,
+    save_journal,
+    site_inputs,
+    write_index,
+)
 from newsletter.config import Settings
 from newsletter.content.cache import RACY_NS, ContentCache
 from newsletter.content.issues import Issue
 from newsletter.content.library import load_library, read_content
 from newsletter.content.papers import Paper
-from newsletter.content.translations import is_translation
 from newsletter.errors import Problem
 from newsletter.mail.render import excerpt
 
-__all__ = ["INDEX_DIR", "build_archive", "index_path"]
-
-INDEX_DIR = "cache/archive"  # under paths.build
-INDEX_VERSION = 1
-PAPERS, ISSUES = "papers", "issues"  # the content folders, as the index names them
+__all__ = ["build_archive"]
 
 # What other pages show of a paper, or decide from it (which issue features it, the order
 # of a tag's papers): an edit to any of these re-keys every page.
 PAPER_SHAPE = ("id", "title", "tags", "published", "upvotes", "rank", "code")
 # An issue's fields that only its own pages, its feed entries and the index's excerpt show.
 ISSUE_CONTENT = ("intro", "preheader")
-
-
-class _NothingUnpickler(pickle.Unpickler):
-    """The index is plain data: no class at all may be unpickled."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in the archive's index")
-
-
-class Stale(Exception):
-    """The index cannot vouch for the site: build it the full, keyed way."""
-
-
-def index_path(settings: Settings, out: Path) -> Path:
-    """The index of the site built into `out`."""
-    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    return settings.build_dir / INDEX_DIR / f"{name}.pickle"
 
 
 def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
@@ -101,137 +87,8 @@ def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
     cache = ContentCache.for_settings(settings)
     library = load_library(settings, cache=cache)
     report = build_site(library, out)
-    _write_index(settings, out, cache, report.site, report.total, started)
+    write_index(settings, out, cache, report.site, report.total, started)
     return report
-
-
-# ---------------------------------------------------------------------------
-# The index
-
-
-def _inputs(settings: Settings, salt: str) -> str:
-    """What every page depends on besides the content: code, templates, catalogues, settings."""
-    return fingerprint(INDEX_VERSION, chrome_key(settings), salt, repr(settings))
-
-
-def _listing(folder: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(folder))
-    except OSError:
-        return []
-
-
-def _stat(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
-def _content(folder: Path, name: str) -> bool:
-    """A paper or issue file, as the library lists them (not a translation `<stem>.<lang>.md`)."""
-    if not name.endswith(".md") or name.startswith("."):
-        return False
-    return "." not in name[:-3] or not is_translation(folder / name)
-
-
-def _write_index(
-    settings: Settings, out: Path, cache: ContentCache, site: SitePages, pages: int, started: int
-) -> None:
-    """Record what the full build into `out` was made from; no index when it cannot be followed."""
-    path = index_path(settings, out)
-    try:
-        path.unlink(missing_ok=True)  # an index of an older build must not outlive it
-    except OSError:
-        return
-    if site is None or site.languages.languages or site.library.translations.issues:
-        return  # a site in several languages is always built in full
-    files: dict[str, tuple] = {}
-    for kind, folder in ((PAPERS, settings.papers_dir), (ISSUES, settings.issues_dir)):
-        for name in _listing(folder):
-            full = os.path.join(folder, name)
-            entry = cache.used.get(full) if _content(folder, name) else None
-            if entry is not None:
-                if entry[4]:
-                    return  # a problem or warning: the full build reports them every time
-                files[f"{kind}/{name}"] = (*entry[0], entry[1], entry[2])
-            elif name.endswith(".md") and not name.startswith("."):
-                return  # a translation, or a file read without the cache
-            else:
-                stat = _stat(full)  # a freeze record, or anything else: it must stay as it is
-                if stat is None:
-                    return
-                files[f"{kind}/{name}"] = (*stat, started, None)
-    try:
-        manifest = (out / MANIFEST).read_bytes()
-    except OSError:
-        return
-    papers_dir = str(settings.papers_dir)
-    payload = {
-        "version": INDEX_VERSION,
-        "out": str(out.resolve()),
-        "inputs": _inputs(settings, cache.salt),
-        "manifest": hashlib.sha256(manifest).hexdigest(),
-        "chrome": site.chrome,
-        "files": files,
-        "papers_of": {
-            slug: tuple(p.id for p in site.papers_of[slug]) for slug in (i.slug for i in site.issues)
-        },
-        "tags": {tag: tuple(p.id for p in papers) for tag, papers in site.tags.items()},
-        # a paper's fingerprint is its file's digest unless it was read without the cache
-        "paper_fp": {
-            pid: fp
-            for pid, fp in site.paper_fp.items()
-            if cache.digest(Path(os.path.join(papers_dir, f"{pid}.md"))) != fp
-        },
-        "issue_fp": dict(site.issue_fp),
-        "issue_tags": {i.slug: tuple(site.issue_tags(i)) for i in site.issues},
-        "pages": pages,
-    }
-    _save_index(path, payload)
-
-
-def _save_index(path: Path, payload: dict[str, Any]) -> None:
-    from newsletter.atomic_files import replace_file
-
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-    except OSError:
-        pass  # a read-only checkout builds in full every time
-
-
-def _load_index(path: Path) -> dict[str, Any]:
-    try:
-        check, _, body = path.read_bytes().partition(b"\n")
-        if check != hashlib.sha256(body).hexdigest().encode():
-            raise Stale
-        data = _NothingUnpickler(io.BytesIO(body)).load()
-    except (OSError, Exception) as exc:  # missing, damaged or tampered
-        raise Stale from exc
-    shapes = {
-        "version": int,
-        "out": str,
-        "inputs": str,
-        "manifest": str,
-        "chrome": str,
-        "files": dict,
-        "papers_of": dict,
-        "tags": dict,
-        "paper_fp": dict,
-        "issue_fp": dict,
-        "issue_tags": dict,
-        "pages": int,
-    }
-    if not (
-        type(data) is dict
-        and all(type(data.get(k)) is t for k, t in shapes.items())
-        and data["version"] == INDEX_VERSION
-    ):
-        raise Stale
-    return data
 
 
 # ---------------------------------------------------------------------------
@@ -300,84 +157,6 @@ class _ManifestText:
         return b"".join(pieces)
 
 
-class _Lazy(Mapping):
-    """A mapping whose keys are known and whose values are made on first use (then kept)."""
-
-    def __init__(self, keys: Iterable, make: Callable[[Any], Any]) -> None:
-        self._keys = dict.fromkeys(keys)
-        self._made: dict[Any, Any] = {}
-        self._make = make
-
-    def __getitem__(self, key: Any) -> Any:
-        try:
-            return self._made[key]
-        except KeyError:
-            if key not in self._keys:
-                raise
-        value = self._made[key] = self._make(key)
-        return value
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._keys
-
-    def __iter__(self) -> Iterator:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
-class _Whole(Mapping):
-    """A mapping made whole on first use: most rebuilds never ask."""
-
-    def __init__(self, make: Callable[[], dict]) -> None:
-        self._make = make
-        self._made: dict | None = None
-
-    @property
-    def made(self) -> dict:
-        if self._made is None:
-            self._made = self._make()
-        return self._made
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.made[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.made
-
-    def __iter__(self) -> Iterator:
-        return iter(self.made)
-
-    def __len__(self) -> int:
-        return len(self.made)
-
-
-def _featured(issues: list[Issue], papers_of: dict[str, tuple]) -> dict[str, list[Issue]]:
-    """Paper id -> the published issues featuring it, oldest first (as `SitePages.featured`)."""
-    featured: dict[str, list[Issue]] = {}
-    for issue in issues:
-        for pid in papers_of[issue.slug]:
-            featured.setdefault(pid, []).append(issue)
-    return featured
-
-
-class _Papers(Sequence):
-    """Papers named by their ids, each looked up when first used: its length costs no lookup."""
-
-    def __init__(self, ids: tuple[str, ...], papers: Mapping[str, Paper]) -> None:
-        self._ids = ids
-        self._papers = papers
-
-    def __getitem__(self, n: Any) -> Any:
-        if isinstance(n, slice):
-            return [self._papers[pid] for pid in self._ids[n]]
-        return self._papers[self._ids[n]]
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
 def _same_shape(old: Any, new: Any) -> bool:
     if type(old) is not type(new):
         return False
@@ -397,14 +176,17 @@ class _QuickBuild:
         self.settings = settings
         self.out = out
         self.path = index_path(settings, out)
-        self.index = _load_index(self.path)
+        self.index = load_index(self.path)
         self.cache = ContentCache.for_settings(settings)
-        if self.index["out"] != str(out.resolve()) or self.index["inputs"] != _inputs(
+        if self.index["out"] != str(out.resolve()) or self.index["inputs"] != site_inputs(
             settings, self.cache.salt
         ):
             raise Stale
         self.folders = {PAPERS: settings.papers_dir, ISSUES: settings.issues_dir}
         self.touched = False  # files whose stat changed but not their bytes
+        self.before: dict[str, Any] = {}  # what reading each edited file gave before
+        self.fresh_papers: dict[str, Paper] = {}
+        self.fresh_issues: dict[str, Issue] = {}
 
     def run(self) -> BuildReport:
         try:
@@ -413,11 +195,10 @@ class _QuickBuild:
             raise Stale from None
         if hashlib.sha256(manifest_bytes).hexdigest() != self.index["manifest"]:
             raise Stale
-        files = self.index["files"]
-        changed = self._changed(files)
+        changed = self._changed(self.index["files"])
         report = BuildReport(out=self.out)
+        report.unchanged = self.index["pages"]
         if not changed:
-            report.unchanged = self.index["pages"]
             if self.touched:
                 self._save(manifest_bytes)
             return report
@@ -425,35 +206,31 @@ class _QuickBuild:
         manifest = _ManifestText(manifest_bytes)
         stored_memo = manifest.memo()
         memo = Memo({k: v for k, v in stored_memo.items() if isinstance(v, str)})
+        kept, index_changed = self._excerpts(fresh, memo, stored_memo)
         site = self._site(fresh, memo)
         site.env.bytecode_cache = _compiled_templates(self.settings.build_dir / COMPILED_TEMPLATES)
         records: dict[str, dict[str, Any]] = {}
-        for page in self._pages(site, fresh):
+        for page in self._pages(site, fresh, index_changed):
             before = manifest.record(page.path)
             record = _write_page(page, str(self.out), before, report)
             if record is not before:
                 records[page.path] = record
-        for issue in site.issues:  # what a full build keeps: the excerpt of every issue the index lists
-            if issue.intro:
-                memo.get("excerpt", issue.intro, lambda text=issue.intro: excerpt(text)[0])
-        site.keep_memo()
         site.fragments.save()
-        kept = memo.kept()
-        report.unchanged = self.index["pages"] - len(report.written)
+        report.unchanged -= len(report.written)
         if records or kept != stored_memo:
             manifest_bytes = manifest.patched(records, kept)
             _write_atomic(self.out / MANIFEST, manifest_bytes)
         self.cache.save(complete=False)
         for obj in fresh.values():
             if isinstance(obj, Issue) and obj.slug in self.index["issue_fp"]:
-                self.index["issue_fp"][obj.slug] = site.issue_fp[obj.slug]
+                fp = self.index["issue_fp"][obj.slug] = site.issue_fp[obj.slug]
+                self.index["journal"]["issue_fp"][obj.slug] = fp
         self._save(manifest_bytes)
         return report
 
-    def _changed(self, files: dict[str, tuple]) -> list[str]:
+    def _changed(self, files: SourceFiles) -> list[str]:
         """The content files whose bytes changed since the index was written ('papers/<name>')."""
         changed = []
-        seen = 0
         now = time.time_ns()
         for kind, folder in self.folders.items():
             try:
@@ -461,36 +238,40 @@ class _QuickBuild:
                 fd = os.open(folder, os.O_RDONLY)
             except OSError:
                 raise Stale from None
+            at, numbers = files.at.get(kind, {}), files.numbers.get(kind, ())
+            if len(names) != len(at):
+                raise Stale  # a file came or went
             try:
                 for name in names:  # 20,000 stats: the loop is kept tight
-                    recorded = files.get(kind + "/" + name)
-                    if recorded is None:
+                    n = at.get(name)
+                    if n is None:
                         raise Stale  # a new file
-                    seen += 1
                     st = os.stat(name, dir_fd=fd)
+                    n *= 5
                     if (
-                        st.st_mtime_ns == recorded[1]
-                        and st.st_size == recorded[0]
-                        and st.st_ctime_ns == recorded[2]
-                        and st.st_ino == recorded[3]
-                        and max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS < recorded[4]
+                        st.st_mtime_ns == numbers[n + 1]
+                        and st.st_size == numbers[n]
+                        and st.st_ctime_ns == numbers[n + 2]
+                        and st.st_ino == numbers[n + 3]
+                        and max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS < numbers[n + 4]
                     ):
                         continue
-                    if recorded[5] is None:
+                    recorded = files.digest(kind, name)
+                    if recorded is None:
                         raise Stale  # a freeze record, or anything but a paper or an issue, changed
-                    key = kind + "/" + name
                     digest = self.cache.file_digest(_read_bytes(os.path.join(folder, name)))
-                    if digest == recorded[5]:  # touched, not changed: its stat is recorded again
-                        files[key] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, now, digest)
+                    if digest == recorded:  # touched, not changed: its stat is recorded again
+                        stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                        files.set(kind, name, stat, now, digest)
                         self.touched = True
                     else:
-                        changed.append(key)
+                        changed.append(f"{kind}/{name}")
             except OSError:
                 raise Stale from None
             finally:
                 os.close(fd)
-        if seen != len(files):
-            raise Stale  # a file was removed
+        if len(files.at) != len(self.folders):
+            raise Stale
         return sorted(changed)
 
     def _read_changed(self, changed: list[str]) -> dict[str, Paper | Issue]:
@@ -505,67 +286,109 @@ class _QuickBuild:
             if problems or now is None or not _same_shape(before, now):
                 raise Stale
             fresh[key] = now
+            self.before[key] = before
             digest = self.cache.digest(path)
             entry = self.cache.used.get(str(path))
             if digest is None or entry is None:
                 raise Stale
-            self.index["files"][key] = (*entry[0], entry[1], digest)
+            self.index["files"].set(kind, name, entry[0], entry[1], digest)
         return fresh
 
     def _cached(self, kind: str, name: str, path: Path | None = None) -> Any:
         """What reading an unchanged file gave, from the content cache, as the index knows it."""
         found = self.cache.lookup(os.path.join(self.folders[kind], name), path)
-        recorded = self.index["files"].get(f"{kind}/{name}")
-        if found is None or recorded is None or found[1] != recorded[5] or found[2]:
+        recorded = self.index["files"].digest(kind, name)
+        if found is None or recorded is None or found[1] != recorded or found[2]:
             raise Stale
         return found[0]
 
-    def _site(self, fresh: dict[str, Paper | Issue], memo: Memo) -> SitePages:
-        """The site's pages as a full build lists them, every paper and issue looked up when first needed."""
-        settings, index = self.settings, self.index
-        issues: list[Issue] = []
-        # paths made by listing the folder: parsing 2,000 path strings costs more
-        children = {p.name: p for p in settings.issues_dir.iterdir()}
-        for key in index["files"]:
-            kind, name = key.split("/", 1)
-            # the files the index holds a digest for are the papers and issues
-            if kind == ISSUES and index["files"][key][5] is not None:
-                # An unchanged issue comes without its freeze record (which did not change):
-                # its fingerprint is the index's, and what selection made of it is too.
-                issue = fresh[key] if key in fresh else self._cached(ISSUES, name, children.get(name))
-                if not isinstance(issue, Issue):
-                    raise Stale
-                issues.append(issue)
-        issues.sort(key=lambda i: (i.date, i.number))
-        fresh_papers = {obj.id: obj for obj in fresh.values() if isinstance(obj, Paper)}
-        edited = {obj.slug for obj in fresh.values() if isinstance(obj, Issue)}
-        published = [i for i in issues if i.published]
-        return _IndexedSite(settings, index, published, fresh_papers, edited, memo, self._paper)
+    def _excerpts(
+        self, fresh: dict[str, Paper | Issue], memo: Memo, stored: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """The memo a full build would keep now, and whether an index shows a different excerpt.
+
+        A full build keeps the excerpt of every published issue's introduction; the index
+        records which each issue's is, so only the edited issues' are worked out.
+        """
+        excerpts: dict[str, str] = self.index["excerpts"]
+        kept = dict(stored)
+        replaced = set()
+        index_changed = False
+        for key, new in fresh.items():
+            old = self.before[key]
+            if not isinstance(new, Issue) or new.slug not in excerpts or old.intro == new.intro:
+                continue
+            replaced.add(excerpts[new.slug])
+            excerpts[new.slug] = Memo.key("excerpt", new.intro)
+            self.index["journal"]["excerpts"][new.slug] = excerpts[new.slug]
+            shown_old = self._excerpt(memo, old.intro)
+            shown_new = self._excerpt(memo, new.intro)
+            if shown_new is not None:
+                kept[excerpts[new.slug]] = shown_new
+            index_changed = index_changed or shown_old != shown_new
+        for key in replaced - set(excerpts.values()):
+            kept.pop(key, None)
+        return kept, index_changed
+
+    @staticmethod
+    def _excerpt(memo: Memo, intro: str) -> str | None:
+        """What an index shows of an introduction (as `SitePages._index_entry`)."""
+        return memo.get("excerpt", intro, lambda: excerpt(intro)[0]) if intro else None
+
+    def _issue(self, slug: str) -> Issue:
+        issue = self.fresh_issues.get(slug)
+        if issue is None:
+            issue = self._cached(ISSUES, f"{slug}.md", self.settings.issues_dir / f"{slug}.md")
+        # An unchanged issue comes without its freeze record (which did not change): its
+        # fingerprint is the index's, and what selection made of it is too.
+        if not isinstance(issue, Issue) or issue.slug != slug or not issue.published:
+            raise Stale
+        return issue
 
     def _paper(self, pid: str) -> Paper:
-        paper = self._cached(PAPERS, f"{pid}.md")
+        paper = self.fresh_papers.get(pid) or self._cached(PAPERS, f"{pid}.md")
         if not isinstance(paper, Paper) or paper.id != pid:
             raise Stale
         return paper
 
-    def _pages(self, site: _IndexedSite, fresh: dict[str, Paper | Issue]) -> list:
+    def _digest(self, pid: str) -> str:
+        recorded = self.index["files"].digest(PAPERS, f"{pid}.md")
+        if recorded is None:
+            raise Stale
+        return recorded
+
+    def _site(self, fresh: dict[str, Paper | Issue], memo: Memo) -> IndexedSite:
+        """The site's pages as a full build lists them, every paper and issue looked up when first needed."""
+        self.fresh_papers = {obj.id: obj for obj in fresh.values() if isinstance(obj, Paper)}
+        self.fresh_issues = {obj.slug: obj for obj in fresh.values() if isinstance(obj, Issue)}
+        if any(pid in self.index["paper_fp"] for pid in self.fresh_papers):
+            raise Stale  # a paper keyed by its fields: the index cannot follow it
+        return IndexedSite(
+            self.settings,
+            self.index,
+            memo,
+            issue=self._issue,
+            paper=self._paper,
+            digest=self._digest,
+            edited=set(self.fresh_issues),
+        )
+
+    def _pages(self, site: IndexedSite, fresh: dict[str, Paper | Issue], index_changed: bool) -> list[Page]:
         """The pages that show an edited file: keyed, and rendered when their key changed."""
         issues: set[str] = set()
         papers: set[str] = set()
         for obj in fresh.values():
-            if isinstance(obj, Issue) and obj.slug in site.versions_of:
+            if isinstance(obj, Issue) and obj.slug in site.ids_of:
                 issues.add(obj.slug)
             elif isinstance(obj, Paper) and obj.id in site.papers:
                 papers.add(obj.id)
                 issues.update(i.slug for i in site.featured[obj.id])
-        if not issues and not papers:
-            return []
-        pages = feed_pages(site, issues)
-        if any(isinstance(obj, Issue) for obj in fresh.values()):
+        pages = feed_pages(site, issues) if issues else []
+        if index_changed:
             pages += site.index_pages()
-        for n, issue in enumerate(site.issues):
-            if issue.slug in issues:
-                pages += [site.issue_version_page(v, n) for v in site.languages.versions[issue.slug]]
+        for n, slug in enumerate(site.slugs):
+            if slug in issues:
+                pages += [site.issue_version_page(v, n) for v in site.languages.versions[slug]]
         pages += [site.paper_entry(pid) for pid in sorted(papers)]
         tags = sorted({tag for pid in papers for tag in site.papers[pid].tags})
         pages += [site.tag_entry(tag) for tag in tags]
@@ -573,7 +396,7 @@ class _QuickBuild:
 
     def _save(self, manifest: bytes) -> None:
         self.index["manifest"] = hashlib.sha256(manifest).hexdigest()
-        _save_index(self.path, self.index)
+        save_journal(self.path, self.index)
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -582,99 +405,3 @@ def _read_bytes(path: str) -> bytes | None:
             return handle.read()
     except OSError:
         return None
-
-
-class _IndexedSite(SitePages):
-    """`SitePages` made from the index: the structure as recorded, papers looked up when a page needs them."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        index: dict[str, Any],
-        issues: list[Issue],
-        fresh: dict[str, Paper],
-        edited: set[str],
-        memo: Memo,
-        paper: Callable[[str], Paper],
-    ) -> None:
-        from newsletter.archive.keys import renderer_version
-        from newsletter.archive.pages import CSS_OUTPUT, CSS_SOURCE
-        from newsletter.content.cache import FragmentCache
-
-        self.library = None
-        self.settings = settings
-        self.memo = memo
-        self.fragments = FragmentCache.for_settings(settings, renderer_version)
-        self.env = self._environment()
-        self._chrome = {}
-        self.issues = issues
-        papers_of: dict[str, tuple] = index["papers_of"]
-        if [i.slug for i in issues] != list(papers_of):
-            raise Stale  # the published issues are not the ones indexed
-        self.versions_of = papers_of
-        self.papers = _Lazy(
-            (pid for pids in papers_of.values() for pid in pids),
-            lambda pid: fresh[pid] if pid in fresh else paper(pid),
-        )
-        self.papers_of = _Lazy(papers_of, lambda slug: _Papers(papers_of[slug], self.papers))
-        self.languages = _one_language(settings, issues, self.papers_of)
-        self.version_at = _Lazy(
-            (i.web_path for i in issues), lambda path: self.languages.versions[self._slug_at[path]][0]
-        )
-        self._slug_at = {i.web_path: i.slug for i in issues}
-        self.featured = _Whole(lambda: _featured(issues, papers_of))
-        tags: dict[str, tuple] = index["tags"]
-        self.tags = _Lazy(tags, lambda tag: _Papers(tags[tag], self.papers))
-        self.tag_paths = self._tag_paths(self.tags)
-        self.css_source = self._read_template_file(CSS_SOURCE)
-        self.css_path = CSS_OUTPUT.format(hash=hashlib.sha256(self.css_source).hexdigest()[:8])
-        files, fps = index["files"], index["paper_fp"]
-        self.paper_fp = _Lazy(
-            self.papers, lambda pid: fps[pid] if pid in fps else files[f"{PAPERS}/{pid}.md"][5]
-        )
-        stored_fp = index["issue_fp"]
-        by_slug = {i.slug: i for i in issues}
-        self.issue_fp = _Lazy(
-            by_slug, lambda slug: fingerprint(by_slug[slug]) if slug in edited else stored_fp[slug]
-        )
-        self._issue_tags = index["issue_tags"]
-        for paper_id in fresh:
-            if paper_id in fps:
-                raise Stale  # a paper keyed by its fields: the index cannot follow it
-        self._listed = {}
-        self._featured_lines = {}
-        self.chrome = index["chrome"]
-        self._full = {}
-        self._blocks = {}
-
-    # What the index knows without looking a paper up: a page that does not show a paper
-    # never reads it from the cache.
-
-    def paper_count(self, issue: Issue) -> int:
-        return len(self.versions_of[issue.slug])
-
-    def issue_tags(self, issue: Issue) -> list[str]:
-        return list(self._issue_tags[issue.slug])
-
-    def issue_full(self, issue: Issue) -> str:
-        found = self._full.get(issue.web_path)
-        if found is None:  # as SitePages.issue_full for a site in one language
-            papers = [self.paper_fp[pid] for pid in self.versions_of[issue.slug]]
-            found = self._full[issue.web_path] = fingerprint(self.issue_fp[issue.slug], papers)
-        return found
-
-    def keep_memo(self) -> None:
-        for issue in self.issues:
-            self.memo.keep("excerpt", issue.intro)
-
-
-def _one_language(settings: Settings, issues: list[Issue], papers_of: Mapping) -> SiteLanguages:
-    """The languages of a site without translations: each issue its one version, one index."""
-    languages = object.__new__(SiteLanguages)
-    languages.settings = settings
-    languages.default = settings.language
-    by_slug = {i.slug: i for i in issues}
-    languages.versions = _Lazy(by_slug, lambda slug: [Version(by_slug[slug], papers_of[slug])])
-    languages.issues = issues
-    languages.languages = []
-    return languages

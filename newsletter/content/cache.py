@@ -13,7 +13,7 @@ so an edit made in the same tick as the read it follows keeps size and mtime: gi
 read is therefore checked by hash every time until a read happens well after the edit;
 a matching hash still saves the parsing, which is where reading costs.
 
-The cache is `SHARDS` files per content folder, `<paths.build>/cache/content/<hash of
+The cache is `SHARDS` (256) files per content folder, `<paths.build>/cache/content/<hash of
 the folder>-<nn>.pickle` (the build folder is git-ignored), a file's entry in the one its
 name falls in, each read only when an entry in it is asked for: editing an issue rewrites
 one small file, and the archive's quick rebuild (`newsletter.archive.rebuild`) reads the
@@ -50,7 +50,7 @@ from newsletter.errors import Problem
 
 CACHE_VERSION = 6  # 6: issues as tuples too; 5: SHARDS files per folder; 4: papers as tuples
 CACHE_DIR = "cache/content"
-SHARDS = 64  # files per content folder: a lookup reads 1/64 of a folder's entries
+SHARDS = 256  # files per content folder: a lookup reads 1/256 of a folder's entries
 RACY_NS = 2_000_000_000  # the coarsest common mtime granularity (FAT): 2 s
 
 T = TypeVar("T")

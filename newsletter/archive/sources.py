@@ -1,0 +1,343 @@
+"""What a built site was made from, kept between builds: each content file's stat and digest, the site's structure, the manifest it goes with.
+
+`newsletter.archive.rebuild` writes this index after every full build into a folder
+(`<paths.build>/cache/archive/<hash of the site folder>.pickle`) and reads it to rebuild
+quickly. It holds every entry of `papers/` and `issues/` (`SourceFiles`: stat, when it
+was read, the content cache's digest of a paper or issue), what the pages' keys were made
+from (each published issue's paper ids, each tag's paper ids, the fingerprints of issues
+and of papers read without the cache, each issue's tags and excerpt's memo key), the
+fingerprint of everything else every page depends on (`site_inputs`) and the hash of the
+manifest. No index is written for a site it cannot follow: one with translations, or a
+content file with a problem or a warning.
+
+The index is only a copy, checked before use: unpickled with no class allowed (strings,
+numbers, bytes, tuples, lists and dicts), it carries the hash of its own payload, and
+anything missing, malformed or from another version raises `Stale`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import sys
+from array import array
+from pathlib import Path
+from typing import Any
+
+from newsletter.archive.keys import Memo, fingerprint
+from newsletter.archive.pages import SitePages, chrome_key
+from newsletter.archive.site import MANIFEST
+from newsletter.config import Settings
+from newsletter.content.cache import ContentCache
+from newsletter.content.translations import is_translation
+
+__all__ = [
+    "INDEX_DIR",
+    "ISSUES",
+    "PAPERS",
+    "SourceFiles",
+    "Stale",
+    "index_path",
+    "load_index",
+    "save_index",
+    "save_journal",
+    "write_index",
+]
+
+INDEX_DIR = "cache/archive"  # under paths.build
+INDEX_VERSION = 2  # 2: file records packed
+PAPERS, ISSUES = "papers", "issues"  # the content folders, as the index names them
+_STAT = 5  # numbers per file: size, mtime_ns, ctime_ns, inode, when it was read (ns)
+_DIGEST = 32  # bytes of a SHA-256
+
+
+class Stale(Exception):
+    """The index cannot vouch for the site: build it the full, keyed way."""
+
+
+class _NothingUnpickler(pickle.Unpickler):
+    """The index is plain data: no class at all may be unpickled."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in the archive's index")
+
+
+def index_path(settings: Settings, out: Path) -> Path:
+    """The index of the site built into `out`."""
+    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    return settings.build_dir / INDEX_DIR / f"{name}.pickle"
+
+
+def site_inputs(settings: Settings, salt: str) -> str:
+    """What every page depends on besides the content: code, templates, catalogues, settings."""
+    return fingerprint(INDEX_VERSION, sys.byteorder, chrome_key(settings), salt, repr(settings))
+
+
+class SourceFiles:
+    """The entries of the content folders as last seen: stat, when read, and digest (papers and issues only).
+
+    Packed per folder (names, numbers, digests) so that 22,000 entries unpickle and
+    pickle as a few objects, not 22,000 tuples.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[str]] = {}
+        self.at: dict[str, dict[str, int]] = {}  # folder -> name -> position
+        self.numbers: dict[str, array] = {}
+        self.digests: dict[str, bytearray] = {}  # 32 bytes per file, zeros for no digest
+        self.has: dict[str, bytearray] = {}  # 1: the file has a digest (a paper or an issue)
+        self.changed: dict[str, tuple] = {}  # 'kind/name' -> what `set` recorded (the journal's)
+
+    def add(self, kind: str, name: str, stat: tuple[int, ...], read_ns: int, digest: str | None) -> None:
+        names = self.names.setdefault(kind, [])
+        self.at.setdefault(kind, {})[name] = len(names)
+        names.append(name)
+        self.numbers.setdefault(kind, array("Q")).extend((*stat, read_ns))
+        self.digests.setdefault(kind, bytearray()).extend(bytes.fromhex(digest) if digest else bytes(_DIGEST))
+        self.has.setdefault(kind, bytearray()).append(1 if digest else 0)
+
+    def set(self, kind: str, name: str, stat: tuple[int, ...], read_ns: int, digest: str) -> None:
+        n = self.at.get(kind, {}).get(name)
+        if n is None or not self.has[kind][n]:
+            raise Stale  # only a paper's or an issue's record changes
+        self.changed[f"{kind}/{name}"] = (tuple(stat), read_ns, digest)
+        self.numbers[kind][n * _STAT : (n + 1) * _STAT] = array("Q", (*stat, read_ns))
+        self.digests[kind][n * _DIGEST : (n + 1) * _DIGEST] = bytes.fromhex(digest)
+        self.has[kind][n] = 1
+
+    def digest(self, kind: str, name: str) -> str | None:
+        """A paper's or issue's digest as recorded; None for another file or an unknown name."""
+        n = self.at.get(kind, {}).get(name)
+        if n is None or not self.has[kind][n]:
+            return None
+        return self.digests[kind][n * _DIGEST : (n + 1) * _DIGEST].hex()
+
+    def __len__(self) -> int:
+        return sum(len(names) for names in self.names.values())
+
+    def packed(self) -> dict[str, Any]:
+        return {
+            kind: (names, self.numbers[kind].tobytes(), bytes(self.digests[kind]), bytes(self.has[kind]))
+            for kind, names in self.names.items()
+        }
+
+    @classmethod
+    def unpacked(cls, data: object) -> SourceFiles:
+        files = cls()
+        if type(data) is not dict:
+            raise Stale
+        for kind, packed in data.items():
+            if not (type(packed) is tuple and len(packed) == 4):
+                raise Stale
+            names, numbers, digests, has = packed
+            if not (type(names) is list and all(type(n) is str for n in names)):
+                raise Stale
+            if not (type(numbers) is bytes and type(digests) is bytes and type(has) is bytes):
+                raise Stale
+            files.names[kind] = names
+            files.at[kind] = {name: n for n, name in enumerate(names)}
+            files.numbers[kind] = array("Q")
+            files.numbers[kind].frombytes(numbers)
+            files.digests[kind] = bytearray(digests)
+            files.has[kind] = bytearray(has)
+            count = len(names)
+            if (
+                len(files.at[kind]) != count
+                or len(files.numbers[kind]) != count * _STAT
+                or len(digests) != count * _DIGEST
+                or len(has) != count
+            ):
+                raise Stale
+        return files
+
+
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _content(folder: Path, name: str) -> bool:
+    """A paper or issue file, as the library lists them (not a translation `<stem>.<lang>.md`)."""
+    if not name.endswith(".md") or name.startswith("."):
+        return False
+    return "." not in name[:-3] or not is_translation(folder / name)
+
+
+def write_index(
+    settings: Settings, out: Path, cache: ContentCache, site: SitePages, pages: int, started: int
+) -> None:
+    """Record what the full build into `out` was made from (`site`, its `pages`); none when it cannot be followed.
+
+    `cache` read every paper and issue; `started`: when the build began (a file changed
+    since counts as changed).
+    """
+    path = index_path(settings, out)
+    try:  # an index of an older build must not outlive it
+        path.unlink(missing_ok=True)
+        _journal(path).unlink(missing_ok=True)
+    except OSError:
+        return
+    if site is None or site.languages.languages or site.library.translations.issues:
+        return  # a site in several languages is always built in full
+    files = SourceFiles()
+    for kind, folder in ((PAPERS, settings.papers_dir), (ISSUES, settings.issues_dir)):
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return
+        for name in names:
+            full = os.path.join(folder, name)
+            entry = cache.used.get(full) if _content(folder, name) else None
+            if entry is not None:
+                if entry[4]:
+                    return  # a problem or warning: the full build reports them every time
+                files.add(kind, name, entry[0], entry[1], entry[2])
+            elif name.endswith(".md") and not name.startswith("."):
+                return  # a translation, or a file read without the cache
+            else:
+                stat = _stat(full)  # a freeze record, or anything else: it must stay as it is
+                if stat is None:
+                    return
+                files.add(kind, name, stat, started, None)
+    try:
+        manifest = (out / MANIFEST).read_bytes()
+    except OSError:
+        return
+    papers_dir = str(settings.papers_dir)
+    payload = {
+        "version": INDEX_VERSION,
+        "out": str(out.resolve()),
+        "inputs": site_inputs(settings, cache.salt),
+        "manifest": hashlib.sha256(manifest).hexdigest(),
+        "chrome": site.chrome,
+        "files": files,
+        "papers_of": {slug: tuple(p.id for p in site.papers_of[slug]) for slug in site.slugs},
+        "tags": {tag: tuple(p.id for p in papers) for tag, papers in site.tags.items()},
+        # a paper's fingerprint is its file's digest unless it was read without the cache
+        "paper_fp": {
+            pid: fp
+            for pid, fp in site.paper_fp.items()
+            if cache.digest(Path(os.path.join(papers_dir, f"{pid}.md"))) != fp
+        },
+        "issue_fp": dict(site.issue_fp),
+        "issue_tags": {i.slug: tuple(site.issue_tags(i)) for i in site.issues},
+        "excerpts": {i.slug: Memo.key("excerpt", i.intro) for i in site.issues},
+        "pages": pages,
+    }
+    save_index(path, payload)
+
+
+def save_index(path: Path, index: dict[str, Any]) -> None:
+    """Write an index whole (best effort: a read-only checkout builds in full every time)."""
+    try:
+        _journal(path).unlink(missing_ok=True)
+    except OSError:
+        return
+    payload = {k: v for k, v in index.items() if k not in ("journal", "base")}
+    _write(path, {**payload, "files": index["files"].packed()})
+
+
+def save_journal(path: Path, index: dict[str, Any]) -> None:
+    """Write what changed since the index was written beside it: a few records, not the 3 MB of the index."""
+    journal = index["journal"]
+    _write(
+        _journal(path),
+        {
+            "base": index["base"],
+            "files": index["files"].changed,
+            "issue_fp": journal["issue_fp"],
+            "excerpts": journal["excerpts"],
+            "manifest": index["manifest"],
+            "pages": index["pages"],
+        },
+    )
+
+
+def _journal(path: Path) -> Path:
+    return path.with_suffix(".journal")
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    from newsletter.atomic_files import replace_file
+
+    body = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    except OSError:
+        pass
+
+
+def _read(path: Path) -> tuple[Any, str]:
+    """What a file `_write` wrote holds, and the hash of its payload."""
+    try:
+        check, _, body = path.read_bytes().partition(b"\n")
+        digest = hashlib.sha256(body).hexdigest()
+        if check != digest.encode():
+            raise Stale
+        return _NothingUnpickler(io.BytesIO(body)).load(), digest
+    except Exception as exc:  # missing, damaged or tampered
+        raise Stale from exc
+
+
+_SHAPES = {
+    "version": int,
+    "out": str,
+    "inputs": str,
+    "manifest": str,
+    "chrome": str,
+    "files": dict,
+    "papers_of": dict,
+    "tags": dict,
+    "paper_fp": dict,
+    "issue_fp": dict,
+    "issue_tags": dict,
+    "excerpts": dict,
+    "pages": int,
+}
+
+
+def load_index(path: Path) -> dict[str, Any]:
+    """The index at `path` with its journal applied, checked; `Stale` when it is missing, damaged, tampered with or from another version."""
+    data, base = _read(path)
+    if not (
+        type(data) is dict
+        and all(type(data.get(k)) is t for k, t in _SHAPES.items())
+        and data["version"] == INDEX_VERSION
+    ):
+        raise Stale
+    data["files"] = files = SourceFiles.unpacked(data["files"])
+    data["base"] = base
+    data["journal"] = {"issue_fp": {}, "excerpts": {}}
+    try:
+        journal, _ = _read(_journal(path))
+    except Stale:
+        return data  # none yet (or a damaged one, which a missing index record would catch)
+    if not (type(journal) is dict and journal.get("base") == base):
+        return data  # an older index's
+    shapes = {"files": dict, "issue_fp": dict, "excerpts": dict, "manifest": str, "pages": int}
+    if not all(type(journal.get(k)) is t for k, t in shapes.items()):
+        raise Stale
+    for key, record in journal["files"].items():
+        if not (type(key) is str and type(record) is tuple and len(record) == 3):
+            raise Stale
+        stat, read_ns, digest = record
+        if not (type(stat) is tuple and len(stat) == 4 and type(read_ns) is int and type(digest) is str):
+            raise Stale
+        kind, _, name = key.partition("/")
+        try:
+            files.set(kind, name, stat, read_ns, digest)
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise Stale from exc
+    for field in ("issue_fp", "excerpts"):
+        if not all(type(k) is str and type(v) is str and k in data[field] for k, v in journal[field].items()):
+            raise Stale
+        data[field].update(journal[field])
+        data["journal"][field] = journal[field]
+    data["manifest"], data["pages"] = journal["manifest"], journal["pages"]
+    return data
