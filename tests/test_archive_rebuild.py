@@ -1,0 +1,280 @@
+"""The archive's quick rebuild: the index of what pages were made from, and when it must not be trusted."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.archive import rebuild
+from newsletter.archive.sources import index_path, load_index
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.mail import locale
+from tests.support.project import REPO, make_newsletter
+
+FIRST = "2024-01-10-first"
+PAPER = "cjk-tokenizers"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def age(root: Path, seconds: int = 3600) -> None:
+    """Date every content file an hour back, as files that were not just written (not "racy")."""
+    for path in [*root.glob("papers/*"), *root.glob("issues/*")]:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 1_000_000_000))
+
+
+def site_files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def cli_build(root: Path, *args: str) -> list[str]:
+    """`newsletter archive build -v`: the files it wrote."""
+    result = CliRunner().invoke(main, ["--root", str(root), "archive", "build", "-v", *args])
+    assert result.exit_code == 0, result.output
+    return sorted(line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("wrote"))
+
+
+class FullBuilds:
+    """Counts the builds that read the whole library (the full, keyed way)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = rebuild.load_library
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(rebuild, "load_library", counted)
+
+    def taken(self) -> bool:
+        """Whether a full build ran since the last call."""
+        taken, self.count = self.count > 0, 0
+        return taken
+
+
+@pytest.fixture
+def digest(tmp_path: Path) -> Path:
+    root = make_newsletter(tmp_path)
+    age(root)
+    return root
+
+
+@pytest.fixture
+def full(monkeypatch: pytest.MonkeyPatch) -> FullBuilds:
+    return FullBuilds(monkeypatch)
+
+
+def fresh_build(root: Path, out: Path) -> dict[str, bytes]:
+    """The site built from nothing into `out`: no content cache, no index (those of `root` are kept)."""
+    build = load_settings(root).build_dir
+    kept = build.with_name("build-kept")
+    if build.exists():
+        build.rename(kept)
+    try:
+        cli_build(root, "--out", str(out))
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+        if kept.exists():
+            kept.rename(build)
+    return site_files(out)
+
+
+def test_an_edited_introduction_renders_its_pages_without_reading_every_file(
+    digest: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    cli_build(digest)
+    assert full.taken()
+    assert index_path(load_settings(digest), digest / "site").is_file()
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    # its page, the feeds carrying it and the index, which shows the start of its introduction
+    assert cli_build(digest) == sorted(["feed.json", "feed.xml", "index.html", f"issues/{FIRST}/index.html"])
+    assert not full.taken()
+    assert "Welcome back to the" in (digest / "site" / f"issues/{FIRST}/index.html").read_text(
+        encoding="utf-8"
+    )
+    assert cli_build(digest) == [] and not full.taken()
+    assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+
+
+def test_an_edited_abstract_renders_the_pages_that_show_the_paper(
+    digest: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    cli_build(digest)
+    full.taken()
+    edit(digest / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 7")  # touched, not changed
+    assert cli_build(digest) == [] and not full.taken()
+    page = (digest / "site" / f"papers/{PAPER}/index.html").read_text(encoding="utf-8")
+    text = (digest / "papers" / f"{PAPER}.md").read_text(encoding="utf-8")
+    body = text.split("---\n", 2)[2]
+    (digest / "papers" / f"{PAPER}.md").write_text(text.replace(body, "A rewritten abstract.\n"), "utf-8")
+    written = cli_build(digest)
+    assert not full.taken()
+    assert set(written) <= {
+        f"papers/{PAPER}/index.html",
+        f"issues/{FIRST}/index.html",
+        "tags/tokenization/index.html",
+        "feed.xml",
+        "feed.json",
+    }
+    assert {f"papers/{PAPER}/index.html", f"issues/{FIRST}/index.html", "feed.xml"} <= set(written)
+    assert "A rewritten abstract." in (digest / "site" / f"papers/{PAPER}/index.html").read_text("utf-8")
+    assert page != (digest / "site" / f"papers/{PAPER}/index.html").read_text("utf-8")
+    assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+
+
+def test_a_sequence_of_quick_rebuilds_gives_the_bytes_of_a_build_from_nothing(
+    digest: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    cli_build(digest)
+    full.taken()
+    issue = digest / "issues" / f"{FIRST}.md"
+    paper = digest / "papers" / f"{PAPER}.md"
+    original = issue.read_text(encoding="utf-8")
+    steps = [
+        (issue, "Welcome to the", "Welcome back to the"),
+        (issue, 'preheader: "Three papers', 'preheader: "Three fine papers'),
+        (paper, "upvotes: 7", "upvotes: 7\n"),
+        (issue, "Welcome back to the", "Welcome to the"),
+    ]
+    for path, old, new in steps:
+        edit(path, old, new)
+        cli_build(digest)
+        assert not full.taken(), (old, new)
+    issue.write_text(original, encoding="utf-8")
+    cli_build(digest)
+    assert not full.taken()
+    assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+    # the journal beside the index carries the edits to the next run
+    assert index_path(load_settings(digest), digest / "site").with_suffix(".journal").is_file()
+    full.taken()  # the build from nothing
+    assert cli_build(digest) == [] and not full.taken()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "subject",  # shown on the index, its neighbours' pages, its papers' pages
+        "status",  # a draft leaves the site
+        "paper-tags",  # decides which papers an issue's rules pick, and the tag pages
+        "new-issue",
+        "removed-paper",
+        "settings",
+        "template",
+        "freeze-record",
+        "broken-paper",
+    ],
+)
+def test_what_the_index_cannot_follow_is_built_in_full(
+    digest: Path, full: FullBuilds, tmp_path: Path, change: str
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    edit(digest / "newsletter.toml", (REPO / "templates").as_posix(), templates.as_posix())
+    age(digest)
+    cli_build(digest)
+    full.taken()
+    issue = digest / "issues" / f"{FIRST}.md"
+    if change == "subject":
+        edit(issue, "Test Digest #1 —", "Test Digest No. 1 —")
+    elif change == "status":
+        edit(issue, "status: published", "status: draft")
+    elif change == "paper-tags":
+        edit(digest / "papers" / f"{PAPER}.md", "tokenization", "tokenizers")
+    elif change == "new-issue":
+        (digest / "issues" / "2024-02-07-later.md").write_text(
+            '---\ntitle: "Later"\nsubject: "Test Digest later"\ndate: 2024-02-07\nnumber: 9\n'
+            f"status: published\ninclude: [{PAPER}]\n---\nLater.\n",
+            encoding="utf-8",
+        )
+    elif change == "removed-paper":
+        (digest / "papers" / f"{PAPER}.md").unlink()  # picked by the first issue's rules
+    elif change == "settings":
+        edit(digest / "newsletter.toml", 'name = "', 'name = "The ')
+    elif change == "template":
+        edit(templates / "site" / "issue.html.j2", "{% block main %}", "{% block main %}<p>Edited.</p>")
+    elif change == "freeze-record":
+        (digest / "issues" / f"{FIRST}.sent.toml").write_text("not = [a freeze record\n", encoding="utf-8")
+    elif change == "broken-paper":
+        (digest / "papers" / f"{PAPER}.md").write_text("---\nid: [unclosed\n---\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build"])
+    assert full.taken()
+    if change in ("freeze-record", "broken-paper"):
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+
+
+class Boom:
+    def __reduce__(self):  # what a tampered index would hold: a call on unpickling
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("what", ["garbage", "hash", "class", "journal", "journal-class", "wrong-shape"])
+def test_a_damaged_or_tampered_index_is_never_trusted(
+    digest: Path, full: FullBuilds, tmp_path: Path, what: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli_build(digest)
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    cli_build(digest)  # quick: writes a journal
+    full.taken()
+    path = index_path(load_settings(digest), digest / "site")
+    journal = path.with_suffix(".journal")
+    check, _, body = path.read_bytes().partition(b"\n")
+    if what == "garbage":
+        path.write_bytes(b"not an index")
+    elif what == "hash":  # a hand edit: the payload no longer matches its hash
+        path.write_bytes(check + b"\n" + body.replace(FIRST.encode(), FIRST[::-1].encode()))
+    elif what == "class":
+        evil = pickle.dumps({"version": Boom()})
+        path.write_bytes(__import__("hashlib").sha256(evil).hexdigest().encode() + b"\n" + evil)
+    elif what == "journal":
+        journal.write_bytes(journal.read_bytes()[:-5])
+    elif what == "journal-class":
+        evil = pickle.dumps({"base": Boom()})
+        journal.write_bytes(__import__("hashlib").sha256(evil).hexdigest().encode() + b"\n" + evil)
+    elif what == "wrong-shape":
+        data = pickle.load(io.BytesIO(body))
+        data["papers_of"] = {FIRST: ("no-such-paper",)}
+        evil = pickle.dumps(data)
+        path.write_bytes(__import__("hashlib").sha256(evil).hexdigest().encode() + b"\n" + evil)
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome back to the", "Welcome again to the")
+    cli_build(digest)
+    assert not (tmp_path / "pwned").exists()
+    if what != "wrong-shape":  # a forged but well-formed index is beyond what a hash can tell
+        assert full.taken()
+        assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+    load_index(path)  # written again, readable
+
+
+def test_compiled_catalogues_are_kept_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = REPO / "templates"
+    expected = locale.chrome(templates, "de").strings()
+    kept = tmp_path / "catalogues"
+    assert locale.chrome(templates, "de", kept).strings() == expected
+    (compiled,) = kept.glob("*.mo")
+
+    def no_babel(*args):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(locale, "_compiled", no_babel)
+    assert locale.chrome(templates, "de", kept).strings() == expected  # from the kept file
+    compiled.write_bytes(compiled.read_bytes()[:-10])  # cut short: never used
+    monkeypatch.undo()
+    assert locale.chrome(templates, "de", kept).strings() == expected
+    check, _, mo = compiled.read_bytes().partition(b"\n")
+    assert check.decode() == __import__("hashlib").sha256(mo).hexdigest()
