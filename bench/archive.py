@@ -6,8 +6,11 @@ Goals at 2,000 issues x 10 papers on a 2-core machine: full build <= 20 s (shown
 fragment cache cold, as for a first build ever, and warm, as for any later one), one-issue
 rebuild through the CLI (`newsletter archive build`, reading the content included,
 Python start-up included) <= 1 s, feed.xml <= 1 MB. Each figure is printed next to its
-goal with the load average; the verdict is on CPU seconds, since on a shared machine
-the wall time says more about the others than about this code.
+goal with the load average. The one-issue rebuild's verdict is on CPU seconds, since on a
+shared machine the wall time says more about the others than about this code. A full
+build renders its pages in one worker process per core (`newsletter.archive.workers`):
+its verdict is on wall seconds, printed beside the CPU seconds of the build and its
+workers together (os.times), which the workers cannot lower.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsletter.archive.site import build_site  # noqa: E402
+from newsletter.archive.workers import workers  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.content.cache import FRAGMENTS_DIR, ContentCache  # noqa: E402
 from newsletter.content.library import load_library  # noqa: E402
@@ -114,11 +118,17 @@ def timed(action) -> tuple[float, object]:
     return time.perf_counter() - begin, result
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the build's worker processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def cpu_timed(action) -> tuple[float, float, object]:
-    """Wall and CPU seconds: on a shared machine the CPU time says what the code costs."""
-    cpu = time.process_time()
+    """Wall and CPU seconds (workers included): on a shared machine the CPU time says what the code costs."""
+    cpu = cpu_seconds()
     seconds, result = timed(action)
-    return seconds, time.process_time() - cpu, result
+    return seconds, cpu_seconds() - cpu, result
 
 
 def load() -> str:
@@ -180,18 +190,23 @@ def main() -> None:
                 full_cpu[cache].append(cpu)
                 if run or cache == "cold":
                     shutil.rmtree(out)
+        processes = workers(report.total)
         for cache in ("cold", "warm"):
             median = statistics.median(full_cpu[cache])
-            print(f"full build, fragment cache {cache}: median CPU {median:.2f} s "
-                  f"(wall {statistics.median(full[cache]):.2f} s) over {args.runs} runs, "
-                  f"goal <= {GOAL_FULL_S:.0f} s: {verdict(median, GOAL_FULL_S)} ({report.total} files; "
+            wall = statistics.median(full[cache])
+            judged = wall if processes > 1 else median
+            print(f"full build, fragment cache {cache}: median wall {wall:.2f} s, CPU {median:.2f} s "
+                  f"(build and {processes} worker process(es)) over {args.runs} runs, "
+                  f"goal <= {GOAL_FULL_S:.0f} s on the {'wall' if processes > 1 else 'CPU'} time: "
+                  f"{verdict(judged, GOAL_FULL_S)} ({report.total} files; "
                   f"CPU per run: {', '.join(f'{s:.2f}' for s in full_cpu[cache])}; {load()})")  # fmt: skip
 
         out = Path(tmp) / "site-0-warm"
-        seconds, cpu, written = cli_build(root, out)
-        print(
-            f"no-change rebuild through the CLI: {seconds:.2f} s (CPU {cpu:.2f} s; {len(written)} written; {load()})"
-        )
+        # the first build through the CLI keys every page (the library built this site, not
+        # the CLI: there is no index of it yet) and writes the index the next ones use
+        for what in ("no-change rebuild through the CLI, keyed in full", "no-change rebuild through the CLI"):
+            seconds, cpu, written = cli_build(root, out)
+            print(f"{what}: {seconds:.2f} s (CPU {cpu:.2f} s; {len(written)} written; {load()})")
 
         one, one_cpu = [], []
         issue_files = sorted((root / "issues").glob("*.md"))

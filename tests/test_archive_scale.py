@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.archive import pages as pages_module
+from newsletter.archive import workers as workers_module
 from newsletter.archive.site import COMPILED_TEMPLATES, MANIFEST, build_site
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content import cache as cache_module
-from newsletter.content.cache import CACHE_DIR, RACY_NS, ContentCache
+from newsletter.content.cache import CACHE_DIR, FRAGMENTS_DIR, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
 from tests.support.project import REPO, make_newsletter
@@ -509,3 +510,52 @@ def test_feed_size_must_be_a_positive_number(digest: Path, value: str) -> None:
     with pytest.raises(NewsletterError) as raised:
         load_settings(digest)
     assert "archive.feed_size: expected" in str(raised.value)
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+
+def test_a_build_in_worker_processes_gives_the_bytes_of_one_process(
+    paged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forced on a small site: pages, manifest and the fragment cache as one process makes them."""
+    settings = load_settings(paged)
+    cli_build(paged, "--out", str(tmp_path / "one"))
+    one = site_files(tmp_path / "one")
+    fragments = {
+        p.relative_to(settings.build_dir).as_posix(): p.read_bytes()
+        for p in sorted((settings.build_dir / FRAGMENTS_DIR).rglob("*.pickle"))
+    }
+    shutil.rmtree(settings.build_dir)
+    monkeypatch.setattr(workers_module, "PARALLEL_PAGES", 2)
+    monkeypatch.setattr(workers_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    children = os.times()
+    written = cli_build(paged, "--out", str(tmp_path / "many"))
+    assert (
+        os.times().children_user + os.times().children_system
+        > children.children_user + children.children_system
+    )
+    assert site_files(tmp_path / "many") == one
+    assert written == sorted(one.keys() - {MANIFEST})
+    assert {
+        p.relative_to(settings.build_dir).as_posix(): p.read_bytes()
+        for p in sorted((settings.build_dir / FRAGMENTS_DIR).rglob("*.pickle"))
+    } == fragments
+    # an edit afterwards: the same pages rendered again as in one process
+    edit(paged / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
+    assert f"papers/{PAPER}/index.html" in cli_build(paged, "--out", str(tmp_path / "many"))
+
+
+def test_an_error_in_a_worker_stops_the_build_with_its_message(
+    paged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers_module, "PARALLEL_PAGES", 2)
+    monkeypatch.setattr(workers_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def broken(self, paper):
+        raise NewsletterError(f"papers/{paper.id}.md: abstract: expected text, got a broken renderer")
+
+    monkeypatch.setattr(pages_module.SitePages, "paper_page", broken)
+    result = CliRunner().invoke(main, ["--root", str(paged), "archive", "build"])
+    assert result.exit_code == 1
+    assert "expected text, got a broken renderer" in result.output and "Traceback" not in result.output

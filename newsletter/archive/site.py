@@ -25,6 +25,7 @@ from newsletter.archive import ArchiveError
 from newsletter.archive.crawlers import crawler_pages
 from newsletter.archive.feeds import feed_pages
 from newsletter.archive.pages import Memo, Page, SitePages
+from newsletter.archive.workers import render_in_workers, workers
 from newsletter.atomic_files import replace_file
 from newsletter.content.library import Library
 
@@ -72,7 +73,7 @@ def _write_atomic(path: Path | str, data: bytes, folders: set[str] | None = None
     """
     folder = os.path.dirname(path)
     if folders is None or folder not in folders:
-        os.makedirs(folder, exist_ok=True)
+        _make_folder(folder)
         if folders is not None:
             folders.add(folder)
     try:
@@ -82,6 +83,17 @@ def _write_atomic(path: Path | str, data: bytes, folders: set[str] | None = None
             raise
         os.makedirs(folder, exist_ok=True)
         replace_file(path, data, mode=0o644)
+
+
+def _make_folder(folder: str) -> None:
+    """`os.makedirs(folder, exist_ok=True)` in one system call when the parent exists (a page's folder)."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        if not os.path.isdir(folder):
+            raise
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
 
 
 def _on_disk(path: str, record: dict[str, Any]) -> bool:
@@ -143,8 +155,7 @@ def _build(library: Library, out: Path, resume: Callable[[], None]) -> BuildRepo
     pages = feed_pages(site) + crawler_pages(site) + site.pages()
     resume()
     try:
-        for page in pages:
-            new_files[page.path] = _write_page(page, folder, old_files.get(page.path), report)
+        _write_pages(site, pages, folder, old_files, report, new_files)
     except BaseException:
         # A template error or Ctrl-C halfway: record what is on disk now (the files written
         # so far and the earlier build's), so the next build knows the folder and its files
@@ -174,6 +185,49 @@ def _build(library: Library, out: Path, resume: Callable[[], None]) -> BuildRepo
         _write_manifest(out, new_files, kept)
     report.site = site
     return report
+
+
+def _write_pages(
+    site: SitePages,
+    pages: list[Page],
+    out: str,
+    old_files: dict[str, Any],
+    report: BuildReport,
+    new_files: dict[str, dict[str, Any]],
+) -> None:
+    """Render and write every page whose key changed, in worker processes when there are many."""
+    todo = []
+    for n, page in enumerate(pages):
+        before = old_files.get(page.path)
+        if _unchanged(page, os.path.join(out, page.path), before):
+            report.unchanged += 1
+            new_files[page.path] = before
+        else:
+            todo.append(n)
+    count = workers(len(todo))
+    if count == 1:
+        for n in todo:
+            page = pages[n]
+            new_files[page.path] = _write_page(page, out, old_files.get(page.path), report)
+        return
+    done = sorted(render_in_workers(site, pages, todo, out, old_files, _write_page, count))
+    for n, record, written in done:
+        new_files[pages[n].path] = record
+        if written:
+            report.written.append(pages[n].path)
+        else:
+            report.unchanged += 1
+
+
+def _unchanged(page: Page, target: str, before: Any) -> bool:
+    """Whether the page's key and its file on disk are what the manifest recorded."""
+    return (
+        page.key is not None
+        and isinstance(before, dict)
+        and bool(before)
+        and before.get("key") == page.key
+        and _on_disk(target, before)
+    )
 
 
 def _own(files: dict[str, Any]) -> dict[str, dict[str, Any]]:

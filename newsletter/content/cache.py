@@ -36,7 +36,7 @@ import pathlib
 import pickle
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -404,6 +404,8 @@ class FragmentCache:
         self._dirty: set[str] = set()  # shards with fragments rendered in this run
         self.used: dict[str, str] = {}
         self.added = 0  # fragments rendered in this run (the rest came from the files)
+        self.new: dict[str, str] = {}  # ...and what they are
+        self._elsewhere: set[str] = set()  # keys other processes of this build asked for (`merge`)
 
     @classmethod
     def for_settings(cls, settings: Settings, version: Callable[[], str]) -> FragmentCache:
@@ -427,7 +429,7 @@ class FragmentCache:
             shard = self._shard(key[:2])
             found = shard.get(key)
             if found is None:
-                found = shard[key] = render()
+                found = shard[key] = self.new[key] = render()
                 self._dirty.add(key[:2])
                 self.added += 1
             self.used[key] = found
@@ -449,6 +451,14 @@ class FragmentCache:
             return {}
         return data
 
+    def merge(self, used: Iterable[str], new: dict[str, str]) -> None:
+        """What another process of this build (a worker rendering pages) asked for and rendered."""
+        for key, value in new.items():
+            self._shard(key[:2])[key] = value
+            self._dirty.add(key[:2])
+        self.added += len(new)
+        self._elsewhere.update(used)
+
     def save(self, *, prune: bool = False) -> None:
         """Write the shards that gained fragments in this run; best effort.
 
@@ -460,6 +470,10 @@ class FragmentCache:
             kept: dict[str, dict[str, str]] = {f"{n:02x}": {} for n in range(256)}
             for key, value in self.used.items():
                 kept[key[:2]][key] = value
+            for key in self._elsewhere - self.used.keys():
+                value = self._shard(key[:2]).get(key)
+                if value is not None:
+                    kept[key[:2]][key] = value
             # a shard is written when it gained fragments or holds ones no page asked for
             stale = {name for name, shard in kept.items() if shard.keys() != self._shard(name).keys()}
             changed = self._dirty | stale
@@ -469,9 +483,9 @@ class FragmentCache:
             if changed:
                 self.current.mkdir(parents=True, exist_ok=True)
             for name in sorted(changed):
-                replace_file(
-                    self.current / f"{name}.pickle", pickle.dumps(kept[name], pickle.HIGHEST_PROTOCOL)
-                )
+                # sorted: the same fragments give the same file, in whatever order they came
+                data = pickle.dumps(dict(sorted(kept[name].items())), pickle.HIGHEST_PROTOCOL)
+                replace_file(self.current / f"{name}.pickle", data)
             if prune and self.folder.is_dir():
                 for other in self.folder.iterdir():
                     if other != self.current and other.is_dir():
@@ -483,3 +497,5 @@ class FragmentCache:
         self._shards = kept
         self._dirty.clear()
         self.added = 0
+        self.new.clear()
+        self._elsewhere.clear()

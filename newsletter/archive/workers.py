@@ -1,0 +1,179 @@
+"""Rendering a many-page build in worker processes, one per core (like `sphinx -j auto`), with the same bytes as one process.
+
+A full build renders 22,000 pages at 2,000 issues: about 1 ms of Jinja each, which one
+core cannot do in the 20 s the build is given. A build with at least `PARALLEL_PAGES`
+pages to render forks one worker per available core (fork: the workers start with the
+parent's pages, templates and caches, nothing is pickled to them). Each renders and writes
+its share of the pages and hands back, through a temporary file, the manifest records of
+its pages and the fragments and memo entries it asked for, which the parent merges as if
+it had rendered them itself: the site, the manifest and the caches are those of a build
+in one process. Pages are shared out by issue, each paper's page going with the issue page
+that first shows the paper, whose block it reuses (`SitePages._paper_block`).
+
+Where fork is missing (Windows) or one core is all there is, the build stays in one
+process. A worker's error is raised in the parent; Ctrl-C stops the workers with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from newsletter.archive.pages import Page, SitePages
+
+__all__ = ["PARALLEL_PAGES", "render_in_workers", "workers"]
+
+PARALLEL_PAGES = 2000  # fewer pages than this to render: one process is quicker than forking
+
+Writer = Callable[[Page, str, Any, Any], dict[str, Any]]  # site._write_page
+
+
+def workers(pages: int) -> int:
+    """How many processes should render `pages` pages: one per core the build may use, else 1."""
+    if pages < PARALLEL_PAGES or not hasattr(os, "fork"):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, pages // (PARALLEL_PAGES // 2)))
+
+
+def shares(site: SitePages, pages: list[Page], todo: list[int], count: int) -> list[list[int]]:
+    """The pages (their positions in `pages`) each of `count` workers renders, of about equal cost.
+
+    An issue's page and the pages of the papers it is the first to feature go together,
+    in issue order; feeds, indexes and tag pages (costlier, fewer) are dealt out after.
+    """
+    position = {slug: n for n, slug in enumerate(site.slugs)}
+    groups: dict[int, list[int]] = {}
+    others: list[tuple[float, int]] = []
+    for n in todo:
+        path = pages[n].path
+        group = None
+        if path.startswith("issues/"):
+            group = position.get(path.split("/")[1])
+        elif path.startswith("papers/"):
+            featured = site.featured.get(path.split("/")[1])
+            group = position.get(featured[0].slug) if featured else None
+        if group is None:
+            others.append((_cost(site, path), n))
+        else:
+            groups.setdefault(group, []).append(n)
+    ordered = [groups[g] for g in sorted(groups)]
+    total = sum(len(g) for g in ordered) + sum(cost for cost, _ in others)
+    result: list[list[int]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    worker = 0
+    for group in ordered:  # contiguous runs of issues, each about a `count`th of the cost
+        if loads[worker] >= total / count and worker < count - 1:
+            worker += 1
+        result[worker] += group
+        loads[worker] += len(group)
+    for cost, n in sorted(others, reverse=True):  # then the rest to whoever has least
+        least = loads.index(min(loads))
+        result[least].append(n)
+        loads[least] += cost
+    return [sorted(share) for share in result]
+
+
+def _cost(site: SitePages, path: str) -> float:
+    """About how many issue or paper pages rendering this page costs."""
+    if path.startswith("tags/") and path != "tags/index.html":
+        return 200.0  # a tag's page lists thousands of papers
+    if path.endswith("index.html") and path.count("/") <= 1:
+        return 100.0  # an index of every issue
+    if path.endswith((".xml", ".json")):
+        return 10.0
+    return 1.0
+
+
+def render_in_workers(
+    site: SitePages,
+    pages: list[Page],
+    todo: list[int],
+    out: str,
+    old: dict[str, Any],
+    write: Writer,
+    count: int,
+) -> list[tuple[int, dict[str, Any], bool]]:
+    """Render and write the pages at `todo` in `count` processes: (position, manifest record, written) for each."""
+    children: dict[int, str] = {}
+    results: list[tuple[int, dict[str, Any], bool]] = []
+    try:
+        for share in shares(site, pages, todo, count):
+            handle, path = tempfile.mkstemp(prefix="newsletter-pages-")
+            os.close(handle)
+            pid = os.fork()
+            if pid == 0:  # the worker: render, hand back, and leave without running the parent's exit code
+                status = 0
+                try:
+                    _work(site, pages, share, out, old, write, path)
+                except BaseException:
+                    status = 1
+                finally:
+                    os._exit(status)
+            children[pid] = path
+        for pid, path in list(children.items()):
+            os.waitpid(pid, 0)
+            del children[pid]
+            results += _collect(site, path)
+    finally:
+        for pid, path in children.items():  # an error or Ctrl-C: the others stop too
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            _remove(path)
+    return results
+
+
+def _work(
+    site: SitePages, pages: list[Page], share: list[int], out: str, old: dict, write: Writer, path: str
+) -> None:
+    from newsletter.archive.site import BuildReport
+
+    report = BuildReport(out=out)  # type: ignore[arg-type]
+    done: list[tuple[int, dict[str, Any], bool]] = []
+    try:
+        for n in share:
+            page = pages[n]
+            written = len(report.written)
+            done.append((n, write(page, out, old.get(page.path), report), len(report.written) > written))
+        answer: Any = ("done", done, list(site.fragments.used), site.fragments.new, site.memo.used)
+    except Exception as exc:
+        answer = ("error", exc, done)
+    try:
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an error that cannot be pickled: its words
+        data = pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}"), done))
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _collect(site: SitePages, path: str) -> list[tuple[int, dict[str, Any], bool]]:
+    """What one worker handed back, merged into the parent's caches; its error raised."""
+    try:
+        with open(path, "rb") as handle:
+            answer = pickle.load(handle)  # written by our own child a moment ago
+    except (OSError, EOFError, pickle.UnpicklingError):
+        raise RuntimeError("a worker rendering archive pages stopped without an answer") from None
+    finally:
+        _remove(path)
+    if answer[0] == "error":
+        raise answer[1]
+    _, done, used, new, memo = answer
+    site.fragments.merge(used, new)
+    site.memo.used.update(memo)
+    return done
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
