@@ -107,6 +107,11 @@ def test_an_edited_introduction_renders_its_pages_without_reading_every_file(
     )
     assert cli_build(digest) == [] and not full.taken()
     assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+    # the summary counts every page of the site, keyed or not
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome back to the", "Welcome again to the")
+    result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build"])
+    pages = len(site_files(digest / "site")) - 1  # the manifest is not a page
+    assert f": 4 written, {pages - 4} unchanged, 0 removed" in result.output
 
 
 def test_an_edited_abstract_renders_the_pages_that_show_the_paper(
@@ -120,8 +125,12 @@ def test_an_edited_abstract_renders_the_pages_that_show_the_paper(
     text = (digest / "papers" / f"{PAPER}.md").read_text(encoding="utf-8")
     body = text.split("---\n", 2)[2]
     (digest / "papers" / f"{PAPER}.md").write_text(text.replace(body, "A rewritten abstract.\n"), "utf-8")
-    written = cli_build(digest)
+    result = CliRunner().invoke(main, ["--root", str(digest), "archive", "build", "-v"])
+    written = [line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("wrote")]
     assert not full.taken()
+    # every page counted once, whether keyed again (the tag's page: same bytes) or not
+    pages = len(site_files(digest / "site")) - 1  # the manifest is not a page
+    assert f": {len(written)} written, {pages - len(written)} unchanged, 0 removed" in result.output
     assert set(written) <= {
         f"papers/{PAPER}/index.html",
         f"issues/{FIRST}/index.html",

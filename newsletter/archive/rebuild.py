@@ -216,7 +216,7 @@ class _QuickBuild:
             if record is not before:
                 records[page.path] = record
         site.fragments.save()
-        report.unchanged -= len(report.written)
+        report.unchanged = self.index["pages"] - len(report.written)  # keyed or not
         if records or kept != stored_memo:
             manifest_bytes = manifest.patched(records, kept)
             _write_atomic(self.out / MANIFEST, manifest_bytes)

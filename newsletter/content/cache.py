@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import io
 import os
-import pathlib
 import pickle
 import time
 import zlib
@@ -67,16 +66,10 @@ _ALLOWED = {
     ("datetime", "datetime"): dt.datetime,  # an issue's send_at, with its zone:
     ("datetime", "timezone"): dt.timezone,
     ("datetime", "timedelta"): dt.timedelta,
-    ("pathlib", "PosixPath"): pathlib.PosixPath,
-    ("pathlib", "WindowsPath"): pathlib.WindowsPath,
-    ("pathlib", "Path"): pathlib.Path,
-    ("pathlib._local", "PosixPath"): pathlib.PosixPath,
-    ("pathlib._local", "WindowsPath"): pathlib.WindowsPath,
-}
+}  # no paths: papers and issues are stored without theirs
 # ...and the dataclasses the content modules declare (what an `Issue` holds may grow)
 _CONTENT_MODULES = {m.__name__: m for m in (issues, papers)}
 
-# A paper is stored as the tuple of its fields but `path`, which the reader gives back.
 # A paper or an issue is stored as the tuple of its fields but `path`, which the reader gives back.
 _FIELDS = {
     kind: (cls, tuple(f.name for f in dataclasses.fields(cls) if f.name != "path"))
