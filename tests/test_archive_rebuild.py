@@ -179,6 +179,7 @@ def test_a_sequence_of_quick_rebuilds_gives_the_bytes_of_a_build_from_nothing(
         "status",  # a draft leaves the site
         "paper-tags",  # decides which papers an issue's rules pick, and the tag pages
         "new-issue",
+        "new-issue-folder-time-kept",
         "removed-paper",
         "settings",
         "template",
@@ -208,6 +209,14 @@ def test_what_the_index_cannot_follow_is_built_in_full(
             f"status: published\ninclude: [{PAPER}]\n---\nLater.\n",
             encoding="utf-8",
         )
+    elif change == "new-issue-folder-time-kept":  # its ctime still moves
+        folder = (digest / "issues").stat()
+        (digest / "issues" / "2024-02-07-later.md").write_text(
+            '---\ntitle: "Later"\nsubject: "Test Digest later"\ndate: 2024-02-07\nnumber: 9\n'
+            f"status: published\ninclude: [{PAPER}]\n---\nLater.\n",
+            encoding="utf-8",
+        )
+        os.utime(digest / "issues", ns=(folder.st_atime_ns, folder.st_mtime_ns))
     elif change == "removed-paper":
         (digest / "papers" / f"{PAPER}.md").unlink()  # picked by the first issue's rules
     elif change == "settings":
@@ -287,3 +296,28 @@ def test_compiled_catalogues_are_kept_and_checked(tmp_path: Path, monkeypatch: p
     assert locale.chrome(templates, "de", kept).strings() == expected
     check, _, mo = compiled.read_bytes().partition(b"\n")
     assert check.decode() == __import__("hashlib").sha256(mo).hexdigest()
+
+
+def test_a_folder_whose_stat_is_unchanged_is_not_listed_and_one_whose_stat_moved_is(
+    digest: Path, full: FullBuilds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no change is "racy" here: the folders were made a moment ago, which would list them anyway
+    monkeypatch.setattr(rebuild, "RACY_NS", -(10**12))
+    cli_build(digest)
+    full.taken()
+    listed: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(rebuild.os, "listdir", lambda path: listed.append(str(path)) or real_listdir(path))
+    edit(digest / "issues" / f"{FIRST}.md", "Welcome to the", "Welcome back to the")
+    assert f"issues/{FIRST}/index.html" in cli_build(digest)
+    assert not full.taken() and listed == []
+    # a new file with the folder's mtime set back: its ctime still moved, so it is listed
+    folder = (digest / "issues").stat()
+    (digest / "issues" / "2024-02-07-later.md").write_text(
+        '---\ntitle: "Later"\nsubject: "Test Digest later"\ndate: 2024-02-07\nnumber: 9\n'
+        f"status: published\ninclude: [{PAPER}]\n---\nLater.\n",
+        encoding="utf-8",
+    )
+    os.utime(digest / "issues", ns=(folder.st_atime_ns, folder.st_mtime_ns))
+    assert "issues/2024-02-07-later/index.html" in cli_build(digest)
+    assert str(digest / "issues") in listed and full.taken()

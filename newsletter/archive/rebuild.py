@@ -53,6 +53,7 @@ from newsletter.archive.sources import (
     PAPERS,
     SourceFiles,
     Stale,
+    folder_stat,
     index_path,
     load_index,
     save_journal,
@@ -84,10 +85,11 @@ def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
     except Stale:
         pass
     started = time.time_ns()
+    folders = {PAPERS: folder_stat(settings.papers_dir), ISSUES: folder_stat(settings.issues_dir)}
     cache = ContentCache.for_settings(settings)
     library = load_library(settings, cache=cache)
     report = build_site(library, out)
-    write_index(settings, out, cache, report.site, report.total, started)
+    write_index(settings, out, cache, report.site, report.total, started, folders)
     return report
 
 
@@ -232,20 +234,18 @@ class _QuickBuild:
         """The content files whose bytes changed since the index was written ('papers/<name>')."""
         changed = []
         now = time.time_ns()
+        if files.names.keys() != self.folders.keys():
+            raise Stale
         for kind, folder in self.folders.items():
+            names = files.names[kind]
+            self._listed(files, kind, folder, names, now)
+            numbers = files.numbers[kind]
             try:
-                names = os.listdir(folder)
                 fd = os.open(folder, os.O_RDONLY)
             except OSError:
                 raise Stale from None
-            at, numbers = files.at.get(kind, {}), files.numbers.get(kind, ())
-            if len(names) != len(at):
-                raise Stale  # a file came or went
             try:
-                for name in names:  # 20,000 stats: the loop is kept tight
-                    n = at.get(name)
-                    if n is None:
-                        raise Stale  # a new file
+                for n, name in enumerate(names):  # 20,000 stats: the loop is kept tight
                     st = os.stat(name, dir_fd=fd)
                     n *= 5
                     if (
@@ -266,13 +266,28 @@ class _QuickBuild:
                         self.touched = True
                     else:
                         changed.append(f"{kind}/{name}")
-            except OSError:
+            except OSError:  # gone
                 raise Stale from None
             finally:
                 os.close(fd)
-        if len(files.at) != len(self.folders):
-            raise Stale
         return sorted(changed)
+
+    def _listed(self, files: SourceFiles, kind: str, folder: Path, names: list[str], now: int) -> None:
+        """Check that the folder holds the files the index names; list it only when its own stat changed."""
+        stat = folder_stat(folder)
+        recorded = files.folders.get(kind)
+        if stat is None or recorded is None:
+            raise Stale
+        if stat == recorded[:3] and max(stat[0], stat[1]) + RACY_NS < recorded[3]:
+            return  # no entry came or went
+        try:
+            listed = os.listdir(folder)
+        except OSError:
+            raise Stale from None
+        if len(listed) != len(names) or set(listed) != set(names):
+            raise Stale  # a file came or went
+        files.set_folder(kind, stat, now)
+        self.touched = True
 
     def _read_changed(self, changed: list[str]) -> dict[str, Paper | Issue]:
         """The edited papers and issues read again, each the shape it had (else `Stale`)."""

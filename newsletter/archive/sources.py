@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 INDEX_DIR = "cache/archive"  # under paths.build
-INDEX_VERSION = 2  # 2: file records packed
+INDEX_VERSION = 3  # 3: each folder's stat; 2: file records packed
 PAPERS, ISSUES = "papers", "issues"  # the content folders, as the index names them
 _STAT = 5  # numbers per file: size, mtime_ns, ctime_ns, inode, when it was read (ns)
 _DIGEST = 32  # bytes of a SHA-256
@@ -79,27 +79,41 @@ class SourceFiles:
     """The entries of the content folders as last seen: stat, when read, and digest (papers and issues only).
 
     Packed per folder (names, numbers, digests) so that 22,000 entries unpickle and
-    pickle as a few objects, not 22,000 tuples.
+    pickle as a few objects, not 22,000 tuples. Each folder's own stat is kept too: while
+    it is the same (and was not taken in the same tick as a change), no entry came or
+    went, and the folder need not be listed.
     """
 
     def __init__(self) -> None:
         self.names: dict[str, list[str]] = {}
-        self.at: dict[str, dict[str, int]] = {}  # folder -> name -> position
         self.numbers: dict[str, array] = {}
         self.digests: dict[str, bytearray] = {}  # 32 bytes per file, zeros for no digest
         self.has: dict[str, bytearray] = {}  # 1: the file has a digest (a paper or an issue)
+        self.folders: dict[str, tuple[int, ...]] = {}  # mtime_ns, ctime_ns, inode, when it was read
         self.changed: dict[str, tuple] = {}  # 'kind/name' -> what `set` recorded (the journal's)
+        self.changed_folders: dict[str, tuple[int, ...]] = {}
+        self._at: dict[str, dict[str, int]] = {}  # folder -> name -> position, made when first asked
 
     def add(self, kind: str, name: str, stat: tuple[int, ...], read_ns: int, digest: str | None) -> None:
-        names = self.names.setdefault(kind, [])
-        self.at.setdefault(kind, {})[name] = len(names)
-        names.append(name)
+        self.names.setdefault(kind, []).append(name)
+        self._at.pop(kind, None)
         self.numbers.setdefault(kind, array("Q")).extend((*stat, read_ns))
         self.digests.setdefault(kind, bytearray()).extend(bytes.fromhex(digest) if digest else bytes(_DIGEST))
         self.has.setdefault(kind, bytearray()).append(1 if digest else 0)
 
+    def set_folder(self, kind: str, stat: tuple[int, ...], read_ns: int) -> None:
+        if len(stat) != 3:
+            raise Stale
+        self.folders[kind] = self.changed_folders[kind] = (*stat, read_ns)
+
+    def _position(self, kind: str, name: str) -> int | None:
+        at = self._at.get(kind)
+        if at is None:
+            at = self._at[kind] = {n: i for i, n in enumerate(self.names.get(kind, ()))}
+        return at.get(name)
+
     def set(self, kind: str, name: str, stat: tuple[int, ...], read_ns: int, digest: str) -> None:
-        n = self.at.get(kind, {}).get(name)
+        n = self._position(kind, name)
         if n is None or not self.has[kind][n]:
             raise Stale  # only a paper's or an issue's record changes
         self.changed[f"{kind}/{name}"] = (tuple(stat), read_ns, digest)
@@ -109,7 +123,7 @@ class SourceFiles:
 
     def digest(self, kind: str, name: str) -> str | None:
         """A paper's or issue's digest as recorded; None for another file or an unknown name."""
-        n = self.at.get(kind, {}).get(name)
+        n = self._position(kind, name)
         if n is None or not self.has[kind][n]:
             return None
         return self.digests[kind][n * _DIGEST : (n + 1) * _DIGEST].hex()
@@ -119,7 +133,13 @@ class SourceFiles:
 
     def packed(self) -> dict[str, Any]:
         return {
-            kind: (names, self.numbers[kind].tobytes(), bytes(self.digests[kind]), bytes(self.has[kind]))
+            kind: (
+                names,
+                self.numbers[kind].tobytes(),
+                bytes(self.digests[kind]),
+                bytes(self.has[kind]),
+                self.folders[kind],
+            )
             for kind, names in self.names.items()
         }
 
@@ -129,28 +149,38 @@ class SourceFiles:
         if type(data) is not dict:
             raise Stale
         for kind, packed in data.items():
-            if not (type(packed) is tuple and len(packed) == 4):
+            if not (type(packed) is tuple and len(packed) == 5):
                 raise Stale
-            names, numbers, digests, has = packed
+            names, numbers, digests, has, folder = packed
             if not (type(names) is list and all(type(n) is str for n in names)):
                 raise Stale
             if not (type(numbers) is bytes and type(digests) is bytes and type(has) is bytes):
                 raise Stale
+            if not (type(folder) is tuple and len(folder) == 4 and all(type(n) is int for n in folder)):
+                raise Stale
             files.names[kind] = names
-            files.at[kind] = {name: n for n, name in enumerate(names)}
             files.numbers[kind] = array("Q")
             files.numbers[kind].frombytes(numbers)
             files.digests[kind] = bytearray(digests)
             files.has[kind] = bytearray(has)
+            files.folders[kind] = folder
             count = len(names)
             if (
-                len(files.at[kind]) != count
-                or len(files.numbers[kind]) != count * _STAT
+                len(files.numbers[kind]) != count * _STAT
                 or len(digests) != count * _DIGEST
                 or len(has) != count
             ):
                 raise Stale
         return files
+
+
+def folder_stat(folder: Path | str) -> tuple[int, int, int] | None:
+    """What says whether a folder's entries came or went: its mtime, ctime and inode."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:
@@ -169,12 +199,18 @@ def _content(folder: Path, name: str) -> bool:
 
 
 def write_index(
-    settings: Settings, out: Path, cache: ContentCache, site: SitePages, pages: int, started: int
+    settings: Settings,
+    out: Path,
+    cache: ContentCache,
+    site: SitePages,
+    pages: int,
+    started: int,
+    folders: dict[str, tuple[int, int, int] | None],
 ) -> None:
     """Record what the full build into `out` was made from (`site`, its `pages`); none when it cannot be followed.
 
     `cache` read every paper and issue; `started`: when the build began (a file changed
-    since counts as changed).
+    since counts as changed); `folders`: each content folder's `folder_stat` then.
     """
     path = index_path(settings, out)
     try:  # an index of an older build must not outlive it
@@ -190,6 +226,11 @@ def write_index(
             names = sorted(os.listdir(folder))
         except OSError:
             return
+        stat = folders.get(kind)
+        read = {os.path.basename(key) for key in cache.used if os.path.dirname(key) == str(folder)}
+        if stat is None or not read <= set(names):
+            return  # a file read for the build is gone already: the next build lists again
+        files.set_folder(kind, stat, started)
         for name in names:
             full = os.path.join(folder, name)
             entry = cache.used.get(full) if _content(folder, name) else None
@@ -254,6 +295,7 @@ def save_journal(path: Path, index: dict[str, Any]) -> None:
             "excerpts": journal["excerpts"],
             "manifest": index["manifest"],
             "pages": index["pages"],
+            "folders": index["files"].changed_folders,
         },
     )
 
@@ -320,7 +362,14 @@ def load_index(path: Path) -> dict[str, Any]:
         return data  # none yet (or a damaged one, which a missing index record would catch)
     if not (type(journal) is dict and journal.get("base") == base):
         return data  # an older index's
-    shapes = {"files": dict, "issue_fp": dict, "excerpts": dict, "manifest": str, "pages": int}
+    shapes = {
+        "files": dict,
+        "issue_fp": dict,
+        "excerpts": dict,
+        "manifest": str,
+        "pages": int,
+        "folders": dict,
+    }
     if not all(type(journal.get(k)) is t for k, t in shapes.items()):
         raise Stale
     for key, record in journal["files"].items():
@@ -334,6 +383,10 @@ def load_index(path: Path) -> dict[str, Any]:
             files.set(kind, name, stat, read_ns, digest)
         except (ValueError, OverflowError, TypeError) as exc:
             raise Stale from exc
+    for kind, stat in journal["folders"].items():
+        if not (kind in files.folders and type(stat) is tuple and all(type(n) is int for n in stat)):
+            raise Stale
+        files.set_folder(kind, stat[:3], stat[3])
     for field in ("issue_fp", "excerpts"):
         if not all(type(k) is str and type(v) is str and k in data[field] for k, v in journal[field].items()):
             raise Stale
