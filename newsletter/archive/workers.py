@@ -10,8 +10,8 @@ it had rendered them itself: the site, the manifest and the caches are those of 
 in one process. Pages are shared out by issue, each paper's page going with the issue page
 that first shows the paper, whose block it reuses (`SitePages._paper_block`).
 
-Where fork is missing (Windows) or one core is all there is, the build stays in one
-process. A worker's error is raised in the parent; Ctrl-C stops the workers with it.
+Where fork is missing (Windows), one core is all there is, or the process runs other
+threads (a lock one of them holds would be copied held), the build stays in one process. A worker's error is raised in the parent; Ctrl-C stops the workers with it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import pickle
 import signal
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +36,8 @@ Writer = Callable[[Page, str, Any, Any], dict[str, Any]]  # site._write_page
 
 def workers(pages: int) -> int:
     """How many processes should render `pages` pages: one per core the build may use, else 1."""
-    if pages < PARALLEL_PAGES or not hasattr(os, "fork"):
-        return 1
+    if pages < PARALLEL_PAGES or not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1  # forking a process with threads can copy a lock some thread holds
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
