@@ -48,8 +48,9 @@ def workers(pages: int) -> int:
 def shares(site: SitePages, pages: list[Page], todo: list[int], count: int) -> list[list[int]]:
     """The pages (their positions in `pages`) each of `count` workers renders, of about equal cost.
 
-    An issue's page and the pages of the papers it is the first to feature go together,
-    in issue order; feeds, indexes and tag pages (costlier, fewer) are dealt out after.
+    An issue's page, the pages of the papers it is the first to feature and the feed
+    pages carrying it go together, in issue order (they share rendered blocks and
+    fragments); indexes and tag pages (costlier, fewer) are dealt out after.
     """
     position = {slug: n for n, slug in enumerate(site.slugs)}
     groups: dict[int, list[int]] = {}
@@ -62,6 +63,11 @@ def shares(site: SitePages, pages: list[Page], todo: list[int], count: int) -> l
         elif path.startswith("papers/"):
             featured = site.featured.get(path.split("/")[1])
             group = position.get(featured[0].slug) if featured else None
+        elif path in ("feed.xml", "feed.json"):  # with the newest issues, whose entries it carries
+            group = max(len(site.slugs) - 1, 0)
+        elif path.startswith("feeds/archive/"):  # archived page n carries issues from (n - 1) * size on
+            number = path.removeprefix("feeds/archive/").split(".")[0]
+            group = (int(number) - 1) * site.settings.feed_size if number.isdigit() else None
         if group is None:
             others.append((_cost(site, path), n))
         else:
