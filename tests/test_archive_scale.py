@@ -9,6 +9,8 @@ import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from xml.etree import ElementTree
@@ -514,10 +516,34 @@ def test_feed_size_must_be_a_positive_number(digest: Path, value: str) -> None:
 
 # -- worker processes ---------------------------------------------------------------------------
 
+IN_WORKERS = """
+import sys
+from newsletter.archive import pages, workers
+workers.PARALLEL_PAGES = 2  # a small site, rendered as a big one is
+workers.os.sched_getaffinity = lambda pid: {0, 1, 2}  # three workers, whatever the machine has
+import atexit
+forked = []
+fork = workers.os.fork
+workers.os.fork = lambda: forked.append(1) or fork()
+atexit.register(lambda: print(f"forked {len(forked)}", file=sys.stderr))  # the parent's exit only
+if "--broken" in sys.argv:
+    sys.argv.remove("--broken")
+    def broken(self, paper):
+        from newsletter.errors import NewsletterError
+        raise NewsletterError(f"papers/{paper.id}.md: abstract: expected text, got a broken renderer")
+    pages.SitePages.paper_page = broken
+from newsletter.cli import main
+main(sys.argv[1:])
+"""
 
-def test_a_build_in_worker_processes_gives_the_bytes_of_one_process(
-    paged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+
+def build_in_workers(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`newsletter archive build -v` in a new process (one thread: it may fork), forced to use workers."""
+    command = [sys.executable, "-c", IN_WORKERS, "--root", str(root), "archive", "build", "-v", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+
+
+def test_a_build_in_worker_processes_gives_the_bytes_of_one_process(paged: Path, tmp_path: Path) -> None:
     """Forced on a small site: pages, manifest and the fragment cache as one process makes them."""
     settings = load_settings(paged)
     cli_build(paged, "--out", str(tmp_path / "one"))
@@ -527,14 +553,10 @@ def test_a_build_in_worker_processes_gives_the_bytes_of_one_process(
         for p in sorted((settings.build_dir / FRAGMENTS_DIR).rglob("*.pickle"))
     }
     shutil.rmtree(settings.build_dir)
-    monkeypatch.setattr(workers_module, "PARALLEL_PAGES", 2)
-    monkeypatch.setattr(workers_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    children = os.times()
-    written = cli_build(paged, "--out", str(tmp_path / "many"))
-    assert (
-        os.times().children_user + os.times().children_system
-        > children.children_user + children.children_system
-    )
+    done = build_in_workers(paged, "--out", str(tmp_path / "many"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "forked 3" in done.stderr
+    written = sorted(line.split(None, 1)[1] for line in done.stdout.splitlines() if line.startswith("wrote"))
     assert site_files(tmp_path / "many") == one
     assert written == sorted(one.keys() - {MANIFEST})
     assert {
@@ -543,19 +565,20 @@ def test_a_build_in_worker_processes_gives_the_bytes_of_one_process(
     } == fragments
     # an edit afterwards: the same pages rendered again as in one process
     edit(paged / "papers" / f"{PAPER}.md", "upvotes: 7", "upvotes: 8")
-    assert f"papers/{PAPER}/index.html" in cli_build(paged, "--out", str(tmp_path / "many"))
+    done = build_in_workers(paged, "--out", str(tmp_path / "many"))
+    assert f"wrote      papers/{PAPER}/index.html" in done.stdout
 
 
-def test_an_error_in_a_worker_stops_the_build_with_its_message(
-    paged: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(workers_module, "PARALLEL_PAGES", 2)
+def test_an_error_in_a_worker_stops_the_build_with_its_message(paged: Path) -> None:
+    done = build_in_workers(paged, "--broken")
+    assert done.returncode == 1 and "forked 3" in done.stderr
+    assert "expected text, got a broken renderer" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_process_with_other_threads_builds_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-
-    def broken(self, paper):
-        raise NewsletterError(f"papers/{paper.id}.md: abstract: expected text, got a broken renderer")
-
-    monkeypatch.setattr(pages_module.SitePages, "paper_page", broken)
-    result = CliRunner().invoke(main, ["--root", str(paged), "archive", "build"])
-    assert result.exit_code == 1
-    assert "expected text, got a broken renderer" in result.output and "Traceback" not in result.output
+    monkeypatch.setattr(workers_module.threading, "active_count", lambda: 1)
+    assert workers_module.workers(50_000) == 2
+    monkeypatch.setattr(workers_module.threading, "active_count", lambda: 2)
+    assert workers_module.workers(50_000) == 1
