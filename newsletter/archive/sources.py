@@ -8,7 +8,9 @@ from (each published issue's paper ids, each tag's paper ids, the fingerprints o
 and of papers read without the cache, each issue's tags and excerpt's memo key), the
 fingerprint of everything else every page depends on (`site_inputs`) and the hash of the
 manifest. No index is written for a site it cannot follow: one with translations, or a
-content file with a problem or a warning.
+content file with a problem or a warning. A quick rebuild leaves the index as it is and
+writes what it changed (a few files' records, fingerprints, the manifest's hash) to a
+journal beside it (`.journal`), which the next one applies.
 
 The index is only a copy, checked before use: unpickled with no class allowed (strings,
 numbers, bytes, tuples, lists and dicts), it carries the hash of its own payload, and
