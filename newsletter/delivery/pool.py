@@ -1,0 +1,135 @@
+"""The sending threads of one loop: as many as the answers' latency needs (Little's law), never more than `threads`.
+
+The concurrency a send needs is its rate times the time a message holds a sender. A transport
+that answers in microseconds (in memory, without a disk flush) needs one thread, and that
+thread is the loop's own: it sends between claims with no hand-over at all (through eight
+threads, such a send switched context 0.7 times per message; on the loop's thread, 0.05).
+SES at 200/s answering in 50 ms needs about ten, and the outbox, which flushes each file to
+disk, several. So a send starts on the loop's thread and moves to a pool once answers prove
+slow; the pool grows while claimed rows wait for a free thread, up to what the rate and the
+latency call for and what the interpreter has room for, with `threads` as the ceiling; a
+thread idle for IDLE_RETIRE seconds leaves (one always stays).
+
+None of this widens what a crash can leave: the loop claims no more rows than `threads`
+whichever thread sends them (see newsletter.delivery.loop).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+# A message is slow when it holds its sender this long: a network round trip or a disk flush,
+# not a local transport's tens of microseconds (nor a busy machine's preemption of one, which
+# SLOW_SAMPLES consecutive slow messages rule out). One message as slow as VERY_SLOW is enough:
+# the loop's thread should not wait for a second one.
+SLOW_ANSWER = 0.0005  # seconds
+SLOW_SAMPLES = 2
+VERY_SLOW = 0.02  # seconds
+# The senders' share of the interpreter a pool may fill: past it, another thread only waits
+# for the lock (Python runs one thread at a time), and the loop's own thread needs its turns.
+INTERPRETER_SHARE = 0.75
+HEADROOM = 1.25  # a paced send's threads: its rate × latency, times this for the latency's spread
+IDLE_RETIRE = 1.0  # seconds a pool thread waits for work before it leaves (one always stays)
+_SMOOTHING = 1 / 8  # weight of the newest answer in the moving averages
+
+
+class SendingPool:
+    """Sending threads started as they are needed, each running `deliver` on what `put` hands over."""
+
+    def __init__(self, deliver: Callable[[Any], Any], answers: queue.SimpleQueue, ceiling: int) -> None:
+        self._deliver = deliver
+        self._answers = answers
+        self.ceiling = max(1, ceiling)
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.size = 0  # threads alive; 0: the loop's own thread sends
+        self.peak = 0  # the most threads alive at once
+        # per message: seconds it held its sender, and the sender's CPU seconds (moving averages)
+        self.wall = 0.0
+        self.cpu = 0.0
+        self._recent: list[float] = []  # wall seconds of the last SLOW_SAMPLES messages sent inline
+
+    # -- what the answers took
+
+    def note(self, wall: float, cpu: float, count: int = 1) -> None:
+        """`count` messages' time on their sender: wall seconds, and that thread's CPU seconds."""
+        wall, cpu = wall / count, cpu / count
+        if self.wall == 0.0:
+            self.wall, self.cpu = wall, cpu
+        else:
+            self.wall += (wall - self.wall) * _SMOOTHING
+            self.cpu += (cpu - self.cpu) * _SMOOTHING
+
+    def waited(self, wall: float) -> None:
+        """One message sent on the loop's own thread took `wall` seconds."""
+        recent = self._recent
+        recent.append(wall)
+        if len(recent) > SLOW_SAMPLES:
+            del recent[0]
+
+    @property
+    def slow(self) -> bool:
+        """Whether answers keep the loop's thread waiting: then it should hand messages to a pool."""
+        recent = self._recent
+        return bool(recent) and (
+            recent[-1] > VERY_SLOW or (len(recent) == SLOW_SAMPLES and min(recent) > SLOW_ANSWER)
+        )
+
+    def wanted(self, rate: float | None) -> int:
+        """How many threads the send needs, by Little's law: rate × seconds a message holds a
+        thread (plus HEADROOM), or unpaced as many as the interpreter has room for."""
+        if self.wall <= 0.0:
+            return 1
+        busy = max(self.cpu / self.wall, 1e-3)  # share of its time a sender computes
+        need = INTERPRETER_SHARE / busy
+        if rate is not None:
+            need = min(need, rate * self.wall * HEADROOM)
+        return max(1, min(self.ceiling, math.ceil(need)))
+
+    # -- the threads
+
+    def grow(self, waiting: int, rate: float | None) -> int:
+        """Start threads for rows that wait for one, up to `wanted(rate)`; how many started."""
+        with self._lock:
+            add = min(self.wanted(rate), self.size + waiting) - self.size
+            if self.size == 0:
+                add = max(add, 1)
+            for _ in range(max(0, add)):
+                thread = threading.Thread(target=self._run, name=f"send-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                self.size += 1
+                thread.start()
+            self.peak = max(self.peak, self.size)
+        return max(0, add)
+
+    def put(self, item: Any) -> None:
+        self._work.put(item)
+
+    def close(self) -> None:
+        """Let every thread finish what it holds, then end them."""
+        with self._lock:
+            alive = self.size
+        for _ in range(alive):
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        """A pool thread: deliver what the loop hands over until it hands over None, or it idles too long."""
+        while True:
+            try:
+                item = self._work.get(timeout=IDLE_RETIRE)
+            except queue.Empty:
+                with self._lock:
+                    if self.size > 1:  # one thread always stays, so handed-over work is always taken
+                        self.size -= 1
+                        return
+                continue
+            if item is None:
+                return
+            self._answers.put(self._deliver(item))
