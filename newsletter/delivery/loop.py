@@ -242,7 +242,7 @@ class SendLoop:
         if pool.size == 0:
             rows = self._send_inline(rows, pool)  # those left wait for the new pool
         if rows and pool.size < self.threads:
-            pool.grow(in_flight + len(rows) - pool.size, self.bucket.rate)
+            pool.grow(in_flight + len(rows) - pool.size)
         for delivery in rows:
             pool.put(delivery)
         return len(rows)

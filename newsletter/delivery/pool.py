@@ -6,9 +6,10 @@ thread is the loop's own: it sends between claims with no hand-over at all (thro
 threads, such a send switched context 0.7 times per message; on the loop's thread, 0.05).
 SES at 200/s answering in 50 ms needs about ten, and the outbox, which flushes each file to
 disk, several. So a send starts on the loop's thread and moves to a pool once answers prove
-slow; the pool grows while claimed rows wait for a free thread, up to what the rate and the
-latency call for and what the interpreter has room for, with `threads` as the ceiling; a
-thread idle for IDLE_RETIRE seconds leaves (one always stays).
+slow; then a thread is added for each claimed row that waits for a free one (claims wait for
+the rate's tokens first, so rows wait only while rate × latency exceeds the threads), as far
+as the interpreter has room, with `threads` as the ceiling; a thread idle for IDLE_RETIRE
+seconds leaves (one always stays).
 
 None of this widens what a crash can leave: the loop claims no more rows than `threads`
 whichever thread sends them (see newsletter.delivery.loop).
@@ -30,9 +31,8 @@ SLOW_ANSWER = 0.0005  # seconds
 SLOW_SAMPLES = 2
 VERY_SLOW = 0.02  # seconds
 # The senders' share of the interpreter a pool may fill: past it, another thread only waits
-# for the lock (Python runs one thread at a time), and the loop's own thread needs its turns.
-INTERPRETER_SHARE = 0.75
-HEADROOM = 1.25  # a paced send's threads: its rate × latency, times this for the latency's spread
+# for the lock (Python runs one thread at a time).
+INTERPRETER_SHARE = 1.0
 IDLE_RETIRE = 1.0  # seconds a pool thread waits for work before it leaves (one always stays)
 _SMOOTHING = 1 / 8  # weight of the newest answer in the moving averages
 
@@ -80,23 +80,25 @@ class SendingPool:
             recent[-1] > VERY_SLOW or (len(recent) == SLOW_SAMPLES and min(recent) > SLOW_ANSWER)
         )
 
-    def wanted(self, rate: float | None) -> int:
-        """How many threads the send needs, by Little's law: rate × seconds a message holds a
-        thread (plus HEADROOM), or unpaced as many as the interpreter has room for."""
+    def room(self) -> int:
+        """How many threads the interpreter has room for: while each sender computes a share
+        `busy` of the time a message holds it, 1 / busy of them keep one core busy; more would
+        only queue for the interpreter lock (a CPU-bound transport gets one, SES far away all)."""
         if self.wall <= 0.0:
             return 1
-        busy = max(self.cpu / self.wall, 1e-3)  # share of its time a sender computes
-        need = INTERPRETER_SHARE / busy
-        if rate is not None:
-            need = min(need, rate * self.wall * HEADROOM)
-        return max(1, min(self.ceiling, math.ceil(need)))
+        busy = max(self.cpu / self.wall, 1e-3)
+        return max(1, min(self.ceiling, math.ceil(INTERPRETER_SHARE / busy)))
 
     # -- the threads
 
-    def grow(self, waiting: int, rate: float | None) -> int:
-        """Start threads for rows that wait for one, up to `wanted(rate)`; how many started."""
+    def grow(self, waiting: int) -> int:
+        """Start a thread for each claimed row that waits for one, as far as there is `room()`; how many started.
+
+        This is Little's law at work: rows wait for a thread only while the threads there are
+        (rate × time a message holds one) do not keep up; the rate's tokens came first.
+        """
         with self._lock:
-            add = min(self.wanted(rate), self.size + waiting) - self.size
+            add = min(self.room(), self.size + waiting) - self.size
             if self.size == 0:
                 add = max(add, 1)
             for _ in range(max(0, add)):
