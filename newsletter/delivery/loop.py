@@ -56,7 +56,7 @@ CLAIM_HOLD = 0.0003
 HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
-@dataclass
+@dataclass(slots=True)
 class _Answer:
     delivery: Delivery
     # sent | temporary | permanent | uncertain | requeue | stop | crash (after handing over) | crash-before
