@@ -197,14 +197,12 @@ def test_the_pool_grows_for_rows_that_wait_as_far_as_the_interpreter_has_room() 
 
 def test_inline_sends_turn_slow_after_two_slow_messages_or_one_very_slow() -> None:
     pool = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
-    pool.waited(0.00005)
-    pool.waited(0.003)
-    assert not pool.slow  # one slow message may be the machine's hiccup
-    pool.waited(0.002)
-    assert pool.slow
+    assert not pool.waited(0.003)
+    assert not pool.waited(0.00005)
+    assert not pool.waited(0.003)  # one slow message may be the machine's hiccup
+    assert pool.waited(0.002) and pool.slow
     again = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
-    again.waited(0.5)
-    assert again.slow
+    assert again.waited(0.5) and again.slow
 
 
 def test_idle_threads_leave_but_one_stays(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -254,9 +254,10 @@ class SendLoop:
         left: list[Delivery] = []
         cpu, started = time.thread_time(), time.perf_counter()  # the CPU clock costs a system call
         last = started
+        slow = pool.slow
         for i, delivery in enumerate(rows):
             # (a Ctrl-C between two messages: _deliver answers the rest "requeue" at once)
-            if pool.slow and not self._stopping():
+            if slow and not self._stopping():
                 left = rows[i:]
                 break
             try:
@@ -264,7 +265,7 @@ class SendLoop:
             except Exception:  # a second Ctrl-C (KeyboardInterrupt) ends the send at once, as it should
                 done.append(_Answer(delivery, "crash", error=traceback.format_exc()))
             now = time.perf_counter()
-            pool.waited(now - last)
+            slow = pool.waited(now - last)
             last = now
         if done:
             pool.note(last - started, time.thread_time() - cpu, len(done))

@@ -52,7 +52,7 @@ class SendingPool:
         # per message: seconds it held its sender, and the sender's CPU seconds (moving averages)
         self.wall = 0.0
         self.cpu = 0.0
-        self._recent: list[float] = []  # wall seconds of the last SLOW_SAMPLES messages sent inline
+        self._slow_in_a_row = 0  # messages sent on the loop's thread that were slow, the last ones
 
     # -- what the answers took
 
@@ -65,20 +65,21 @@ class SendingPool:
             self.wall += (wall - self.wall) * _SMOOTHING
             self.cpu += (cpu - self.cpu) * _SMOOTHING
 
-    def waited(self, wall: float) -> None:
-        """One message sent on the loop's own thread took `wall` seconds."""
-        recent = self._recent
-        recent.append(wall)
-        if len(recent) > SLOW_SAMPLES:
-            del recent[0]
+    def waited(self, wall: float) -> bool:
+        """One message sent on the loop's own thread took `wall` seconds: whether answers are
+        now `slow` (the loop's thread should hand messages to a pool)."""
+        if wall > VERY_SLOW:
+            self._slow_in_a_row = SLOW_SAMPLES
+        elif wall > SLOW_ANSWER:
+            self._slow_in_a_row += 1
+        else:
+            self._slow_in_a_row = 0
+        return self._slow_in_a_row >= SLOW_SAMPLES
 
     @property
     def slow(self) -> bool:
-        """Whether answers keep the loop's thread waiting: then it should hand messages to a pool."""
-        recent = self._recent
-        return bool(recent) and (
-            recent[-1] > VERY_SLOW or (len(recent) == SLOW_SAMPLES and min(recent) > SLOW_ANSWER)
-        )
+        """Whether answers keep the loop's thread waiting: SLOW_SAMPLES slow messages in a row, or a very slow one."""
+        return self._slow_in_a_row >= SLOW_SAMPLES
 
     def room(self) -> int:
         """How many threads the interpreter has room for: while each sender computes a share
