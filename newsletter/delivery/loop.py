@@ -3,8 +3,8 @@
 The ledger (see docs/architecture.md, "Ledger states") makes a send resumable and safe to repeat:
 
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
-  are claimed as there are free sending threads and rate tokens, so a crash leaves at most
-  ``threads × workers`` rows *uncertain*;
+  are claimed as the ``threads`` setting leaves free slots (whichever threads send them)
+  and there are rate tokens, so a crash leaves at most ``threads × workers`` rows *uncertain*;
 * each answer is recorded in the same transaction as the next claim (or within
   RECORD_DELAY when no claim comes): ``sent``, ``failed`` (temporary or permanent), left in
   ``sending`` as *uncertain* when the provider may have it and its answer was lost, or back
@@ -143,8 +143,9 @@ class SendLoop:
         while True:
             halted = self._stopping()
             # This loop's rows in `sending` are in flight or sent-but-unrecorded, never more
-            # than `threads` together: that bounds what a crash leaves uncertain. A claim
-            # records the unrecorded ones first, in its own transaction, so they free slots.
+            # than `threads` together, however many threads the pool has: that bounds what a
+            # crash leaves uncertain. A claim records the unrecorded ones first, in its own
+            # transaction, so they free slots.
             free = self.threads - in_flight
             claimed_now = False
             if not halted and not exhausted and self._claim_now(free, in_flight):
@@ -256,7 +257,8 @@ class SendLoop:
         last = started
         slow = pool.slow
         for i, delivery in enumerate(rows):
-            # (a Ctrl-C between two messages: _deliver answers the rest "requeue" at once)
+            # slow answers: the rest go to the pool; unless the send is stopping, when
+            # _deliver answers them "requeue" at once
             if slow and not self._stopping():
                 left = rows[i:]
                 break
