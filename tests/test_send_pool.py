@@ -175,24 +175,13 @@ def test_ctrl_c_while_the_loops_own_thread_sends(settings, library, store, templ
 # --------------------------------------------------------------------------- the pool alone
 
 
-def test_the_pool_grows_for_rows_that_wait_as_far_as_the_interpreter_has_room() -> None:
-    far = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
-    assert far.room() == 1  # nothing known yet
-    far.note(0.05, 0.001)  # SES far away: 50 ms a message, 1 ms of it CPU
-    assert far.room() == 8
-    assert far.grow(waiting=3) == 3 and far.size == 3
-    assert far.grow(waiting=0) == 0  # no row waits: the threads keep up
-    assert far.grow(waiting=9) == 5 and far.size == 8  # never past the ceiling
-    far.close()
-
-    busy = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
-    busy.note(0.00005, 0.00005)  # all CPU: more threads would only queue for the interpreter lock
-    assert busy.room() == 1
-    assert busy.grow(waiting=7) == 1 and busy.grow(waiting=7) == 0
-    busy.close()
-    boto = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
-    boto.note(0.002, 0.0012)  # a client that computes 60 % of the time
-    assert boto.room() == 2
+def test_the_pool_grows_for_rows_that_wait_up_to_the_ceiling() -> None:
+    pool = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
+    assert pool.grow(waiting=3) == 3 and pool.size == 3
+    assert pool.grow(waiting=0) == 0  # no row waits: the threads keep up
+    assert pool.grow(waiting=9) == 5 and pool.size == 8  # never past the ceiling
+    assert pool.grow(waiting=1) == 0
+    pool.close()
 
 
 def test_inline_sends_turn_slow_after_two_slow_messages_or_one_very_slow() -> None:
@@ -209,7 +198,6 @@ def test_idle_threads_leave_but_one_stays(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(pool_module, "IDLE_RETIRE", 0.05)
     answers: queue.SimpleQueue = queue.SimpleQueue()
     pool = SendingPool(lambda item: (time.sleep(0.01), item)[1], answers, 4)
-    pool.note(0.01, 0.0001)
     assert pool.grow(waiting=10) == 4
     assert pool.grow(waiting=10) == 0  # the ceiling
     for i in range(8):

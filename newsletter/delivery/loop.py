@@ -65,8 +65,6 @@ class _Answer:
     error: str | None = None
     retries: int = 0
     throttled: int = 0
-    wall: float = 0.0  # seconds the message held its sender
-    cpu: float = 0.0  # of which its thread's CPU seconds
 
 
 class SendLoop:
@@ -120,7 +118,7 @@ class SendLoop:
         # Long-lived sending threads fed through queues: a Future and a wait() per message
         # cost more CPU than building the message.
         answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
-        self.pool = pool = SendingPool(self._deliver_timed, answers, self.threads)
+        self.pool = pool = SendingPool(self._deliver_safely, answers, self.threads)
         self.claimer = self.store.start_sender(self.issue)
         self._seen = time.monotonic()
         try:
@@ -196,8 +194,6 @@ class SendLoop:
                 except queue.Empty:
                     break
             in_flight -= len(done)
-            for answer in done:
-                pool.note(answer.wall, answer.cpu)
             self._record_all(done)
 
     def _timeout(self, done_claiming: bool, in_flight: int) -> float:
@@ -253,8 +249,7 @@ class SendLoop:
         once they prove slow (or the send stops) are the pool's."""
         done: list[_Answer] = []
         left: list[Delivery] = []
-        cpu, started = time.thread_time(), time.perf_counter()  # the CPU clock costs a system call
-        last = started
+        last = time.perf_counter()
         slow = pool.slow
         for i, delivery in enumerate(rows):
             # slow answers: the rest go to the pool; unless the send is stopping, when
@@ -270,7 +265,6 @@ class SendLoop:
             slow = pool.waited(now - last)
             last = now
         if done:
-            pool.note(last - started, time.thread_time() - cpu, len(done))
             self._record_all(done)
         return left
 
@@ -285,15 +279,12 @@ class SendLoop:
                 return False
         return True
 
-    def _deliver_timed(self, delivery: Delivery) -> _Answer:
-        """Deliver one row on a pool thread, noting how long it held the thread and how much of that was CPU."""
-        wall, cpu = time.perf_counter(), time.thread_time()
+    def _deliver_safely(self, delivery: Delivery) -> _Answer:
+        """Deliver one row on a pool thread."""
         try:
-            answer = self._deliver(delivery)
+            return self._deliver(delivery)
         except BaseException:  # never leave the loop waiting for an answer that cannot come
-            answer = _Answer(delivery, "crash", error=traceback.format_exc())
-        answer.wall, answer.cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        return answer
+            return _Answer(delivery, "crash", error=traceback.format_exc())
 
     def _take_unrecorded(self) -> Answers:
         taken, self._unrecorded = self._unrecorded, Answers()

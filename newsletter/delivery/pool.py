@@ -7,9 +7,8 @@ threads, such a send switched context 0.7 times per message; on the loop's threa
 SES at 200/s answering in 50 ms needs about ten, and the outbox, which flushes each file to
 disk, several. So a send starts on the loop's thread and moves to a pool once answers prove
 slow; then a thread is added for each claimed row that waits for a free one (claims wait for
-the rate's tokens first, so rows wait only while rate × latency exceeds the threads), as far
-as the interpreter has room, with `threads` as the ceiling; a thread idle for IDLE_RETIRE
-seconds leaves (one always stays).
+the rate's tokens first, so rows wait only while rate × latency exceeds the threads), with
+`threads` as the ceiling; a thread idle for IDLE_RETIRE seconds leaves (one always stays).
 
 None of this widens what a crash can leave: the loop claims no more rows than `threads`
 whichever thread sends them (see newsletter.delivery.loop).
@@ -17,7 +16,6 @@ whichever thread sends them (see newsletter.delivery.loop).
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Callable
@@ -30,11 +28,7 @@ from typing import Any
 SLOW_ANSWER = 0.0005  # seconds
 SLOW_SAMPLES = 2
 VERY_SLOW = 0.02  # seconds
-# The senders' share of the interpreter a pool may fill: past it, another thread only waits
-# for the lock (Python runs one thread at a time).
-INTERPRETER_SHARE = 1.0
 IDLE_RETIRE = 1.0  # seconds a pool thread waits for work before it leaves (one always stays)
-_SMOOTHING = 1 / 8  # weight of the newest answer in the moving averages
 
 
 class SendingPool:
@@ -49,21 +43,9 @@ class SendingPool:
         self._threads: list[threading.Thread] = []
         self.size = 0  # threads alive; 0: the loop's own thread sends
         self.peak = 0  # the most threads alive at once
-        # per message: seconds it held its sender, and the sender's CPU seconds (moving averages)
-        self.wall = 0.0
-        self.cpu = 0.0
         self._slow_in_a_row = 0  # messages sent on the loop's thread that were slow, the last ones
 
-    # -- what the answers took
-
-    def note(self, wall: float, cpu: float, count: int = 1) -> None:
-        """`count` messages' time on their sender: wall seconds, and that thread's CPU seconds."""
-        wall, cpu = wall / count, cpu / count
-        if self.wall == 0.0:
-            self.wall, self.cpu = wall, cpu
-        else:
-            self.wall += (wall - self.wall) * _SMOOTHING
-            self.cpu += (cpu - self.cpu) * _SMOOTHING
+    # -- what the answers take
 
     def waited(self, wall: float) -> bool:
         """One message sent on the loop's own thread took `wall` seconds: whether answers are
@@ -81,34 +63,24 @@ class SendingPool:
         """Whether answers keep the loop's thread waiting: SLOW_SAMPLES slow messages in a row, or a very slow one."""
         return self._slow_in_a_row >= SLOW_SAMPLES
 
-    def room(self) -> int:
-        """How many threads the interpreter has room for: while each sender computes a share
-        `busy` of the time a message holds it, 1 / busy of them keep one core busy; more would
-        only queue for the interpreter lock (a CPU-bound transport gets one, SES far away all)."""
-        if self.wall <= 0.0:
-            return 1
-        busy = max(self.cpu / self.wall, 1e-3)
-        return max(1, min(self.ceiling, math.ceil(INTERPRETER_SHARE / busy)))
-
     # -- the threads
 
     def grow(self, waiting: int) -> int:
-        """Start a thread for each claimed row that waits for one, as far as there is `room()`; how many started.
+        """Start a thread for each claimed row that waits for one, up to the ceiling; how many started.
 
         This is Little's law at work: rows wait for a thread only while the threads there are
-        (rate × time a message holds one) do not keep up; the rate's tokens came first.
+        do not keep up with the rate (rate × time a message holds a thread); the rate's tokens
+        came first, so an unpaced send grows to the ceiling and a paced one to what it needs.
         """
         with self._lock:
-            add = min(self.room(), self.size + waiting) - self.size
-            if self.size == 0:
-                add = max(add, 1)
-            for _ in range(max(0, add)):
+            add = max(0, min(self.ceiling - self.size, waiting))
+            for _ in range(add):
                 thread = threading.Thread(target=self._run, name=f"send-{len(self._threads)}", daemon=True)
                 self._threads.append(thread)
                 self.size += 1
                 thread.start()
             self.peak = max(self.peak, self.size)
-        return max(0, add)
+        return add
 
     def put(self, item: Any) -> None:
         self._work.put(item)
