@@ -9,9 +9,10 @@ Prints, each with its goal:
   2. unpaced: one process's messages/s against an unlimited stub, next to bare boto3
      SendEmail calls/s from the same number of threads in the same run (goal >= 80 %);
   3. CPU per recipient excluding boto3 (personalise + ledger), measured with a transport
-     that discards the bytes (goal <= 0.1 ms), and its parts; (b) the same send through a
+     that discards the bytes (goal <= 0.1 ms; on PostgreSQL <= 0.15 ms), its parts, and how
+     many threads sent (answers in microseconds: the loop's own); (b) the same send through a
      transport that sleeps 5 ms per message, as a network call would (no goal: how a real
-     send's threads wait and wake);
+     send's threads wait and wake, and how many the pool grew to);
   4. peak RSS of a send of 10k / 30k / 100k subscribers (quick: 5k / 20k), each in a fresh
      process (goal <= 150 MB, flat in N);
   5. --workers 2 against --workers 1, unpaced;
@@ -127,10 +128,12 @@ class DiscardTransport(Transport):
     def __init__(self) -> None:
         self.count = 0
         self.bytes = 0
+        self.threads: set[int] = set()  # the threads that sent (the loop sizes its pool by need)
 
     def send(self, sender: str, recipient: str, raw: bytes) -> SendResult:
         self.count += 1
         self.bytes += len(raw)
+        self.threads.add(threading.get_ident())
         return SendResult.sent(None)
 
 
@@ -351,14 +354,23 @@ def cpu(n: int) -> None:
         f"{' '.join(f'{w * 1000:.3f}' for w in wholes)} (goal <= {0.15 if DATABASE else 0.1} ms); "
         f"of which kernel {statistics.median(kernel) * 1000:.3f} ms; personalise {personalise * 1000:.3f} ms, "
         f"ledger (claim + record, batches of {THREADS}) {ledger * 1000:.3f} ms, snapshot into the "
-        f"ledger {snapshot * 1000:.3f} ms; {report.sent} sent; load {load()}"
+        f"ledger {snapshot * 1000:.3f} ms; {report.sent} sent by {_senders(transport)}; "
+        f"load {load()}"
     )
     print(
         f"   (b) the same send through a transport that answers after {NETWORK_WAIT * 1000:.0f} ms "
         f"without using CPU, as a network call would: {network * 1000:.3f} ms per recipient "
         f"(no goal: answers come back one by one, so claims are smaller and threads wake per "
-        f"message); {waited.sent} sent"
+        f"message); {waited.sent} sent by {_senders(waiting)}"
     )
+
+
+def _senders(transport: DiscardTransport) -> str:
+    """Which threads sent: the loop's own (this one) while answers were quick, then a pool of at most THREADS."""
+    own = threading.get_ident() in transport.threads
+    pool = len(transport.threads) - own
+    said = [*(["the loop's own thread"] if own else []), *([f"{pool} pool thread(s)"] if pool else [])]
+    return f"{' then '.join(said)} (threads = {THREADS})"
 
 
 def forget_send(settings: Settings) -> None:

@@ -1,19 +1,21 @@
-"""The sending loop of one process: claim ledger rows, send them on a thread pool, record every answer.
+"""The sending loop of one process: claim ledger rows, send them (on its own thread or a pool), record every answer.
 
 The ledger (see docs/architecture.md, "Ledger states") makes a send resumable and safe to repeat:
 
 * a row is claimed (``sending``) just before its message goes out, and only as many rows
-  are claimed as there are free sending threads and rate tokens, so a crash leaves at most
-  ``threads × workers`` rows *uncertain*;
+  are claimed as the ``threads`` setting leaves free slots (whichever threads send them)
+  and there are rate tokens, so a crash leaves at most ``threads × workers`` rows *uncertain*;
 * each answer is recorded in the same transaction as the next claim (or within
   RECORD_DELAY when no claim comes): ``sent``, ``failed`` (temporary or permanent), left in
   ``sending`` as *uncertain* when the provider may have it and its answer was lost, or back
   to ``queued`` when the message certainly did not leave (a stop before it was handed over).
   Until then its row counts against the bound above, so batching widens nothing.
 
-Throughput: one thread claims and records (SQLite has one writer anyway), a pool of
-long-lived threads does the I/O, and a pacer (``newsletter.delivery.pacing``) holds the pool
-at the rate the provider really allows; retries of throttled requests take tokens too.
+Throughput: one thread claims and records (SQLite has one writer anyway) and sends between
+claims while answers are quick; once they are slow, a pool (``newsletter.delivery.pool``) of
+as many threads as the rate and the answers' latency need does the I/O, and a pacer
+(``newsletter.delivery.pacing``) holds it at the rate the provider really allows; retries of
+throttled requests take tokens too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.pacing import Pacer, SharedPacer
+from newsletter.delivery.pool import SendingPool
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
@@ -53,7 +56,7 @@ CLAIM_HOLD = 0.0003
 HEARTBEAT = 10.0  # seconds between "still at work" notes to the other senders of a shared ledger
 
 
-@dataclass
+@dataclass(slots=True)
 class _Answer:
     delivery: Delivery
     # sent | temporary | permanent | uncertain | requeue | stop | crash (after handing over) | crash-before
@@ -109,27 +112,19 @@ class SendLoop:
         self._hold_until: float | None = None  # when free threads stop waiting for the others
         self._unrecorded = Answers()  # answers to record with the next claim
         self._unrecorded_since = 0.0
+        self.pool: SendingPool | None = None
 
     def run(self) -> Tally:
         # Long-lived sending threads fed through queues: a Future and a wait() per message
         # cost more CPU than building the message.
-        work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
-        senders = [
-            threading.Thread(target=self._send_from, args=(work, answers), name=f"send-{i}", daemon=True)
-            for i in range(self.threads)
-        ]
+        self.pool = pool = SendingPool(self._deliver_safely, answers, self.threads)
         self.claimer = self.store.start_sender(self.issue)
         self._seen = time.monotonic()
-        for thread in senders:
-            thread.start()
         try:
-            self._loop(work, answers)
+            self._loop(pool, answers)
         finally:
-            for _ in senders:
-                work.put(None)
-            for thread in senders:
-                thread.join()
+            pool.close()
         if self._unrecorded:
             self.store.record(self.issue, self._take_unrecorded())
         # from now on what this sender left in `sending` is uncertain, for every sender to see
@@ -139,18 +134,16 @@ class SendLoop:
         self.tally.requests = self.bucket.requests
         return self.tally
 
-    def _loop(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
+    def _loop(self, pool: SendingPool, answers: queue.SimpleQueue) -> None:
         in_flight = 0
         claimed = 0
         exhausted = self.max_rows is not None and self.max_rows <= 0
         while True:
-            if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
-                self.interrupted = True
-                self.halt.set()
-            halted = self.halt.is_set()
+            halted = self._stopping()
             # This loop's rows in `sending` are in flight or sent-but-unrecorded, never more
-            # than `threads` together: that bounds what a crash leaves uncertain. A claim
-            # records the unrecorded ones first, in its own transaction, so they free slots.
+            # than `threads` together, however many threads the pool has: that bounds what a
+            # crash leaves uncertain. A claim records the unrecorded ones first, in its own
+            # transaction, so they free slots.
             free = self.threads - in_flight
             claimed_now = False
             if not halted and not exhausted and self._claim_now(free, in_flight):
@@ -168,9 +161,7 @@ class SendLoop:
                     self.bucket.give_back(got - len(rows))
                     claimed += len(rows)
                     exhausted = len(rows) < got or (self.max_rows is not None and claimed >= self.max_rows)
-                    for delivery in rows:
-                        work.put(delivery)
-                    in_flight += len(rows)
+                    in_flight += self._hand_over(rows, pool, in_flight)
             if (
                 not claimed_now
                 and self._unrecorded
@@ -190,7 +181,8 @@ class SendLoop:
                 self._seen = time.monotonic()
             timeout = self._timeout(halted or exhausted, in_flight)
             if not in_flight:
-                self.halt.wait(timeout)
+                if timeout > 0:  # nothing to wait for when the loop's thread sends and tokens are there
+                    self.halt.wait(timeout)
                 continue
             try:
                 done = [answers.get(timeout=timeout)]
@@ -208,7 +200,7 @@ class SendLoop:
         """How long the loop may wait for an answer before it has something else to do."""
         timeout = 0.1
         if not done_claiming and in_flight < self.threads:
-            timeout = min(timeout, max(self.bucket.wait_time(), 0.001))
+            timeout = min(timeout, max(self.bucket.wait_time(), 0.001 if in_flight else 0.0))
         if self._unrecorded:
             timeout = min(timeout, RECORD_DELAY)
         if done_claiming:
@@ -234,14 +226,65 @@ class SendLoop:
         self._hold_until = None
         return True
 
-    def _send_from(self, work: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
-        """A sending thread: deliver what the loop hands over until it hands over None."""
-        while (delivery := work.get()) is not None:
+    def _stopping(self) -> bool:
+        """Whether the send is stopping: a first Ctrl-C (`user_stop`) becomes the halt here."""
+        if self.user_stop is not None and self.user_stop.is_set() and not self.halt.is_set():
+            self.interrupted = True
+            self.halt.set()
+        return self.halt.is_set()
+
+    def _hand_over(self, rows: list[Delivery], pool: SendingPool, in_flight: int) -> int:
+        """Send claimed rows: on the loop's thread while answers are quick, else on the pool,
+        grown for the rows that wait for a thread; how many the pool now has in flight."""
+        if pool.size == 0:
+            rows = self._send_inline(rows, pool)  # those left wait for the new pool
+        if rows and pool.size < self.threads:
+            pool.grow(in_flight + len(rows) - pool.size)
+        for delivery in rows:
+            pool.put(delivery)
+        return len(rows)
+
+    def _send_inline(self, rows: list[Delivery], pool: SendingPool) -> list[Delivery]:
+        """Send claimed rows on the loop's own thread while answers are quick; the rows left
+        once they prove slow (or the send stops) are the pool's."""
+        done: list[_Answer] = []
+        left: list[Delivery] = []
+        last = time.perf_counter()
+        slow = pool.slow
+        for i, delivery in enumerate(rows):
+            # slow answers: the rest go to the pool; unless the send is stopping, when
+            # _deliver answers them "requeue" at once
+            if slow and not self._stopping():
+                left = rows[i:]
+                break
             try:
-                answer = self._deliver(delivery)
-            except BaseException:  # never leave the loop waiting for an answer that cannot come
-                answer = _Answer(delivery, "crash", error=traceback.format_exc())
-            answers.put(answer)
+                done.append(self._deliver(delivery))
+            except Exception:  # a second Ctrl-C (KeyboardInterrupt) ends the send at once, as it should
+                done.append(_Answer(delivery, "crash", error=traceback.format_exc()))
+            now = time.perf_counter()
+            slow = pool.waited(now - last)
+            last = now
+        if done:
+            self._record_all(done)
+        return left
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait before a retry; True when the send stops meanwhile. A Ctrl-C is watched here
+        too: while the loop's own thread sends, nobody else would see it."""
+        end = time.monotonic() + seconds
+        while not self.halt.wait(min(0.1, max(0.0, end - time.monotonic()))):
+            if self._stopping():
+                return True
+            if time.monotonic() >= end:
+                return False
+        return True
+
+    def _deliver_safely(self, delivery: Delivery) -> _Answer:
+        """Deliver one row on a pool thread."""
+        try:
+            return self._deliver(delivery)
+        except BaseException:  # never leave the loop waiting for an answer that cannot come
+            return _Answer(delivery, "crash", error=traceback.format_exc())
 
     def _take_unrecorded(self) -> Answers:
         taken, self._unrecorded = self._unrecorded, Answers()
@@ -302,7 +345,7 @@ class SendLoop:
                 delay = self.bucket.retry_delay(attempt)  # a few tokens' time at the current rate
             else:
                 delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            if self.halt.wait(delay) or not self.bucket.acquire(self.halt):
+            if self._pause(delay) or not self.bucket.acquire(self.halt):
                 answer.kind = "requeue"
                 return answer
             answer.retries += 1

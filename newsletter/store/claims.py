@@ -229,15 +229,12 @@ class Claims:
                 if skipped:
                     conn.executemany(_SQLITE_SKIP, skipped)
                 if ready:
-                    languages = [language_for(c[12]) if language_for else None for c in ready]
-                    rows = [
-                        (stamp, stamp, sender, lang, c[0]) for c, lang in zip(ready, languages, strict=True)
-                    ]
+                    rows = []
+                    for c in ready:  # one pass: this runs for every reader of a send
+                        lang = language_for(c[12]) if language_for else None
+                        rows.append((stamp, stamp, sender, lang, c[0]))
+                        claimed.append(self._claimed(c, c[4] + 1, now, lang))
                     conn.executemany(_SQLITE_CLAIM, rows)
-                    claimed.extend(
-                        self._claimed(c, c[4] + 1, now, lang)
-                        for c, lang in zip(ready, languages, strict=True)
-                    )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -107,7 +107,13 @@ deliveries = sa.Table(
     sa.Column("language", sa.String(35)),
     sa.UniqueConstraint("issue", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.CheckConstraint(_one_of("state", STATES), name="state"),
-    sa.Index("ix_deliveries_message_id", "message_id"),
+    # only rows that have a message id (sent ones): see migration "sent message ids"
+    sa.Index(
+        "ix_deliveries_message_id",
+        "message_id",
+        sqlite_where=sa.text("message_id IS NOT NULL"),
+        postgresql_where=sa.text("message_id IS NOT NULL"),
+    ),
     # a claim takes the next queued rows in snapshot order; only queued rows are in it, so a
     # row leaves it once, when claimed (migration "queued claims")
     sa.Index(
@@ -356,6 +362,24 @@ def _migration_queued_claims(conn: Connection) -> None:
     )
 
 
+def _migration_sent_message_ids(conn: Connection) -> None:
+    """Index the message ids of sent rows only: ix_deliveries_message_id leaves out NULLs.
+
+    Every queued row of a send had an entry (NULL) in the index, and recording it as sent
+    deleted that entry before writing its message id: each batch rewrote index pages at
+    the head of the NULLs, ≈1 of 9 pages a SQLite batch writes to its journal. Every query
+    that looks a message id up (``message_id = ?``, joins on it, ``IS NOT NULL``) implies
+    the index's condition, so both back-ends still use it.
+    """
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_deliveries_message_id"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX IF NOT EXISTS ix_deliveries_message_id ON deliveries (message_id)"
+            " WHERE message_id IS NOT NULL"
+        )
+    )
+
+
 # Applied in order; the database's version is the number of migrations applied.
 MIGRATIONS = [
     _migration_1,
@@ -368,6 +392,7 @@ MIGRATIONS = [
     _migration_subscriber_tags,
     _migration_claim_order,
     _migration_queued_claims,
+    _migration_sent_message_ids,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

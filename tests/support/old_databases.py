@@ -26,6 +26,10 @@ UNDO: dict[str, tuple[str, ...]] = {
         "CREATE INDEX ix_deliveries_claim ON deliveries (issue, state, id)",
         "CREATE INDEX ix_deliveries_issue_state ON deliveries (issue, state)",
     ),
+    "_migration_sent_message_ids": (
+        "DROP INDEX ix_deliveries_message_id",
+        "CREATE INDEX ix_deliveries_message_id ON deliveries (message_id)",
+    ),
 }
 
 
