@@ -27,6 +27,7 @@ from newsletter.content.library import Library, load_library
 from tests.support.aws import moto_server  # noqa: F401  (a fixture)
 from tests.support.golden import assert_golden
 from tests.support.project import make_newsletter
+from tests.support.site import site_files
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN_FILES = [
@@ -73,10 +74,6 @@ def built(digest: Path, tmp_path: Path) -> Path:
     out = tmp_path / "site"
     build_site(load(digest), out)
     return out
-
-
-def site_files(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def mtimes(out: Path) -> dict[str, int]:

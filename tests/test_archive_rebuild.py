@@ -17,6 +17,7 @@ from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.mail import locale
 from tests.support.project import REPO, make_newsletter
+from tests.support.site import cli_build, site_files
 
 FIRST = "2024-01-10-first"
 PAPER = "cjk-tokenizers"
@@ -33,17 +34,6 @@ def age(root: Path, seconds: int = 3600) -> None:
     for path in [*root.glob("papers/*"), *root.glob("issues/*")]:
         stat = path.stat()
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 1_000_000_000))
-
-
-def site_files(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-
-
-def cli_build(root: Path, *args: str) -> list[str]:
-    """`newsletter archive build -v`: the files it wrote."""
-    result = CliRunner().invoke(main, ["--root", str(root), "archive", "build", "-v", *args])
-    assert result.exit_code == 0, result.output
-    return sorted(line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("wrote"))
 
 
 class FullBuilds:

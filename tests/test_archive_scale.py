@@ -17,18 +17,17 @@ from xml.etree import ElementTree
 
 import feedparser
 import pytest
-from click.testing import CliRunner
 
 from newsletter.archive import pages as pages_module
 from newsletter.archive import workers as workers_module
 from newsletter.archive.site import COMPILED_TEMPLATES, MANIFEST, build_site
-from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content import cache as cache_module
 from newsletter.content.cache import CACHE_DIR, FRAGMENTS_DIR, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
 from tests.support.project import REPO, make_newsletter
+from tests.support.site import cli_build, site_files
 
 BASE = "https://example.org/digest/"
 FIRST = "2024-01-10-first"
@@ -40,17 +39,6 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new), encoding="utf-8")
-
-
-def site_files(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-
-
-def cli_build(root: Path, *args: str) -> list[str]:
-    """`newsletter archive build -v`: the files it wrote."""
-    result = CliRunner().invoke(main, ["--root", str(root), "archive", "build", "-v", *args])
-    assert result.exit_code == 0, result.output
-    return sorted(line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("wrote"))
 
 
 def add_issues(root: Path, count: int, start: int = 2) -> list[str]:
