@@ -26,7 +26,7 @@ from newsletter.config import load_settings
 from newsletter.content.library import Library, load_library
 from tests.support.aws import moto_server  # noqa: F401  (a fixture)
 from tests.support.golden import assert_golden
-from tests.support.project import make_newsletter
+from tests.support.project import edit, make_newsletter
 from tests.support.site import site_files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,12 +57,6 @@ def digest(tmp_path: Path) -> Path:
 
 def load(root: Path) -> Library:
     return load_library(load_settings(root))
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def publish_draft(root: Path) -> None:

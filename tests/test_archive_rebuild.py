@@ -16,17 +16,11 @@ from newsletter.archive.sources import index_path, load_index
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.mail import locale
-from tests.support.project import REPO, make_newsletter
+from tests.support.project import REPO, edit, make_newsletter
 from tests.support.site import cli_build, site_files
 
 FIRST = "2024-01-10-first"
 PAPER = "cjk-tokenizers"
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def age(root: Path, seconds: int = 3600) -> None:

@@ -26,19 +26,13 @@ from newsletter.content import cache as cache_module
 from newsletter.content.cache import CACHE_DIR, FRAGMENTS_DIR, RACY_NS, ContentCache
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
-from tests.support.project import REPO, make_newsletter
+from tests.support.project import REPO, edit, make_newsletter
 from tests.support.site import cli_build, site_files
 
 BASE = "https://example.org/digest/"
 FIRST = "2024-01-10-first"
 PAPER = "cjk-tokenizers"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def add_issues(root: Path, count: int, start: int = 2) -> list[str]:

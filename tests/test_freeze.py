@@ -20,7 +20,7 @@ from newsletter.content.freeze import (
 from newsletter.content.library import Library, load_library
 from newsletter.content.selection import empty_issue_problem, papers_for, plan
 from newsletter.errors import ContentError, ProblemsError
-from tests.support.project import GOOD, copy_newsletter, run
+from tests.support.project import GOOD, copy_newsletter, edit, run
 
 FIRST = "2024-01-10-first"
 DRAFT = "2024-01-17-arabic"
@@ -46,12 +46,6 @@ def add_paper(root: Path, pid: str, *, published: str, tags: str, title: str | N
         f"Abstract of {pid}.\n",
         encoding="utf-8",
     )
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def freeze_first(root: Path) -> list[str]:

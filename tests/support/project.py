@@ -78,3 +78,10 @@ def run(root: Path, *args: str, monkeypatch: pytest.MonkeyPatch | None = None) -
     if monkeypatch is not None:
         monkeypatch.chdir(root)
     return CliRunner().invoke(main, ["--root", str(root), *args], catch_exceptions=False)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace `old` by `new` in a newsletter file; `old` must be there (a test edits what it means to)."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
