@@ -163,13 +163,11 @@ class MessageTemplate:
         # each slot's value, as an index into the tuple personalise() makes (None: a marker this
         # part has no value for, which personalise() reports as the KeyError it is)
         self._fill = [(index, _VALUES.get((part, name))) for index, part, name in self._slots]
-        # the links' fixed beginnings: a reader's link is one of these and their token
-        web = settings.web_url
-        mailto = settings.unsubscribe_mailto or settings.sender_address.addr_spec
-        self._unsubscribe_prefix = (
-            f"{web}u/" if web is not None else f"mailto:{mailto}?subject=unsubscribe%20"
-        )
-        self._preferences_prefix = f"{web}p/" if web is not None else None
+        # the links' fixed beginnings: a reader's link is one of these and their token (both
+        # functions end their link with the token; without a web endpoint, preferences_url
+        # gives the archive, with no token)
+        self._unsubscribe_prefix = unsubscribe_url(settings, "")
+        self._preferences_prefix = settings.web("p/")
 
     @classmethod
     def build(
