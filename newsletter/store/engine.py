@@ -7,9 +7,11 @@ pragmas and ``BEGIN IMMEDIATE``; PostgreSQL's driver, pool and advisory locks) l
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,73 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+
+class PreparedStatement:
+    """A PostgreSQL statement prepared once per connection and run through libpq itself.
+
+    For the send loop's one statement per batch of readers: psycopg's cursor spends about
+    60 µs of Python on every execute (converting the query, adapting each parameter, its
+    prepared-statement cache and wait loop), a third of what the batch costs the sender.
+    Here the ``%(name)s`` placeholders become ``$n`` once, parameters travel as text (the
+    server infers each one's type at PREPARE from where the statement uses it), libpq waits
+    for the answer with the interpreter lock released, and the rows come back through
+    psycopg's own loaders, so they are the values a cursor would return. Errors are
+    psycopg's, raised as a cursor raises them.
+    """
+
+    def __init__(self, name: str, sql: str) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        self.name = name.encode("ascii")
+        self.sql = re.sub(r"%\((\w+)\)s", number, sql)
+        self.names = tuple(names)
+
+    def run(self, conn: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement on psycopg connection `conn` (in autocommit) and return its rows."""
+        from psycopg import errors, pq
+        from psycopg.adapt import Transformer
+
+        encoding = conn.info.encoding
+        values = [_text(params[name], encoding) for name in self.names]
+        result = conn.pgconn.exec_prepared(self.name, values)
+        if result.status == pq.ExecStatus.FATAL_ERROR and _not_prepared(result):
+            # the first run on this connection (or the server forgot it, as DISCARD ALL makes it)
+            prepared = conn.pgconn.prepare(self.name, self.sql.encode(encoding))
+            if prepared.status != pq.ExecStatus.COMMAND_OK:
+                raise errors.error_from_result(prepared, encoding=encoding)
+            result = conn.pgconn.exec_prepared(self.name, values)
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            raise errors.error_from_result(result, encoding=encoding)
+        loader = Transformer(conn)
+        loader.set_pgresult(result)
+        return loader.load_rows(0, result.ntuples, tuple)
+
+
+def _not_prepared(result: Any) -> bool:
+    from psycopg import pq
+
+    return result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"  # invalid_sql_statement_name
+
+
+def _text(value: Any, encoding: str) -> bytes | None:
+    """A parameter in PostgreSQL's text input format."""
+    if value is None:
+        return None
+    if isinstance(value, bool):  # before int: a bool is one
+        return b"t" if value else b"f"
+    if isinstance(value, str):
+        return value.encode(encoding)
+    if isinstance(value, int | float):
+        return str(value).encode("ascii")
+    if isinstance(value, datetime):
+        return value.isoformat().encode("ascii")
+    raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
 
 
 def reason(exc: sa.exc.DBAPIError) -> str:

@@ -1,0 +1,85 @@
+"""PreparedStatement: the send loop's PostgreSQL statements run through libpq, as a cursor would run them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from newsletter.store.engine import Database, PreparedStatement
+
+ECHO = PreparedStatement(
+    "test_echo",
+    "SELECT %(text)s::text, %(none)s::text, %(flag)s::boolean, %(count)s::bigint, %(ratio)s::float8,"
+    " %(stamp)s::timestamp, %(text)s::text || '!', %(count)s::bigint + 1",
+)
+PARAMS = {
+    "text": "Ünïcode — عربي 中文 'quoted' \"double\" back\\slash {1,2} $1 %(x)s",
+    "none": None,
+    "flag": True,
+    "count": 2**40,
+    "ratio": 0.125,
+    "stamp": datetime(2026, 11, 30, 12, 34, 56, 789012),
+}
+
+
+@pytest.fixture
+def conn(postgres_url: str):
+    db = Database(postgres_url)
+    try:
+        yield db.dedicated()
+    finally:
+        db.close()
+
+
+def test_its_rows_are_a_cursors_rows(conn) -> None:
+    assert ECHO.names == ("text", "none", "flag", "count", "ratio", "stamp")  # each name once, in order
+    with conn.cursor() as cur:
+        expected = cur.execute(
+            "SELECT %(text)s::text, %(none)s::text, %(flag)s::boolean, %(count)s::bigint, %(ratio)s::float8,"
+            " %(stamp)s::timestamp, %(text)s::text || '!', %(count)s::bigint + 1",
+            PARAMS,
+        ).fetchall()
+    rows = ECHO.run(conn, PARAMS)
+    assert rows == expected
+    assert rows == [
+        (PARAMS["text"], None, True, 2**40, 0.125, PARAMS["stamp"], PARAMS["text"] + "!", 2**40 + 1)
+    ]
+
+
+def test_the_statement_is_prepared_again_when_the_server_forgot_it(conn) -> None:
+    assert ECHO.run(conn, PARAMS)[0][3] == 2**40
+    conn.execute("DISCARD ALL")  # what a connection pooler's reset does: every prepared statement goes
+    assert ECHO.run(conn, {**PARAMS, "count": 7})[0][3] == 7
+
+
+def test_a_failing_statement_raises_what_a_cursor_raises_and_the_connection_goes_on(conn) -> None:
+    divide = PreparedStatement("test_divide", "SELECT 1 / %(n)s::int")
+    with pytest.raises(errors.DivisionByZero, match="division by zero"):
+        divide.run(conn, {"n": 0})
+    assert divide.run(conn, {"n": 1}) == [(1,)]
+    with pytest.raises(errors.UndefinedTable):
+        PreparedStatement("test_missing", "SELECT * FROM no_such_table WHERE id = %(id)s").run(
+            conn, {"id": 1}
+        )
+
+
+def test_a_statement_without_rows_returns_no_rows_and_its_change_is_committed(
+    conn, postgres_url: str
+) -> None:
+    conn.execute("CREATE TABLE notes (id bigint PRIMARY KEY, body text, at timestamp)")
+    insert = PreparedStatement("test_insert", "INSERT INTO notes VALUES (%(id)s, %(body)s, %(at)s)")
+    at = datetime(2026, 1, 2, 3, 4, 5)
+    assert insert.run(conn, {"id": 1, "body": "first", "at": at}) == []
+    with pytest.raises(errors.UniqueViolation):
+        insert.run(conn, {"id": 1, "body": "again", "at": at})
+    with psycopg.connect(postgres_url) as other:  # autocommit: another connection sees the row at once
+        assert other.execute("SELECT id, body, at FROM notes").fetchall() == [(1, "first", at)]
+
+
+def test_a_parameter_without_a_text_form_is_refused(conn) -> None:
+    with pytest.raises(TypeError, match="no text form for a parameter of type dict"):
+        ECHO.run(conn, {**PARAMS, "text": {"a": 1}})
+    assert ECHO.run(conn, PARAMS)[0][2] is True  # the connection is untouched: nothing was sent
