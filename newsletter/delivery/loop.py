@@ -118,7 +118,9 @@ class SendLoop:
         # Long-lived sending threads fed through queues: a Future and a wait() per message
         # cost more CPU than building the message.
         answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
-        self.pool = pool = SendingPool(self._deliver_safely, answers, self.threads)
+        self.pool = pool = SendingPool(
+            self._deliver_safely, answers, self.threads, leave=self.transport.release_thread
+        )
         self.claimer = self.store.start_sender(self.issue)
         self._seen = time.monotonic()
         try:

@@ -89,6 +89,9 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027 - most transports hold nothing
         """Release connections; idempotent."""
 
+    def release_thread(self) -> None:  # noqa: B027 - most transports hold nothing per thread
+        """The calling thread sends no more: release what it holds (its own connection); idempotent."""
+
     def __enter__(self) -> Self:
         self.open()
         return self
