@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from newsletter.archive import rebuild
 from newsletter.archive.sources import index_path, load_index
 from newsletter.cli import main
 from newsletter.config import load_settings
+from newsletter.content.translations import original_hash
 from newsletter.mail import locale
 from tests.support.project import REPO, edit, make_newsletter
-from tests.support.site import cli_build, site_files
+from tests.support.site import cli_build, example_newsletter, site_files
 
 FIRST = "2024-01-10-first"
 PAPER = "cjk-tokenizers"
@@ -305,3 +307,212 @@ def test_a_folder_whose_stat_is_unchanged_is_not_listed_and_one_whose_stat_moved
     os.utime(digest / "issues", ns=(folder.st_atime_ns, folder.st_mtime_ns))
     assert "issues/2024-02-07-later/index.html" in cli_build(digest)
     assert str(digest / "issues") in listed and full.taken()
+
+
+# ---------------------------------------------------------------------------
+# A site with translations: the example newsletter, its issue #1 in Arabic and German
+
+SLUG = "2026-03-17-multilingual-llms"  # English, translated into Arabic and German, frozen
+ARABIC = "2026-03-24-translation-ar"  # written in Arabic, untranslated
+SURVEY = "multilingual-large-language-models-a-systematic-survey"  # one of issue #1's papers
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    root = example_newsletter(tmp_path / "example")
+    age(root)
+    return root
+
+
+def retranslated(root: Path, name: str) -> None:
+    """Record in a translation that it was made from its original as the original is now."""
+    path = root / name
+    original = path.with_name(path.name.split(".")[0] + ".md")
+    if "papers" in name:
+        original = path.with_name(path.name.rsplit(".", 2)[0] + ".md")
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^translated_from: .*$", f"translated_from: {original_hash(original)}", text)
+    path.write_text(text, encoding="utf-8")
+
+
+def translate_paper(root: Path, pid: str, language: str, body: str) -> Path:
+    path = root / "papers" / f"{pid}.{language}.md"
+    made_from = original_hash(root / "papers" / f"{pid}.md")
+    path.write_text(f"---\ntranslated_from: {made_from}\n---\n{body}", encoding="utf-8")
+    return path
+
+
+def test_an_edited_translation_renders_only_its_own_pages(
+    example: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    cli_build(example)
+    assert full.taken()
+    assert index_path(load_settings(example), example / "site").is_file()
+    german = example / "issues" / f"{SLUG}.de.md"
+    # its page, its language's feeds, and its language's index, which shows its excerpt
+    edit(german, "Willkommen zur ersten Ausgabe", "Willkommen zur allerersten Ausgabe")
+    assert cli_build(example) == [
+        "de/feed.json",
+        "de/feed.xml",
+        "de/index.html",
+        f"de/issues/{SLUG}/index.html",
+    ]
+    assert not full.taken()
+    page = (example / "site" / f"de/issues/{SLUG}/index.html").read_text(encoding="utf-8")
+    assert "Willkommen zur allerersten Ausgabe" in page
+    # the preheader: the page's description and the feeds' summary, not the index
+    edit(german, 'preheader: "Überblicksartikel,', 'preheader: "Zwei Überblicksartikel,')
+    assert cli_build(example) == ["de/feed.json", "de/feed.xml", f"de/issues/{SLUG}/index.html"]
+    assert not full.taken()
+    assert "Zwei Überblicksartikel," in (example / "site" / "de/feed.xml").read_text(encoding="utf-8")
+    assert cli_build(example) == [] and not full.taken()
+    assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")
+
+
+def test_an_edited_original_renders_the_pages_that_show_it_in_every_language(
+    example: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    cli_build(example)
+    full.taken()
+    # an issue written in Arabic, untranslated: the root's feeds and Arabic's carry it, and
+    # every index shows it (German's too: it cannot be read in German)
+    edit(example / "issues" / f"{ARABIC}.md", "أهلًا بكم في العدد الثاني", "أهلًا وسهلًا بكم في العدد الثاني")
+    assert cli_build(example) == [
+        "ar/feed.json",
+        "ar/feed.xml",
+        "ar/index.html",
+        "de/index.html",
+        "feed.json",
+        "feed.xml",
+        "index.html",
+        f"issues/{ARABIC}/index.html",
+    ]
+    assert not full.taken()
+    # an edited original makes its translations stale: the full build warns of them
+    original = example / "issues" / f"{SLUG}.md"
+    edit(original, "Welcome to the first issue", "Welcome to the very first issue")
+    result = CliRunner().invoke(main, ["--root", str(example), "archive", "build"])
+    assert result.exit_code == 0 and "translated_from" in result.output
+    assert full.taken()
+    for language in ("ar", "de"):
+        retranslated(example, f"issues/{SLUG}.{language}.md")
+    cli_build(example)
+    assert full.taken()  # the stale build kept no index
+    # the original and its translations' records edited together: the translations show
+    # their own introductions, so only the original's pages change
+    edit(original, "Welcome to the very first issue", "Welcome to the first issue")
+    for language in ("ar", "de"):
+        retranslated(example, f"issues/{SLUG}.{language}.md")
+    assert cli_build(example) == ["feed.json", "feed.xml", "index.html", f"issues/{SLUG}/index.html"]
+    assert not full.taken()
+    assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")
+
+
+def test_an_edited_paper_or_paper_translation_renders_the_versions_that_show_it(
+    example: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    translate_paper(example, SURVEY, "de", "Ein Überblick über mehrsprachige Sprachmodelle.\n")
+    cli_build(example)
+    assert full.taken()
+    german = example / "papers" / f"{SURVEY}.de.md"
+    # the German version of the issue shows the translation; no page in another language does
+    edit(german, "Ein Überblick", "Ein systematischer Überblick")
+    assert cli_build(example) == ["de/feed.json", "de/feed.xml", f"de/issues/{SLUG}/index.html"]
+    assert not full.taken()
+    assert "Ein systematischer Überblick" in (example / "site" / f"de/issues/{SLUG}/index.html").read_text(
+        encoding="utf-8"
+    )
+    # the original's abstract: its page, and every version showing it (not the German one,
+    # which shows its translation's; it would show the original's editor's note, which has none)
+    edit(example / "papers" / f"{SURVEY}.md", "This paper provides a", "This paper gives a")
+    retranslated(example, f"papers/{SURVEY}.de.md")
+    written = cli_build(example)
+    assert not full.taken()
+    shown = {
+        f"papers/{SURVEY}/index.html",
+        f"issues/{SLUG}/index.html",
+        "feed.xml",
+        "feed.json",
+        f"ar/issues/{SLUG}/index.html",
+        "ar/feed.xml",
+        "ar/feed.json",
+    }
+    tags = {f"tags/{tag}/index.html" for tag in ("survey", "evaluation", "alignment")}  # keyed, same bytes
+    assert shown <= set(written) <= shown | tags
+    assert "This paper gives a" in (example / "site" / f"ar/issues/{SLUG}/index.html").read_text("utf-8")
+    assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "translation-subject",  # the index of its language, its neighbours' pages
+        "translation-title",
+        "translation-added",
+        "translation-removed",
+        "stale-translation",
+        "paper-translation-title",
+        "broken-translation",
+    ],
+)
+def test_what_the_index_cannot_follow_of_translations_is_built_in_full(
+    example: Path, full: FullBuilds, tmp_path: Path, change: str
+) -> None:
+    translate_paper(example, SURVEY, "de", "Ein Überblick.\n")
+    cli_build(example)
+    full.taken()
+    german = example / "issues" / f"{SLUG}.de.md"
+    if change == "translation-subject":
+        edit(german, "#1: 45 Artikel", "Nr. 1: 45 Artikel")
+    elif change == "translation-title":
+        edit(german, 'title: "Jenseits', 'title: "Weit jenseits')
+    elif change == "translation-added":
+        (example / "issues" / f"{ARABIC}.de.md").write_text(
+            f'---\nsubject: "Ausgabe 2"\ntranslated_from: {original_hash(example / "issues" / f"{ARABIC}.md")}\n'
+            "---\nÜbersetzung.\n",
+            encoding="utf-8",
+        )
+    elif change == "translation-removed":
+        german.unlink()
+    elif change == "stale-translation":
+        edit(german, "translated_from: 113841a1db77", "translated_from: 000000000000")
+    elif change == "paper-translation-title":
+        edit(
+            example / "papers" / f"{SURVEY}.de.md",
+            "---\ntranslated_from",
+            "---\ntitle: Ein Überblick\ntranslated_from",
+        )
+    elif change == "broken-translation":
+        edit(german, "preheader:", "date: 2026-03-18\npreheader:")
+    result = CliRunner().invoke(main, ["--root", str(example), "archive", "build"])
+    assert full.taken()
+    if change == "broken-translation":
+        assert result.exit_code == 1 and "unknown field in a translation" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")
+
+
+def test_quick_rebuilds_of_translations_give_the_bytes_of_a_build_from_nothing(
+    example: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    translate_paper(example, SURVEY, "ar", "نظرة عامة.\n\nNote: ملاحظة المحرر.\n")
+    cli_build(example)
+    full.taken()
+    arabic = example / "issues" / f"{SLUG}.ar.md"
+    german = example / "issues" / f"{SLUG}.de.md"
+    paper = example / "papers" / f"{SURVEY}.ar.md"
+    steps = [
+        (arabic, "\n---\n", "\n---\nمقدمة جديدة.\n\n"),
+        (german, "Willkommen zur", "Herzlich willkommen zur"),
+        (paper, "نظرة عامة.", "نظرة عامة موسعة."),
+        (example / "issues" / f"{ARABIC}.md", "أهلًا بكم", "مرحبًا بكم"),
+        (german, "Herzlich willkommen zur", "Willkommen zur"),
+    ]
+    for path, old, new in steps:
+        edit(path, old, new)
+        assert cli_build(example), (old, new)
+        assert not full.taken(), (old, new)
+    assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")
+    full.taken()  # the build from nothing
+    assert cli_build(example) == [] and not full.taken()

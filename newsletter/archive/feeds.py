@@ -67,8 +67,8 @@ def feed_pages(site: SitePages, carrying: set[str] | None = None) -> list[Page]:
     """
     pages = _edition_feeds(site, "", site.issues, site.settings.language, carrying, site.slugs)
     for language in site.languages.languages:
-        issues = [v.issue for v in site.languages.issues_in(language)]
-        pages += _edition_feeds(site, site.languages.index_path(language), issues, language, carrying)
+        issues, slugs = site.languages.edition(language)
+        pages += _edition_feeds(site, site.languages.index_path(language), issues, language, carrying, slugs)
     return pages
 
 
@@ -78,7 +78,7 @@ def _edition_feeds(
     issues: Sequence[Issue],
     language: str,
     carrying: set[str] | None = None,
-    slugs: list[str] | None = None,
+    slugs: Sequence[str] | None = None,
 ) -> list[Page]:
     """The subscription feeds and every archived page under `prefix`, each keyed by the issues it carries.
 

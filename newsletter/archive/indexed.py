@@ -17,10 +17,12 @@ from typing import Any
 from newsletter.archive.keys import Memo, fingerprint, renderer_version
 from newsletter.archive.languages import SiteLanguages, Version
 from newsletter.archive.pages import CSS_OUTPUT, CSS_SOURCE, SitePages
+from newsletter.archive.sources import Stale
 from newsletter.config import Settings
 from newsletter.content.cache import FragmentCache
 from newsletter.content.issues import Issue
 from newsletter.content.papers import Paper
+from newsletter.content.translations import Translations
 
 __all__ = ["IndexedSite", "Lazy"]
 
@@ -99,9 +101,11 @@ class IndexedSite(SitePages):
 
     `index` holds `papers_of` (each published issue's paper ids, oldest issue first),
     `tags` (each tag's paper ids in order), `issue_fp`, `issue_tags`, `paper_fp` (where
-    it is not the file's digest) and `chrome`; `digest(pid)` is a paper file's digest,
+    it is not the file's digest), `chrome` and the languages (`languages`, `versions`,
+    `editions`); `digest(pid)` is a paper file's digest,
     `paper(pid)` and `issue(slug)` look them up. `edited`: the slugs of issues read in
-    this run, whose fingerprints are made again. A site in one language only.
+    this run, whose fingerprints are made again. `translations`: every translation, as
+    recorded or read again.
     """
 
     def __init__(
@@ -114,6 +118,8 @@ class IndexedSite(SitePages):
         paper: Callable[[str], Paper],
         digest: Callable[[str], str],
         edited: set[str],
+        translations: Translations,
+        original: Callable[[str], Issue],
     ) -> None:
         self.library = None
         self.settings = settings
@@ -128,10 +134,17 @@ class IndexedSite(SitePages):
         self.issues = _Named(self.slugs, self.by_slug)
         self.papers = Lazy((pid for pids in papers_of.values() for pid in pids), paper)
         self.papers_of = Lazy(papers_of, lambda slug: _Named(papers_of[slug], self.papers))
-        self.languages = _one_language(settings, self.slugs, self.by_slug, self.papers_of)
-        # an issue in its own language is at issues/<slug>/ (Issue.web_path)
-        self._slug_at = {f"issues/{slug}/": slug for slug in self.slugs}
-        self.version_at = Lazy(self._slug_at, lambda path: self.languages.versions[self._slug_at[path]][0])
+        self.languages = _IndexedLanguages(
+            settings, index, self.slugs, self.by_slug, self.papers, translations, original
+        )
+        # an issue in its own language is at issues/<slug>/, a translation at
+        # <lang>/issues/<slug>/ (Issue.web_path): each version's place in `versions`
+        self._version_at: dict[str, tuple[str, int]] = {}
+        for slug in self.slugs:
+            self._version_at[f"issues/{slug}/"] = (slug, 0)
+            for n, language in enumerate(self.languages.translated[slug], 1):
+                self._version_at[f"{language}/issues/{slug}/"] = (slug, n)
+        self.version_at = Lazy(self._version_at, self._version)
         self.featured = _Whole(lambda: _featured(self.slugs, papers_of, self.by_slug))
         tags: dict[str, tuple[str, ...]] = index["tags"]
         self.tags = Lazy(tags, lambda tag: _Named(tags[tag], self.papers))
@@ -160,11 +173,26 @@ class IndexedSite(SitePages):
     def issue_tags(self, issue: Issue) -> list[str]:
         return list(self._issue_tags[issue.slug])
 
+    def _version(self, path: str) -> Version:
+        slug, n = self._version_at[path]
+        return self.languages.versions[slug][n]
+
     def issue_full(self, issue: Issue) -> str:
         found = self._full.get(issue.web_path)
-        if found is None:  # as SitePages.issue_full for a site in one language
-            papers = [self.paper_fp[pid] for pid in self.ids_of[issue.slug]]
-            found = self._full[issue.web_path] = fingerprint(self.issue_fp[issue.slug], papers)
+        if found is None:  # as SitePages.issue_full, a paper looked up only when translated
+            ids = self.ids_of[issue.slug]
+            if issue.is_translation:
+                version = self.version_at[issue.web_path]
+                translated = version.paper_languages
+                papers = [
+                    fingerprint(version.papers[n]) if pid in translated else self.paper_fp[pid]
+                    for n, pid in enumerate(ids)
+                ]
+                own = fingerprint(issue)
+            else:
+                papers = [self.paper_fp[pid] for pid in ids]
+                own = self.issue_fp[issue.slug]
+            found = self._full[issue.web_path] = fingerprint(own, papers)
         return found
 
     def keep_memo(self) -> None:
@@ -182,14 +210,58 @@ def _featured(
     return featured
 
 
-def _one_language(
-    settings: Settings, slugs: list[str], issues: Mapping[str, Issue], papers_of: Mapping
-) -> SiteLanguages:
-    """The languages of a site without translations: each issue its one version, one index."""
-    languages = object.__new__(SiteLanguages)
-    languages.settings = settings
-    languages.default = settings.language
-    languages.versions = Lazy(slugs, lambda slug: [Version(issues[slug], papers_of[slug])])
-    languages.issues = _Named(slugs, issues)
-    languages.languages = []
-    return languages
+class _IndexedLanguages(SiteLanguages):
+    """`SiteLanguages` from the index: which translations each issue has is recorded, each version made when first asked.
+
+    `translated`: slug -> the languages of its translations, in the order of
+    `SiteLanguages.versions`; `editions`: each language with an index -> the slugs of the
+    issues that can be read in it. A translated issue is made from its original with its
+    freeze record (`original(slug)`), as the full build's is, so its fingerprint is the same.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: dict[str, Any],
+        slugs: list[str],
+        issues: Mapping[str, Issue],
+        papers: Mapping[str, Paper],
+        translations: Translations,
+        original: Callable[[str], Issue],
+    ) -> None:
+        self.settings = settings
+        self.default = settings.language
+        self.issues = _Named(slugs, issues)
+        self.languages = list(index["languages"])
+        versions: dict[str, tuple[str, ...]] = index["versions"]
+        self.translated = {slug: versions.get(slug, ()) for slug in slugs}
+        self.editions: dict[str, tuple[str, ...]] = index["editions"]
+        self._issues = issues
+        self._papers = papers
+        self._ids: dict[str, tuple[str, ...]] = index["papers_of"]
+        self._translations = translations
+        self._original = original
+        self.versions = Lazy(slugs, self._versions)
+
+    def _versions(self, slug: str) -> list[Version]:
+        issue = self._issues[slug]
+        ids = self._ids[slug]
+        found = [Version(issue, _Named(ids, self._papers))]
+        if self.translated[slug]:
+            issue = self._original(slug)
+        for language in self.translated[slug]:
+            translated = self._translations.issue_in(issue, language)
+            if translated.language != language:
+                raise Stale  # the index and the translations disagree
+            shown = Lazy(
+                ids,
+                lambda pid, language=language: self._translations.paper_in(self._papers[pid], language)[0],
+            )
+            paper_languages = {pid: language for pid in ids if (pid, language) in self._translations.papers}
+            found.append(Version(translated, _Named(ids, shown), paper_languages))
+        return found
+
+    def edition(self, language: str) -> tuple[Sequence[Issue], Sequence[str]]:
+        slugs = self.editions[language]
+        shown = Lazy(slugs, lambda slug: self.shown_in(self._issues[slug], language).issue)
+        return _Named(slugs, shown), slugs

@@ -14,6 +14,7 @@ visible links, each named in its own language ("English · العربية · Deu
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -123,6 +124,11 @@ class SiteLanguages:
         """The published issues that can be read in `language`, oldest first."""
         found = (self.version_in(issue, language) for issue in self.issues)
         return [v for v in found if v is not None]
+
+    def edition(self, language: str) -> tuple[Sequence[Issue], Sequence[str]]:
+        """The issues `language`'s feeds carry (each in it: its original or a translation), oldest first, and their slugs."""
+        issues = [v.issue for v in self.issues_in(language)]
+        return issues, [i.slug for i in issues]
 
     # -- links between the versions of a page
 

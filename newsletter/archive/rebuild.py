@@ -27,6 +27,7 @@ numbers, tuples, lists and dicts) and carries the hash of its own payload.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ from newsletter.archive.sources import (
     PAPERS,
     SourceFiles,
     Stale,
+    file_digest,
     folder_stat,
     index_path,
     load_index,
@@ -62,9 +64,11 @@ from newsletter.archive.sources import (
 )
 from newsletter.config import Settings
 from newsletter.content.cache import RACY_NS, ContentCache
+from newsletter.content.freeze import read_freeze
 from newsletter.content.issues import Issue
 from newsletter.content.library import load_library, read_content
 from newsletter.content.papers import Paper
+from newsletter.content.translations import Translation, Translations, original_hash, read_translation
 from newsletter.errors import Problem
 from newsletter.mail.render import excerpt
 
@@ -75,6 +79,9 @@ __all__ = ["build_archive"]
 PAPER_SHAPE = ("id", "title", "tags", "published", "upvotes", "rank", "code")
 # An issue's fields that only its own pages, its feed entries and the index's excerpt show.
 ISSUE_CONTENT = ("intro", "preheader")
+# What other pages show of a translation, or what the index keeps of it: its words but these
+# are shown by its own pages, its feed entries and its language's index (the excerpt) only.
+TRANSLATION_SHAPE = {ISSUES: ("title", "subject"), PAPERS: ("title",)}
 
 
 def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
@@ -189,6 +196,7 @@ class _QuickBuild:
         self.before: dict[str, Any] = {}  # what reading each edited file gave before
         self.fresh_papers: dict[str, Paper] = {}
         self.fresh_issues: dict[str, Issue] = {}
+        self.fresh_translations: dict[str, tuple] = {}  # 'kind/name' -> the index's record, as now
 
     def run(self) -> BuildReport:
         try:
@@ -223,6 +231,8 @@ class _QuickBuild:
             manifest_bytes = manifest.patched(records, kept)
             _write_atomic(self.out / MANIFEST, manifest_bytes)
         self.cache.save(complete=False)
+        self.index["translations"].update(self.fresh_translations)
+        self.index["journal"]["translations"].update(self.fresh_translations)
         for obj in fresh.values():
             if isinstance(obj, Issue) and obj.slug in self.index["issue_fp"]:
                 fp = self.index["issue_fp"][obj.slug] = site.issue_fp[obj.slug]
@@ -236,6 +246,7 @@ class _QuickBuild:
         now = time.time_ns()
         if files.names.keys() != self.folders.keys():
             raise Stale
+        translations = self.index["translations"]
         for kind, folder in self.folders.items():
             names = files.names[kind]
             self._listed(files, kind, folder, names, now)
@@ -257,13 +268,20 @@ class _QuickBuild:
                     ):
                         continue
                     recorded = files.digest(kind, name)
-                    if recorded is None:
-                        raise Stale  # a freeze record, or anything but a paper or an issue, changed
-                    digest = self.cache.file_digest(_read_bytes(os.path.join(folder, name)))
+                    data = _read_bytes(os.path.join(folder, name))
+                    content = name.endswith(".md") and not name.startswith(".")
+                    if data is None or recorded is None:
+                        raise Stale
+                    if not content or f"{kind}/{name}" in translations:
+                        digest = file_digest(data)
+                    else:
+                        digest = self.cache.file_digest(data)
                     if digest == recorded:  # touched, not changed: its stat is recorded again
                         stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
                         files.set(kind, name, stat, now, digest)
                         self.touched = True
+                    elif not content:
+                        raise Stale  # a freeze record, or anything but a paper, an issue or a translation
                     else:
                         changed.append(f"{kind}/{name}")
             except OSError:  # gone
@@ -295,6 +313,9 @@ class _QuickBuild:
         for key in changed:
             kind, name = key.split("/", 1)
             path = self.folders[kind] / name
+            if key in self.index["translations"]:
+                self._read_translation(key, path)
+                continue
             before = self._cached(kind, name)
             problems: list[Problem] = []
             now = read_content(self.settings, path, problems, self.cache)
@@ -307,7 +328,41 @@ class _QuickBuild:
             if digest is None or entry is None:
                 raise Stale
             self.index["files"].set(kind, name, entry[0], entry[1], digest)
+        self._check_translated_from(fresh)
         return fresh
+
+    def _read_translation(self, key: str, path: Path) -> None:
+        """An edited translation read again: the same original, title and subject as before, not stale."""
+        kind, name = key.split("/", 1)
+        stat = os.stat(path)
+        read_ns = time.time_ns()
+        data = _read_bytes(str(path))
+        problems: list[Problem] = []
+        now = read_translation(self.settings, path, problems)
+        if problems or now is None or data is None:
+            raise Stale
+        original, language, words, _ = self.index["translations"][key]
+        shape = TRANSLATION_SHAPE[kind]
+        if (now.original, now.language) != (original, language) or any(
+            words.get(f) != now.words.get(f) for f in shape
+        ):
+            raise Stale
+        self.before[key] = self.index["translations"][key]
+        record = (original, language, dict(now.words), now.translated_from or "")
+        self.fresh_translations[key] = record
+        stat_record = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        self.index["files"].set(kind, name, stat_record, read_ns, file_digest(data))
+
+    def _check_translated_from(self, fresh: dict[str, Paper | Issue]) -> None:
+        """An edited original whose translations were made from what it was: the full build warns of them."""
+        edited = {key.removesuffix(".md") for key in fresh}
+        for key, record in self.index["translations"].items():
+            kind = key.split("/", 1)[0]
+            if f"{kind}/{record[0]}" not in edited:
+                continue
+            translated_from = self.fresh_translations.get(key, record)[3]
+            if translated_from != original_hash(self.folders[kind] / f"{record[0]}.md"):
+                raise Stale
 
     def _cached(self, kind: str, name: str, path: Path | None = None) -> Any:
         """What reading an unchanged file gave, from the content cache, as the index knows it."""
@@ -322,28 +377,50 @@ class _QuickBuild:
     ) -> tuple[dict[str, Any], bool]:
         """The memo a full build would keep now, and whether an index shows a different excerpt.
 
-        A full build keeps the excerpt of every published issue's introduction; the index
-        records which each issue's is, so only the edited issues' are worked out.
+        A full build keeps the excerpt of the introduction of every version an index
+        shows; the index records which each one's is, so only the edited versions' are
+        worked out (a translation without an introduction of its own shows its original's).
         """
         excerpts: dict[str, str] = self.index["excerpts"]
         kept = dict(stored)
         replaced = set()
         index_changed = False
-        for key, new in fresh.items():
-            old = self.before[key]
-            if not isinstance(new, Issue) or new.slug not in excerpts or old.intro == new.intro:
+        for path, (old, new) in self._intros(fresh).items():
+            if path not in excerpts or old == new:
                 continue
-            replaced.add(excerpts[new.slug])
-            excerpts[new.slug] = Memo.key("excerpt", new.intro)
-            self.index["journal"]["excerpts"][new.slug] = excerpts[new.slug]
-            shown_old = self._excerpt(memo, old.intro)
-            shown_new = self._excerpt(memo, new.intro)
+            replaced.add(excerpts[path])
+            excerpts[path] = Memo.key("excerpt", new)
+            self.index["journal"]["excerpts"][path] = excerpts[path]
+            shown_old = self._excerpt(memo, old)
+            shown_new = self._excerpt(memo, new)
             if shown_new is not None:
-                kept[excerpts[new.slug]] = shown_new
+                kept[excerpts[path]] = shown_new
             index_changed = index_changed or shown_old != shown_new
         for key in replaced - set(excerpts.values()):
             kept.pop(key, None)
         return kept, index_changed
+
+    def _intros(self, fresh: dict[str, Paper | Issue]) -> dict[str, tuple[str, str]]:
+        """Each version of an edited issue (or of an issue with an edited translation): its page -> its introduction before and now."""
+        slugs = {obj.slug for obj in fresh.values() if isinstance(obj, Issue)}
+        slugs.update(r[0] for key, r in self.fresh_translations.items() if key.startswith(ISSUES + "/"))
+        intros: dict[str, tuple[str, str]] = {}
+        for slug in sorted(slugs):
+            key = f"{ISSUES}/{slug}.md"
+            now = fresh.get(key) or self._cached(ISSUES, f"{slug}.md")
+            before = self.before.get(key, now)
+            if not isinstance(now, Issue) or not isinstance(before, Issue):
+                raise Stale
+            intros[f"issues/{slug}/"] = (before.intro, now.intro)
+            for language in self.index["versions"].get(slug, ()):
+                name = f"{ISSUES}/{slug}.{language}.md"
+                record = self.index["translations"].get(name)
+                if record is None:
+                    raise Stale
+                old = self.before.get(name, record)[2].get("intro", before.intro)
+                new = self.fresh_translations.get(name, record)[2].get("intro", now.intro)
+                intros[f"{language}/issues/{slug}/"] = (old, new)
+        return intros
 
     @staticmethod
     def _excerpt(memo: Memo, intro: str) -> str | None:
@@ -386,7 +463,31 @@ class _QuickBuild:
             paper=self._paper,
             digest=self._digest,
             edited=set(self.fresh_issues),
+            translations=self._translations(),
+            original=self._original,
         )
+
+    def _translations(self) -> Translations:
+        """Every translation as the index records it, the edited ones as read now."""
+        found: dict[str, dict[tuple[str, str], Translation]] = {ISSUES: {}, PAPERS: {}}
+        for key, record in self.index["translations"].items():
+            kind, name = key.split("/", 1)
+            original, language, words, translated_from = self.fresh_translations.get(key, record)
+            path = self.folders[kind] / name
+            found[kind][original, language] = Translation(original, language, path, words, translated_from)
+        return Translations(issues=found[ISSUES], papers=found[PAPERS])
+
+    def _original(self, slug: str) -> Issue:
+        """An issue with its freeze record, as the full build reads it: what its translations are made from."""
+        issue = self._issue(slug)
+        if issue.frozen is not None or slug in self.fresh_issues:
+            return issue
+        path = self.settings.issues_dir / f"{slug}.md"
+        problems: list[Problem] = []
+        frozen = read_freeze(path, problems, f"issues/{slug}.md")
+        if problems:
+            raise Stale
+        return dataclasses.replace(issue, frozen=frozen) if frozen else issue
 
     def _pages(self, site: IndexedSite, fresh: dict[str, Paper | Issue], index_changed: bool) -> list[Page]:
         """The pages that show an edited file: keyed, and rendered when their key changed."""
@@ -398,6 +499,12 @@ class _QuickBuild:
             elif isinstance(obj, Paper) and obj.id in site.papers:
                 papers.add(obj.id)
                 issues.update(i.slug for i in site.featured[obj.id])
+        # a translation is shown by the versions of its issue (a paper's: of the issues featuring it)
+        for key, (original, *_) in self.fresh_translations.items():
+            if key.startswith(ISSUES + "/") and original in site.ids_of:
+                issues.add(original)
+            elif key.startswith(PAPERS + "/") and original in site.papers:
+                issues.update(i.slug for i in site.featured[original])
         pages = feed_pages(site, issues) if issues else []
         if index_changed:
             pages += site.index_pages()

@@ -24,6 +24,7 @@ import io
 import os
 import pickle
 import sys
+import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,11 @@ from newsletter.archive.keys import Memo, fingerprint
 from newsletter.archive.pages import SitePages, chrome_key
 from newsletter.archive.site import MANIFEST
 from newsletter.config import Settings
-from newsletter.content.cache import ContentCache
-from newsletter.content.translations import is_translation
+from newsletter.content.cache import RACY_NS, ContentCache
+from newsletter.content.freeze import FREEZE_SUFFIX, read_freeze
+from newsletter.content.issues import Issue
+from newsletter.content.translations import Translations, is_translation, original_hash, read_translation
+from newsletter.errors import Problem
 
 __all__ = [
     "INDEX_DIR",
@@ -49,7 +53,7 @@ __all__ = [
 ]
 
 INDEX_DIR = "cache/archive"  # under paths.build
-INDEX_VERSION = 3  # 3: each folder's stat; 2: file records packed
+INDEX_VERSION = 4  # 4: translations; 3: each folder's stat; 2: file records packed
 PAPERS, ISSUES = "papers", "issues"  # the content folders, as the index names them
 _STAT = 5  # numbers per file: size, mtime_ns, ctime_ns, inode, when it was read (ns)
 _DIGEST = 32  # bytes of a SHA-256
@@ -220,9 +224,13 @@ def write_index(
         _journal(path).unlink(missing_ok=True)
     except OSError:
         return
-    if site is None or site.languages.languages or site.library.translations.issues:
-        return  # a site in several languages is always built in full
+    if site is None:
+        return
+    translations = _translations(settings, site.library.translations, started)
+    if translations is None:
+        return  # a stale translation (the build warned of it) or one that changed while it was read
     files = SourceFiles()
+    frozen = {i.path.with_name(i.path.stem + FREEZE_SUFFIX): i for i in site.library.issues}
     for kind, folder in ((PAPERS, settings.papers_dir), (ISSUES, settings.issues_dir)):
         try:
             names = sorted(os.listdir(folder))
@@ -240,13 +248,16 @@ def write_index(
                 if entry[4]:
                     return  # a problem or warning: the full build reports them every time
                 files.add(kind, name, entry[0], entry[1], entry[2])
+            elif f"{kind}/{name}" in translations:
+                record = translations[f"{kind}/{name}"]
+                files.add(kind, name, record[4], record[5], record[6])
             elif name.endswith(".md") and not name.startswith("."):
-                return  # a translation, or a file read without the cache
-            else:
-                stat = _stat(full)  # a freeze record, or anything else: it must stay as it is
-                if stat is None:
+                return  # a file read without the cache
+            else:  # a freeze record, or anything else: it must stay as it is
+                record = _other(full, started, frozen)
+                if record is None:
                     return
-                files.add(kind, name, stat, started, None)
+                files.add(kind, name, *record)
     try:
         manifest = (out / MANIFEST).read_bytes()
     except OSError:
@@ -269,10 +280,96 @@ def write_index(
         },
         "issue_fp": dict(site.issue_fp),
         "issue_tags": {i.slug: tuple(site.issue_tags(i)) for i in site.issues},
-        "excerpts": {i.slug: Memo.key("excerpt", i.intro) for i in site.issues},
+        # every version an index shows (the memo keeps their excerpts), by its page
+        "excerpts": {
+            v.path: Memo.key("excerpt", v.issue.intro)
+            for language in [settings.language, *site.languages.languages]
+            for v in (site.languages.shown_in(i, language) for i in site.issues)
+        },
         "pages": pages,
+        # the words of each translation: an unchanged one is never read again
+        "translations": {key: record[:4] for key, record in translations.items()},
+        "languages": tuple(site.languages.languages),
+        "versions": {
+            slug: tuple(v.issue.language for v in versions[1:])
+            for slug, versions in site.languages.versions.items()
+            if len(versions) > 1
+        },
+        "editions": {
+            language: tuple(v.issue.slug for v in site.languages.issues_in(language))
+            for language in site.languages.languages
+        },
     }
     save_index(path, payload)
+
+
+def _translations(settings: Settings, translations: Translations, started: int) -> dict[str, tuple] | None:
+    """'kind/name' -> (original, language, words, translated_from, stat, read_ns, digest) of each translation the build read.
+
+    None when the index cannot follow them: one is stale (the build warned), or one
+    changed since the build began and reads differently now.
+    """
+    found: dict[str, tuple] = {}
+    for kind, folder, items in (
+        (ISSUES, settings.issues_dir, translations.issues),
+        (PAPERS, settings.papers_dir, translations.papers),
+    ):
+        originals: dict[str, str | None] = {}
+        for translation in items.values():
+            original = translation.original
+            if original not in originals:
+                try:
+                    originals[original] = original_hash(folder / f"{original}.md")
+                except OSError:
+                    return None
+            if translation.translated_from != originals[original]:
+                return None
+            path = translation.path
+            stat = _stat(str(path))
+            read_ns = time.time_ns()
+            try:
+                data = path.read_bytes()
+            except OSError:
+                return None
+            if stat is None or path.parent != folder:
+                return None
+            if max(stat[1], stat[2]) + RACY_NS >= started:  # perhaps changed while the build read it
+                problems: list[Problem] = []
+                again = read_translation(settings, path, problems)
+                if problems or again != translation:
+                    return None
+            words = dict(translation.words)
+            record = (original, translation.language, words, translation.translated_from)
+            found[f"{kind}/{path.name}"] = (*record, stat, read_ns, file_digest(data))
+    return found
+
+
+def _other(path: str, started: int, frozen: dict[Path, Issue]) -> tuple[tuple, int, str] | None:
+    """(stat, when read, digest) of a file other than a paper, an issue or a translation; None when the index cannot vouch for it.
+
+    Of these the build reads freeze records only: one that may have changed since the
+    build read it must read as the build's issue holds it.
+    """
+    stat = _stat(path)
+    read_ns = time.time_ns()
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    if stat is None:
+        return None
+    issue = frozen.get(Path(path))
+    if issue is not None and max(stat[1], stat[2]) + RACY_NS >= started:
+        problems: list[Problem] = []
+        if read_freeze(issue.path, problems, issue.path.name) != issue.frozen or problems:
+            return None
+    return stat, read_ns, file_digest(data)
+
+
+def file_digest(data: bytes) -> str:
+    """A translation's or other file's digest: its bytes (what reading it gives depends on the code, in `site_inputs`)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_index(path: Path, index: dict[str, Any]) -> None:
@@ -295,6 +392,7 @@ def save_journal(path: Path, index: dict[str, Any]) -> None:
             "files": index["files"].changed,
             "issue_fp": journal["issue_fp"],
             "excerpts": journal["excerpts"],
+            "translations": journal["translations"],
             "manifest": index["manifest"],
             "pages": index["pages"],
             "folders": index["files"].changed_folders,
@@ -343,6 +441,10 @@ _SHAPES = {
     "issue_tags": dict,
     "excerpts": dict,
     "pages": int,
+    "translations": dict,
+    "languages": tuple,
+    "versions": dict,
+    "editions": dict,
 }
 
 
@@ -357,7 +459,9 @@ def load_index(path: Path) -> dict[str, Any]:
         raise Stale
     data["files"] = files = SourceFiles.unpacked(data["files"])
     data["base"] = base
-    data["journal"] = {"issue_fp": {}, "excerpts": {}}
+    if not all(_translation_record(k, v) for k, v in data["translations"].items()):
+        raise Stale
+    data["journal"] = {"issue_fp": {}, "excerpts": {}, "translations": {}}
     try:
         journal, _ = _read(_journal(path))
     except Stale:
@@ -368,6 +472,7 @@ def load_index(path: Path) -> dict[str, Any]:
         "files": dict,
         "issue_fp": dict,
         "excerpts": dict,
+        "translations": dict,
         "manifest": str,
         "pages": int,
         "folders": dict,
@@ -394,5 +499,24 @@ def load_index(path: Path) -> dict[str, Any]:
             raise Stale
         data[field].update(journal[field])
         data["journal"][field] = journal[field]
+    translations = journal["translations"]
+    if not all(_translation_record(k, v) and k in data["translations"] for k, v in translations.items()):
+        raise Stale
+    data["translations"].update(translations)
+    data["journal"]["translations"] = translations
     data["manifest"], data["pages"] = journal["manifest"], journal["pages"]
     return data
+
+
+def _translation_record(key: object, record: object) -> bool:
+    """Whether an index's record of a translation is well formed: (original, language, words, translated_from)."""
+    if not (type(key) is str and type(record) is tuple and len(record) == 4):
+        return False
+    original, language, words, translated_from = record
+    return (
+        type(original) is str
+        and type(language) is str
+        and type(words) is dict
+        and all(type(k) is str and type(v) is str for k, v in words.items())
+        and type(translated_from) is str
+    )

@@ -170,6 +170,23 @@ def load_translations(settings: Settings, problems: list[Problem]) -> Translatio
     return Translations(issues=issues, papers=papers)
 
 
+def read_translation(settings: Settings, path: Path, problems: list[Problem]) -> Translation | None:
+    """One translation file read as `load_translations` reads it, with its stale-translation warning.
+
+    For a caller that knows which files changed (the archive's quick rebuild); None when
+    `path` is not a translation or has errors (in `problems`).
+    """
+    name = split_translation_name(path)
+    if name is None:
+        return None
+    read = _read_issue_translation if path.parent == settings.issues_dir else _read_paper_translation
+    where = _relative(path, settings)
+    translation = read(path, name, where, problems)
+    if translation is not None:
+        _warn_if_stale(translation, where, problems)
+    return translation
+
+
 def _named_translations(directory: Path) -> list[Path]:
     """The files of a folder named like a translation (`<stem>.<lang>.md`), sorted.
 

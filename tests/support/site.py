@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -19,3 +20,17 @@ def cli_build(root: Path, *args: str) -> list[str]:
     result = CliRunner().invoke(main, ["--root", str(root), "archive", "build", "-v", *args])
     assert result.exit_code == 0, result.output
     return sorted(line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("wrote"))
+
+
+def example_newsletter(dest: Path) -> Path:
+    """A copy of the repository's example newsletter (an issue in English, Arabic and German) at `dest`."""
+    from tests.support.project import REPO, TEMPLATES
+
+    dest.mkdir(parents=True)
+    for name in ("papers", "issues"):
+        shutil.copytree(REPO / name, dest / name)
+    toml = (REPO / "newsletter.toml").read_text(encoding="utf-8")
+    (dest / "newsletter.toml").write_text(
+        toml + f'\n[paths]\ntemplates = "{TEMPLATES.as_posix()}"\n', encoding="utf-8"
+    )
+    return dest
