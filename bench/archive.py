@@ -1,6 +1,6 @@
 """Benchmark: the archive site of 2,000 issues x 10 papers: full build, one-issue rebuild through the CLI, feed size.
 
-    .venv/bin/python bench/archive.py [--issues 2000] [--papers 10] [--runs 3]
+    .venv/bin/python bench/archive.py [--issues 2000] [--papers 10] [--runs 3] [--translations 2]
 
 Goals at 2,000 issues x 10 papers on a 2-core machine: full build <= 20 s (shown with the
 fragment cache cold, as for a first build ever, and warm, as for any later one), one-issue
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import os
 import random
 import resource
@@ -57,7 +58,11 @@ def sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
 
 
-def generate(root: Path, issues: int, per_issue: int, seed: int = 0) -> None:
+LANGUAGES = ["de", "ar", "fr", "es", "ja", "zh"]  # of the translations, in this order
+
+
+def generate(root: Path, issues: int, per_issue: int, seed: int = 0, translations: int = 0) -> None:
+    """A newsletter of `issues` issues of `per_issue` papers each, each issue in `translations` more languages."""
     rng = random.Random(seed)
     (root / "papers").mkdir(parents=True)
     (root / "issues").mkdir()
@@ -100,12 +105,19 @@ templates = "{(REPO / "templates").as_posix()}"
                 f"upvotes: {rng.randint(0, 300)}\ntags: [{tags}]\n---\n{abstract}{note}",
                 encoding="utf-8",
             )
-        (root / "issues" / f"{date}-issue-{n + 1}.md").write_text(
+        original = (
             f'---\ntitle: "Issue {n + 1}"\nsubject: "Bench Digest #{n + 1}"\ndate: {date}\n'
             f"number: {n + 1}\nstatus: published\ninclude: [{', '.join(ids)}]\n---\n"
-            f"{sentence(rng, 30)} {sentence(rng, 20)}\n",
-            encoding="utf-8",
+            f"{sentence(rng, 30)} {sentence(rng, 20)}\n"
         )
+        (root / "issues" / f"{date}-issue-{n + 1}.md").write_text(original, encoding="utf-8")
+        made_from = hashlib.sha256(original.encode()).hexdigest()[:12]  # translations.original_hash
+        for language in LANGUAGES[:translations]:
+            (root / "issues" / f"{date}-issue-{n + 1}.{language}.md").write_text(
+                f'---\nsubject: "Bench Digest ({language}) #{n + 1}"\ntranslated_from: {made_from}\n---\n'
+                f"{sentence(rng, 30)} {sentence(rng, 20)}\n",
+                encoding="utf-8",
+            )
 
 
 def target_page(issue_file: Path) -> str:
@@ -161,12 +173,16 @@ def main() -> None:
     parser.add_argument("--issues", type=int, default=2000)
     parser.add_argument("--papers", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--translations", type=int, default=0, help="each issue in this many more languages (at most 6)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as tmp:
         root = Path(tmp) / "digest"
-        seconds, _ = timed(lambda: generate(root, args.issues, args.papers))
-        print(f"generated {args.issues} issues x {args.papers} papers in {seconds:.1f} s")
+        seconds, _ = timed(lambda: generate(root, args.issues, args.papers, translations=args.translations))
+        print(f"generated {args.issues} issues x {args.papers} papers, {args.translations} translation(s) "
+              f"each, in {seconds:.1f} s")  # fmt: skip
         settings = load_settings(root)
         cache = ContentCache.for_settings(settings)
         seconds, library = timed(lambda: load_library(settings, cache=cache))
@@ -209,21 +225,32 @@ def main() -> None:
             print(f"{what}: {seconds:.2f} s (CPU {cpu:.2f} s; {len(written)} written; {load()})")
 
         one, one_cpu = [], []
-        issue_files = sorted((root / "issues").glob("*.md"))
+        # with translations, the last language's translation of an issue is edited (an edit to
+        # the original would make its translations stale: the full build warns of them)
+        language = LANGUAGES[args.translations - 1] if args.translations else None
+        prefix = f"{language}/" if language else ""
+        issue_files = sorted(p for p in (root / "issues").glob("*.md") if p.name.count(".") == 1)
         for run in range(args.runs):
             target = issue_files[len(issue_files) // 2 + run]
-            target.write_text(
-                target.read_text(encoding="utf-8") + f"\nEdited in run {run}.\n", encoding="utf-8"
+            edited = target.with_suffix(f".{language}.md") if language else target
+            edited.write_text(
+                edited.read_text(encoding="utf-8") + f"\nEdited in run {run}.\n", encoding="utf-8"
             )
             seconds, cpu, written = cli_build(root, out)
             one.append(seconds)
             one_cpu.append(cpu)
             # its page, the index when the intro's excerpt changed, and the one feed page carrying it
-            assert target_page(target) in written, written
-            feeds = {w for w in written if w.startswith("feeds/archive/") or w in ("feed.xml", "feed.json")}
-            assert set(written) <= {"index.html", target_page(target)} | feeds and len(feeds) <= 2, written
+            assert prefix + target_page(target) in written, written
+            feeds = {
+                w
+                for w in written
+                if w.startswith(prefix + "feeds/archive/") or w in (prefix + "feed.xml", prefix + "feed.json")
+            }
+            expected = {prefix + "index.html", prefix + target_page(target)} | feeds
+            assert set(written) <= expected and len(feeds) <= 2, written
         median = statistics.median(one_cpu)
-        print(f"one-issue rebuild through the CLI: median CPU {median:.2f} s (wall {statistics.median(one):.2f} s) "
+        edit = f"one {language} translation" if language else "one-issue"
+        print(f"{edit} rebuild through the CLI: median CPU {median:.2f} s (wall {statistics.median(one):.2f} s) "
               f"over {args.runs} runs, "
               f"goal <= {GOAL_ONE_S:.0f} s: {verdict(median, GOAL_ONE_S)} "
               f"({len(written)} written: {', '.join(written)}; {load()})")  # fmt: skip

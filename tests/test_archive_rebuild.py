@@ -516,3 +516,22 @@ def test_quick_rebuilds_of_translations_give_the_bytes_of_a_build_from_nothing(
     assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")
     full.taken()  # the build from nothing
     assert cli_build(example) == [] and not full.taken()
+
+
+def test_a_forged_translation_record_is_never_trusted(
+    example: Path, full: FullBuilds, tmp_path: Path
+) -> None:
+    cli_build(example)
+    full.taken()
+    path = index_path(load_settings(example), example / "site")
+    data = pickle.load(io.BytesIO(path.read_bytes().partition(b"\n")[2]))
+    key = f"issues/{SLUG}.de.md"
+    original, language, words, made_from = data["translations"][key]
+    assert words["subject"].startswith("Multilingual LLM Digest #1")  # what the index keeps of it
+    data["translations"][key] = (original, language, list(words.items()), made_from)
+    forged = pickle.dumps(data)
+    path.write_bytes(__import__("hashlib").sha256(forged).hexdigest().encode() + b"\n" + forged)
+    edit(example / "issues" / f"{SLUG}.de.md", "Willkommen zur", "Herzlich willkommen zur")
+    cli_build(example)
+    assert full.taken()
+    assert site_files(example / "site") == fresh_build(example, tmp_path / "fresh")

@@ -5,24 +5,29 @@ A full build (`newsletter.archive.site`) keys every page: at 2,000 issues it rea
 each build into a folder, an index is kept beside the content cache
 (`<paths.build>/cache/archive/<hash of the site folder>.pickle`): every entry of the
 content folders with its stat and digest, the site's structure (each published issue's
-papers, each tag's papers, the fingerprints the keys were made from) and the hash of the
+papers, each tag's papers, the fingerprints the keys were made from, the words of every
+translation, each issue's versions and each language's issues) and the hash of the
 manifest it goes with. The next `newsletter archive build` stats the content folders and
-compares. When only papers and issues changed, and not their *shape* (what decides which
-papers an issue features, the order of issues and tags, what other pages show of an
-issue: everything but an issue's introduction and preheader, and a paper's fields but
-its id, title, tags, date, upvotes, rank and code), only the pages that show the edited
-files are keyed (an issue: its page, the index and the feed pages carrying it; a paper:
-its page, its tags' pages, and the pages and feeds of the issues featuring it) and each
-is rendered only when its key changed, by the same code as in a full build; every other
-file's content is looked up in the content cache one by one, when a page needs it.
+compares. When only papers, issues and translations changed, and not their *shape* (what
+decides which papers an issue features, the order of issues and tags, what other pages
+show of an issue: everything but an issue's introduction and preheader, a paper's fields
+but its id, title, tags, date, upvotes, rank and code, a translation's words but its title
+and subject), only the pages that show the edited files are keyed, in every language: an
+issue's versions (a translation without an introduction or preheader of its own shows its
+original's), the indexes showing an excerpt that changed and the feed pages carrying it; a
+paper's page, its tags' pages, and every version of the issues featuring it, with their
+feeds. Each is rendered only when its key changed, by the same code as in a full build;
+every other file's content is looked up in the content cache (a translation: in the index)
+one by one, when a page needs it.
 
 Anything else falls back to the full, keyed build, which writes a new index: a change
-to the code, templates, catalogues or settings, a file added, removed or other than a
-paper or an issue (a freeze record, a translation), a file with a problem or a warning,
-an index that is missing, from another version, made for another manifest or damaged,
-a cached entry whose digest differs from the index's. Correctness first: when unsure,
-everything is keyed again. The index is unpickled with no class allowed (strings,
-numbers, tuples, lists and dicts) and carries the hash of its own payload.
+to the code, templates, catalogues or settings, a file or translation added or removed, a
+changed freeze record or other file, a file with a problem or a warning (a translation
+whose `translated_from` is not its original's hash: the full build warns of it), an index
+that is missing, from another version, made for another manifest or damaged, a cached
+entry whose digest differs from the index's. Correctness first: when unsure, everything
+is keyed again. The index is unpickled with no class allowed (strings, numbers, tuples,
+lists and dicts) and carries the hash of its own payload.
 """
 
 from __future__ import annotations
@@ -54,7 +59,6 @@ from newsletter.archive.sources import (
     PAPERS,
     SourceFiles,
     Stale,
-    file_digest,
     folder_stat,
     index_path,
     load_index,
@@ -62,13 +66,13 @@ from newsletter.archive.sources import (
     site_inputs,
     write_index,
 )
+from newsletter.archive.translated import edited_translation, file_digest, stale, translations
 from newsletter.config import Settings
 from newsletter.content.cache import RACY_NS, ContentCache
 from newsletter.content.freeze import read_freeze
 from newsletter.content.issues import Issue
 from newsletter.content.library import load_library, read_content
 from newsletter.content.papers import Paper
-from newsletter.content.translations import Translation, Translations, original_hash, read_translation
 from newsletter.errors import Problem
 from newsletter.mail.render import excerpt
 
@@ -79,9 +83,6 @@ __all__ = ["build_archive"]
 PAPER_SHAPE = ("id", "title", "tags", "published", "upvotes", "rank", "code")
 # An issue's fields that only its own pages, its feed entries and the index's excerpt show.
 ISSUE_CONTENT = ("intro", "preheader")
-# What other pages show of a translation, or what the index keeps of it: its words but these
-# are shown by its own pages, its feed entries and its language's index (the excerpt) only.
-TRANSLATION_SHAPE = {ISSUES: ("title", "subject"), PAPERS: ("title",)}
 
 
 def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
@@ -328,41 +329,21 @@ class _QuickBuild:
             if digest is None or entry is None:
                 raise Stale
             self.index["files"].set(kind, name, entry[0], entry[1], digest)
-        self._check_translated_from(fresh)
+        edited = {key.removesuffix(".md") for key in fresh}
+        if stale(edited, self.index["translations"], self.fresh_translations, self.folders):
+            raise Stale  # an original edited, a translation of it not: the full build warns
         return fresh
 
     def _read_translation(self, key: str, path: Path) -> None:
-        """An edited translation read again: the same original, title and subject as before, not stale."""
+        """An edited translation read again (`translated.edited_translation`), else `Stale`."""
         kind, name = key.split("/", 1)
-        stat = os.stat(path)
-        read_ns = time.time_ns()
-        data = _read_bytes(str(path))
-        problems: list[Problem] = []
-        now = read_translation(self.settings, path, problems)
-        if problems or now is None or data is None:
+        found = edited_translation(self.settings, kind, path, self.index["translations"][key])
+        if found is None:
             raise Stale
-        original, language, words, _ = self.index["translations"][key]
-        shape = TRANSLATION_SHAPE[kind]
-        if (now.original, now.language) != (original, language) or any(
-            words.get(f) != now.words.get(f) for f in shape
-        ):
-            raise Stale
+        record, stat, read_ns, digest = found
         self.before[key] = self.index["translations"][key]
-        record = (original, language, dict(now.words), now.translated_from or "")
         self.fresh_translations[key] = record
-        stat_record = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-        self.index["files"].set(kind, name, stat_record, read_ns, file_digest(data))
-
-    def _check_translated_from(self, fresh: dict[str, Paper | Issue]) -> None:
-        """An edited original whose translations were made from what it was: the full build warns of them."""
-        edited = {key.removesuffix(".md") for key in fresh}
-        for key, record in self.index["translations"].items():
-            kind = key.split("/", 1)[0]
-            if f"{kind}/{record[0]}" not in edited:
-                continue
-            translated_from = self.fresh_translations.get(key, record)[3]
-            if translated_from != original_hash(self.folders[kind] / f"{record[0]}.md"):
-                raise Stale
+        self.index["files"].set(kind, name, stat, read_ns, digest)
 
     def _cached(self, kind: str, name: str, path: Path | None = None) -> Any:
         """What reading an unchanged file gave, from the content cache, as the index knows it."""
@@ -463,19 +444,9 @@ class _QuickBuild:
             paper=self._paper,
             digest=self._digest,
             edited=set(self.fresh_issues),
-            translations=self._translations(),
+            translations=translations(self.index["translations"], self.fresh_translations, self.folders),
             original=self._original,
         )
-
-    def _translations(self) -> Translations:
-        """Every translation as the index records it, the edited ones as read now."""
-        found: dict[str, dict[tuple[str, str], Translation]] = {ISSUES: {}, PAPERS: {}}
-        for key, record in self.index["translations"].items():
-            kind, name = key.split("/", 1)
-            original, language, words, translated_from = self.fresh_translations.get(key, record)
-            path = self.folders[kind] / name
-            found[kind][original, language] = Translation(original, language, path, words, translated_from)
-        return Translations(issues=found[ISSUES], papers=found[PAPERS])
 
     def _original(self, slug: str) -> Issue:
         """An issue with its freeze record, as the full build reads it: what its translations are made from."""

@@ -3,14 +3,17 @@
 `newsletter.archive.rebuild` writes this index after every full build into a folder
 (`<paths.build>/cache/archive/<hash of the site folder>.pickle`) and reads it to rebuild
 quickly. It holds every entry of `papers/` and `issues/` (`SourceFiles`: stat, when it
-was read, the content cache's digest of a paper or issue), what the pages' keys were made
-from (each published issue's paper ids, each tag's paper ids, the fingerprints of issues
-and of papers read without the cache, each issue's tags and excerpt's memo key), the
-fingerprint of everything else every page depends on (`site_inputs`) and the hash of the
-manifest. No index is written for a site it cannot follow: one with translations, or a
-content file with a problem or a warning. A quick rebuild leaves the index as it is and
-writes what it changed (a few files' records, fingerprints, the manifest's hash) to a
-journal beside it (`.journal`), which the next one applies.
+was read, the content cache's digest of a paper or issue, the SHA-256 of any other file),
+what the pages' keys were made from (each published issue's paper ids, each tag's paper
+ids, the fingerprints of issues and of papers read without the cache, each issue's tags,
+each version's excerpt's memo key), the words of every translation, which translations
+each published issue has and which issues each language's feeds carry, the fingerprint of
+everything else every page depends on (`site_inputs`) and the hash of the manifest. No
+index is written for a site it cannot follow: a content file with a problem or a warning,
+a stale translation, a translation or freeze record that changed while the build read it.
+A quick rebuild leaves the index as it is and writes what it changed (a few files'
+records, fingerprints, translations, the manifest's hash) to a journal beside it
+(`.journal`), which the next one applies.
 
 The index is only a copy, checked before use: unpickled with no class allowed (strings,
 numbers, bytes, tuples, lists and dicts), it carries the hash of its own payload, and
@@ -24,7 +27,6 @@ import io
 import os
 import pickle
 import sys
-import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -32,12 +34,11 @@ from typing import Any
 from newsletter.archive.keys import Memo, fingerprint
 from newsletter.archive.pages import SitePages, chrome_key
 from newsletter.archive.site import MANIFEST
+from newsletter.archive.translated import other_file, recorded_translations, well_formed
 from newsletter.config import Settings
-from newsletter.content.cache import RACY_NS, ContentCache
-from newsletter.content.freeze import FREEZE_SUFFIX, read_freeze
-from newsletter.content.issues import Issue
-from newsletter.content.translations import Translations, is_translation, original_hash, read_translation
-from newsletter.errors import Problem
+from newsletter.content.cache import ContentCache
+from newsletter.content.freeze import FREEZE_SUFFIX
+from newsletter.content.translations import is_translation
 
 __all__ = [
     "INDEX_DIR",
@@ -82,7 +83,7 @@ def site_inputs(settings: Settings, salt: str) -> str:
 
 
 class SourceFiles:
-    """The entries of the content folders as last seen: stat, when read, and digest (papers and issues only).
+    """The entries of the content folders as last seen: stat, when read, and digest.
 
     Packed per folder (names, numbers, digests) so that 22,000 entries unpickle and
     pickle as a few objects, not 22,000 tuples. Each folder's own stat is kept too: while
@@ -121,7 +122,7 @@ class SourceFiles:
     def set(self, kind: str, name: str, stat: tuple[int, ...], read_ns: int, digest: str) -> None:
         n = self._position(kind, name)
         if n is None or not self.has[kind][n]:
-            raise Stale  # only a paper's or an issue's record changes
+            raise Stale  # only a recorded file's record changes
         self.changed[f"{kind}/{name}"] = (tuple(stat), read_ns, digest)
         self.numbers[kind][n * _STAT : (n + 1) * _STAT] = array("Q", (*stat, read_ns))
         self.digests[kind][n * _DIGEST : (n + 1) * _DIGEST] = bytes.fromhex(digest)
@@ -226,7 +227,11 @@ def write_index(
         return
     if site is None:
         return
-    translations = _translations(settings, site.library.translations, started)
+    kinds = {
+        ISSUES: (settings.issues_dir, site.library.translations.issues),
+        PAPERS: (settings.papers_dir, site.library.translations.papers),
+    }
+    translations = recorded_translations(settings, started, kinds)
     if translations is None:
         return  # a stale translation (the build warned of it) or one that changed while it was read
     files = SourceFiles()
@@ -254,7 +259,7 @@ def write_index(
             elif name.endswith(".md") and not name.startswith("."):
                 return  # a file read without the cache
             else:  # a freeze record, or anything else: it must stay as it is
-                record = _other(full, started, frozen)
+                record = other_file(full, started, frozen)
                 if record is None:
                     return
                 files.add(kind, name, *record)
@@ -301,75 +306,6 @@ def write_index(
         },
     }
     save_index(path, payload)
-
-
-def _translations(settings: Settings, translations: Translations, started: int) -> dict[str, tuple] | None:
-    """'kind/name' -> (original, language, words, translated_from, stat, read_ns, digest) of each translation the build read.
-
-    None when the index cannot follow them: one is stale (the build warned), or one
-    changed since the build began and reads differently now.
-    """
-    found: dict[str, tuple] = {}
-    for kind, folder, items in (
-        (ISSUES, settings.issues_dir, translations.issues),
-        (PAPERS, settings.papers_dir, translations.papers),
-    ):
-        originals: dict[str, str | None] = {}
-        for translation in items.values():
-            original = translation.original
-            if original not in originals:
-                try:
-                    originals[original] = original_hash(folder / f"{original}.md")
-                except OSError:
-                    return None
-            if translation.translated_from != originals[original]:
-                return None
-            path = translation.path
-            stat = _stat(str(path))
-            read_ns = time.time_ns()
-            try:
-                data = path.read_bytes()
-            except OSError:
-                return None
-            if stat is None or path.parent != folder:
-                return None
-            if max(stat[1], stat[2]) + RACY_NS >= started:  # perhaps changed while the build read it
-                problems: list[Problem] = []
-                again = read_translation(settings, path, problems)
-                if problems or again != translation:
-                    return None
-            words = dict(translation.words)
-            record = (original, translation.language, words, translation.translated_from)
-            found[f"{kind}/{path.name}"] = (*record, stat, read_ns, file_digest(data))
-    return found
-
-
-def _other(path: str, started: int, frozen: dict[Path, Issue]) -> tuple[tuple, int, str] | None:
-    """(stat, when read, digest) of a file other than a paper, an issue or a translation; None when the index cannot vouch for it.
-
-    Of these the build reads freeze records only: one that may have changed since the
-    build read it must read as the build's issue holds it.
-    """
-    stat = _stat(path)
-    read_ns = time.time_ns()
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    if stat is None:
-        return None
-    issue = frozen.get(Path(path))
-    if issue is not None and max(stat[1], stat[2]) + RACY_NS >= started:
-        problems: list[Problem] = []
-        if read_freeze(issue.path, problems, issue.path.name) != issue.frozen or problems:
-            return None
-    return stat, read_ns, file_digest(data)
-
-
-def file_digest(data: bytes) -> str:
-    """A translation's or other file's digest: its bytes (what reading it gives depends on the code, in `site_inputs`)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def save_index(path: Path, index: dict[str, Any]) -> None:
@@ -459,7 +395,7 @@ def load_index(path: Path) -> dict[str, Any]:
         raise Stale
     data["files"] = files = SourceFiles.unpacked(data["files"])
     data["base"] = base
-    if not all(_translation_record(k, v) for k, v in data["translations"].items()):
+    if not all(well_formed(k, v) for k, v in data["translations"].items()):
         raise Stale
     data["journal"] = {"issue_fp": {}, "excerpts": {}, "translations": {}}
     try:
@@ -500,23 +436,9 @@ def load_index(path: Path) -> dict[str, Any]:
         data[field].update(journal[field])
         data["journal"][field] = journal[field]
     translations = journal["translations"]
-    if not all(_translation_record(k, v) and k in data["translations"] for k, v in translations.items()):
+    if not all(well_formed(k, v) and k in data["translations"] for k, v in translations.items()):
         raise Stale
     data["translations"].update(translations)
     data["journal"]["translations"] = translations
     data["manifest"], data["pages"] = journal["manifest"], journal["pages"]
     return data
-
-
-def _translation_record(key: object, record: object) -> bool:
-    """Whether an index's record of a translation is well formed: (original, language, words, translated_from)."""
-    if not (type(key) is str and type(record) is tuple and len(record) == 4):
-        return False
-    original, language, words, translated_from = record
-    return (
-        type(original) is str
-        and type(language) is str
-        and type(words) is dict
-        and all(type(k) is str and type(v) is str for k, v in words.items())
-        and type(translated_from) is str
-    )
