@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from datetime import datetime
 
 import psycopg
@@ -83,3 +87,44 @@ def test_a_parameter_without_a_text_form_is_refused(conn) -> None:
     with pytest.raises(TypeError, match="no text form for a parameter of type dict"):
         ECHO.run(conn, {**PARAMS, "text": {"a": 1}})
     assert ECHO.run(conn, PARAMS)[0][2] is True  # the connection is untouched: nothing was sent
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_a_signal_stops_a_statement_the_server_is_still_working_on(postgres_url: str) -> None:
+    """Ctrl-C is seen while the server works (a blocking libpq call would hold it until the answer):
+    the statement is cancelled on the server, and the next one gets a new connection."""
+    db = Database(postgres_url)
+    sleep = PreparedStatement("test_sleep", "SELECT %(tag)s::text FROM pg_sleep(%(seconds)s::float8)")
+    conn = db.dedicated()
+
+    def stop(signum, frame):
+        raise Stopped
+
+    previous = signal.signal(signal.SIGINT, stop)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        started = time.monotonic()
+        timer.start()
+        with pytest.raises(Stopped):
+            sleep.run(conn, {"seconds": 30, "tag": "stopped-by-a-signal"})
+        assert time.monotonic() - started < 10
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert conn.closed
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        for _ in range(50):  # the cancel reaches the server's backend at once, its row a moment later
+            running = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'",
+                ("%pg_sleep%",),
+            ).fetchone()[0]
+            if running == 0:  # (this query's own text names no pg_sleep: the pattern is a parameter)
+                break
+            time.sleep(0.1)
+        assert running == 0
+    again = db.dedicated()
+    assert again is not conn and sleep.run(again, {"seconds": 0, "tag": "next"}) == [("next",)]
+    db.close()

@@ -7,7 +7,9 @@ pragmas and ``BEGIN IMMEDIATE``; PostgreSQL's driver, pool and advisory locks) l
 
 from __future__ import annotations
 
+import contextlib
 import re
+import select
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -61,6 +63,8 @@ class Database:
         transaction and costs one round trip instead of three (BEGIN, statement, COMMIT).
         """
         conn = getattr(self._own, "conn", None)
+        if conn is not None and not self.sqlite and conn.closed:
+            conn = None  # closed when a statement was stopped midway (`PreparedStatement.run`)
         if conn is None:
             proxied = self.engine.raw_connection()
             conn = proxied.driver_connection
@@ -115,8 +119,8 @@ class PreparedStatement:
     60 µs of Python on every execute (converting the query, adapting each parameter, its
     prepared-statement cache and wait loop), a third of what the batch costs the sender.
     Here the ``%(name)s`` placeholders become ``$n`` once, parameters travel as text (the
-    server infers each one's type at PREPARE from where the statement uses it), libpq waits
-    for the answer with the interpreter lock released, and the rows come back through
+    server infers each one's type at PREPARE from where the statement uses it), the answer
+    is awaited in a poll that lets Ctrl-C through, and the rows come back through
     psycopg's own loaders, so they are the values a cursor would return. Errors are
     psycopg's, raised as a cursor raises them.
     """
@@ -140,18 +144,61 @@ class PreparedStatement:
 
         encoding = conn.info.encoding
         values = [_text(params[name], encoding) for name in self.names]
-        result = conn.pgconn.exec_prepared(self.name, values)
-        if result.status == pq.ExecStatus.FATAL_ERROR and _not_prepared(result):
-            # the first run on this connection (or the server forgot it, as DISCARD ALL makes it)
-            prepared = conn.pgconn.prepare(self.name, self.sql.encode(encoding))
-            if prepared.status != pq.ExecStatus.COMMAND_OK:
-                raise errors.error_from_result(prepared, encoding=encoding)
-            result = conn.pgconn.exec_prepared(self.name, values)
+        pgconn = conn.pgconn
+        try:
+            result = _answer(pgconn, pgconn.send_query_prepared, self.name, values)
+            if result.status == pq.ExecStatus.FATAL_ERROR and _not_prepared(result):
+                # the first run on this connection (or the server forgot it, as DISCARD ALL makes it)
+                prepared = _answer(pgconn, pgconn.send_prepare, self.name, self.sql.encode(encoding))
+                if prepared.status != pq.ExecStatus.COMMAND_OK:
+                    raise errors.error_from_result(prepared, encoding=encoding)
+                result = _answer(pgconn, pgconn.send_query_prepared, self.name, values)
+        except BaseException:
+            if pgconn.is_busy():  # stopped while the server works: the connection is of no further use
+                with contextlib.suppress(Exception):
+                    conn.cancel()
+                conn.close()
+            raise
         if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
             raise errors.error_from_result(result, encoding=encoding)
         loader = Transformer(conn)
         loader.set_pgresult(result)
         return loader.load_rows(0, result.ntuples, tuple)
+
+
+def _answer(pgconn: Any, send: Any, *args: Any) -> Any:
+    """Send one request through libpq and return its result, waiting with Python's eyes open.
+
+    libpq's blocking calls (PQexecPrepared) would hold the thread in C until the server
+    answers, and the Python signal handler (a first Ctrl-C stops the send, a second ends
+    it) would run only then: with a server that stopped answering, never. So the request
+    goes out on the connection psycopg made non-blocking, and the wait is a poll that
+    wakes at least every WAKE_MS to let a signal's handler run.
+    """
+    send(*args)
+    while pgconn.flush():  # libpq's buffer is not all sent yet: wait until it can be
+        _wait(pgconn.socket, select.POLLOUT | select.POLLIN)
+        pgconn.consume_input()
+    result = None
+    while True:
+        if pgconn.is_busy():
+            _wait(pgconn.socket, select.POLLIN)
+            pgconn.consume_input()
+            continue
+        got = pgconn.get_result()
+        if got is None:
+            return result
+        result = got
+
+
+WAKE_MS = 100
+
+
+def _wait(fd: int, events: int) -> None:
+    poller = select.poll()
+    poller.register(fd, events)
+    while not poller.poll(WAKE_MS):
+        pass
 
 
 def _not_prepared(result: Any) -> bool:
