@@ -10,8 +10,10 @@ either way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from newsletter.archive.keys import Memo, fingerprint, renderer_version
@@ -22,9 +24,9 @@ from newsletter.config import Settings
 from newsletter.content.cache import FragmentCache
 from newsletter.content.issues import Issue
 from newsletter.content.papers import Paper
-from newsletter.content.translations import Translations
+from newsletter.content.translations import Translation, Translations
 
-__all__ = ["IndexedSite", "Lazy"]
+__all__ = ["IndexedSite", "Lazy", "indexed_translations"]
 
 
 class Lazy(Mapping):
@@ -210,6 +212,23 @@ def _featured(
     return featured
 
 
+def indexed_translations(
+    records: dict[str, tuple], fresh: dict[str, tuple], folders: dict[str, Path]
+) -> Translations:
+    """Every translation as the index records it (`fresh`: the edited ones as read now), each made when first asked."""
+    keys: dict[str, dict[tuple[str, str], str]] = {kind: {} for kind in folders}
+    for key, record in records.items():
+        keys[key.split("/", 1)[0]][record[0], record[1]] = key
+
+    def make(kind: str, found: tuple[str, str]) -> Translation:
+        key = keys[kind][found]
+        original, language, words, translated_from = fresh.get(key, records[key])
+        return Translation(original, language, folders[kind] / key.split("/", 1)[1], words, translated_from)
+
+    issues, papers = (Lazy(keys[kind], functools.partial(make, kind)) for kind in ("issues", "papers"))
+    return Translations(issues=issues, papers=papers)
+
+
 class _IndexedLanguages(SiteLanguages):
     """`SiteLanguages` from the index: which translations each issue has is recorded, each version made when first asked.
 
@@ -241,6 +260,7 @@ class _IndexedLanguages(SiteLanguages):
         self._ids: dict[str, tuple[str, ...]] = index["papers_of"]
         self._translations = translations
         self._original = original
+        self._names: dict[str, str] = index["names"]
         self.versions = Lazy(slugs, self._versions)
 
     def _versions(self, slug: str) -> list[Version]:
@@ -260,6 +280,9 @@ class _IndexedLanguages(SiteLanguages):
             paper_languages = {pid: language for pid in ids if (pid, language) in self._translations.papers}
             found.append(Version(translated, _Named(ids, shown), paper_languages))
         return found
+
+    def name(self, language: str) -> str:
+        return self._names[language] if language in self._names else super().name(language)
 
     def edition(self, language: str) -> tuple[Sequence[Issue], Sequence[str]]:
         slugs = self.editions[language]

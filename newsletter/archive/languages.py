@@ -132,6 +132,10 @@ class SiteLanguages:
 
     # -- links between the versions of a page
 
+    def name(self, language: str) -> str:
+        """A language's name in its language links (`language_name`)."""
+        return language_name(language)
+
     def index_path(self, language: str) -> str:
         """The index of `language` relative to the site root: '' for the newsletter's own language."""
         return "" if language == self.default else f"{language}/"
@@ -142,9 +146,7 @@ class SiteLanguages:
         if len(versions) < 2:
             return []
         return [
-            LanguageLink(
-                v.issue.language, language_name(v.issue.language), v.path, v.issue.language == current
-            )
+            LanguageLink(v.issue.language, self.name(v.issue.language), v.path, v.issue.language == current)
             for v in versions
         ]
 
@@ -153,7 +155,7 @@ class SiteLanguages:
         if not self.languages:
             return []
         return [
-            LanguageLink(language, language_name(language), self.index_path(language), language == current)
+            LanguageLink(language, self.name(language), self.index_path(language), language == current)
             for language in [self.default, *self.languages]
         ]
 

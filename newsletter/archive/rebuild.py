@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.archive.feeds import feed_pages
-from newsletter.archive.indexed import IndexedSite
+from newsletter.archive.indexed import IndexedSite, indexed_translations
 from newsletter.archive.keys import Memo
 from newsletter.archive.pages import Page
 from newsletter.archive.site import (
@@ -66,7 +66,7 @@ from newsletter.archive.sources import (
     site_inputs,
     write_index,
 )
-from newsletter.archive.translated import edited_translation, file_digest, stale, translations
+from newsletter.archive.translated import edited_translation, file_digest, stale
 from newsletter.config import Settings
 from newsletter.content.cache import RACY_NS, ContentCache
 from newsletter.content.freeze import read_freeze
@@ -444,7 +444,9 @@ class _QuickBuild:
             paper=self._paper,
             digest=self._digest,
             edited=set(self.fresh_issues),
-            translations=translations(self.index["translations"], self.fresh_translations, self.folders),
+            translations=indexed_translations(
+                self.index["translations"], self.fresh_translations, self.folders
+            ),
             original=self._original,
         )
 

@@ -78,8 +78,12 @@ def index_path(settings: Settings, out: Path) -> Path:
 
 
 def site_inputs(settings: Settings, salt: str) -> str:
-    """What every page depends on besides the content: code, templates, catalogues, settings."""
-    return fingerprint(INDEX_VERSION, sys.byteorder, chrome_key(settings), salt, repr(settings))
+    """What every page depends on besides the content: code, templates, catalogues, settings, Babel's CLDR data."""
+    import babel  # loaded by the pages' words in any case
+
+    return fingerprint(
+        INDEX_VERSION, sys.byteorder, chrome_key(settings), salt, repr(settings), babel.__version__
+    )
 
 
 class SourceFiles:
@@ -304,6 +308,20 @@ def write_index(
             language: tuple(v.issue.slug for v in site.languages.issues_in(language))
             for language in site.languages.languages
         },
+        # each language's name, as its language links show it (Babel takes 0.1 s per language)
+        "names": {
+            language: site.languages.name(language)
+            for language in {
+                settings.language,
+                *site.languages.languages,
+                *(v.issue.language for versions in site.languages.versions.values() for v in versions[1:]),
+                *(
+                    versions[0].issue.language
+                    for versions in site.languages.versions.values()
+                    if len(versions) > 1
+                ),
+            }
+        },
     }
     save_index(path, payload)
 
@@ -381,6 +399,7 @@ _SHAPES = {
     "languages": tuple,
     "versions": dict,
     "editions": dict,
+    "names": dict,
 }
 
 
@@ -395,7 +414,7 @@ def load_index(path: Path) -> dict[str, Any]:
         raise Stale
     data["files"] = files = SourceFiles.unpacked(data["files"])
     data["base"] = base
-    if not all(well_formed(k, v) for k, v in data["translations"].items()):
+    if not well_formed(data["translations"]) or not all(type(v) is str for v in data["names"].values()):
         raise Stale
     data["journal"] = {"issue_fp": {}, "excerpts": {}, "translations": {}}
     try:
@@ -436,7 +455,7 @@ def load_index(path: Path) -> dict[str, Any]:
         data[field].update(journal[field])
         data["journal"][field] = journal[field]
     translations = journal["translations"]
-    if not all(well_formed(k, v) and k in data["translations"] for k, v in translations.items()):
+    if not (well_formed(translations) and translations.keys() <= data["translations"].keys()):
         raise Stale
     data["translations"].update(translations)
     data["journal"]["translations"] = translations
