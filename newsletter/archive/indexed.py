@@ -121,7 +121,7 @@ class IndexedSite(SitePages):
         digest: Callable[[str], str],
         edited: set[str],
         translations: Translations,
-        original: Callable[[str], Issue],
+        original: Callable[[Issue], Issue],
     ) -> None:
         self.library = None
         self.settings = settings
@@ -235,7 +235,7 @@ class _IndexedLanguages(SiteLanguages):
     `translated`: slug -> the languages of its translations, in the order of
     `SiteLanguages.versions`; `editions`: each language with an index -> the slugs of the
     issues that can be read in it. A translated issue is made from its original with its
-    freeze record (`original(slug)`), as the full build's is, so its fingerprint is the same.
+    freeze record (`original(issue)`), as the full build's is, so its fingerprint is the same.
     """
 
     def __init__(
@@ -246,7 +246,7 @@ class _IndexedLanguages(SiteLanguages):
         issues: Mapping[str, Issue],
         papers: Mapping[str, Paper],
         translations: Translations,
-        original: Callable[[str], Issue],
+        original: Callable[[Issue], Issue],
     ) -> None:
         self.settings = settings
         self.default = settings.language
@@ -268,7 +268,7 @@ class _IndexedLanguages(SiteLanguages):
         ids = self._ids[slug]
         found = [Version(issue, _Named(ids, self._papers))]
         if self.translated[slug]:
-            issue = self._original(slug)
+            issue = self._original(issue)
         for language in self.translated[slug]:
             translated = self._translations.issue_in(issue, language)
             if translated.language != language:

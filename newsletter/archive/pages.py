@@ -384,10 +384,12 @@ class SitePages:
         """The papers of one version of an issue, in its words."""
         return self.version_at[issue.web_path].papers
 
-    def index_pages(self) -> list[Page]:
-        """The root index (the newsletter's language) and one index per other language."""
+    def index_pages(self, only: set[str] | None = None) -> list[Page]:
+        """The root index (the newsletter's language) and one index per other language (`only` these)."""
         pages = []
         for language in [self.settings.language, *self.languages.languages]:
+            if only is not None and language not in only:
+                continue
             shown = [self.languages.shown_in(i, language).issue for i in self.issues]
             links = self.languages.index_links(language)
             key = self.key("index", language, [self._index_entry(i) for i in shown], links, self.tag_paths)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -43,11 +42,11 @@ from typing import Any
 from newsletter.archive.feeds import feed_pages
 from newsletter.archive.indexed import IndexedSite, indexed_translations
 from newsletter.archive.keys import Memo
+from newsletter.archive.manifest_text import ManifestText
 from newsletter.archive.pages import Page
 from newsletter.archive.site import (
     COMPILED_TEMPLATES,
     MANIFEST,
-    MANIFEST_VERSION,
     BuildReport,
     _compiled_templates,
     _write_atomic,
@@ -69,7 +68,7 @@ from newsletter.archive.sources import (
 from newsletter.archive.translated import edited_translation, file_digest, stale
 from newsletter.config import Settings
 from newsletter.content.cache import RACY_NS, ContentCache
-from newsletter.content.freeze import read_freeze
+from newsletter.content.freeze import FREEZE_SUFFIX, read_freeze
 from newsletter.content.issues import Issue
 from newsletter.content.library import load_library, read_content
 from newsletter.content.papers import Paper
@@ -103,68 +102,6 @@ def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
 
 # ---------------------------------------------------------------------------
 # The quick rebuild
-
-
-def _json(value: object) -> bytes:
-    """JSON as `site._write_manifest` writes it."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-
-
-class _ManifestText:
-    """The manifest as `site._write_manifest` wrote it (the index has its hash): records read and replaced in place.
-
-    Parsing and writing out 22,000 records cost more than the rest of a one-issue
-    rebuild; a record is found by its path, which, followed by `:{`, cannot occur inside
-    a JSON string (a quote there is always escaped), and records hold no braces.
-    """
-
-    HEAD = b'{"files":{'
-    MIDDLE = b'},"generator":"newsletter","memo":'
-    TAIL = b',"version":' + str(MANIFEST_VERSION).encode() + b"}"
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.files_end = data.find(self.MIDDLE)
-        if not data.startswith(self.HEAD) or self.files_end < 0 or not data.endswith(self.TAIL):
-            raise Stale
-        self.memo_start = self.files_end + len(self.MIDDLE)
-        self.memo_end = len(data) - len(self.TAIL)
-        self.found: dict[str, tuple[int, int]] = {}
-
-    def memo(self) -> dict[str, Any]:
-        try:
-            memo = json.loads(self.data[self.memo_start : self.memo_end])
-        except ValueError:
-            raise Stale from None
-        if type(memo) is not dict:
-            raise Stale
-        return memo
-
-    def record(self, path: str) -> dict[str, Any]:
-        needle = _json(path) + b":{"
-        at = self.data.find(needle, len(self.HEAD) - 1, self.files_end)
-        if at < 0 or self.data[at - 1 : at] not in (b"{", b","):
-            raise Stale  # a page the manifest does not list: the full build knows what to do
-        start = at + len(needle) - 1
-        stop = self.data.find(b"}", start) + 1
-        self.found[path] = (start, stop)
-        try:
-            record = json.loads(self.data[start:stop])
-        except ValueError:
-            raise Stale from None
-        if type(record) is not dict:
-            raise Stale
-        return record
-
-    def patched(self, records: dict[str, dict[str, Any]], memo: dict[str, str]) -> bytes:
-        """The manifest with these records (of paths read with `record`) and this memo."""
-        pieces = []
-        done = 0
-        for start, stop, path in sorted((*self.found[path], path) for path in records):
-            pieces += [self.data[done:start], _json(records[path])]
-            done = stop
-        pieces += [self.data[done : self.memo_start], _json(dict(sorted(memo.items()))), self.TAIL]
-        return b"".join(pieces)
 
 
 def _same_shape(old: Any, new: Any) -> bool:
@@ -214,14 +151,14 @@ class _QuickBuild:
                 self._save(manifest_bytes)
             return report
         fresh = self._read_changed(changed)
-        manifest = _ManifestText(manifest_bytes)
+        manifest = ManifestText(manifest_bytes)
         stored_memo = manifest.memo()
         memo = Memo({k: v for k, v in stored_memo.items() if isinstance(v, str)})
-        kept, index_changed = self._excerpts(fresh, memo, stored_memo)
+        kept, shown = self._excerpts(fresh, memo, stored_memo)
         site = self._site(fresh, memo)
         site.env.bytecode_cache = _compiled_templates(self.settings.build_dir / COMPILED_TEMPLATES)
         records: dict[str, dict[str, Any]] = {}
-        for page in self._pages(site, fresh, index_changed):
+        for page in self._pages(site, fresh, shown):
             before = manifest.record(page.path)
             record = _write_page(page, str(self.out), before, report)
             if record is not before:
@@ -355,8 +292,8 @@ class _QuickBuild:
 
     def _excerpts(
         self, fresh: dict[str, Paper | Issue], memo: Memo, stored: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """The memo a full build would keep now, and whether an index shows a different excerpt.
+    ) -> tuple[dict[str, Any], set[str]]:
+        """The memo a full build would keep now, and the versions (pages) whose excerpt an index shows changed.
 
         A full build keeps the excerpt of the introduction of every version an index
         shows; the index records which each one's is, so only the edited versions' are
@@ -365,7 +302,7 @@ class _QuickBuild:
         excerpts: dict[str, str] = self.index["excerpts"]
         kept = dict(stored)
         replaced = set()
-        index_changed = False
+        shown: set[str] = set()
         for path, (old, new) in self._intros(fresh).items():
             if path not in excerpts or old == new:
                 continue
@@ -376,10 +313,11 @@ class _QuickBuild:
             shown_new = self._excerpt(memo, new)
             if shown_new is not None:
                 kept[excerpts[path]] = shown_new
-            index_changed = index_changed or shown_old != shown_new
+            if shown_old != shown_new:
+                shown.add(path)
         for key in replaced - set(excerpts.values()):
             kept.pop(key, None)
-        return kept, index_changed
+        return kept, shown
 
     def _intros(self, fresh: dict[str, Paper | Issue]) -> dict[str, tuple[str, str]]:
         """Each version of an edited issue (or of an issue with an edited translation): its page -> its introduction before and now."""
@@ -450,19 +388,20 @@ class _QuickBuild:
             original=self._original,
         )
 
-    def _original(self, slug: str) -> Issue:
+    def _original(self, issue: Issue) -> Issue:
         """An issue with its freeze record, as the full build reads it: what its translations are made from."""
-        issue = self._issue(slug)
+        slug = issue.slug
         if issue.frozen is not None or slug in self.fresh_issues:
-            return issue
-        path = self.settings.issues_dir / f"{slug}.md"
+            return issue  # read again with its record
+        if self.index["files"].digest(ISSUES, f"{slug}{FREEZE_SUFFIX}") is None:
+            return issue  # none in the folder the index lists
         problems: list[Problem] = []
-        frozen = read_freeze(path, problems, f"issues/{slug}.md")
+        frozen = read_freeze(self.settings.issues_dir / f"{slug}.md", problems, f"issues/{slug}.md")
         if problems:
             raise Stale
         return dataclasses.replace(issue, frozen=frozen) if frozen else issue
 
-    def _pages(self, site: IndexedSite, fresh: dict[str, Paper | Issue], index_changed: bool) -> list[Page]:
+    def _pages(self, site: IndexedSite, fresh: dict[str, Paper | Issue], shown: set[str]) -> list[Page]:
         """The pages that show an edited file: keyed, and rendered when their key changed."""
         issues: set[str] = set()
         papers: set[str] = set()
@@ -479,8 +418,8 @@ class _QuickBuild:
             elif key.startswith(PAPERS + "/") and original in site.papers:
                 issues.update(i.slug for i in site.featured[original])
         pages = feed_pages(site, issues) if issues else []
-        if index_changed:
-            pages += site.index_pages()
+        if shown:
+            pages += site.index_pages(self._indexes(site, shown))
         for n, slug in enumerate(site.slugs):
             if slug in issues:
                 pages += [site.issue_version_page(v, n) for v in site.languages.versions[slug]]
@@ -488,6 +427,24 @@ class _QuickBuild:
         tags = sorted({tag for pid in papers for tag in site.papers[pid].tags})
         pages += [site.tag_entry(tag) for tag in tags]
         return pages
+
+    def _indexes(self, site: IndexedSite, shown: set[str]) -> set[str]:
+        """The languages whose index shows one of these versions: a translation its language's,
+        an original every index but those of the languages it is translated into."""
+        found = set()
+        for path in shown:
+            if path.startswith("issues/"):
+                slug = path.removeprefix("issues/").removesuffix("/")
+                own = site.by_slug[slug].language
+                translated = self.index["versions"].get(slug, ())
+                found.update(
+                    lang
+                    for lang in [self.settings.language, *site.languages.languages]
+                    if lang == own or lang not in translated
+                )
+            else:
+                found.add(path.split("/", 1)[0])
+        return found
 
     def _save(self, manifest: bytes) -> None:
         self.index["manifest"] = hashlib.sha256(manifest).hexdigest()
