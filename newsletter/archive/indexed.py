@@ -261,25 +261,39 @@ class _IndexedLanguages(SiteLanguages):
         self._translations = translations
         self._original = original
         self._names: dict[str, str] = index["names"]
+        self._made: dict[tuple[str, int], Version] = {}
         self.versions = Lazy(slugs, self._versions)
 
     def _versions(self, slug: str) -> list[Version]:
+        return [self._version(slug, n) for n in range(len(self.translated[slug]) + 1)]
+
+    def _version(self, slug: str, n: int) -> Version:
+        """Version `n` of an issue (0: its original, then its translations in order), made once."""
+        found = self._made.get((slug, n))
+        if found is not None:
+            return found
         issue = self._issues[slug]
         ids = self._ids[slug]
-        found = [Version(issue, _Named(ids, self._papers))]
-        if self.translated[slug]:
-            issue = self._original(issue)
-        for language in self.translated[slug]:
-            translated = self._translations.issue_in(issue, language)
+        if n == 0:
+            found = Version(issue, _Named(ids, self._papers))
+        else:
+            language = self.translated[slug][n - 1]
+            translated = self._translations.issue_in(self._original(issue), language)
             if translated.language != language:
                 raise Stale  # the index and the translations disagree
-            shown = Lazy(
-                ids,
-                lambda pid, language=language: self._translations.paper_in(self._papers[pid], language)[0],
-            )
+            shown = Lazy(ids, lambda pid: self._translations.paper_in(self._papers[pid], language)[0])
             paper_languages = {pid: language for pid in ids if (pid, language) in self._translations.papers}
-            found.append(Version(translated, _Named(ids, shown), paper_languages))
+            found = Version(translated, _Named(ids, shown), paper_languages)
+        self._made[slug, n] = found
         return found
+
+    def version_in(self, issue: Issue, language: str) -> Version | None:
+        """As `SiteLanguages.version_in`, making only the version asked for."""
+        slug = issue.slug
+        if self._issues[slug].language == language:
+            return self._version(slug, 0)
+        translated = self.translated[slug]
+        return self._version(slug, translated.index(language) + 1) if language in translated else None
 
     def name(self, language: str) -> str:
         return self._names[language] if language in self._names else super().name(language)
