@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import select
+import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -220,6 +222,14 @@ def _text(value: Any, encoding: str) -> bytes | None:
     if isinstance(value, datetime):
         return value.isoformat().encode("ascii")
     raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
+
+
+def driver_error(exc: BaseException) -> bool:
+    """Whether `exc` is the database's (through SQLAlchemy, or on a dedicated connection)."""
+    if isinstance(exc, sa.exc.DBAPIError | sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")  # imported only where a server is used
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 def reason(exc: sa.exc.DBAPIError) -> str:
