@@ -101,7 +101,13 @@ def send(settings, library, store, transport, template, **options):
     return send_issue(plan, store)
 
 
-def test_a_local_transport_is_sent_to_from_the_loops_own_thread(settings, library, store, template) -> None:
+def test_a_local_transport_is_sent_to_from_the_loops_own_thread(
+    settings, library, store, template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy machine can pause a thread for milliseconds, and every seventh message here waits
+    # for a look at the database: thresholds well above both, far below a network's answer.
+    monkeypatch.setattr(pool_module, "SLOW_ANSWER", 0.25)
+    monkeypatch.setattr(pool_module, "VERY_SLOW", 5.0)
     people = add_people(store, 40)
     transport = WatchedTransport(settings.database_url, look_every=7)
     report = send(settings, library, store, transport, template, threads=8)

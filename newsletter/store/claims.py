@@ -239,7 +239,8 @@ class Claims:
                     conn.executemany(_SQLITE_CLAIM, rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk at COMMIT)
+                conn.execute("ROLLBACK")
             raise
         return claimed
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import select
+import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +32,17 @@ class StoreError(NewsletterError):
 # The URL schemes people write for PostgreSQL, and the driver SQLAlchemy should use for them.
 _POSTGRES_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 CONNECT_TIMEOUT = 10  # seconds before an unreachable server is reported
+# libpq's options for a server that vanishes without closing the connection (a network cut,
+# a machine lost): without them a sender waits for its answer until the kernel gives up,
+# a quarter of an hour later, holding its rows and its lease. A URL's own values win.
+SERVER_LOST = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": 30,  # seconds of silence before the first probe
+    "keepalives_interval": 10,
+    "keepalives_count": 3,  # an idle connection is known dead after 30 + 3 × 10 s
+    "tcp_user_timeout": 60_000,  # ms a request may stay unacknowledged: a lost server within a minute
+}
 
 
 class Database:
@@ -222,6 +235,14 @@ def _text(value: Any, encoding: str) -> bytes | None:
     raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
 
 
+def driver_error(exc: BaseException) -> bool:
+    """Whether `exc` is the database's (through SQLAlchemy, or on a dedicated connection)."""
+    if isinstance(exc, sa.exc.DBAPIError | sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")  # imported only where a server is used
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
 def reason(exc: sa.exc.DBAPIError) -> str:
     """What the database driver said."""
     return str(exc.orig) if exc.orig is not None else str(exc)
@@ -292,7 +313,9 @@ def _create_engine(url: str, connections: int) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         # a few spare connections for short side tasks (heartbeats, reports) beside the threads
         options.update(
-            pool_size=connections, max_overflow=2, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+            pool_size=connections,
+            max_overflow=2,
+            connect_args={key: value for key, value in SERVER_LOST.items() if key not in parsed.query},
         )
     try:
         return sa.create_engine(parsed, **options)
