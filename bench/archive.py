@@ -10,7 +10,9 @@ goal with the load average. The one-issue rebuild's verdict is on CPU seconds, s
 shared machine the wall time says more about the others than about this code. A full
 build renders its pages in one worker process per core (`newsletter.archive.workers`):
 its verdict is on wall seconds, printed beside the CPU seconds of the build and its
-workers together (os.times), which the workers cannot lower.
+workers together (os.times), which the workers cannot lower. With `--translations N`,
+each issue has N translations (`<slug>.<lang>.md`) and the one-issue rebuild edits the
+introduction of the last language's translation (the same goal).
 """
 
 from __future__ import annotations
