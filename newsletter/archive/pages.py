@@ -77,6 +77,19 @@ def meta_description(html: str, limit: int = 160) -> str:
     return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:.") + "…"
 
 
+class Strings(dict):
+    """A language's chrome strings as the site's templates read them (`s.upvotes`): keys that are attributes too.
+
+    Jinja looks `s.upvotes` up as an attribute first: on a plain dict each lookup raised
+    and caught an AttributeError, forty times a page. A key that names a dict method
+    (none does) stays an item only, as on a plain dict.
+    """
+
+    def __init__(self, strings: dict[str, Any]) -> None:
+        super().__init__(strings)
+        self.__dict__.update({k: v for k, v in strings.items() if not hasattr(dict, k)})
+
+
 def published_issues(library: Library) -> list[Issue]:
     """Published issues, oldest first."""
     return [i for i in library.issues if i.published]
@@ -155,6 +168,8 @@ class SitePages:
     def _environment(self) -> Any:
         """The Jinja environment of the site's templates, with the filters that keep what they render."""
         env = jinja_environment(self.settings.templates_dir)
+        # the templates do not change during a build: no stat of each template file per page
+        env.auto_reload = False
         env.filters["markdown"] = lambda text: Markup(
             self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
         )
@@ -205,7 +220,7 @@ class SitePages:
         """The chrome of `language` and its strings, loaded once per build."""
         if language not in self._chrome:
             words = chrome(self.settings.templates_dir, language, self.settings.build_dir / CATALOGUES)
-            self._chrome[language] = (LocalWords(words), words.strings())
+            self._chrome[language] = (LocalWords(words), Strings(words.strings()))
         return self._chrome[language]
 
     def strings(self, language: str) -> dict[str, Any]:
@@ -268,18 +283,27 @@ class SitePages:
             "featured": self.featured,
             "direction": text_direction,
             "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
+            "paper_text": lambda paper, caller: self._paper_block(paper, caller, None, language, shown_in),
         }
 
     def _paper_block(
-        self, paper: Paper, caller: Callable[[], str], root: str, language: str, shown_in: dict[str, str]
+        self,
+        paper: Paper,
+        caller: Callable[[], str],
+        root: str | None,
+        language: str,
+        shown_in: dict[str, str],
     ) -> str:
-        """A paper's block (`{% call paper_block(paper) %}`), rendered once per build for each way it looks.
+        """A paper's block, rendered once per build for each way it looks.
 
         An issue's page and its papers' pages show a paper's block alike (same depth, same
         language): 20,000 paper pages reuse what 2,000 issue pages rendered. The block is
         made of the paper, the page's language (words, dates, `lang`), the paper's language
-        and the way back to the root (tag links); the paper object is the same one for the
-        whole build, a translation's a distinct one.
+        and, for `{% call paper_block(paper) %}`, the way back to the root (tag links); the
+        paper object is the same one for the whole build, a translation's a distinct one.
+        `{% call paper_text(paper) %}` is for what shows no link into the site (the paper's
+        meta line and abstract): it is the same at any depth, so an issue's feed entry
+        (absolute links) and its page (relative ones) render it once between them.
         """
         key = (id(paper), root, language, shown_in.get(paper.id))
         found = self._blocks.get(key)
