@@ -132,8 +132,7 @@ class SitePages:
         self.memo = memo
         # markdown as HTML, kept between builds: a full build with a warm cache parses none
         self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version)
-        self.env = self._environment()
-        self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
+        self._start_rendering()
         self.issues = published_issues(library)
         self.slugs = [i.slug for i in self.issues]
         self.papers_of = issue_papers(library, self.issues)
@@ -163,7 +162,15 @@ class SitePages:
         # every page may link to a tag: one whose folder another tag took moves all links
         self.chrome = fingerprint(chrome_key(self.settings), self._moved_tags())
         self._full: dict[str, str] = {}
+
+    def _start_rendering(self) -> None:
+        """The Jinja environment and what rendering keeps for the rest of the build (words, blocks, frames)."""
+        self.env = self._environment()
+        self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
         self._blocks: dict[tuple, tuple[Paper, str]] = {}
+        self._contexts: dict[tuple[str, str], dict[str, Any]] = {}
+        self._frames: dict[tuple[str, str, str, str], str] = {}
+        self._templates: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     def _environment(self) -> Any:
         """The Jinja environment of the site's templates, with the filters that keep what they render."""
@@ -243,48 +250,65 @@ class SitePages:
         has its own); `links` are the page's versions in other languages.
         """
         root = self.settings.base_url if depth is None else "../" * depth
-        words, strings = self.words(language)
-        subscribe = self.settings.web("subscribe")
-        edition = language in self.languages.languages
         home = root
-        if edition:
+        if language in self.languages.languages:
             index = self.languages.index_path(language)
             inside = depth is not None and path.startswith(index)
             home = "../" * (depth - 1) if inside else root + index
         shown_in = paper_languages or {}
         return {
+            **self._shared_context(root, language),
+            "home": home,
+            "canonical": self.settings.url(path),
+            "alternates": self.languages.alternates(links or []),
+            "language_links": links or [],
+            "paper_lang": lambda paper: shown_in.get(paper.id, "en"),  # papers are written in English
+            "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
+            "paper_text": lambda paper, caller: self._paper_block(paper, caller, None, language, shown_in),
+            "frame": lambda part, caller: self._frame(part, caller, root, home, language),
+        }
+
+    def _shared_context(self, root: str, language: str) -> dict[str, Any]:
+        """What every page at `root` in `language` sees alike, made once per build (20,000 pages ask)."""
+        found = self._contexts.get((root, language))
+        if found is not None:
+            return found
+        words, strings = self.words(language)
+        tag_urls: dict[str, str] = {}
+
+        def tag_href(tag: str) -> str:
+            url = tag_urls.get(tag)
+            if url is None:
+                url = tag_urls[tag] = root + quote(self.tag_paths[tag])
+            return url
+
+        found = self._contexts[root, language] = {
             "settings": self.settings,
             "newsletter": self.settings.name,
             "s": strings,
             "lang": language,
             "dir": text_direction(language),
             "root": root,
-            "home": home,
-            "edition": language if edition else None,
+            "edition": language if language in self.languages.languages else None,
             "css": root + self.css_path,
-            "canonical": self.settings.url(path),
-            "alternates": self.languages.alternates(links or []),
-            "language_links": links or [],
             "language_href": lambda link: (root + link.path) or "./",
             "language_name": language_name,
             "settings_lang": self._lang_attributes(self.settings.language, language),
             "same_language": same_language,
-            "paper_lang": lambda paper: shown_in.get(paper.id, "en"),  # papers are written in English
-            "subscribe_url": subscribe,
+            "subscribe_url": self.settings.web("subscribe"),
             "format_date": words.date,
             "count_label": words.papers,  # the CLDR plural form for the count (Arabic has six)
             "number": words.number,
             "issue_href": lambda issue: root + issue.web_path,
             "paper_href": lambda paper: f"{root}papers/{paper.id}/",
-            "tag_href": lambda tag: root + quote(self.tag_paths[tag]),
+            "tag_href": tag_href,
             "paper_link": lambda paper: (
                 paper.url or paper.arxiv_url or paper.project_page or f"{root}papers/{paper.id}/"
             ),
             "featured": self.featured,
             "direction": text_direction,
-            "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
-            "paper_text": lambda paper, caller: self._paper_block(paper, caller, None, language, shown_in),
         }
+        return found
 
     def _paper_block(
         self,
@@ -311,6 +335,18 @@ class SitePages:
             found = self._blocks[key] = (paper, caller())  # the paper is kept: its id stays its own
         return found[1]
 
+    def _frame(self, part: str, caller: Callable[[], str], root: str, home: str, language: str) -> str:
+        """A part of the page frame (`{% call frame("head") %}`), rendered once per build for each language and place.
+
+        The header and footer of 20,000 pages differ only by the way back to the root, the
+        index of the page's language and its words.
+        """
+        key = (part, root, home, language)
+        found = self._frames.get(key)
+        if found is None:
+            found = self._frames[key] = caller()
+        return found
+
     @staticmethod
     def _lang_attributes(language: str, page_language: str) -> Markup:
         """` lang=".." dir=".."` for text in `language` on a page in another (else nothing)."""
@@ -319,7 +355,26 @@ class SitePages:
         return Markup(' lang="{}" dir="{}"').format(language, text_direction(language))
 
     def render(self, template: str, context: dict[str, Any]) -> str:
-        return render_template(self.env, f"site/{template}", context)
+        """One page of `template` with `context`.
+
+        The template and its globals are looked up once per build: Jinja's own `render`
+        asks its cache for the template and copies the globals into each page's context.
+        The first page of each template, and any page that fails, goes through
+        `render_template`, which says what is wrong.
+        """
+        found = self._templates.get(template)
+        if found is None:
+            page = render_template(self.env, f"site/{template}", context)
+            loaded = self.env.get_template(f"site/{template}")
+            self._templates[template] = (loaded, dict(loaded.globals))
+            return page
+        loaded, globals_ = found
+        try:
+            return self.env.concat(
+                loaded.root_render_func(loaded.new_context({**globals_, **context}, shared=True))
+            )
+        except Exception:
+            return render_template(self.env, f"site/{template}", context)  # raises, with its words
 
     # -- pages
 
