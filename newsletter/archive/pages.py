@@ -263,7 +263,9 @@ class SitePages:
             "alternates": self.languages.alternates(links or []),
             "language_links": links or [],
             "paper_lang": lambda paper: shown_in.get(paper.id, "en"),  # papers are written in English
-            "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
+            "paper_block": lambda paper, caller, part="": self._paper_block(
+                paper, caller, root, language, shown_in, part
+            ),
             "paper_text": lambda paper, caller: self._paper_block(paper, caller, None, language, shown_in),
             "frame": lambda part, caller: self._frame(part, caller, root, home, language),
         }
@@ -317,6 +319,7 @@ class SitePages:
         root: str | None,
         language: str,
         shown_in: dict[str, str],
+        part: str = "",
     ) -> str:
         """A paper's block, rendered once per build for each way it looks.
 
@@ -328,8 +331,10 @@ class SitePages:
         `{% call paper_text(paper) %}` is for what shows no link into the site (the paper's
         meta line and abstract): it is the same at any depth, so an issue's feed entry
         (absolute links) and its page (relative ones) render it once between them.
+        `part` names another block of the paper (`paper_block(paper, part="listed")`: its
+        line on the pages of its tags).
         """
-        key = (id(paper), root, language, shown_in.get(paper.id))
+        key = (id(paper), root, language, shown_in.get(paper.id), part)
         found = self._blocks.get(key)
         if found is None:
             found = self._blocks[key] = (paper, caller())  # the paper is kept: its id stays its own
