@@ -16,6 +16,7 @@ other language a translation is in has its own index at `<lang>/`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html as html_module
 import re
@@ -52,11 +53,26 @@ CSS_OUTPUT = "assets/site.{hash}.css"
 
 @dataclass(frozen=True)
 class Page:
-    """One file of the site."""
+    """One file of the site.
+
+    `key` is the fingerprint of the page's inputs, None for a page always rendered (a
+    cheap one), or a function that makes the fingerprint when it is first asked for
+    (`lazy`): a build into an empty folder asks only once the page is written, in the
+    worker process that renders it, instead of keying 20,000 pages before forking.
+    """
 
     path: str  # relative to the site folder, '/'-separated
-    key: str | None  # fingerprint of the inputs; None: always render (cheap pages)
+    key: str | Callable[[], str] | None
     render: Callable[[], str | bytes]
+
+    def keyed(self) -> str | None:
+        """The page's key, made now if it was lazy."""
+        return self.key() if callable(self.key) else self.key
+
+
+def lazy(make: Callable[[], str]) -> Callable[[], str]:
+    """A page's key made the first time it is asked for, then kept."""
+    return functools.cache(make)
 
 
 def tag_segment(tag: str) -> str:
@@ -403,12 +419,14 @@ class SitePages:
 
     def paper_entry(self, pid: str) -> Page:
         """The page of one paper."""
-        key = self.key("paper", self.listed(pid))
+        key = lazy(lambda: self.key("paper", self.listed(pid)))
         return Page(f"papers/{pid}/index.html", key, lambda: self.paper_page(self.papers[pid]))
 
     def tag_entry(self, tag: str) -> Page:
         """The page of one tag."""
-        key = self.key("tag", tag, self.tag_paths[tag], [self.listed(p.id) for p in self.tags[tag]])
+        key = lazy(
+            lambda: self.key("tag", tag, self.tag_paths[tag], [self.listed(p.id) for p in self.tags[tag]])
+        )
         return Page(self.tag_paths[tag] + "index.html", key, lambda: self.tag_page(tag))
 
     def key(self, *parts: object) -> str:
@@ -474,7 +492,11 @@ class SitePages:
         for language in [self.settings.language, *self.languages.languages]:
             shown = [self.languages.shown_in(i, language).issue for i in self.issues]
             links = self.languages.index_links(language)
-            key = self.key("index", language, [self._index_entry(i) for i in shown], links, self.tag_paths)
+            key = lazy(
+                lambda language=language, shown=shown, links=links: self.key(
+                    "index", language, [self._index_entry(i) for i in shown], links, self.tag_paths
+                )
+            )
             path = self.languages.index_path(language) + "index.html"
             pages.append(Page(path, key, lambda language=language, shown=shown: self.index(language, shown)))
         return pages
@@ -497,11 +519,13 @@ class SitePages:
             for m in (n - 1, n + 1)
         ]
         links = self.languages.issue_links(issue, language)
-        key = self.key(
-            "issue",
-            self.issue_full(issue),
-            [(i.web_path, i.title, i.subject, i.date, i.language) if i else None for i in neighbours],
-            links,
+        key = lazy(
+            lambda: self.key(
+                "issue",
+                self.issue_full(issue),
+                [(i.web_path, i.title, i.subject, i.date, i.language) if i else None for i in neighbours],
+                links,
+            )
         )
         return Page(
             version.path + "index.html",
