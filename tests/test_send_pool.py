@@ -22,11 +22,13 @@ from newsletter.delivery import pool as pool_module
 from newsletter.delivery.plan import build_template, plan_send
 from newsletter.delivery.pool import SendingPool
 from newsletter.delivery.sending import send_issue
-from newsletter.delivery.transports.base import SendResult
+from newsletter.delivery.transports.base import Outcome, SendResult
 from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.store import Store
 from tests.support.project import make_newsletter
 from tests.support.sending import ISSUE, SECRET, add_people
+from tests.support.smtp import SmtpServer
 
 
 @pytest.fixture
@@ -99,7 +101,13 @@ def send(settings, library, store, transport, template, **options):
     return send_issue(plan, store)
 
 
-def test_a_local_transport_is_sent_to_from_the_loops_own_thread(settings, library, store, template) -> None:
+def test_a_local_transport_is_sent_to_from_the_loops_own_thread(
+    settings, library, store, template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy machine can pause a thread for milliseconds, and every seventh message here waits
+    # for a look at the database: thresholds well above both, far below a network's answer.
+    monkeypatch.setattr(pool_module, "SLOW_ANSWER", 0.25)
+    monkeypatch.setattr(pool_module, "VERY_SLOW", 5.0)
     people = add_people(store, 40)
     transport = WatchedTransport(settings.database_url, look_every=7)
     report = send(settings, library, store, transport, template, threads=8)
@@ -130,8 +138,12 @@ def test_a_slow_transport_grows_the_pool_to_the_setting_and_never_past_it(
 
 
 def test_a_paced_slow_transport_gets_the_threads_its_rate_needs_not_the_setting(
-    settings, library, store, template
+    settings, library, store, template, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # no thread leaves during the send: every thread that ever sent was alive at once, so the
+    # count below is the pool's size (on a busy machine a pause could retire one, and its
+    # successor would count twice)
+    monkeypatch.setattr(pool_module, "IDLE_RETIRE", 60.0)
     add_people(store, 60, suppressed=False)
     transport = WatchedTransport(settings.database_url, delay=0.03)
     # 40/s × 30 ms: about 1.2 messages in flight at a time (Little's law), a few in a burst
@@ -211,3 +223,31 @@ def test_idle_threads_leave_but_one_stays(monkeypatch: pytest.MonkeyPatch) -> No
     assert answers.get(timeout=5) == 99
     pool.close()
     assert not any(t.is_alive() for t in pool._threads)
+
+
+def test_a_thread_that_leaves_the_pool_says_quit_on_its_smtp_connection(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sending thread holds an SMTP connection of its own; one that leaves takes it along
+    (servers limit the connections a client holds, and a long send's pool grows and shrinks)."""
+    monkeypatch.setattr(pool_module, "IDLE_RETIRE", 0.2)
+    readers = [f"reader{i}@example.org" for i in range(4)]
+    smtp_server.handler.slow_after_data = dict.fromkeys(readers, 0.3)  # busy: each goes to its own thread
+    raw = b"From: editor@example.org\r\nTo: reader@example.org\r\nSubject: Hello\r\n\r\nHello.\r\n"
+    transport = SmtpTransport(smtp_server.host, smtp_server.port, security="none", timeout=5)
+    answers: queue.SimpleQueue[SendResult] = queue.SimpleQueue()
+    pool = SendingPool(
+        lambda to: transport.send("editor@example.org", to, raw), answers, 4, leave=transport.release_thread
+    )
+    pool.grow(4)
+    for to in readers:
+        pool.put(to)
+    assert [answers.get(timeout=10).outcome for _ in readers] == [Outcome.SENT] * 4
+    deadline = time.monotonic() + 10
+    while smtp_server.handler.quits < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (smtp_server.handler.quits, pool.size) == (3, 1)  # one thread always stays, connected
+    pool.close()
+    assert smtp_server.handler.quits == 4
+    transport.close()
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.received) == readers

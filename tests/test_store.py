@@ -93,6 +93,15 @@ def test_fresh_database_is_created_with_folder_wal_and_current_version(
     conn.close()
 
 
+def test_every_sqlite_commit_reaches_the_disk_before_it_returns(sqlite_store: Store) -> None:
+    """synchronous = FULL: a claim is on disk before its messages leave, so a power loss cannot
+    put claimed rows back in the queue (NORMAL keeps a WAL commit only across a process crash)."""
+    with sqlite_store.engine.connect() as conn:  # a pooled connection (events, subscribers, the web app)
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    claims = sqlite_store.db.dedicated()  # the send loop's own connection
+    assert claims.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
 def _tables_and_indexes(store: Store) -> tuple[set[str], set[str], set[str]]:
     inspector = sa.inspect(store.engine)
     indexes = {  # PostgreSQL also lists the index behind each unique constraint

@@ -191,6 +191,23 @@ def test_check_passes_and_close_is_idempotent(case: Case) -> None:
     assert len(case.received()) == 1
 
 
+def test_a_thread_that_releases_what_it_holds_can_still_send_later(case: Case) -> None:
+    """What a sending thread that leaves the pool does; a later thread may send again."""
+
+    def send_then_release(to: str) -> SendResult:
+        try:
+            return case.transport.send(SENDER, to, build_message(to))
+        finally:
+            case.transport.release_thread()
+            case.transport.release_thread()  # idempotent
+
+    recipients = ["first@example.com", "second@example.com"]
+    for to in recipients:  # each on a thread of its own, one after the other
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            assert pool.submit(send_then_release, to).result().outcome is Outcome.SENT
+    assert sorted(parse(raw)["To"].addresses[0].addr_spec for _, raw in case.received()) == recipients
+
+
 # -- the failure contract: every transport, every outcome -------------------------------------
 # Each transport has a hook that provokes an outcome for the next message to VICTIM; the
 # contract says how every transport must report it, because the sending loop and the ledger

@@ -34,7 +34,7 @@ from newsletter.delivery.pool import SendingPool
 from newsletter.delivery.report import FAILURES_KEPT, Failure, Tally
 from newsletter.delivery.transports import Outcome, StopSending, Transport
 from newsletter.mail.message import Recipient
-from newsletter.store import Answers
+from newsletter.store import Answers, StoreError
 from newsletter.tokens import preferences_token, unsubscribe_token
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ class SendLoop:
         self._low_water = self.threads
         self._hold_until: float | None = None  # when free threads stop waiting for the others
         self._unrecorded = Answers()  # answers to record with the next claim
+        self._recording: Answers | None = None  # answers handed to the store, until it returns
         self._unrecorded_since = 0.0
         self.pool: SendingPool | None = None
 
@@ -118,21 +119,58 @@ class SendLoop:
         # Long-lived sending threads fed through queues: a Future and a wait() per message
         # cost more CPU than building the message.
         answers: queue.SimpleQueue[_Answer] = queue.SimpleQueue()
-        self.pool = pool = SendingPool(self._deliver_safely, answers, self.threads)
-        self.claimer = self.store.start_sender(self.issue)
-        self._seen = time.monotonic()
+        self.pool = pool = SendingPool(
+            self._deliver_safely, answers, self.threads, leave=self.transport.release_thread
+        )
         try:
-            self._loop(pool, answers)
-        finally:
-            pool.close()
-        if self._unrecorded:
-            self.store.record(self.issue, self._take_unrecorded())
-        # from now on what this sender left in `sending` is uncertain, for every sender to see
-        self.store.finish_sender(self.issue, self.claimer)
+            self.claimer = self.store.start_sender(self.issue)
+            self._seen = time.monotonic()
+            try:
+                self._loop(pool, answers)
+            except BaseException:
+                self.halt.set()  # what the threads were handed and have not sent stays unsent
+                raise
+            finally:
+                pool.close()
+            if self._unrecorded:
+                self.store.record(self.issue, self._take_unrecorded())
+                self._recording = None
+            # from now on what this sender left in `sending` is uncertain, for every sender to see
+            self.store.finish_sender(self.issue, self.claimer)
+        except Exception as exc:
+            said = self.store.failed(exc)
+            if said is None:
+                raise
+            raise StoreError(self._database_lost(said, answers)) from None
         self.tally.quota = self.bucket.quota
         self.tally.final_rate = self.bucket.rate
         self.tally.requests = self.bucket.requests
         return self.tally
+
+    def _database_lost(self, said: str, answers: queue.SimpleQueue) -> str:
+        """What to tell the editor when the database stopped answering mid-send (the threads have ended)."""
+        done = []
+        while True:
+            try:
+                done.append(answers.get_nowait())
+            except queue.Empty:
+                break
+        self._record_all(done)
+        unrecorded = [self._unrecorded] + ([self._recording] if self._recording is not None else [])
+        claimed = sum(len(answers) for answers in unrecorded)
+        sent = sum(len(answers.sent) for answers in unrecorded)
+        unrecorded_text = (
+            f"{claimed} reader(s) claimed by this send could not be recorded ({sent} of their messages "
+            "were sent): their rows stay `sending`, and the next send lists them as uncertain; resend "
+            "those only with --resend-uncertain, once you know they did not arrive. Everything else is "
+            "recorded."
+            if claimed
+            else "Every message it sent is recorded."
+        )
+        return (
+            f"{said}\n\nThe database stopped answering, so the send of {self.issue} stopped. "
+            f"{unrecorded_text} When the database answers again, run `newsletter send {self.issue}` to go on."
+        )
 
     def _loop(self, pool: SendingPool, answers: queue.SimpleQueue) -> None:
         in_flight = 0
@@ -157,6 +195,7 @@ class SendLoop:
                         sender=self.claimer,
                         language_for=self.plan.language_for,
                     )
+                    self._recording = None
                     claimed_now = True
                     self.bucket.give_back(got - len(rows))
                     claimed += len(rows)
@@ -174,6 +213,7 @@ class SendLoop:
                 )
             ):
                 self.store.record(self.issue, self._take_unrecorded())
+                self._recording = None
             if not in_flight and (exhausted or halted):
                 return
             if time.monotonic() - self._seen > HEARTBEAT:  # slow answers: still at work
@@ -288,6 +328,7 @@ class SendLoop:
 
     def _take_unrecorded(self) -> Answers:
         taken, self._unrecorded = self._unrecorded, Answers()
+        self._recording = taken  # counted as unrecorded should the database fail to take them
         return taken
 
     # runs on a sending thread

@@ -34,8 +34,15 @@ IDLE_RETIRE = 1.0  # seconds a pool thread waits for work before it leaves (one 
 class SendingPool:
     """Sending threads started as they are needed, each running `deliver` on what `put` hands over."""
 
-    def __init__(self, deliver: Callable[[Any], Any], answers: queue.SimpleQueue, ceiling: int) -> None:
+    def __init__(
+        self,
+        deliver: Callable[[Any], Any],
+        answers: queue.SimpleQueue,
+        ceiling: int,
+        leave: Callable[[], None] = lambda: None,
+    ) -> None:
         self._deliver = deliver
+        self._leave = leave  # runs on a thread as it ends (the transport releases its connection)
         self._answers = answers
         self.ceiling = max(1, ceiling)
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -96,15 +103,18 @@ class SendingPool:
 
     def _run(self) -> None:
         """A pool thread: deliver what the loop hands over until it hands over None, or it idles too long."""
-        while True:
-            try:
-                item = self._work.get(timeout=IDLE_RETIRE)
-            except queue.Empty:
-                with self._lock:
-                    if self.size > 1:  # one thread always stays, so handed-over work is always taken
-                        self.size -= 1
-                        return
-                continue
-            if item is None:
-                return
-            self._answers.put(self._deliver(item))
+        try:
+            while True:
+                try:
+                    item = self._work.get(timeout=IDLE_RETIRE)
+                except queue.Empty:
+                    with self._lock:
+                        if self.size > 1:  # one thread always stays, so handed-over work is always taken
+                            self.size -= 1
+                            return
+                    continue
+                if item is None:
+                    return
+                self._answers.put(self._deliver(item))
+        finally:
+            self._leave()

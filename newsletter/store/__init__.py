@@ -27,7 +27,7 @@ from newsletter.store.addresses import email_key, normalize_email
 from newsletter.store.claims import Answers
 from newsletter.store.copy import copy_database
 from newsletter.store.engagement import Burst, Engagement, Observation
-from newsletter.store.engine import Database, StoreError, unusable
+from newsletter.store.engine import Database, StoreError, driver_error, unusable
 from newsletter.store.events import ApplyResult, Events
 from newsletter.store.leases import Lease, LeaseAnswer, Leases
 from newsletter.store.ledger import Audience, Delivery, Ledger
@@ -154,6 +154,13 @@ class Store:
         """Copy this whole database into the empty database at `url`; rows per table, verified by counts."""
         with Store.open(url) as target:
             return copy_database(self.db, target.db)
+
+    def failed(self, exc: BaseException) -> str | None:
+        """When `exc` is the database's, what it said ("database: what"); None for any other error."""
+        if not driver_error(exc):
+            return None
+        said = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc)
+        return f"{self.db.where}: {said.strip().splitlines()[0] if said.strip() else type(exc).__name__}"
 
     def close(self) -> None:
         self.db.close()

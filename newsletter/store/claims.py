@@ -9,7 +9,8 @@ They run as plain SQL on a DBAPI connection of their own (`Database.dedicated`):
   ``executemany`` (the loop runs in C), the claim one SELECT and one ``executemany``;
 * PostgreSQL: ONE statement per batch — data-modifying CTEs record every answer and claim
   the next rows (``FOR UPDATE SKIP LOCKED``) — in autocommit, so a batch is a single round
-  trip and a single transaction.
+  trip and a single transaction; it is prepared once and run through libpq itself
+  (`PreparedStatement`), without a cursor's Python work per execute.
 
 Either way a batch is atomic: the answers it records and the rows it claims commit together,
 so what a crash leaves in ``sending`` is what the sender had claimed and not yet recorded
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from newsletter.store.engine import Database
+from newsletter.store.engine import Database, PreparedStatement
 from newsletter.store.schema import OUTCOMES, UNCERTAIN, UtcDateTime
 
 LanguageFor = Callable[[str | None], str]  # a reader's language → the translation they get
@@ -143,6 +144,7 @@ SELECT c.id, c.subscriber_id, c.email, c.state, c.attempts, c.outcome, c.error, 
   c.sent_at, c.delivered_at, c.status, s.name, s.language, c.sent_language FROM claimed AS c LEFT OUTER JOIN subscribers AS s ON c.subscriber_id = s.id
 ORDER BY c.id
 """
+_BATCH = PreparedStatement("newsletter_claim_batch", _POSTGRES_BATCH)
 
 
 class Claims:
@@ -237,7 +239,8 @@ class Claims:
                     conn.executemany(_SQLITE_CLAIM, rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk at COMMIT)
+                conn.execute("ROLLBACK")
             raise
         return claimed
 
@@ -276,9 +279,7 @@ class Claims:
         while first or len(claimed) < n:
             params["n"] = n - len(claimed)
             params["languages"] = self._languages_json
-            with conn.cursor() as cur:
-                cur.execute(_POSTGRES_BATCH, params)
-                rows = cur.fetchall()
+            rows = _BATCH.run(conn, params)
             if first:  # the answers are recorded: later rounds only claim
                 first = False
                 params.update(

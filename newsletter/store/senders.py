@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from newsletter.store.engine import Database
+from newsletter.store.engine import Database, PreparedStatement
 from newsletter.store.schema import deliveries, rate_buckets, senders, utc_now
 
 SILENT_AFTER = timedelta(seconds=60)  # a sender not seen for this long is gone; its rows are uncertain
@@ -179,16 +179,14 @@ class Senders:
         the claim itself. The row lock of the UPDATE serialises the senders as before."""
         params = {"name": bucket, "n": n, "rate": rate, "burst": burst}
         conn = self.db.dedicated()
-        with conn.cursor() as cur:
-            for _ in range(2):
-                # the time once asked: a sender that waited for the row counts no time twice,
-                # since the refill starts from the later of `at` and this time
-                params["now"] = time.time() if now is None else now
-                cur.execute(_POSTGRES_TAKE_TOKENS, params)
-                row = cur.fetchone()
-                if row is not None:
-                    return int(row[0])
-                cur.execute(_POSTGRES_NEW_BUCKET, params)  # the first take of this quota: a full burst
+        for _ in range(2):
+            # the time once asked: a sender that waited for the row counts no time twice,
+            # since the refill starts from the later of `at` and this time
+            params["now"] = time.time() if now is None else now
+            rows = _TAKE_TOKENS.run(conn, params)
+            if rows:
+                return int(rows[0][0])
+            _NEW_BUCKET.run(conn, params)  # the first take of this quota: a full burst
         raise AssertionError(f"rate bucket {bucket!r} neither found nor made")  # pragma: no cover
 
 
@@ -210,3 +208,5 @@ _POSTGRES_NEW_BUCKET = """
 INSERT INTO rate_buckets (name, rate, burst, tokens, at) VALUES (%(name)s, %(rate)s, %(burst)s, %(burst)s, %(now)s)
 ON CONFLICT (name) DO NOTHING
 """
+_TAKE_TOKENS = PreparedStatement("newsletter_take_tokens", _POSTGRES_TAKE_TOKENS)
+_NEW_BUCKET = PreparedStatement("newsletter_new_bucket", _POSTGRES_NEW_BUCKET)

@@ -42,6 +42,7 @@ class RecordingHandler:
     slow_after_data: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue_ids: int = 0
+    quits: int = 0  # connections the client ended with QUIT
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -51,6 +52,11 @@ class RecordingHandler:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.quits += 1
+        return "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         for address in envelope.rcpt_tos:

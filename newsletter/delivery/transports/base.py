@@ -11,10 +11,9 @@ exactly that. A failure that concerns the whole send, not one recipient, is rais
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, NamedTuple, Self
 
 from newsletter.errors import TransportError
 
@@ -36,9 +35,12 @@ class Outcome(StrEnum):
     UNCERTAIN = "uncertain"
 
 
-@dataclass(frozen=True)
-class SendResult:
-    """What happened to one message for one recipient."""
+class SendResult(NamedTuple):
+    """What happened to one message for one recipient.
+
+    A named tuple, not a frozen dataclass: every message of a send makes one, and a frozen
+    dataclass sets each field through object.__setattr__ (2.7 µs against 0.8 µs).
+    """
 
     outcome: Outcome
     message_id: str | None = None  # the provider's id: SES MessageId, SMTP queue id, outbox file name
@@ -86,6 +88,9 @@ class Transport(ABC):
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing
         """Release connections; idempotent."""
+
+    def release_thread(self) -> None:  # noqa: B027 - most transports hold nothing per thread
+        """The calling thread sends no more: release what it holds (its own connection); idempotent."""
 
     def __enter__(self) -> Self:
         self.open()

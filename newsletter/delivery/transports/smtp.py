@@ -149,15 +149,25 @@ class SmtpTransport(Transport):
                 self._all.append(conn)
         return conn
 
-    def _drop(self) -> None:
+    def _drop(self, *, polite: bool = False) -> None:
+        """Forget this thread's connection: QUIT first when `polite`, else just close it."""
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
-        if conn is not None:
-            with self._lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
+        if conn is None:
+            return
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        if polite:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                conn.quit()
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def release_thread(self) -> None:
+        """A sending thread that leaves the pool says QUIT on its connection: servers limit
+        how many a client may hold, and a long send's pool grows and shrinks many times."""
+        self._drop(polite=True)
 
     def open(self) -> None:
         """Nothing to do up front: each sending thread connects on its first message."""
