@@ -464,18 +464,18 @@ def test_build_is_deterministic(digest: Path, tmp_path: Path) -> None:
 def test_markdown_is_rendered_once_across_builds_and_again_when_edited(
     digest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter.archive import pages
+    from newsletter.archive import rendering
     from newsletter.content.cache import FRAGMENTS_DIR
 
     build_site(load(digest), tmp_path / "cold")
     rendered: list[str] = []
-    real = pages.MARKDOWN.html
+    real = rendering.MARKDOWN.html
 
     def counted(text: str):
         rendered.append(text)
         return real(text)
 
-    monkeypatch.setattr(pages.MARKDOWN, "html", counted)
+    monkeypatch.setattr(rendering.MARKDOWN, "html", counted)
     build_site(load(digest), tmp_path / "warm")  # a new folder: every page rendered again
     assert rendered == []  # ...but no markdown parsed: it all came from the fragment cache
     assert site_files(tmp_path / "cold") == site_files(tmp_path / "warm")
