@@ -318,6 +318,52 @@ def test_hostile_titles_are_escaped_everywhere(built: Path) -> None:
     assert "with 49" not in issue  # template syntax in data is never evaluated
 
 
+def test_a_paper_s_shared_blocks_keep_each_page_s_links_and_escaping(built: Path) -> None:
+    """A paper's meta line and abstract are rendered once for its issue's page, the issue's feed
+    entry and its own page; each keeps its own tag links, and what content holds stays escaped."""
+    issue = (built / f"issues/{FIRST}/index.html").read_text(encoding="utf-8")
+    paper = (built / "papers/2401.00001/index.html").read_text(encoding="utf-8")
+    feed = json.loads((built / "feed.json").read_text(encoding="utf-8"))
+    entry = next(item["content_html"] for item in feed["items"] if item["id"] == BASE + f"issues/{FIRST}/")
+
+    def shown(html: str) -> tuple[str, str]:
+        block = html.split('id="2401.00001"', 1)[1]
+        links = block.index('<ul class="links">')
+        return block[block.index('<p class="meta">') : links], block[links : block.index("</ul>", links)]
+
+    (on_issue, in_feed, on_paper), (links_issue, links_feed, links_paper) = zip(
+        *(shown(html) for html in (issue, entry, paper)), strict=True
+    )
+    assert on_issue == in_feed == on_paper
+    assert "Ada Lovelace, Alan Turing" in on_issue and "<strong>cross-lingual transfer</strong>" in on_issue
+    assert "&lt;img src=x onerror=alert(1)&gt;" in on_issue and "<img" not in on_issue
+    assert 'href="/etc/passwd"' not in on_issue and 'href="https://example.com/x"' in on_issue
+    assert links_issue == links_paper and 'href="../../tags/transfer/"' in links_issue
+    assert f'href="{BASE}tags/transfer/"' in links_feed and 'href="../' not in links_feed
+
+
+def test_the_page_frame_follows_each_page_s_place_and_language(digest: Path, tmp_path: Path) -> None:
+    """The header and footer rendered once per place and language: the 404 page's links are
+    absolute, a paper's page leads two folders up, an Arabic issue's page has its own words."""
+    publish_draft(digest)
+    out = tmp_path / "out"
+    build_site(load(digest), out)
+    missing = (out / "404.html").read_text(encoding="utf-8")
+    paper = (out / "papers/2401.00001/index.html").read_text(encoding="utf-8")
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert f'<li><a href="{BASE}tags/">' in missing and f'<a href="{BASE}feed.xml">Atom</a>' in missing
+    assert '<li><a href="../../tags/">' in paper and '<a href="../../feed.xml">Atom</a>' in paper
+    assert '<li><a href="tags/">' in index and '<a href="feed.xml">Atom</a>' in index
+    # the Arabic issue's page is as deep as the paper's: the same links, in Arabic words
+    arabic = (out / f"issues/{DRAFT}/index.html").read_text(encoding="utf-8")
+    header = {
+        name: html.split('<header class="site-header">')[1].split("</header>")[0]
+        for name, html in (("ar", arabic), ("en", paper))
+    }
+    assert header["ar"] != header["en"] and '<li><a href="../../tags/">' in header["ar"]
+    assert header["ar"].count('href="../../') == header["en"].count('href="../../')
+
+
 def test_feeds_carry_every_published_issue_in_full(digest: Path, tmp_path: Path) -> None:
     import feedparser
 
@@ -418,18 +464,18 @@ def test_build_is_deterministic(digest: Path, tmp_path: Path) -> None:
 def test_markdown_is_rendered_once_across_builds_and_again_when_edited(
     digest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter.archive import pages
+    from newsletter.archive import rendering
     from newsletter.content.cache import FRAGMENTS_DIR
 
     build_site(load(digest), tmp_path / "cold")
     rendered: list[str] = []
-    real = pages.MARKDOWN.html
+    real = rendering.MARKDOWN.html
 
     def counted(text: str):
         rendered.append(text)
         return real(text)
 
-    monkeypatch.setattr(pages.MARKDOWN, "html", counted)
+    monkeypatch.setattr(rendering.MARKDOWN, "html", counted)
     build_site(load(digest), tmp_path / "warm")  # a new folder: every page rendered again
     assert rendered == []  # ...but no markdown parsed: it all came from the fragment cache
     assert site_files(tmp_path / "cold") == site_files(tmp_path / "warm")

@@ -551,6 +551,26 @@ def test_a_build_in_worker_processes_gives_the_bytes_of_one_process(paged: Path,
     assert f"wrote      papers/{PAPER}/index.html" in done.stdout
 
 
+def test_workers_take_whole_issues_in_chunks_the_costliest_pages_first(paged: Path) -> None:
+    from newsletter.archive.crawlers import crawler_pages
+    from newsletter.archive.feeds import feed_pages
+    from newsletter.archive.keys import Memo
+
+    site = pages_module.SitePages(load_library(load_settings(paged)), Memo({}))
+    pages = feed_pages(site) + crawler_pages(site) + site.pages()
+    order = workers_module.chunks(site, pages, list(range(len(pages))), 2)
+    assert sorted(n for chunk in order for n in chunk) == list(range(len(pages)))  # each page once
+    assert len(order) > 2  # more chunks than workers: whoever is done first takes the next
+    chunk_of = {pages[n].path: k for k, chunk in enumerate(order) for n in chunk}
+    for issue in site.issues:  # a paper's page with the issue's page that first shows it
+        first = chunk_of[f"{issue.web_path}index.html"]
+        for paper in site.papers_of[issue.slug]:
+            if site.featured[paper.id][0] is issue:
+                assert chunk_of[f"papers/{paper.id}/index.html"] == first
+    tags = [chunk_of[site.tag_paths[tag] + "index.html"] for tag in site.tags]
+    assert tags and max(tags) < min(chunk_of[f"{issue.web_path}index.html"] for issue in site.issues)
+
+
 def test_an_error_in_a_worker_stops_the_build_with_its_message(paged: Path) -> None:
     done = build_in_workers(paged, "--broken")
     assert done.returncode == 1 and "forked 3" in done.stderr

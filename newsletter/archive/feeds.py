@@ -25,7 +25,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from newsletter.archive.pages import Page, SitePages
+from newsletter.archive.pages import Page, SitePages, lazy
 from newsletter.content.library import Issue
 
 ATOM_FEED = "feed.xml"
@@ -99,7 +99,11 @@ def _edition_feeds(
             continue
         chunk = current if number == 0 else chunks[number - 1]
         links = _history_links(number, len(chunks))  # so full pages keep their key as pages are added
-        key = site.key("feed", prefix, language, number, links, [site.issue_full(i) for i in chunk])
+        key = lazy(
+            lambda number=number, chunk=chunk, links=links: site.key(
+                "feed", prefix, language, number, links, [site.issue_full(i) for i in chunk]
+            )
+        )
         for ext in ("xml", "json"):
             path = prefix + _page_path(number, ext)
             pages.append(

@@ -127,8 +127,7 @@ class IndexedSite(SitePages):
         self.settings = settings
         self.memo = memo
         self.fragments = FragmentCache.for_settings(settings, renderer_version)
-        self.env = self._environment()
-        self._chrome = {}
+        self._start_rendering()
         papers_of: dict[str, tuple[str, ...]] = index["papers_of"]
         self.slugs = list(papers_of)
         self.ids_of = papers_of
@@ -164,7 +163,6 @@ class IndexedSite(SitePages):
         self._featured_lines = {}
         self.chrome = index["chrome"]
         self._full = {}
-        self._blocks = {}
 
     # What the index knows without looking a paper up: a page that does not show a paper
     # never reads it from the cache.

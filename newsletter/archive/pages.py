@@ -2,8 +2,9 @@
 
 `SitePages` holds one build's shared state (the Jinja environment, strings per
 language, the memo, fingerprints of every paper and issue) and lists the site's files as
-`Page`s: a path, a key of the inputs and a render function. `newsletter.archive.site`
-decides which of them to render and write; `newsletter.archive.feeds` adds the feeds.
+`Page`s: a path, a key of the inputs and a render function. How a page renders, and what
+many pages share, is `newsletter.archive.rendering`. `newsletter.archive.site` decides
+which of them to render and write; `newsletter.archive.feeds` adds the feeds.
 
 Links between pages are relative (the site works under any sub-path and from
 `newsletter archive serve`); canonical links and the sitemap are absolute, built from
@@ -16,65 +17,60 @@ other language a translation is in has its own index at `<lang>/`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html as html_module
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
-
-from markupsafe import Markup
 
 from newsletter import __version__
 from newsletter.archive import ArchiveError
 from newsletter.archive.keys import PACKAGE, Memo, fingerprint, renderer_version, source_digest
 from newsletter.archive.languages import (
     LanguageLink,
-    LocalWords,
     SiteLanguages,
     Version,
-    language_name,
-    same_language,
 )
-from newsletter.config import Settings, text_direction
+from newsletter.archive.rendering import PageRendering
+from newsletter.config import Settings
 from newsletter.content.cache import FragmentCache
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
-from newsletter.mail.locale import chrome
-from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
+from newsletter.mail.render import excerpt
 
 PAGES_VERSION = 3  # bump when a change here changes pages in a way the code hash would not show
-CATALOGUES = "cache/catalogues"  # compiled catalogues, under paths.build
 CSS_SOURCE = "site/site.css"
 CSS_OUTPUT = "assets/site.{hash}.css"
 
 
 @dataclass(frozen=True)
 class Page:
-    """One file of the site."""
+    """One file of the site.
+
+    `key` is the fingerprint of the page's inputs, None for a page always rendered (a
+    cheap one), or a function that makes the fingerprint when it is first asked for
+    (`lazy`): a build into an empty folder asks only once the page is written, in the
+    worker process that renders it, instead of keying 20,000 pages before forking.
+    """
 
     path: str  # relative to the site folder, '/'-separated
-    key: str | None  # fingerprint of the inputs; None: always render (cheap pages)
+    key: str | Callable[[], str] | None
     render: Callable[[], str | bytes]
+
+    def keyed(self) -> str | None:
+        """The page's key, made now if it was lazy."""
+        return self.key() if callable(self.key) else self.key
+
+
+def lazy(make: Callable[[], str]) -> Callable[[], str]:
+    """A page's key made the first time it is asked for, then kept."""
+    return functools.cache(make)
 
 
 def tag_segment(tag: str) -> str:
     """The folder name of a tag's page: letters, digits, '.', '_' and '-' only."""
     segment = re.sub(r"[^\w.-]+", "-", tag, flags=re.UNICODE).strip("-.")
     return segment or "tag-" + hashlib.sha256(tag.encode()).hexdigest()[:8]
-
-
-def meta_description(html: str, limit: int = 160) -> str:
-    """About `limit` characters of an HTML fragment's text, cut at a word, for <meta name=description>.
-
-    Made from the already rendered (and memoised) HTML, so a paper's abstract is parsed once.
-    """
-    text = " ".join(html_module.unescape(re.sub(r"<[^>]+>", " ", html)).split())
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:.") + "…"
 
 
 def published_issues(library: Library) -> list[Issue]:
@@ -110,7 +106,7 @@ def chrome_key(settings: Settings) -> str:
     )
 
 
-class SitePages:
+class SitePages(PageRendering):
     """One build's shared state: the Jinja env, strings per language, memo, fingerprints."""
 
     def __init__(self, library: Library, memo: Memo, fragments: FragmentCache | None = None) -> None:
@@ -119,8 +115,7 @@ class SitePages:
         self.memo = memo
         # markdown as HTML, kept between builds: a full build with a warm cache parses none
         self.fragments = fragments or FragmentCache.for_settings(self.settings, renderer_version)
-        self.env = self._environment()
-        self._chrome: dict[str, tuple[LocalWords, dict[str, Any]]] = {}
+        self._start_rendering()
         self.issues = published_issues(library)
         self.slugs = [i.slug for i in self.issues]
         self.papers_of = issue_papers(library, self.issues)
@@ -150,17 +145,6 @@ class SitePages:
         # every page may link to a tag: one whose folder another tag took moves all links
         self.chrome = fingerprint(chrome_key(self.settings), self._moved_tags())
         self._full: dict[str, str] = {}
-        self._blocks: dict[tuple, tuple[Paper, str]] = {}
-
-    def _environment(self) -> Any:
-        """The Jinja environment of the site's templates, with the filters that keep what they render."""
-        env = jinja_environment(self.settings.templates_dir)
-        env.filters["markdown"] = lambda text: Markup(
-            self.fragments.get("html", text, lambda: str(MARKDOWN.html(text)))
-        )
-        env.filters["excerpt"] = lambda text: self.memo.get("excerpt", text, lambda: excerpt(text)[0])
-        env.filters["description"] = lambda text: meta_description(env.filters["markdown"](text))
-        return env
 
     # -- inputs
 
@@ -201,102 +185,6 @@ class SitePages:
         except OSError:
             raise ArchiveError(f"templates/{name}: missing (the archive site needs it)") from None
 
-    def words(self, language: str) -> tuple[LocalWords, dict[str, Any]]:
-        """The chrome of `language` and its strings, loaded once per build."""
-        if language not in self._chrome:
-            words = chrome(self.settings.templates_dir, language, self.settings.build_dir / CATALOGUES)
-            self._chrome[language] = (LocalWords(words), words.strings())
-        return self._chrome[language]
-
-    def strings(self, language: str) -> dict[str, Any]:
-        return self.words(language)[1]
-
-    # -- contexts
-
-    def base_context(
-        self,
-        *,
-        depth: int | None,
-        language: str,
-        path: str,
-        links: list[LanguageLink] | None = None,
-        paper_languages: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """`root` is the relative way back to the site root; None (404 page): absolute URLs.
-
-        `home` is the index of the page's language (the root index unless that language
-        has its own); `links` are the page's versions in other languages.
-        """
-        root = self.settings.base_url if depth is None else "../" * depth
-        words, strings = self.words(language)
-        subscribe = self.settings.web("subscribe")
-        edition = language in self.languages.languages
-        home = root
-        if edition:
-            index = self.languages.index_path(language)
-            inside = depth is not None and path.startswith(index)
-            home = "../" * (depth - 1) if inside else root + index
-        shown_in = paper_languages or {}
-        return {
-            "settings": self.settings,
-            "newsletter": self.settings.name,
-            "s": strings,
-            "lang": language,
-            "dir": text_direction(language),
-            "root": root,
-            "home": home,
-            "edition": language if edition else None,
-            "css": root + self.css_path,
-            "canonical": self.settings.url(path),
-            "alternates": self.languages.alternates(links or []),
-            "language_links": links or [],
-            "language_href": lambda link: (root + link.path) or "./",
-            "language_name": language_name,
-            "settings_lang": self._lang_attributes(self.settings.language, language),
-            "same_language": same_language,
-            "paper_lang": lambda paper: shown_in.get(paper.id, "en"),  # papers are written in English
-            "subscribe_url": subscribe,
-            "format_date": words.date,
-            "count_label": words.papers,  # the CLDR plural form for the count (Arabic has six)
-            "number": words.number,
-            "issue_href": lambda issue: root + issue.web_path,
-            "paper_href": lambda paper: f"{root}papers/{paper.id}/",
-            "tag_href": lambda tag: root + quote(self.tag_paths[tag]),
-            "paper_link": lambda paper: (
-                paper.url or paper.arxiv_url or paper.project_page or f"{root}papers/{paper.id}/"
-            ),
-            "featured": self.featured,
-            "direction": text_direction,
-            "paper_block": lambda paper, caller: self._paper_block(paper, caller, root, language, shown_in),
-        }
-
-    def _paper_block(
-        self, paper: Paper, caller: Callable[[], str], root: str, language: str, shown_in: dict[str, str]
-    ) -> str:
-        """A paper's block (`{% call paper_block(paper) %}`), rendered once per build for each way it looks.
-
-        An issue's page and its papers' pages show a paper's block alike (same depth, same
-        language): 20,000 paper pages reuse what 2,000 issue pages rendered. The block is
-        made of the paper, the page's language (words, dates, `lang`), the paper's language
-        and the way back to the root (tag links); the paper object is the same one for the
-        whole build, a translation's a distinct one.
-        """
-        key = (id(paper), root, language, shown_in.get(paper.id))
-        found = self._blocks.get(key)
-        if found is None:
-            found = self._blocks[key] = (paper, caller())  # the paper is kept: its id stays its own
-        return found[1]
-
-    @staticmethod
-    def _lang_attributes(language: str, page_language: str) -> Markup:
-        """` lang=".." dir=".."` for text in `language` on a page in another (else nothing)."""
-        if same_language(language, page_language):
-            return Markup("")
-        return Markup(' lang="{}" dir="{}"').format(language, text_direction(language))
-
-    def render(self, template: str, context: dict[str, Any]) -> str:
-        return render_template(self.env, f"site/{template}", context)
-
     # -- pages
 
     def pages(self) -> list[Page]:
@@ -319,12 +207,14 @@ class SitePages:
 
     def paper_entry(self, pid: str) -> Page:
         """The page of one paper."""
-        key = self.key("paper", self.listed(pid))
+        key = lazy(lambda: self.key("paper", self.listed(pid)))
         return Page(f"papers/{pid}/index.html", key, lambda: self.paper_page(self.papers[pid]))
 
     def tag_entry(self, tag: str) -> Page:
         """The page of one tag."""
-        key = self.key("tag", tag, self.tag_paths[tag], [self.listed(p.id) for p in self.tags[tag]])
+        key = lazy(
+            lambda: self.key("tag", tag, self.tag_paths[tag], [self.listed(p.id) for p in self.tags[tag]])
+        )
         return Page(self.tag_paths[tag] + "index.html", key, lambda: self.tag_page(tag))
 
     def key(self, *parts: object) -> str:
@@ -392,7 +282,11 @@ class SitePages:
                 continue
             shown = [self.languages.shown_in(i, language).issue for i in self.issues]
             links = self.languages.index_links(language)
-            key = self.key("index", language, [self._index_entry(i) for i in shown], links, self.tag_paths)
+            key = lazy(
+                lambda language=language, shown=shown, links=links: self.key(
+                    "index", language, [self._index_entry(i) for i in shown], links, self.tag_paths
+                )
+            )
             path = self.languages.index_path(language) + "index.html"
             pages.append(Page(path, key, lambda language=language, shown=shown: self.index(language, shown)))
         return pages
@@ -415,11 +309,13 @@ class SitePages:
             for m in (n - 1, n + 1)
         ]
         links = self.languages.issue_links(issue, language)
-        key = self.key(
-            "issue",
-            self.issue_full(issue),
-            [(i.web_path, i.title, i.subject, i.date, i.language) if i else None for i in neighbours],
-            links,
+        key = lazy(
+            lambda: self.key(
+                "issue",
+                self.issue_full(issue),
+                [(i.web_path, i.title, i.subject, i.date, i.language) if i else None for i in neighbours],
+                links,
+            )
         )
         return Page(
             version.path + "index.html",

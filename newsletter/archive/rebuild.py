@@ -158,7 +158,10 @@ class _QuickBuild:
         site = self._site(fresh, memo)
         site.env.bytecode_cache = _compiled_templates(self.settings.build_dir / COMPILED_TEMPLATES)
         records: dict[str, dict[str, Any]] = {}
-        for page in self._pages(site, fresh, shown):
+        pages = self._pages(site, fresh, shown)
+        for page in pages:  # every key before any write: a key that finds the index stale writes nothing
+            page.keyed()
+        for page in pages:
             before = manifest.record(page.path)
             record = _write_page(page, str(self.out), before, report)
             if record is not before:

@@ -220,14 +220,15 @@ def _write_pages(
 
 
 def _unchanged(page: Page, target: str, before: Any) -> bool:
-    """Whether the page's key and its file on disk are what the manifest recorded."""
-    return (
-        page.key is not None
-        and isinstance(before, dict)
-        and bool(before)
-        and before.get("key") == page.key
-        and _on_disk(target, before)
-    )
+    """Whether the page's key and its file on disk are what the manifest recorded.
+
+    A page the manifest does not list is not keyed here (a build into an empty folder):
+    a lazy key is made when the page is written, in the worker that renders it.
+    """
+    if not (isinstance(before, dict) and before):
+        return False
+    key = page.keyed()
+    return key is not None and before.get("key") == key and _on_disk(target, before)
 
 
 def _own(files: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -285,13 +286,14 @@ def _write_page(page: Page, out: str, before: Any, report: BuildReport) -> dict[
     target = os.path.join(out, page.path)
     if not isinstance(before, dict):
         before = None
-    if page.key is not None and before and before.get("key") == page.key and _on_disk(target, before):
+    key = page.keyed()
+    if key is not None and before and before.get("key") == key and _on_disk(target, before):
         report.unchanged += 1
         return before
     content = page.render()
     data = content.encode("utf-8") if isinstance(content, str) else content
     sha = hashlib.sha256(data).hexdigest()
-    record = {"sha256": sha, "size": len(data), "key": page.key}
+    record = {"sha256": sha, "size": len(data), "key": key}
     if before and before.get("sha256") == sha and _on_disk(target, before):
         report.unchanged += 1
         return before if before == record else record

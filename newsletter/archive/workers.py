@@ -7,8 +7,12 @@ parent's pages, templates and caches, nothing is pickled to them). Each renders 
 its share of the pages and hands back, through a temporary file, the manifest records of
 its pages and the fragments and memo entries it asked for, which the parent merges as if
 it had rendered them itself: the site, the manifest and the caches are those of a build
-in one process. Pages are shared out by issue, each paper's page going with the issue page
-that first shows the paper, whose block it reuses (`SitePages._paper_block`).
+in one process. The pages are cut into chunks, which the workers take from a pipe one at a
+time until none is left (`chunks`): however the pages' costs were guessed and whatever else
+the machine runs, the workers finish together. A chunk holds a run of issues whole (each
+issue's page, the pages of the papers it is the first to feature, whose blocks they reuse
+(`SitePages._paper_block`), and the feed pages carrying them); the costliest other pages
+(tags, indexes) are taken first, each alone.
 
 Where fork is missing (Windows), one core is all there is, or the process runs other
 threads (a lock one of them holds would be copied held), the build stays in one process. A worker's error is raised in the parent; Ctrl-C stops the workers with it.
@@ -27,9 +31,10 @@ from typing import Any
 
 from newsletter.archive.pages import Page, SitePages
 
-__all__ = ["PARALLEL_PAGES", "render_in_workers", "workers"]
+__all__ = ["PARALLEL_PAGES", "chunks", "render_in_workers", "workers"]
 
 PARALLEL_PAGES = 2000  # fewer pages than this to render: one process is quicker than forking
+MAX_CHUNKS = 1024  # 4-byte numbers in a pipe: 4 KB, within any system's pipe buffer
 
 Writer = Callable[[Page, str, Any, Any], dict[str, Any]]  # site._write_page
 
@@ -45,12 +50,14 @@ def workers(pages: int) -> int:
     return max(1, min(cores, pages // (PARALLEL_PAGES // 2)))
 
 
-def shares(site: SitePages, pages: list[Page], todo: list[int], count: int) -> list[list[int]]:
-    """The pages (their positions in `pages`) each of `count` workers renders, of about equal cost.
+def chunks(site: SitePages, pages: list[Page], todo: list[int], count: int) -> list[list[int]]:
+    """The pages at `todo` (their positions in `pages`) in the chunks workers take, in the order they take them.
 
     An issue's page, the pages of the papers it is the first to feature and the feed
-    pages carrying it go together, in issue order (they share rendered blocks and
-    fragments); indexes and tag pages (costlier, fewer) are dealt out after.
+    pages carrying it go together (they share rendered blocks and fragments), in runs of
+    as many issues as an archived feed page carries, short enough for each worker to take
+    several. Tag pages and indexes (costlier, fewer) come first, each alone; cheap pages
+    last, together.
     """
     position = {slug: n for n, slug in enumerate(site.slugs)}
     groups: dict[int, list[int]] = {}
@@ -72,21 +79,19 @@ def shares(site: SitePages, pages: list[Page], todo: list[int], count: int) -> l
             others.append((_cost(site, path), n))
         else:
             groups.setdefault(group, []).append(n)
-    ordered = [groups[g] for g in sorted(groups)]
-    total = sum(len(g) for g in ordered) + sum(cost for cost, _ in others)
-    result: list[list[int]] = [[] for _ in range(count)]
-    loads = [0.0] * count
-    worker = 0
-    for group in ordered:  # contiguous runs of issues, each about a `count`th of the cost
-        if loads[worker] >= total / count and worker < count - 1:
-            worker += 1
-        result[worker] += group
-        loads[worker] += len(group)
-    for cost, n in sorted(others, reverse=True):  # then the rest to whoever has least
-        least = loads.index(min(loads))
-        result[least].append(n)
-        loads[least] += cost
-    return [sorted(share) for share in result]
+    run = max(1, min(site.settings.feed_size, len(site.slugs) // (count * 8)))
+    runs: dict[int, list[int]] = {}
+    for group in sorted(groups):
+        runs.setdefault(group // run, []).extend(groups[group])
+    costly = [[n] for cost, n in sorted(others, reverse=True) if cost > 1]
+    cheap = sorted(n for cost, n in others if cost <= 1)
+    found = costly + [sorted(members) for _, members in sorted(runs.items())] + ([cheap] if cheap else [])
+    if len(found) > MAX_CHUNKS:  # their numbers must fit in the pipe before any worker reads it
+        step = -(-len(found) // MAX_CHUNKS)
+        found = [
+            sorted(n for chunk in found[k : k + step] for n in chunk) for k in range(0, len(found), step)
+        ]
+    return found
 
 
 def _cost(site: SitePages, path: str) -> float:
@@ -110,17 +115,24 @@ def render_in_workers(
     count: int,
 ) -> list[tuple[int, dict[str, Any], bool]]:
     """Render and write the pages at `todo` in `count` processes: (position, manifest record, written) for each."""
+    order = chunks(site, pages, todo, count)
+    queue, feed = os.pipe()
+    try:
+        # every chunk's number before any worker starts: a worker that finds the pipe empty is done
+        os.write(feed, b"".join(n.to_bytes(4, "little") for n in range(len(order))))
+    finally:
+        os.close(feed)
     children: dict[int, str] = {}
     results: list[tuple[int, dict[str, Any], bool]] = []
     try:
-        for share in shares(site, pages, todo, count):
+        for _ in range(count):
             handle, path = tempfile.mkstemp(prefix="newsletter-pages-")
             os.close(handle)
             pid = os.fork()
             if pid == 0:  # the worker: render, hand back, and leave without running the parent's exit code
                 status = 0
                 try:
-                    _work(site, pages, share, out, old, write, path)
+                    _work(site, pages, order, queue, out, old, write, path)
                 except BaseException:
                     status = 1
                 finally:
@@ -131,6 +143,7 @@ def render_in_workers(
             del children[pid]
             results += _collect(site, path)
     finally:
+        os.close(queue)
         for pid, path in children.items():  # an error or Ctrl-C: the others stop too
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -142,17 +155,26 @@ def render_in_workers(
 
 
 def _work(
-    site: SitePages, pages: list[Page], share: list[int], out: str, old: dict, write: Writer, path: str
+    site: SitePages,
+    pages: list[Page],
+    order: list[list[int]],
+    queue: int,
+    out: str,
+    old: dict,
+    write: Writer,
+    path: str,
 ) -> None:
     from newsletter.archive.site import BuildReport
 
     report = BuildReport(out=out)  # type: ignore[arg-type]
     done: list[tuple[int, dict[str, Any], bool]] = []
     try:
-        for n in share:
-            page = pages[n]
-            written = len(report.written)
-            done.append((n, write(page, out, old.get(page.path), report), len(report.written) > written))
+        # each read takes one whole number: they were all written before, 4 bytes each
+        while taken := os.read(queue, 4):
+            for n in order[int.from_bytes(taken, "little")]:
+                page = pages[n]
+                written = len(report.written)
+                done.append((n, write(page, out, old.get(page.path), report), len(report.written) > written))
         answer: Any = ("done", done, list(site.fragments.used), site.fragments.new, site.memo.used)
     except Exception as exc:
         answer = ("error", exc, done)

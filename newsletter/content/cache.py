@@ -410,6 +410,9 @@ class FragmentCache:
         self.added = 0  # fragments rendered in this run (the rest came from the files)
         self.new: dict[str, str] = {}  # ...and what they are
         self._elsewhere: set[str] = set()  # keys other processes of this build asked for (`merge`)
+        # (kind, source) -> fragment, for this run: a paper's abstract is asked for by its issue's
+        # page, feed entry and its own page, and hashing it each time cost more than the lookup
+        self._asked: dict[tuple[str, str], str] = {}
 
     @classmethod
     def for_settings(cls, settings: Settings, version: Callable[[], str]) -> FragmentCache:
@@ -427,6 +430,9 @@ class FragmentCache:
 
     def get(self, kind: str, source: str, render: Callable[[], str]) -> str:
         """The fragment of `source` of this kind: from this run, an earlier one, or `render()`."""
+        found = self._asked.get((kind, source))
+        if found is not None:
+            return found
         key = self.key(kind, source)
         found = self.used.get(key)
         if found is None:
@@ -437,6 +443,7 @@ class FragmentCache:
                 self._dirty.add(key[:2])
                 self.added += 1
             self.used[key] = found
+        self._asked[kind, source] = found
         return found
 
     def _shard(self, name: str) -> dict[str, str]:
