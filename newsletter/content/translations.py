@@ -154,27 +154,18 @@ def load_translations(settings: Settings, problems: list[Problem]) -> Translatio
     """Read every issue and paper translation; problems (and stale-translation warnings) go to `problems`."""
     issues: dict[tuple[str, str], Translation] = {}
     papers: dict[tuple[str, str], Translation] = {}
-    for directory, found, read in (
-        (settings.issues_dir, issues, _read_issue_translation),
-        (settings.papers_dir, papers, _read_paper_translation),
-    ):
+    for directory, found in ((settings.issues_dir, issues), (settings.papers_dir, papers)):
         for path in _named_translations(directory):
-            name = split_translation_name(path)
-            if name is None:
-                continue
-            where = _relative(path, settings)
-            translation = read(path, name, where, problems)
+            translation = read_translation(settings, path, problems)
             if translation is not None:
                 found[(translation.original, translation.language)] = translation
-                _warn_if_stale(translation, where, problems)
     return Translations(issues=issues, papers=papers)
 
 
 def read_translation(settings: Settings, path: Path, problems: list[Problem]) -> Translation | None:
-    """One translation file read as `load_translations` reads it, with its stale-translation warning.
-
-    For a caller that knows which files changed (the archive's quick rebuild); None when
-    `path` is not a translation or has errors (in `problems`).
+    """One translation file, with its stale-translation warning: what `load_translations`
+    reads for each, and what a caller that knows which files changed (the archive's quick
+    rebuild) reads alone. None when `path` is not a translation or has errors (in `problems`).
     """
     name = split_translation_name(path)
     if name is None:
