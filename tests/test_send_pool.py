@@ -137,6 +137,46 @@ def test_a_slow_transport_grows_the_pool_to_the_setting_and_never_past_it(
     assert not any(t.name.startswith("send-") for t in threading.enumerate())  # all ended
 
 
+class SlowAtFirstTransport(MemoryTransport):
+    """Answers after `delay` for its first `slow` messages, then at once; notes the thread of each message."""
+
+    def __init__(self, *, slow: int, delay: float) -> None:
+        super().__init__()
+        self.slow, self.slow_delay = slow, delay  # (MemoryTransport's own `delay` stays 0)
+        self.order: list[int] = []
+        self._watch = threading.Lock()
+
+    def send(self, sender: str, recipient: str, raw: bytes) -> SendResult:
+        with self._watch:
+            self.order.append(threading.get_ident())
+            wait = len(self.order) <= self.slow
+        if wait:
+            time.sleep(self.slow_delay)
+        return super().send(sender, recipient, raw)
+
+
+def test_a_send_moved_to_the_pool_comes_back_to_the_loops_thread_once_answers_are_quick(
+    settings, library, store, template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a slow moment (a busy machine, a disk flushing) must not cost thread hand-overs for the rest
+    # of the send; quick here is below 10 ms, which a busy test machine keeps to
+    monkeypatch.setattr(pool_module, "SLOW_ANSWER", 0.01)
+    monkeypatch.setattr(pool_module, "QUICK_SAMPLES", 16)
+    people = add_people(store, 120)
+    transport = SlowAtFirstTransport(slow=3, delay=0.05)
+    report = send(settings, library, store, transport, template, threads=4)
+
+    assert report.sent == 120 and sorted(transport.recipients) == sorted(people["active"])
+    loop_thread = threading.get_ident()
+    assert transport.order[0] == loop_thread  # the first message: very slow, so the pool takes over
+    assert transport.order[1] != loop_thread
+    # once the pool's last 16 messages were quick, the loop's thread sends to the end
+    back = transport.order.index(loop_thread, 1)
+    assert back <= 3 + 16 + 4 + 4  # the slow ones, the samples, a batch in flight, a batch claimed
+    assert set(transport.order[back:]) == {loop_thread}
+    assert store.ledger_counts(ISSUE) == {**store.ledger_counts(ISSUE), "sending": 0, "queued": 0}
+
+
 def test_a_paced_slow_transport_gets_the_threads_its_rate_needs_not_the_setting(
     settings, library, store, template, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,6 +244,33 @@ def test_inline_sends_turn_slow_after_two_slow_messages_or_one_very_slow() -> No
     assert pool.waited(0.002) and pool.slow
     again = SendingPool(lambda item: item, queue.SimpleQueue(), 8)
     assert again.waited(0.5) and again.slow
+
+
+def test_the_pool_hands_back_to_the_loops_thread_when_its_last_messages_were_quick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pool_module, "QUICK_SAMPLES", 4)
+    answers: queue.SimpleQueue = queue.SimpleQueue()
+    hold = {"seconds": 0.03}
+    pool = SendingPool(lambda item: (time.sleep(hold["seconds"]), item)[1], answers, 2)
+    assert pool.waited(0.5) and pool.slow
+    pool.grow(waiting=2)
+    for i in range(3):
+        pool.put(i)
+    [answers.get(timeout=5) for _ in range(3)]
+    assert not pool.quick_again()  # three messages are too few to tell
+    pool.put(3)
+    answers.get(timeout=5)
+    assert not pool.quick_again() and pool.slow  # four slow ones: the pool keeps the sending
+    hold["seconds"] = 0.0
+    for i in range(3):
+        pool.put(i)
+    [answers.get(timeout=5) for _ in range(3)]
+    assert not pool.quick_again()  # a "no" waits for as many new messages
+    pool.put(3)
+    answers.get(timeout=5)
+    assert pool.quick_again() and not pool.slow  # the loop's thread sends again
+    pool.close()
 
 
 def test_idle_threads_leave_but_one_stays(monkeypatch: pytest.MonkeyPatch) -> None:

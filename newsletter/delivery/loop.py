@@ -276,8 +276,8 @@ class SendLoop:
     def _hand_over(self, rows: list[Delivery], pool: SendingPool, in_flight: int) -> int:
         """Send claimed rows: on the loop's thread while answers are quick, else on the pool,
         grown for the rows that wait for a thread; how many the pool now has in flight."""
-        if pool.size == 0:
-            rows = self._send_inline(rows, pool)  # those left wait for the new pool
+        if not pool.slow or pool.quick_again():
+            rows = self._send_inline(rows, pool)  # those left wait for the pool
         if rows and pool.size < self.threads:
             pool.grow(in_flight + len(rows) - pool.size)
         for delivery in rows:

@@ -9,6 +9,9 @@ disk, several. So a send starts on the loop's thread and moves to a pool once an
 slow; then a thread is added for each claimed row that waits for a free one (claims wait for
 the rate's tokens first, so rows wait only while rate × latency exceeds the threads), with
 `threads` as the ceiling; a thread idle for IDLE_RETIRE seconds leaves (one always stays).
+The move goes both ways: when the pool's last QUICK_SAMPLES messages took a local transport's
+time again (the slowness was a busy moment of the machine, not the transport), the loop's
+thread takes the sending back.
 
 None of this widens what a crash can leave: the loop claims no more rows than `threads`
 whichever thread sends them (see newsletter.delivery.loop).
@@ -17,7 +20,10 @@ whichever thread sends them (see newsletter.delivery.loop).
 from __future__ import annotations
 
 import queue
+import statistics
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +35,8 @@ SLOW_ANSWER = 0.0005  # seconds
 SLOW_SAMPLES = 2
 VERY_SLOW = 0.02  # seconds
 IDLE_RETIRE = 1.0  # seconds a pool thread waits for work before it leaves (one always stays)
+# Messages the pool sends before it asks whether their median time is quick again (below SLOW_ANSWER)
+QUICK_SAMPLES = 32
 
 
 class SendingPool:
@@ -51,6 +59,9 @@ class SendingPool:
         self.size = 0  # threads alive; 0: the loop's own thread sends
         self.peak = 0  # the most threads alive at once
         self._slow_in_a_row = 0  # messages sent on the loop's thread that were slow, the last ones
+        self._held: deque[float] = deque(
+            maxlen=QUICK_SAMPLES
+        )  # seconds the pool's last messages held a thread
 
     # -- what the answers take
 
@@ -69,6 +80,18 @@ class SendingPool:
     def slow(self) -> bool:
         """Whether answers keep the loop's thread waiting: SLOW_SAMPLES slow messages in a row, or a very slow one."""
         return self._slow_in_a_row >= SLOW_SAMPLES
+
+    def quick_again(self) -> bool:
+        """Whether the pool's last QUICK_SAMPLES messages held their threads no longer than a quick
+        answer, in the median: then the loop's own thread sends again (`slow` is False) until answers
+        prove slow once more. A "no" waits for as many new messages before it is asked again."""
+        if len(self._held) < QUICK_SAMPLES:
+            return False
+        quick = statistics.median(self._held) <= SLOW_ANSWER
+        self._held.clear()
+        if quick:
+            self._slow_in_a_row = 0
+        return quick
 
     # -- the threads
 
@@ -115,6 +138,9 @@ class SendingPool:
                     continue
                 if item is None:
                     return
-                self._answers.put(self._deliver(item))
+                start = time.perf_counter()
+                answer = self._deliver(item)
+                self._held.append(time.perf_counter() - start)
+                self._answers.put(answer)
         finally:
             self._leave()
