@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.archive import rebuild
-from newsletter.archive.sources import index_path, load_index
+from newsletter.archive.sources import SourceFiles, file_stats, index_path, load_index
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content.translations import original_hash
@@ -128,6 +128,29 @@ def test_an_edited_abstract_renders_the_pages_that_show_the_paper(
     assert "A rewritten abstract." in (digest / "site" / f"papers/{PAPER}/index.html").read_text("utf-8")
     assert page != (digest / "site" / f"papers/{PAPER}/index.html").read_text("utf-8")
     assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
+
+
+def test_the_files_whose_stat_moved_are_found_among_many(tmp_path: Path) -> None:
+    # 200 files: more than one block of the folder-wide comparison, edits at its edges
+    names = [f"p{n:03d}.md" for n in range(200)]
+    for name in names:
+        (tmp_path / name).write_text(name, encoding="utf-8")
+    files = SourceFiles()
+    later = 10**19 - 1  # read long after every change: none is racy
+    stats = file_stats(tmp_path, names)
+    for n, name in enumerate(names):
+        files.add("papers", name, files.stat_at(stats, n), later, "00" * 32)
+    assert files.moved("papers", file_stats(tmp_path, names)) == []
+    for n in (0, 63, 64, 130, 199):
+        (tmp_path / names[n]).write_text(names[n] + " edited", encoding="utf-8")
+    os.utime(tmp_path / names[100], ns=(0, 10**9))  # touched: its times moved, not its size
+    assert files.moved("papers", file_stats(tmp_path, names)) == [0, 63, 64, 100, 130, 199]
+    # a file read in the tick of its last change is looked at again however its stat compares
+    files.set("papers", names[5], files.stat_at(stats, 5), stats[5 * 4 + 2], "00" * 32)
+    assert 5 in files.moved("papers", file_stats(tmp_path, names))
+    (tmp_path / names[7]).unlink()
+    with pytest.raises(rebuild.Stale):
+        file_stats(tmp_path, names)
 
 
 def test_a_sequence_of_quick_rebuilds_gives_the_bytes_of_a_build_from_nothing(

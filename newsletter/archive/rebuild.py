@@ -58,6 +58,7 @@ from newsletter.archive.sources import (
     PAPERS,
     SourceFiles,
     Stale,
+    file_stats,
     folder_stat,
     index_path,
     load_index,
@@ -191,44 +192,25 @@ class _QuickBuild:
         for kind, folder in self.folders.items():
             names = files.names[kind]
             self._listed(files, kind, folder, names, now)
-            numbers = files.numbers[kind]
-            try:
-                fd = os.open(folder, os.O_RDONLY)
-            except OSError:
-                raise Stale from None
-            try:
-                for n, name in enumerate(names):  # 20,000 stats: the loop is kept tight
-                    st = os.stat(name, dir_fd=fd)
-                    n *= 5
-                    if (
-                        st.st_mtime_ns == numbers[n + 1]
-                        and st.st_size == numbers[n]
-                        and st.st_ctime_ns == numbers[n + 2]
-                        and st.st_ino == numbers[n + 3]
-                        and max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS < numbers[n + 4]
-                    ):
-                        continue
-                    recorded = files.digest(kind, name)
-                    data = _read_bytes(os.path.join(folder, name))
-                    content = name.endswith(".md") and not name.startswith(".")
-                    if data is None or recorded is None:
-                        raise Stale
-                    if not content or f"{kind}/{name}" in translations:
-                        digest = file_digest(data)
-                    else:
-                        digest = self.cache.file_digest(data)
-                    if digest == recorded:  # touched, not changed: its stat is recorded again
-                        stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                        files.set(kind, name, stat, now, digest)
-                        self.touched = True
-                    elif not content:
-                        raise Stale  # a freeze record, or anything but a paper, an issue or a translation
-                    else:
-                        changed.append(f"{kind}/{name}")
-            except OSError:  # gone
-                raise Stale from None
-            finally:
-                os.close(fd)
+            stats = file_stats(folder, names)
+            for n in files.moved(kind, stats):
+                name = names[n]
+                recorded = files.digest(kind, name)
+                data = _read_bytes(os.path.join(folder, name))
+                content = name.endswith(".md") and not name.startswith(".")
+                if data is None or recorded is None:
+                    raise Stale
+                if not content or f"{kind}/{name}" in translations:
+                    digest = file_digest(data)
+                else:
+                    digest = self.cache.file_digest(data)
+                if digest == recorded:  # touched, not changed: its stat is recorded again
+                    files.set(kind, name, files.stat_at(stats, n), now, digest)
+                    self.touched = True
+                elif not content:
+                    raise Stale  # a freeze record, or anything but a paper, an issue or a translation
+                else:
+                    changed.append(f"{kind}/{name}")
         return sorted(changed)
 
     def _listed(self, files: SourceFiles, kind: str, folder: Path, names: list[str], now: int) -> None:
