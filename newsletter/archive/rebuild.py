@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from newsletter.archive.site import (
     COMPILED_TEMPLATES,
     MANIFEST,
     BuildReport,
+    _collector_paused,
     _compiled_templates,
     _write_atomic,
     _write_page,
@@ -89,7 +91,10 @@ def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
     """Build the archive into `out` (default settings.site_dir): quickly when the index allows, else in full."""
     out = Path(out) if out is not None else settings.site_dir
     try:
-        return _QuickBuild(settings, out).run()
+        # as in a full build: what the index holds is long-lived, and the collector's walks
+        # over it while it is unpickled and looked up cost more than the rest of a small rebuild
+        with _collector_paused() as resume:
+            return _QuickBuild(settings, out).run(resume)
     except Stale:
         pass
     started = time.time_ns()
@@ -137,7 +142,8 @@ class _QuickBuild:
         self.fresh_issues: dict[str, Issue] = {}
         self.fresh_translations: dict[str, tuple] = {}  # 'kind/name' -> the index's record, as now
 
-    def run(self) -> BuildReport:
+    def run(self, resume: Callable[[], None]) -> BuildReport:
+        """`resume`: collect garbage again from here on (the pages' rendering makes cycles)."""
         try:
             manifest_bytes = (self.out / MANIFEST).read_bytes()
         except OSError:
@@ -162,6 +168,7 @@ class _QuickBuild:
         pages = self._pages(site, fresh, shown)
         for page in pages:  # every key before any write: a key that finds the index stale writes nothing
             page.keyed()
+        resume()
         for page in pages:
             before = manifest.record(page.path)
             record = _write_page(page, str(self.out), before, report)
@@ -188,7 +195,6 @@ class _QuickBuild:
         now = time.time_ns()
         if files.names.keys() != self.folders.keys():
             raise Stale
-        translations = self.index["translations"]
         for kind, folder in self.folders.items():
             names = files.names[kind]
             self._listed(files, kind, folder, names, now)
@@ -200,10 +206,8 @@ class _QuickBuild:
                 content = name.endswith(".md") and not name.startswith(".")
                 if data is None or recorded is None:
                     raise Stale
-                if not content or f"{kind}/{name}" in translations:
-                    digest = file_digest(data)
-                else:
-                    digest = self.cache.file_digest(data)
+                # as the index recorded it: a translation's or another file's is of its bytes
+                digest = file_digest(data) if files.plain(kind, n) else self.cache.file_digest(data)
                 if digest == recorded:  # touched, not changed: its stat is recorded again
                     files.set(kind, name, files.stat_at(stats, n), now, digest)
                     self.touched = True
