@@ -250,6 +250,23 @@ def test_what_the_index_cannot_follow_is_built_in_full(
     assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
 
 
+def test_a_new_babel_release_is_built_in_full(
+    digest: Path, full: FullBuilds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its CLDR data decides dates and language names: the index knows Babel by the file naming its version
+    cli_build(digest)
+    full.taken()
+    assert cli_build(digest) == [] and not full.taken()
+    known = sources._babel_release()
+    assert b"__version__" in known
+    monkeypatch.setattr(
+        sources, "_babel_release", lambda: known.replace(b"__version__", b"__version__ = '0.1'  #")
+    )
+    cli_build(digest)
+    assert full.taken()
+    assert cli_build(digest) == [] and not full.taken()
+
+
 def forged_structure(path: Path, structure: dict | None = None) -> dict:
     """The site's structure an index holds; with `structure`, the index rewritten to hold it, hash and all."""
     data = pickle.load(io.BytesIO(path.read_bytes().partition(b"\n")[2]))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import itertools
 import operator
@@ -88,11 +89,21 @@ def index_path(settings: Settings, out: Path) -> Path:
 
 def site_inputs(settings: Settings, salt: str) -> str:
     """What every page depends on besides the content: code, templates, catalogues, settings, Babel's CLDR data."""
-    import babel  # loaded by the pages' words in any case
-
     return fingerprint(
-        INDEX_VERSION, sys.byteorder, chrome_key(settings), salt, repr(settings), babel.__version__
+        INDEX_VERSION, sys.byteorder, chrome_key(settings), salt, repr(settings), _babel_release()
     )
+
+
+def _babel_release() -> bytes:
+    """Babel's `__init__.py`, which names its version (and so its CLDR data's), read without importing Babel.
+
+    A rebuild that finds nothing changed would import it for this alone.
+    """
+    spec = importlib.util.find_spec("babel")
+    try:
+        return Path(spec.origin).read_bytes() if spec and spec.origin else b""
+    except OSError:
+        return b""  # nor can the pages be rendered: the full build says why
 
 
 class SourceFiles:
