@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.archive import rebuild
-from newsletter.archive.sources import index_path, load_index
+from newsletter.archive import rebuild, sources
+from newsletter.archive.sources import CACHED, SourceFiles, file_stats, index_path, load_index
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content.translations import original_hash
@@ -130,6 +130,29 @@ def test_an_edited_abstract_renders_the_pages_that_show_the_paper(
     assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
 
 
+def test_the_files_whose_stat_moved_are_found_among_many(tmp_path: Path) -> None:
+    # 200 files: more than one block of the folder-wide comparison, edits at its edges
+    names = [f"p{n:03d}.md" for n in range(200)]
+    for name in names:
+        (tmp_path / name).write_text(name, encoding="utf-8")
+    files = SourceFiles()
+    later = 10**19 - 1  # read long after every change: none is racy
+    stats = file_stats(tmp_path, names)
+    for n, name in enumerate(names):
+        files.add("papers", name, files.stat_at(stats, n), later, "00" * 32, CACHED)
+    assert files.moved("papers", file_stats(tmp_path, names)) == []
+    for n in (0, 63, 64, 130, 199):
+        (tmp_path / names[n]).write_text(names[n] + " edited", encoding="utf-8")
+    os.utime(tmp_path / names[100], ns=(0, 10**9))  # touched: its times moved, not its size
+    assert files.moved("papers", file_stats(tmp_path, names)) == [0, 63, 64, 100, 130, 199]
+    # a file read in the tick of its last change is looked at again however its stat compares
+    files.set("papers", names[5], files.stat_at(stats, 5), stats[5 * 4 + 2], "00" * 32)
+    assert 5 in files.moved("papers", file_stats(tmp_path, names))
+    (tmp_path / names[7]).unlink()
+    with pytest.raises(rebuild.Stale):
+        file_stats(tmp_path, names)
+
+
 def test_a_sequence_of_quick_rebuilds_gives_the_bytes_of_a_build_from_nothing(
     digest: Path, full: FullBuilds, tmp_path: Path
 ) -> None:
@@ -148,6 +171,11 @@ def test_a_sequence_of_quick_rebuilds_gives_the_bytes_of_a_build_from_nothing(
         edit(path, old, new)
         cli_build(digest)
         assert not full.taken(), (old, new)
+        # nothing changed since: the site's structure is not even unpickled, and the
+        # journal's changes to it are carried to the next run that reads it
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sources, "_structure", lambda *args: pytest.fail("structure read"))
+            assert cli_build(digest) == [] and not full.taken()
     issue.write_text(original, encoding="utf-8")
     cli_build(digest)
     assert not full.taken()
@@ -222,6 +250,33 @@ def test_what_the_index_cannot_follow_is_built_in_full(
     assert site_files(digest / "site") == fresh_build(digest, tmp_path / "fresh")
 
 
+def test_a_new_babel_release_is_built_in_full(
+    digest: Path, full: FullBuilds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its CLDR data decides dates and language names: the index knows Babel by the file naming its version
+    cli_build(digest)
+    full.taken()
+    assert cli_build(digest) == [] and not full.taken()
+    known = sources._babel_release()
+    assert b"__version__" in known
+    monkeypatch.setattr(
+        sources, "_babel_release", lambda: known.replace(b"__version__", b"__version__ = '0.1'  #")
+    )
+    cli_build(digest)
+    assert full.taken()
+    assert cli_build(digest) == [] and not full.taken()
+
+
+def forged_structure(path: Path, structure: dict | None = None) -> dict:
+    """The site's structure an index holds; with `structure`, the index rewritten to hold it, hash and all."""
+    data = pickle.load(io.BytesIO(path.read_bytes().partition(b"\n")[2]))
+    if structure is not None:
+        data["structure"] = pickle.dumps(structure)
+        forged = pickle.dumps(data)
+        path.write_bytes(__import__("hashlib").sha256(forged).hexdigest().encode() + b"\n" + forged)
+    return pickle.loads(data["structure"])
+
+
 class Boom:
     def __reduce__(self):  # what a tampered index would hold: a call on unpickling
         return (os.system, ("touch pwned",))
@@ -252,10 +307,9 @@ def test_a_damaged_or_tampered_index_is_never_trusted(
         evil = pickle.dumps({"base": Boom()})
         journal.write_bytes(__import__("hashlib").sha256(evil).hexdigest().encode() + b"\n" + evil)
     elif what == "wrong-shape":
-        data = pickle.load(io.BytesIO(body))
-        data["papers_of"] = {FIRST: ("no-such-paper",)}
-        evil = pickle.dumps(data)
-        path.write_bytes(__import__("hashlib").sha256(evil).hexdigest().encode() + b"\n" + evil)
+        structure = forged_structure(path)
+        structure["papers_of"] = {FIRST: ("no-such-paper",)}
+        forged_structure(path, structure)
     edit(digest / "issues" / f"{FIRST}.md", "Welcome back to the", "Welcome again to the")
     cli_build(digest)
     assert not (tmp_path / "pwned").exists()
@@ -524,13 +578,12 @@ def test_a_forged_translation_record_is_never_trusted(
     cli_build(example)
     full.taken()
     path = index_path(load_settings(example), example / "site")
-    data = pickle.load(io.BytesIO(path.read_bytes().partition(b"\n")[2]))
+    structure = forged_structure(path)
     key = f"issues/{SLUG}.de.md"
-    original, language, words, made_from = data["translations"][key]
+    original, language, words, made_from = structure["translations"][key]
     assert words["subject"].startswith("Multilingual LLM Digest #1")  # what the index keeps of it
-    data["translations"][key] = (original, language, list(words.items()), made_from)
-    forged = pickle.dumps(data)
-    path.write_bytes(__import__("hashlib").sha256(forged).hexdigest().encode() + b"\n" + forged)
+    structure["translations"][key] = (original, language, list(words.items()), made_from)
+    forged_structure(path, structure)
     edit(example / "issues" / f"{SLUG}.de.md", "Willkommen zur", "Herzlich willkommen zur")
     cli_build(example)
     assert full.taken()

@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from newsletter.archive.site import (
     COMPILED_TEMPLATES,
     MANIFEST,
     BuildReport,
+    _collector_paused,
     _compiled_templates,
     _write_atomic,
     _write_page,
@@ -58,6 +60,7 @@ from newsletter.archive.sources import (
     PAPERS,
     SourceFiles,
     Stale,
+    file_stats,
     folder_stat,
     index_path,
     load_index,
@@ -88,7 +91,10 @@ def build_archive(settings: Settings, out: Path | None = None) -> BuildReport:
     """Build the archive into `out` (default settings.site_dir): quickly when the index allows, else in full."""
     out = Path(out) if out is not None else settings.site_dir
     try:
-        return _QuickBuild(settings, out).run()
+        # as in a full build: what the index holds is long-lived, and the collector's walks
+        # over it while it is unpickled and looked up cost more than the rest of a small rebuild
+        with _collector_paused() as resume:
+            return _QuickBuild(settings, out).run(resume)
     except Stale:
         pass
     started = time.time_ns()
@@ -136,7 +142,8 @@ class _QuickBuild:
         self.fresh_issues: dict[str, Issue] = {}
         self.fresh_translations: dict[str, tuple] = {}  # 'kind/name' -> the index's record, as now
 
-    def run(self) -> BuildReport:
+    def run(self, resume: Callable[[], None]) -> BuildReport:
+        """`resume`: collect garbage again from here on (the pages' rendering makes cycles)."""
         try:
             manifest_bytes = (self.out / MANIFEST).read_bytes()
         except OSError:
@@ -161,6 +168,7 @@ class _QuickBuild:
         pages = self._pages(site, fresh, shown)
         for page in pages:  # every key before any write: a key that finds the index stale writes nothing
             page.keyed()
+        resume()
         for page in pages:
             before = manifest.record(page.path)
             record = _write_page(page, str(self.out), before, report)
@@ -187,48 +195,26 @@ class _QuickBuild:
         now = time.time_ns()
         if files.names.keys() != self.folders.keys():
             raise Stale
-        translations = self.index["translations"]
         for kind, folder in self.folders.items():
             names = files.names[kind]
             self._listed(files, kind, folder, names, now)
-            numbers = files.numbers[kind]
-            try:
-                fd = os.open(folder, os.O_RDONLY)
-            except OSError:
-                raise Stale from None
-            try:
-                for n, name in enumerate(names):  # 20,000 stats: the loop is kept tight
-                    st = os.stat(name, dir_fd=fd)
-                    n *= 5
-                    if (
-                        st.st_mtime_ns == numbers[n + 1]
-                        and st.st_size == numbers[n]
-                        and st.st_ctime_ns == numbers[n + 2]
-                        and st.st_ino == numbers[n + 3]
-                        and max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS < numbers[n + 4]
-                    ):
-                        continue
-                    recorded = files.digest(kind, name)
-                    data = _read_bytes(os.path.join(folder, name))
-                    content = name.endswith(".md") and not name.startswith(".")
-                    if data is None or recorded is None:
-                        raise Stale
-                    if not content or f"{kind}/{name}" in translations:
-                        digest = file_digest(data)
-                    else:
-                        digest = self.cache.file_digest(data)
-                    if digest == recorded:  # touched, not changed: its stat is recorded again
-                        stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                        files.set(kind, name, stat, now, digest)
-                        self.touched = True
-                    elif not content:
-                        raise Stale  # a freeze record, or anything but a paper, an issue or a translation
-                    else:
-                        changed.append(f"{kind}/{name}")
-            except OSError:  # gone
-                raise Stale from None
-            finally:
-                os.close(fd)
+            stats = file_stats(folder, names)
+            for n in files.moved(kind, stats):
+                name = names[n]
+                recorded = files.digest(kind, name)
+                data = _read_bytes(os.path.join(folder, name))
+                content = name.endswith(".md") and not name.startswith(".")
+                if data is None or recorded is None:
+                    raise Stale
+                # as the index recorded it: a translation's or another file's is of its bytes
+                digest = file_digest(data) if files.plain(kind, n) else self.cache.file_digest(data)
+                if digest == recorded:  # touched, not changed: its stat is recorded again
+                    files.set(kind, name, files.stat_at(stats, n), now, digest)
+                    self.touched = True
+                elif not content:
+                    raise Stale  # a freeze record, or anything but a paper, an issue or a translation
+                else:
+                    changed.append(f"{kind}/{name}")
         return sorted(changed)
 
     def _listed(self, files: SourceFiles, kind: str, folder: Path, names: list[str], now: int) -> None:

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.archive.publish import publish_site
-from newsletter.archive.rebuild import build_archive
-from newsletter.archive.server import site_server
 from newsletter.cli import Context, pass_context
 from newsletter.cli.listen import listen_options, open_server
-from newsletter.content.freeze import freeze_path, freeze_published
-from newsletter.content.library import load_library
-from newsletter.content.selection import plan
 
 OUT_OPTION = click.option(
     "--out",
@@ -47,6 +41,10 @@ def build(obj: Context, out: Path | None, verbose: bool) -> None:
     Example:
         newsletter archive build --out site/
     """
+    # each command imports what it runs: `build` is run after every edit, and the
+    # publishing and serving code (with http.server) would only slow it down
+    from newsletter.archive.rebuild import build_archive
+
     settings = obj.settings
     target = out or settings.site_dir
     # the content cache and the site's index: a rebuild parses only the paper and issue files
@@ -109,6 +107,10 @@ def publish(
     Example:
         newsletter archive publish --bucket digest.example.org --delete
     """
+    from newsletter.archive.publish import publish_site
+    from newsletter.content.freeze import freeze_path, freeze_published
+    from newsletter.content.library import load_library
+    from newsletter.content.selection import plan
 
     site_dir = out or obj.settings.site_dir
     if yes_delete_foreign and not delete:
@@ -164,6 +166,7 @@ def serve(obj: Context, host: str, port: int, out: Path | None) -> None:
     Example:
         newsletter archive serve --port 8000
     """
+    from newsletter.archive.server import site_server
 
     server = open_server(lambda h, p: site_server(out or obj.settings.site_dir, h, p), host, port)
     host, real_port = server.server_address[:2]

@@ -50,6 +50,8 @@ from newsletter.errors import Problem
 CACHE_VERSION = 6  # 6: issues as tuples too; 5: SHARDS files per folder; 4: papers as tuples
 CACHE_DIR = "cache/content"
 SHARDS = 256  # files per content folder: a lookup reads 1/256 of a folder's entries
+FRAGMENT_SHARDS = 4096  # files of the fragment cache: a fragment is in the one its key's first digits name
+_SHARD_DIGITS = 3  # hex digits: 16**3 == FRAGMENT_SHARDS
 RACY_NS = 2_000_000_000  # the coarsest common mtime granularity (FAT): 2 s
 
 T = TypeVar("T")
@@ -390,9 +392,11 @@ class _NothingUnpickler(pickle.Unpickler):
 class FragmentCache:
     """What rendering a text gave in earlier builds (markdown as HTML, feed entries), keyed by a digest.
 
-    A fragment's key is the SHA-256 of its kind and source; the fragments are kept in 256
-    files by the key's first two hex digits, so a one-issue rebuild, which asks for a few
-    dozen, reads and rewrites a few dozen small files instead of all of them. The files
+    A fragment's key is the SHA-256 of its kind and source; the fragments are kept in
+    `FRAGMENT_SHARDS` (4,096) files by the key's first three hex digits, so a one-issue
+    rebuild, which asks for a few dozen, reads and rewrites a few dozen small files (about
+    10 KB at 2,000 issues) instead of all of them: in 256 files, reading the few dozen it
+    needs cost as much as rendering its pages. The files
     live in a folder named after `version()`, which the caller makes from everything
     besides the source that decides the result (the renderer's code and its libraries'
     versions): a new renderer finds nothing and starts afresh. `version` is only called
@@ -436,11 +440,11 @@ class FragmentCache:
         key = self.key(kind, source)
         found = self.used.get(key)
         if found is None:
-            shard = self._shard(key[:2])
+            shard = self._shard(key[:_SHARD_DIGITS])
             found = shard.get(key)
             if found is None:
                 found = shard[key] = self.new[key] = render()
-                self._dirty.add(key[:2])
+                self._dirty.add(key[:_SHARD_DIGITS])
                 self.added += 1
             self.used[key] = found
         self._asked[kind, source] = found
@@ -451,6 +455,17 @@ class FragmentCache:
         if found is None:
             found = self._shards[name] = self._load(self.current / f"{name}.pickle")
         return found
+
+    def _files(self) -> list[str]:
+        """The names of the shards the version's folder holds a file for."""
+        try:
+            return [
+                n[:-7]
+                for n in os.listdir(self.current)
+                if n.endswith(".pickle") and len(n) == 7 + _SHARD_DIGITS
+            ]
+        except OSError:
+            return []
 
     @staticmethod
     def _load(path: Path) -> dict[str, str]:
@@ -465,8 +480,8 @@ class FragmentCache:
     def merge(self, used: Iterable[str], new: dict[str, str]) -> None:
         """What another process of this build (a worker rendering pages) asked for and rendered."""
         for key, value in new.items():
-            self._shard(key[:2])[key] = value
-            self._dirty.add(key[:2])
+            self._shard(key[:_SHARD_DIGITS])[key] = value
+            self._dirty.add(key[:_SHARD_DIGITS])
         self.added += len(new)
         self._elsewhere.update(used)
 
@@ -478,13 +493,17 @@ class FragmentCache:
         earlier renderers' folders are removed.
         """
         if prune:
-            kept: dict[str, dict[str, str]] = {f"{n:02x}": {} for n in range(256)}
+            # every file there is (one holding only fragments no page asked for is emptied)
+            # and every file a fragment asked for goes in; there are few of either in a small site
+            kept: dict[str, dict[str, str]] = {name: {} for name in self._files()}
+            for key in self.used.keys() | self._elsewhere:
+                kept.setdefault(key[:_SHARD_DIGITS], {})
             for key, value in self.used.items():
-                kept[key[:2]][key] = value
+                kept[key[:_SHARD_DIGITS]][key] = value
             for key in self._elsewhere - self.used.keys():
-                value = self._shard(key[:2]).get(key)
+                value = self._shard(key[:_SHARD_DIGITS]).get(key)
                 if value is not None:
-                    kept[key[:2]][key] = value
+                    kept[key[:_SHARD_DIGITS]][key] = value
             # a shard is written when it gained fragments or holds ones no page asked for
             stale = {name for name, shard in kept.items() if shard.keys() != self._shard(name).keys()}
             changed = self._dirty | stale
