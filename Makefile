@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q newsletter  # as a non-editable install does: every command starts faster
 	touch $(STAMP)
 
 ## demo: build every example issue, send the example issue to the local outbox, build the archive
