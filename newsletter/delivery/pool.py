@@ -56,12 +56,11 @@ class SendingPool:
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self.size = 0  # threads alive; 0: the loop's own thread sends
+        self.size = 0  # threads alive (while answers are quick, the loop's own thread sends)
         self.peak = 0  # the most threads alive at once
         self._slow_in_a_row = 0  # messages sent on the loop's thread that were slow, the last ones
-        self._held: deque[float] = deque(
-            maxlen=QUICK_SAMPLES
-        )  # seconds the pool's last messages held a thread
+        # seconds each of the pool's last messages held its thread
+        self._held: deque[float] = deque(maxlen=QUICK_SAMPLES)
 
     # -- what the answers take
 
