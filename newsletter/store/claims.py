@@ -269,9 +269,9 @@ class Claims:
             "sent": _json([{"id": i, "mid": mid} for i, mid in answers.sent]),
             "sent_ids": _ids(i for i, _ in answers.sent),
             "failed": _json([{"id": i, "outcome": o, "error": e} for i, o, e in answers.failed]),
-            "failed_ids": _ids(i for i, _, _ in answers.failed),
+            "failed_ids": _ids(i for i, _, _ in answers.failed) if answers.failed else "{}",
             "uncertain": _json([{"id": i, "error": e} for i, e in answers.uncertain]),
-            "uncertain_ids": _ids(i for i, _ in answers.uncertain),
+            "uncertain_ids": _ids(i for i, _ in answers.uncertain) if answers.uncertain else "{}",
             "requeued_ids": _ids(answers.requeued),
         }
         claimed: list[dict[str, Any]] = []
@@ -335,4 +335,4 @@ def _json(rows: list[dict[str, Any]]) -> str:
 
 def _ids(ids: Iterable[int]) -> str:
     """Row ids as a PostgreSQL array literal ("{1,2,3}")."""
-    return "{" + ",".join(str(int(i)) for i in ids) + "}"
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
