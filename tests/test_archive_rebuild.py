@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.archive import rebuild, sources
-from newsletter.archive.sources import CACHED, SourceFiles, file_stats, index_path, load_index
+from newsletter.archive.source_files import CACHED, SourceFiles, file_stats
+from newsletter.archive.sources import index_path, load_index
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.content.translations import original_hash

@@ -19,7 +19,7 @@ from typing import Any
 from newsletter.archive.keys import Memo, fingerprint, renderer_version
 from newsletter.archive.languages import SiteLanguages, Version
 from newsletter.archive.pages import CSS_OUTPUT, CSS_SOURCE, SitePages
-from newsletter.archive.sources import Stale
+from newsletter.archive.source_files import Stale
 from newsletter.config import Settings
 from newsletter.content.cache import FragmentCache
 from newsletter.content.issues import Issue

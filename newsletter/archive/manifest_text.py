@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from newsletter.archive.site import MANIFEST_VERSION
-from newsletter.archive.sources import Stale
+from newsletter.archive.source_files import Stale
 
 __all__ = ["ManifestText"]
 

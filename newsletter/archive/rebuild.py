@@ -55,13 +55,10 @@ from newsletter.archive.site import (
     _write_page,
     build_site,
 )
+from newsletter.archive.source_files import SourceFiles, Stale, file_stats, folder_stat
 from newsletter.archive.sources import (
     ISSUES,
     PAPERS,
-    SourceFiles,
-    Stale,
-    file_stats,
-    folder_stat,
     index_path,
     load_index,
     save_journal,
