@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from newsletter.archive.site import build_site  # noqa: E402
 from newsletter.archive.workers import workers  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.content.cache import FRAGMENTS_DIR, ContentCache  # noqa: E402
+from newsletter.content.cache import ContentCache  # noqa: E402
+from newsletter.content.fragments import FRAGMENTS_DIR  # noqa: E402
 from newsletter.content.library import load_library  # noqa: E402
 
 GOAL_FULL_S = 20.0

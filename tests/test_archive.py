@@ -465,7 +465,7 @@ def test_markdown_is_rendered_once_across_builds_and_again_when_edited(
     digest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from newsletter.archive import rendering
-    from newsletter.content.cache import FRAGMENTS_DIR
+    from newsletter.content.fragments import FRAGMENTS_DIR
 
     build_site(load(digest), tmp_path / "cold")
     rendered: list[str] = []

@@ -23,7 +23,8 @@ from newsletter.archive import workers as workers_module
 from newsletter.archive.site import COMPILED_TEMPLATES, MANIFEST, build_site
 from newsletter.config import load_settings
 from newsletter.content import cache as cache_module
-from newsletter.content.cache import CACHE_DIR, FRAGMENTS_DIR, RACY_NS, ContentCache
+from newsletter.content.cache import CACHE_DIR, RACY_NS, ContentCache
+from newsletter.content.fragments import FRAGMENTS_DIR
 from newsletter.content.library import load_library
 from newsletter.errors import NewsletterError
 from tests.support.project import REPO, edit, make_newsletter

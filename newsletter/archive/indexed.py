@@ -21,7 +21,7 @@ from newsletter.archive.languages import SiteLanguages, Version
 from newsletter.archive.pages import CSS_OUTPUT, CSS_SOURCE, SitePages
 from newsletter.archive.source_files import Stale
 from newsletter.config import Settings
-from newsletter.content.cache import FragmentCache
+from newsletter.content.fragments import FragmentCache
 from newsletter.content.issues import Issue
 from newsletter.content.papers import Paper
 from newsletter.content.translations import Translation, Translations

@@ -3,7 +3,7 @@
 A page's key is a `fingerprint` of everything its bytes depend on, the code included
 (`source_digest` of the whole package): `newsletter.archive.site` renders a page again
 only when its key changed. `renderer_version` names what, besides a text, decides the
-HTML its markdown gives, for the fragment cache (`newsletter.content.cache`).
+HTML its markdown gives, for the fragment cache (`newsletter.content.fragments`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Memo:
     The index lists every issue with an excerpt of its introduction: the excerpts are kept,
     so a one-issue rebuild does not parse thousands of introductions again. Feed entries
     and markdown as HTML are kept in the build folder's fragment cache instead
-    (`newsletter.content.cache.FragmentCache`): there are too many for the manifest.
+    (`newsletter.content.fragments.FragmentCache`): there are too many for the manifest.
     """
 
     def __init__(self, stored: dict[str, str]) -> None:

@@ -33,7 +33,7 @@ from newsletter.archive.languages import (
 )
 from newsletter.archive.rendering import PageRendering
 from newsletter.config import Settings
-from newsletter.content.cache import FragmentCache
+from newsletter.content.fragments import FragmentCache
 from newsletter.content.library import Issue, Library, Paper
 from newsletter.content.selection import plan
 from newsletter.mail.render import excerpt

@@ -27,7 +27,7 @@ from newsletter.archive.languages import (
     same_language,
 )
 from newsletter.config import Settings, text_direction
-from newsletter.content.cache import FragmentCache
+from newsletter.content.fragments import FragmentCache
 from newsletter.content.library import Paper
 from newsletter.mail.locale import chrome
 from newsletter.mail.render import MARKDOWN, excerpt, jinja_environment, render_template
